@@ -1,0 +1,385 @@
+//! `proxy.toml`: read, validate, and turn into typed settings before anything binds.
+//!
+//! The loader is "parse, don't validate": [`Config::load`] either returns a [`Config`] whose
+//! fields are already the types the proxy uses (`Duration`, `SocketAddr`, a split upstream
+//! URL), or a [`ConfigErrors`] listing every problem it found, one per line, as
+//! `FILE:LINE:COL: message` for TOML syntax and `FILE: key.path: message` for validation.
+//! `doorman check` prints exactly that list; start-up refuses to bind with it.
+//!
+//! Sections of the contract that this build does not implement yet are refused with a message
+//! saying so rather than accepted and ignored: a `[[routes]]` table that silently did nothing
+//! would leave paths the operator meant to protect open.
+
+mod net;
+mod reader;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use toml::Table;
+
+pub use net::IpNet;
+use reader::Section;
+pub use reader::{parse_duration, KeyError};
+
+/// The validated configuration of one doorman process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, as given (used in messages).
+    pub file: PathBuf,
+    pub listen: ListenConfig,
+    pub upstream: UpstreamConfig,
+}
+
+/// `[listen]`: the public listener and the limits that protect it.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before connections are dropped.
+    pub shutdown_grace: Duration,
+    /// From accept to the first complete request head, and from a request's first byte to its
+    /// complete head: bounds slowloris without cutting idle keep-alive connections short.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections served at once; beyond it, accept waits.
+    pub max_connections: usize,
+    /// Request line plus headers; larger heads are answered 431.
+    pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-*` headers are kept (and appended to) instead of replaced.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `[upstream]`: the one app doorman fronts.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Extra trust anchors for an `https://` upstream (`ca = "ca.pem"`); `None` means the
+    /// bundled web PKI roots.
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    pub connect_timeout: Duration,
+    /// Until the whole response head has arrived; bodies stream without a deadline.
+    pub timeout: Duration,
+    /// Pooled connections idle longer than this are closed, so doorman never reuses a socket
+    /// the upstream is about to close (Node closes idle sockets after 5s).
+    pub pool_idle_timeout: Duration,
+    /// Forward the client's `Host` instead of the upstream's authority.
+    pub preserve_host: bool,
+}
+
+impl UpstreamConfig {
+    /// The URL as written back for messages: `http://127.0.0.1:3000`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Everything wrong with a config file, in the order found.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// One problem with a config file.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    Io {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    /// The TOML itself is malformed; the position is 1-based.
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    /// A key is unknown, has the wrong type, or a value that cannot be used.
+    Key { file: PathBuf, error: KeyError },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io { file, error } => {
+                write!(f, "{}: cannot read config file: {}", file.display(), error)
+            }
+            ConfigError::Syntax {
+                file,
+                line,
+                col,
+                message,
+            } => {
+                write!(f, "{}:{}:{}: {}", file.display(), line, col, message)
+            }
+            ConfigError::Key { file, error } => write!(f, "{}: {}", file.display(), error),
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Sections the contract defines that later work adds; refused until they are enforced.
+const NOT_YET: &[&str] = &["session", "login", "identity", "admin", "access", "routes"];
+
+impl Config {
+    /// Read and validate `file`. Relative paths inside it resolve against its folder.
+    pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+        match std::fs::read_to_string(file) {
+            Ok(text) => Config::parse(&text, file),
+            Err(error) => Err(ConfigErrors(vec![ConfigError::Io {
+                file: file.to_path_buf(),
+                error,
+            }])),
+        }
+    }
+
+    /// Validate `text` as if read from `file` (which names it in messages and anchors relative
+    /// paths).
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+        let root: Table = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let message = e.message().trim().to_string();
+            ConfigErrors(vec![ConfigError::Syntax {
+                file: file.to_path_buf(),
+                line,
+                col,
+                message,
+            }])
+        })?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut errors = Vec::new();
+        let listen = read_listen(&root, &mut errors);
+        let upstream = read_upstream(&root, &base, &mut errors);
+        for key in root.keys() {
+            if key == "listen" || key == "upstream" {
+                continue;
+            }
+            let message = if NOT_YET.contains(&key.as_str()) {
+                "not supported by this build of doorman yet"
+            } else {
+                "unknown key"
+            };
+            errors.push(KeyError {
+                key: key.clone(),
+                message: message.to_string(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(Config {
+                file: file.to_path_buf(),
+                listen,
+                upstream,
+            })
+        } else {
+            let file = file.to_path_buf();
+            Err(ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|error| ConfigError::Key {
+                        file: file.clone(),
+                        error,
+                    })
+                    .collect(),
+            ))
+        }
+    }
+
+    /// The one-line summary `doorman check` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: ok: listening on http://{}, forwarding to {}",
+            self.file.display(),
+            self.listen.addr,
+            self.upstream.url()
+        )
+    }
+}
+
+fn read_listen(root: &Table, errors: &mut Vec<KeyError>) -> ListenConfig {
+    let mut s = Section::new(root, "listen", errors);
+    let defaults_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let listen = ListenConfig {
+        addr: s.socket_addr("addr", defaults_addr),
+        shutdown_grace: s.duration("shutdown_grace", Duration::from_secs(10)),
+        header_timeout: s.duration("header_timeout", Duration::from_secs(10)),
+        idle_timeout: s.duration("idle_timeout", Duration::from_secs(60)),
+        max_connections: s.int("max_connections", 10_000, 1, 1_000_000) as usize,
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: s.int("max_header_bytes", 32_768, 8_192, 1 << 20) as usize,
+        trusted_proxies: s.list("trusted_proxies", |v| v.parse::<IpNet>()),
+    };
+    for key in ["tls", "redirect_http", "hsts"] {
+        s.refuse(key, "TLS is not supported by this build of doorman yet");
+    }
+    s.finish();
+    listen
+}
+
+fn read_upstream(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> UpstreamConfig {
+    let mut s = Section::new(root, "upstream", errors);
+    let url = s.opt_str("url").unwrap_or("http://127.0.0.1:3000");
+    let (scheme, authority) = match parse_upstream_url(url) {
+        Ok(parts) => parts,
+        Err(message) => {
+            s.error("url", message);
+            (Scheme::HTTP, Authority::from_static("127.0.0.1:3000"))
+        }
+    };
+    let ca = s.opt_str("ca").and_then(|ca| {
+        if scheme != Scheme::HTTPS {
+            s.error("ca", "only applies to an https:// upstream url");
+            return None;
+        }
+        match load_certificates(&base.join(ca)) {
+            Ok(certs) => Some(certs),
+            Err(message) => {
+                s.error("ca", message);
+                None
+            }
+        }
+    });
+    let upstream = UpstreamConfig {
+        scheme,
+        authority,
+        ca,
+        connect_timeout: s.duration("connect_timeout", Duration::from_secs(3)),
+        timeout: s.duration("timeout", Duration::from_secs(60)),
+        pool_idle_timeout: s.duration("pool_idle_timeout", Duration::from_secs(4)),
+        preserve_host: s.bool("preserve_host", false),
+    };
+    s.finish();
+    upstream
+}
+
+/// `http://host:port` or `https://host:port`, with nothing after the authority: doorman forwards
+/// the path it matched exactly, so a base path on the upstream would be a second, silent rewrite.
+fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority), String> {
+    let bad = |why: &str| format!("invalid upstream url {url:?}: {why}");
+    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        Some(_) => return Err(bad("the scheme must be http or https")),
+        None => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| bad("missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("user info is not allowed"));
+    }
+    if authority.host().is_empty() {
+        return Err(bad("missing host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad(
+            "must not have a path or query; doorman forwards the request path as is",
+        ));
+    }
+    Ok((scheme, authority))
+}
+
+/// Every certificate in a PEM file; an empty or unreadable file is an error naming the file.
+fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no PEM certificate found in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(text, Path::new("proxy.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn an_empty_file_gets_the_contract_defaults() {
+        let c = Config::parse("", Path::new("proxy.toml")).unwrap();
+        assert_eq!(c.listen.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.listen.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.listen.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.listen.max_connections, 10_000);
+        assert_eq!(c.listen.max_header_bytes, 32_768);
+        assert_eq!(c.upstream.url(), "http://127.0.0.1:3000");
+        assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(4));
+        assert!(!c.upstream.preserve_host);
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let e = errors("[listen]\naddr = \"127.0.0.1:8080\"\nidle_timeout = \n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("proxy.toml:3:"), "{e:?}");
+    }
+
+    #[test]
+    fn upstream_urls_are_checked() {
+        for (url, why) in [
+            ("ftp://x", "the scheme must be http or https"),
+            (
+                "127.0.0.1:3000",
+                "expected http://HOST:PORT or https://HOST:PORT",
+            ),
+            ("http://a:b@host", "user info is not allowed"),
+            (
+                "http://host/app",
+                "must not have a path or query; doorman forwards the request path as is",
+            ),
+            (
+                "http://host/?q",
+                "must not have a path or query; doorman forwards the request path as is",
+            ),
+        ] {
+            let e = errors(&format!("[upstream]\nurl = {url:?}\n"));
+            assert_eq!(
+                e,
+                [format!(
+                    "proxy.toml: upstream.url: invalid upstream url {url:?}: {why}"
+                )]
+            );
+        }
+        assert!(errors("[upstream]\nurl = \"https://example.com/\"\n").is_empty());
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

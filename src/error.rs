@@ -1,0 +1,98 @@
+//! Why a request did not get the upstream's answer, and the one place that turns each cause
+//! into a status code.
+//!
+//! Clients get a short, fixed body per status: the cause (an upstream address, an OS error)
+//! goes to the log with the request's fields, never to the client.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// Every way doorman itself answers instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request cannot be forwarded as sent (no host, an unusable URI).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No connection to the upstream could be made (refused, unreachable, TLS failed).
+    #[error("upstream connect failed: {0}")]
+    UpstreamConnect(#[source] BoxError),
+    /// The connection to the upstream broke before a response head arrived.
+    #[error("upstream request failed: {0}")]
+    UpstreamFailed(#[source] BoxError),
+    /// The upstream did not connect, or answer with a complete head, in time.
+    #[error("upstream timed out after {0:?}")]
+    UpstreamTimeout(Duration),
+    /// The upstream agreed to switch protocols but the tunnel could not be set up.
+    #[error("upstream upgrade failed: {0}")]
+    UpgradeFailed(&'static str),
+}
+
+/// A boxed error source, as the HTTP client reports them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ProxyError {
+    /// The status this cause is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamFailed(_)
+            | ProxyError::UpgradeFailed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The response the client sees: the status and a fixed one-line text.
+    pub fn to_response(&self) -> Response<Body> {
+        fixed_response(self.status())
+    }
+}
+
+/// A short, fixed `text/plain` answer for `status`, never cached.
+pub fn fixed_response(status: StatusCode) -> Response<Body> {
+    let text = match status {
+        StatusCode::BAD_REQUEST => "Bad request\n",
+        StatusCode::BAD_GATEWAY => "Bad gateway: the upstream could not be reached\n",
+        StatusCode::GATEWAY_TIMEOUT => "Gateway timeout: the upstream did not answer in time\n",
+        _ => "Error\n",
+    };
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_has_one_status() {
+        let io = || -> BoxError { Box::new(std::io::Error::other("x")) };
+        assert_eq!(ProxyError::BadRequest("x").status(), 400);
+        assert_eq!(ProxyError::UpstreamConnect(io()).status(), 502);
+        assert_eq!(ProxyError::UpstreamFailed(io()).status(), 502);
+        assert_eq!(ProxyError::UpgradeFailed("x").status(), 502);
+        assert_eq!(
+            ProxyError::UpstreamTimeout(Duration::from_secs(1)).status(),
+            504
+        );
+    }
+
+    #[test]
+    fn client_bodies_never_carry_the_cause() {
+        let e =
+            ProxyError::UpstreamConnect(Box::new(std::io::Error::other("10.1.2.3:5432 refused")));
+        let resp = e.to_response();
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}

@@ -1,0 +1,226 @@
+//! Header surgery between client and upstream: hop-by-hop headers (RFC 9110 §7.6.1) and the
+//! `X-Forwarded-*` family.
+//!
+//! Hop-by-hop headers describe one connection and must not cross the proxy in either
+//! direction; `Connection` may name more of them, so its tokens are removed too. This runs
+//! before doorman sets anything of its own, so a client cannot use `Connection: X-Auth-User` to
+//! make a later hop delete the identity doorman set.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+
+use crate::identity::canonical;
+
+/// Hop-by-hop headers removed in both directions, besides those `Connection` names.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that describe where the request came from. From a peer that is not a trusted proxy
+/// they are lies at best and route or auth bypasses at worst (`X-Original-URL` rewrites the
+/// path in IIS and Symfony, `X-HTTP-Method-Override` the method in many frameworks), so they
+/// are removed before doorman sets its own `X-Forwarded-*`.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-uri",
+    "x-real-ip",
+    "true-client-ip",
+    "x-url-scheme",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+];
+
+/// Remove every header whose canonical name (lower case, `_` and `.` read as `-`) matches.
+pub fn remove_where(headers: &mut HeaderMap, mut matches: impl FnMut(&str) -> bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| matches(&canonical(name.as_str())))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Remove the headers `Connection` names and the standard hop-by-hop set.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Whether a comma-separated header carries `token` (case-insensitively).
+pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// What the `X-Forwarded-*` headers describe about the client side of one request.
+pub struct Forwarded<'a> {
+    pub peer: IpAddr,
+    /// The peer is in `[listen] trusted_proxies`: its forwarding headers are kept and extended.
+    pub trusted: bool,
+    /// `http` or `https`, as the client reached doorman.
+    pub proto: &'static str,
+    /// The host the client asked for (`Host` or the h2 `:authority`).
+    pub host: Option<&'a str>,
+}
+
+/// Replace (or, for a trusted peer, extend) the forwarding headers.
+pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+    let prior_for = f
+        .trusted
+        .then(|| join_values(headers, "x-forwarded-for"))
+        .flatten();
+    let prior_proto = f
+        .trusted
+        .then(|| headers.get("x-forwarded-proto").cloned())
+        .flatten();
+    let prior_host = f
+        .trusted
+        .then(|| headers.get("x-forwarded-host").cloned())
+        .flatten();
+    if !f.trusted {
+        remove_where(headers, |name| FORWARDING.contains(&name));
+    }
+    let xff = match prior_for {
+        Some(prior) => format!("{prior}, {}", f.peer),
+        None => f.peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        prior_proto.unwrap_or_else(|| HeaderValue::from_static(f.proto)),
+    );
+    match prior_host.or_else(|| f.host.and_then(|h| HeaderValue::from_str(h).ok())) {
+        Some(host) => {
+            headers.insert("x-forwarded-host", host);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+}
+
+/// All values of a header joined with `, ` (a list header may arrive split over lines).
+fn join_values(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn connection_named_and_standard_hop_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret , close"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
+        let f = Forwarded {
+            peer: "127.0.0.9".parse().unwrap(),
+            trusted: false,
+            proto: "http",
+            host: Some("app.test"),
+        };
+        set_forwarded(&mut h, &f);
+        let mut keys: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]
+        );
+        assert_eq!(h["x-forwarded-for"], "127.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+    }
+
+    #[test]
+    fn a_trusted_peer_is_appended_to_the_chain() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+        ]);
+        let f = Forwarded {
+            peer: "10.0.0.2".parse().unwrap(),
+            trusted: true,
+            proto: "http",
+            host: Some("internal"),
+        };
+        set_forwarded(&mut h, &f);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+    }
+}

@@ -1,0 +1,247 @@
+//! Listener, accept loop, per-connection serving, and graceful shutdown.
+//!
+//! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
+//! bind `127.0.0.1:0` and stop it when they like. Each accepted connection runs in its own task
+//! with a [`ConnClock`](clock::ConnClock) enforcing `header_timeout` and `idle_timeout`; at most
+//! `max_connections` run at once, and accept waits for a free slot rather than failing.
+
+mod clock;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::Config;
+use crate::forward::ClientInfo;
+use crate::gate::{self, App};
+use clock::{ConnClock, Expiry, Watched};
+
+pub use clock::RequestGuard;
+
+/// How long accept pauses after running out of file descriptors (or memory) before trying again,
+/// instead of spinning on an error that only a closing connection can clear.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long an idle connection told to close gracefully (HTTP/2 GOAWAY) may take before it is
+/// dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serve `listener` until `shutdown` resolves; then stop accepting, let in-flight requests
+/// finish within `shutdown_grace`, and return.
+pub async fn run(
+    listener: TcpListener,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = Arc::new(App::new(Arc::clone(&config)));
+    let http = Arc::new(http_builder(&config));
+    let slots = Arc::new(Semaphore::new(config.listen.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    info!(addr = %listener.local_addr()?, upstream = %config.upstream.url(), "doorman listening");
+
+    loop {
+        // Reap finished connection tasks so the set does not grow with the process's age.
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // the semaphore is never closed
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    if is_resource_exhaustion(&error) {
+                        warn!(%error, "accept failed: out of resources; backing off");
+                        tokio::select! {
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                            () = &mut shutdown => break,
+                        }
+                    } else {
+                        debug!(%error, "accept failed");
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn = Connection {
+            app: Arc::clone(&app),
+            http: Arc::clone(&http),
+            config: Arc::clone(&config),
+            stop: stop_rx.clone(),
+        };
+        let span = info_span!("conn", peer = %peer);
+        connections.spawn(
+            async move {
+                conn.serve(stream, peer).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+
+    drop(listener);
+    let in_flight = connections.len();
+    info!(connections = in_flight, grace = ?config.listen.shutdown_grace, "shutting down");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.listen.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            connections = connections.len(),
+            "shutdown grace expired; closing remaining connections"
+        );
+        connections.shutdown().await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// The HTTP/1.1 + HTTP/2 (prior knowledge) server settings shared by every connection.
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let listen = &config.listen;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // ConnClock owns header and idle deadlines; hyper's own would conflate the two.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        // The whole request head must fit; hyper answers 431 when it does not.
+        .max_buf_size(listen.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256);
+    builder
+}
+
+/// Everything one connection task needs.
+struct Connection {
+    app: Arc<App>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    config: Arc<Config>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%error, "set_nodelay failed");
+        }
+        let listen = &self.config.listen;
+        let clock = ConnClock::new(listen.header_timeout, listen.idle_timeout);
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
+        let client = ClientInfo { peer, tls: false };
+        let app = Arc::clone(&self.app);
+        let service_clock = Arc::clone(&clock);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let guard = service_clock.start_request();
+            let app = Arc::clone(&app);
+            async move {
+                let resp = gate::handle(&app, client, req).await;
+                Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))
+            }
+        });
+        let conn = self.http.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        debug!(error = %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                expiry = clock.expired(), if !closing => match expiry {
+                    Expiry::Header => {
+                        debug!("header timeout: closing connection");
+                        return;
+                    }
+                    Expiry::Idle => {
+                        debug!("idle timeout: closing connection");
+                        conn.as_mut().graceful_shutdown();
+                        if tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.is_err() {
+                            debug!("idle connection did not close in time; dropping it");
+                        }
+                        return;
+                    }
+                },
+                changed = self.stop.changed(), if !closing => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accept errors that mean "no file descriptors or buffers left": retrying at once would spin.
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Raise the soft open-file limit so `max_connections` client sockets, as many upstream
+/// sockets and some headroom fit. Returns the limit now in force; it stays below the wish only
+/// when the hard limit is lower, which is logged.
+pub fn raise_open_file_limit(max_connections: usize) -> io::Result<u64> {
+    let wanted = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur >= wanted {
+        return Ok(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if raised.rlim_cur < wanted {
+        warn!(
+            limit = raised.rlim_cur, wanted,
+            "open-file hard limit is below what max_connections needs; accept will back off when it is reached"
+        );
+    }
+    Ok(raised.rlim_cur)
+}
