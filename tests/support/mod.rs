@@ -1,0 +1,76 @@
+//! Test support: a real upstream, doorman in-process or as its binary, and small clients.
+//!
+//! Everything binds `127.0.0.1:0` (or a free port found that way) so tests run in parallel and
+//! never collide with anything on the machine.
+#![allow(dead_code, unused_imports)] // each test file uses its own part of the support module
+
+pub mod doorman;
+pub mod raw;
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+pub use self::doorman::{Doorman, DoormanProcess};
+pub use self::upstream::Upstream;
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("doorman-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// An HTTP/1.1 client (pooled, keep-alive).
+pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 client with prior knowledge (plain TCP).
+pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+/// A GET request to `url` with extra headers.
+pub fn get(url: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut b = http::Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).expect("request")
+}
+
+/// Send `req` and collect the response: status, headers and the whole body.
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    let resp = client.request(req).await.expect("request through doorman");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+/// The echo upstream's view of a request: parse its JSON.
+pub fn echoed(body: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("echo body is not JSON ({e}): {body:?}"))
+}
+
+/// All values of `name` (lower case) the upstream received, in order.
+pub fn echoed_header(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .expect("headers array")
+        .iter()
+        .filter(|pair| pair[0] == name)
+        .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! A real upstream HTTP/1.1 server for the tests, built on hyper like any Rust app would be.
+//!
+//! Routes:
+//! * anything not below: echo the request as JSON (`method`, `uri`, `version`, `headers` as
+//!   `[name, value]` pairs in arrival order, `body_len`), reading the whole body without keeping it;
+//! * `/status/{code}`: an empty response with that status;
+//! * `/slow/{ms}`: the echo, after sleeping;
+//! * `/download/{bytes}`: that many bytes, streamed in 64 KiB chunks;
+//! * `/trailers`: a chunked body followed by the trailer `x-checksum: abc123`;
+//! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
+//! * `/ws`: `101` and an echo of every byte, when asked to upgrade; `426` otherwise;
+//! * `/ws-refuse`: `403`, even to an upgrade request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A running upstream; stops when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Start on a free loopback port.
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, connections, task }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+fn status(code: u16) -> Response<Body> {
+    let mut r = Response::new(full(""));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+    r
+}
+
+async fn route(req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let mut segs = path.trim_start_matches('/').splitn(2, '/');
+    match (segs.next().unwrap_or(""), segs.next()) {
+        ("status", Some(code)) => status(code.parse().unwrap_or(500)),
+        ("slow", Some(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(1000))).await;
+            echo(req).await
+        }
+        ("download", Some(n)) => download(n.parse().unwrap_or(0)),
+        ("trailers", None) => trailers(),
+        ("hop-headers", None) => Response::builder()
+            .header("connection", "x-internal")
+            .header("x-internal", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("x-doorman-login", "mallory")
+            .header("x-doorman-groups", "admin")
+            .header("x-kept", "yes")
+            .body(full("ok"))
+            .expect("response"),
+        ("ws", None) => websocket(req),
+        ("ws-refuse", None) => status(403),
+        _ => echo(req).await,
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Response<Body> {
+    let (parts, mut body) = req.into_parts();
+    let mut body_len: u64 = 0;
+    let mut trailers = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            body_len += data.len() as u64;
+        } else if let Some(t) = frame.trailers_ref() {
+            for (k, v) in t {
+                trailers.push(serde_json::json!([k.as_str(), v.to_str().unwrap_or("")]));
+            }
+        }
+    }
+    let headers: Vec<_> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| serde_json::json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+        .collect();
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_len": body_len,
+        "trailers": trailers,
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(json.to_string()))
+        .expect("response")
+}
+
+fn download(n: u64) -> Response<Body> {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let (tx, body) = ChannelBody::new();
+    tokio::spawn(async move {
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(chunk.len() as u64) as usize;
+            if tx.send(Frame::data(chunk.slice(..take))).await.is_err() {
+                return;
+            }
+            left -= take as u64;
+        }
+    });
+    Response::builder().header("content-length", n.to_string()).body(body.boxed()).expect("response")
+}
+
+fn trailers() -> Response<Body> {
+    let mut trailer = http::HeaderMap::new();
+    trailer.insert("x-checksum", "abc123".parse().expect("value"));
+    let (tx, body) = ChannelBody::new();
+    tokio::spawn(async move {
+        let _ = tx.send(Frame::data(Bytes::from_static(b"hello "))).await;
+        let _ = tx.send(Frame::data(Bytes::from_static(b"world"))).await;
+        let _ = tx.send(Frame::trailers(trailer)).await;
+    });
+    Response::builder().header("trailer", "x-checksum").body(body.boxed()).expect("response")
+}
+
+/// A body fed frame by frame from a channel, so responses stream and can end with trailers.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Frame<Bytes>>);
+
+impl ChannelBody {
+    pub fn new() -> (tokio::sync::mpsc::Sender<Frame<Bytes>>, ChannelBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        (tx, ChannelBody(rx))
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|f| f.map(Ok))
+    }
+}
+
+fn websocket(mut req: Request<Incoming>) -> Response<Body> {
+    let wants = req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants {
+        return status(426);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = [0u8; 4096];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .expect("response")
+}
