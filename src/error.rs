@@ -16,6 +16,9 @@ pub enum ProxyError {
     /// The request cannot be forwarded as sent (no host, an unusable URI).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// `CONNECT`: doorman fronts one app and tunnels nowhere else.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// No connection to the upstream could be made (refused, unreachable, TLS failed).
     #[error("upstream connect failed: {0}")]
     UpstreamConnect(#[source] BoxError),
@@ -38,6 +41,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamFailed(_)
             | ProxyError::UpgradeFailed(_) => StatusCode::BAD_GATEWAY,
@@ -55,6 +59,7 @@ impl ProxyError {
 pub fn fixed_response(status: StatusCode) -> Response<Body> {
     let text = match status {
         StatusCode::BAD_REQUEST => "Bad request\n",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed\n",
         StatusCode::BAD_GATEWAY => "Bad gateway: the upstream could not be reached\n",
         StatusCode::GATEWAY_TIMEOUT => "Gateway timeout: the upstream did not answer in time\n",
         _ => "Error\n",
@@ -78,6 +83,7 @@ mod tests {
     fn each_cause_has_one_status() {
         let io = || -> BoxError { Box::new(std::io::Error::other("x")) };
         assert_eq!(ProxyError::BadRequest("x").status(), 400);
+        assert_eq!(ProxyError::MethodNotAllowed.status(), 405);
         assert_eq!(ProxyError::UpstreamConnect(io()).status(), 502);
         assert_eq!(ProxyError::UpstreamFailed(io()).status(), 502);
         assert_eq!(ProxyError::UpgradeFailed("x").status(), 502);

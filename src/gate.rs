@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::{info, warn};
 
@@ -24,9 +24,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Arc<Config>) -> App {
-        let upstream = Upstream::new(&config);
-        App { config, upstream }
+    /// Build the shared state; fails only if the upstream TLS client cannot be set up.
+    pub fn new(config: Arc<Config>) -> Result<App, rustls::Error> {
+        let upstream = Upstream::new(&config)?;
+        Ok(App { config, upstream })
     }
 }
 
@@ -68,6 +69,10 @@ async fn decide_and_forward(
     client: ClientInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
+    // A reverse proxy is not a tunnel to arbitrary hosts.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
     app.upstream.forward(req, &client).await
 }
 

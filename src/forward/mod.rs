@@ -44,14 +44,14 @@ pub struct Upstream {
 impl Upstream {
     /// Build the client: one pool for the process, TCP_NODELAY, the configured connect timeout,
     /// and idle pooled connections dropped before the upstream would drop them.
-    pub fn new(config: &Config) -> Upstream {
+    pub fn new(config: &Config) -> Result<Upstream, rustls::Error> {
         let up = &config.upstream;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(up.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_client_config(up))
+            .with_tls_config(tls_client_config(up)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -65,11 +65,11 @@ impl Upstream {
             // Host is set by `upstream_request`, per `preserve_host`.
             .set_host(false)
             .build(https);
-        Upstream {
+        Ok(Upstream {
             client,
             config: up.clone(),
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
-        }
+        })
     }
 
     /// Forward `req` and return the upstream's response head with its body streaming.
@@ -223,11 +223,11 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// rustls client settings for an `https://` upstream: the ring provider, TLS 1.2 and 1.3, and
 /// either the configured CA bundle or the bundled web PKI roots.
-fn tls_client_config(up: &UpstreamConfig) -> rustls::ClientConfig {
+fn tls_client_config(up: &UpstreamConfig) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     match &up.ca {
         Some(certs) => {
-            // Validated at load: every certificate parsed. One rustls rejects is logged and skipped.
+            // Every certificate parsed as PEM at load; one rustls cannot use is logged and skipped.
             let (_, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
             if ignored > 0 {
                 tracing::warn!(ignored, "some upstream CA certificates were not usable");
@@ -236,13 +236,8 @@ fn tls_client_config(up: &UpstreamConfig) -> rustls::ClientConfig {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-        // The ring provider always supports the default versions; this arm cannot be reached.
-        Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

@@ -46,7 +46,7 @@ pub async fn run(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = Arc::new(App::new(Arc::clone(&config)));
+    let app = Arc::new(App::new(Arc::clone(&config)).map_err(io::Error::other)?);
     let http = Arc::new(http_builder(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -158,13 +158,18 @@ impl Connection {
         let client = ClientInfo { peer, tls: false };
         let app = Arc::clone(&self.app);
         let service_clock = Arc::clone(&clock);
+        // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
+        // its own span, parented to the connection's, explicitly.
+        let conn_span = tracing::Span::current();
         let service = service_fn(move |req: Request<Incoming>| {
             let guard = service_clock.start_request();
             let app = Arc::clone(&app);
+            let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path());
             async move {
                 let resp = gate::handle(&app, client, req).await;
                 Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))
             }
+            .instrument(span)
         });
         let conn = self.http.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
