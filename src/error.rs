@@ -16,6 +16,9 @@ pub enum ProxyError {
     /// The request cannot be forwarded as sent (no host, an unusable URI).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The path is ambiguous (DESIGN.md §5): refused, never forwarded.
+    #[error("ambiguous path: {0}")]
+    BadPath(#[from] crate::path::PathError),
     /// `CONNECT`: doorman fronts one app and tunnels nowhere else.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -40,7 +43,7 @@ impl ProxyError {
     /// The status this cause is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamFailed(_)
@@ -84,6 +87,10 @@ mod tests {
         let io = || -> BoxError { Box::new(std::io::Error::other("x")) };
         assert_eq!(ProxyError::BadRequest("x").status(), 400);
         assert_eq!(ProxyError::MethodNotAllowed.status(), 405);
+        assert_eq!(
+            ProxyError::BadPath(crate::path::PathError::AboveRoot).status(),
+            400
+        );
         assert_eq!(ProxyError::UpstreamConnect(io()).status(), 502);
         assert_eq!(ProxyError::UpstreamFailed(io()).status(), 502);
         assert_eq!(ProxyError::UpgradeFailed("x").status(), 502);

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::{info, warn};
@@ -73,7 +74,20 @@ async fn decide_and_forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    app.upstream.forward(req, &client).await
+    // Normalised once: what later stages match is exactly what the upstream receives.
+    let target = forward_target(req.uri())?;
+    app.upstream.forward(req, &client, target).await
+}
+
+/// The normalised path with the query string as the client sent it (never matched, never
+/// rewritten).
+fn forward_target(uri: &http::Uri) -> Result<PathAndQuery, ProxyError> {
+    let path = crate::path::normalise(uri.path())?;
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    PathAndQuery::try_from(target).map_err(|_| ProxyError::BadRequest("unusable request target"))
 }
 
 /// `error: cause: cause` on one line, for the log.

@@ -29,4 +29,5 @@ pub mod forward;
 pub mod gate;
 pub mod identity;
 pub mod logging;
+pub mod path;
 pub mod server;

@@ -72,15 +72,17 @@ impl Upstream {
         })
     }
 
-    /// Forward `req` and return the upstream's response head with its body streaming.
+    /// Forward `req` to `target` (its normalised path and the query as sent) and return the
+    /// upstream's response head with its body streaming.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         client: &ClientInfo,
+        target: PathAndQuery,
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let up_req = self.upstream_request(req, client, upgrade)?;
+        let up_req = self.upstream_request(req, client, target, upgrade)?;
         let resp =
             match tokio::time::timeout(self.config.timeout, self.client.request(up_req)).await {
                 Err(_) => return Err(ProxyError::UpstreamTimeout(self.config.timeout)),
@@ -109,6 +111,7 @@ impl Upstream {
         &self,
         req: Request<Incoming>,
         client: &ClientInfo,
+        target: PathAndQuery,
         upgrade: Option<HeaderValue>,
     ) -> Result<Request<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -148,12 +151,7 @@ impl Upstream {
             h.insert(header::UPGRADE, protocol);
         }
 
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = upstream_uri(&self.config.scheme, &self.config.authority, path)?;
+        parts.uri = upstream_uri(&self.config.scheme, &self.config.authority, target)?;
         // The upstream connection is HTTP/1.1 whatever the client spoke; hyper's client refuses
         // an h2-marked request on an HTTP/1 connection.
         parts.version = Version::HTTP_11;

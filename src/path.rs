@@ -1,0 +1,242 @@
+//! The one path normaliser: routes are matched on its output and the upstream receives exactly
+//! that output.
+//!
+//! Route bypasses in session proxies come from two parsers disagreeing about a path: the proxy
+//! matches `/public/../admin` or `/admin;x` or `/%61dmin` one way and the app routes it another.
+//! Doorman removes the disagreement instead of guessing the app's parser: it rewrites the path
+//! into a form every parser reads the same way, and refuses what has no such form.
+//!
+//! * percent-encoded *unreserved* characters (`A-Z a-z 0-9 - . _ ~`) are decoded, so `%61dmin`
+//!   is `admin`; every other escape is kept, with upper-case hex;
+//! * `//` collapses to `/`, and `.` / `..` segments are resolved (RFC 3986 §5.2.4);
+//! * refused with 400, never forwarded: `%2F` and `%5C` (an encoded separator that some
+//!   upstreams decode before routing), encoded control characters (`%00`–`%1F`, `%7F`), a raw
+//!   backslash, `;` anywhere in a segment (Tomcat-style path parameters), a malformed `%`,
+//!   `..` above the root, and anything that is not an origin-form path.
+//!
+//! The query string is not touched and never matched.
+
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an origin-form path (`*`, empty, no leading `/`).
+    NotOriginForm,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// `%2F` or `%5C`: an encoded path separator.
+    EncodedSeparator,
+    /// `%00`–`%1F` or `%7F`.
+    EncodedControl,
+    /// A raw `\`.
+    Backslash,
+    /// `;` inside a segment.
+    Semicolon,
+    /// `..` that would climb above `/`.
+    AboveRoot,
+    /// A byte that has no place in a URI path.
+    InvalidByte,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotOriginForm => "path must start with /",
+            PathError::BadEscape => "malformed percent-escape",
+            PathError::EncodedSeparator => "encoded / or \\ in path",
+            PathError::EncodedControl => "encoded control character in path",
+            PathError::Backslash => "backslash in path",
+            PathError::Semicolon => "; in path segment",
+            PathError::AboveRoot => ".. above the root",
+            PathError::InvalidByte => "invalid character in path",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Normalise `raw` (the path of a request target, without the query).
+pub fn normalise(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    // Pass 1: decode unreserved escapes, canonicalise the rest, refuse what is ambiguous.
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+                let value = hex_value(hex[0])
+                    .zip(hex_value(hex[1]))
+                    .ok_or(PathError::BadEscape)?;
+                let value = value.0 << 4 | value.1;
+                match value {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    0x00..=0x1f | 0x7f => return Err(PathError::EncodedControl),
+                    v if is_unreserved(v) => decoded.push(char::from(v)),
+                    v => {
+                        decoded.push('%');
+                        decoded.push(char::from(HEX[usize::from(v >> 4)]));
+                        decoded.push(char::from(HEX[usize::from(v & 0xf)]));
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
+            b if is_path_byte(b) => decoded.push(char::from(b)),
+            _ => return Err(PathError::InvalidByte),
+        }
+        i += 1;
+    }
+    // Pass 2: collapse empty segments and resolve dot-segments.
+    let mut out: Vec<&str> = Vec::new();
+    let mut trailing_slash = decoded.ends_with('/');
+    for segment in decoded.split('/') {
+        match segment {
+            "" => {}
+            "." => trailing_slash = true,
+            ".." => {
+                out.pop().ok_or(PathError::AboveRoot)?;
+                trailing_slash = true;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    trailing_slash |= decoded.ends_with('/');
+    let mut path = String::with_capacity(decoded.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 §2.3 unreserved characters.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Bytes RFC 3986 allows raw in a path (`pchar` and `/`), less `%` and `;` handled above.
+fn is_path_byte(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'/' | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_are_unchanged() {
+        for p in [
+            "/",
+            "/dashboard",
+            "/dashboard/",
+            "/a/b/c",
+            "/a-b_c.d~e",
+            "/%C3%A9t%C3%A9",
+            "/a:b@c+d,e=f",
+        ] {
+            assert_eq!(normalise(p).as_deref(), Ok(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn equivalent_spellings_become_one() {
+        for (raw, want) in [
+            ("//dashboard", "/dashboard"),
+            ("/a//b///c", "/a/b/c"),
+            ("/./dashboard", "/dashboard"),
+            ("/public/../dashboard", "/dashboard"),
+            ("/public/%2e%2e/dashboard", "/dashboard"),
+            ("/public/.%2E/dashboard", "/dashboard"),
+            ("/%64ashboard", "/dashboard"),
+            ("/%7euser", "/~user"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/b/../..", "/"),
+            ("/%c3%a9", "/%C3%A9"),
+            ("/a%20b", "/a%20b"),
+        ] {
+            assert_eq!(normalise(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for (raw, why) in [
+            ("/admin%2Fx", PathError::EncodedSeparator),
+            ("/admin%2fx", PathError::EncodedSeparator),
+            ("/admin%5Cx", PathError::EncodedSeparator),
+            ("/admin%00", PathError::EncodedControl),
+            ("/admin%0a", PathError::EncodedControl),
+            ("/admin%09", PathError::EncodedControl),
+            ("/admin%7F", PathError::EncodedControl),
+            ("/admin\\x", PathError::Backslash),
+            ("/admin;jsessionid=1", PathError::Semicolon),
+            ("/admin;/x", PathError::Semicolon),
+            ("/%", PathError::BadEscape),
+            ("/%4", PathError::BadEscape),
+            ("/%zz", PathError::BadEscape),
+            ("/..", PathError::AboveRoot),
+            ("/a/../..", PathError::AboveRoot),
+            ("/%2e%2e/etc", PathError::AboveRoot),
+            ("*", PathError::NotOriginForm),
+            ("", PathError::NotOriginForm),
+            ("/a b", PathError::InvalidByte),
+            ("/a\"b", PathError::InvalidByte),
+        ] {
+            assert_eq!(normalise(raw), Err(why), "{raw}");
+        }
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for raw in [
+            "//a/./b/../c/",
+            "/%7e/%41",
+            "/x/%c3%a9/..",
+            "/a/b/c/../../d",
+        ] {
+            let once = normalise(raw).unwrap();
+            assert_eq!(normalise(&once).unwrap(), once, "{raw}");
+        }
+    }
+}
