@@ -30,4 +30,5 @@ pub mod gate;
 pub mod identity;
 pub mod logging;
 pub mod path;
+pub mod routes;
 pub mod server;
