@@ -66,7 +66,7 @@ pub fn is_identity(canonical_name: &str) -> bool {
 
 /// Remove every identity header the client sent, in any spelling.
 pub fn strip(headers: &mut HeaderMap) {
-    crate::forward::headers::remove_where(headers, |canonical_name| is_identity(canonical_name));
+    crate::forward::headers::remove_where(headers, is_identity);
 }
 
 #[cfg(test)]
@@ -96,8 +96,9 @@ mod tests {
         h.insert("x-request-id", "keep".parse().unwrap());
         h.insert("x-authorization-hint", "keep".parse().unwrap());
         strip(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-request-id", "x-authorization-hint"]);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-authorization-hint", "x-request-id"]);
     }
 
     #[test]

@@ -77,10 +77,12 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Handlers first: once the port accepts, a supervisor may signal at any time, and
+        // SIGHUP's default action would kill the process.
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(config.listen.addr)
             .await
             .with_context(|| format!("binding {}", config.listen.addr))?;
-        let shutdown = shutdown_signal()?;
         doorman::server::run(listener, Arc::new(config), shutdown).await?;
         Ok(())
     })

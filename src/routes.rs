@@ -218,11 +218,7 @@ fn glob_match(pattern: &[GlobSegment], path: &[&str]) -> bool {
                     next[j] = reachable;
                 }
             }
-            GlobSegment::One => {
-                for j in 0..path.len() {
-                    next[j + 1] = can[j];
-                }
-            }
+            GlobSegment::One => next[1..].copy_from_slice(&can[..path.len()]),
             GlobSegment::Literal(l) => {
                 for j in 0..path.len() {
                     next[j + 1] = can[j] && path[j] == l;

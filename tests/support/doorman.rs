@@ -29,23 +29,39 @@ pub struct Doorman {
 impl Doorman {
     /// Validate `toml` (as `DIR/proxy.toml`) and serve it.
     pub async fn start(toml: &str) -> Doorman {
+        Self::start_with_files(toml, &[]).await
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// As [`start`](Self::start), with more files (`(name, contents)`) written beside the config
+    /// first, for keys whose relative paths resolve against the config's folder (`ca = "ca.pem"`).
+    pub async fn start_with_files(toml: &str, files: &[(&str, &[u8])]) -> Doorman {
         let dir = super::temp_dir("inproc");
+        for (name, contents) in files {
+            std::fs::write(dir.join(name), contents).expect("write file beside config");
+        }
         let file = dir.join("proxy.toml");
         std::fs::write(&file, toml).expect("write config");
         let config = Config::load(&file).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind doorman");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind doorman");
         let addr = listener.local_addr().expect("doorman addr");
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = rx.await;
         };
         let task = tokio::spawn(doorman::server::run(listener, Arc::new(config), shutdown));
-        Doorman { addr, dir, stop: Some(tx), task: Some(task) }
-    }
-
-    /// `http://127.0.0.1:PORT` + `path`
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        Doorman {
+            addr,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Begin a graceful shutdown and return the server task, which ends when it is done.
@@ -72,7 +88,10 @@ pub fn binary() -> PathBuf {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// The real `doorman` binary, serving a config file; killed when dropped.
@@ -100,7 +119,12 @@ impl DoormanProcess {
             let log_file = dir.join("doorman.log");
             let log = std::fs::File::create(&log_file).expect("log file");
             let mut cmd = Command::new(binary());
-            cmd.arg("--config").arg(&file).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+            cmd.arg("--config")
+                .arg(&file)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
             if std::env::var_os("RUST_LOG").is_none() {
                 cmd.env("RUST_LOG", "info");
             }
@@ -109,7 +133,12 @@ impl DoormanProcess {
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(addr).is_ok() {
-                    return DoormanProcess { child, addr, dir, log_file };
+                    return DoormanProcess {
+                        child,
+                        addr,
+                        dir,
+                        log_file,
+                    };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // most likely the port was taken in between: try another
@@ -119,7 +148,10 @@ impl DoormanProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("doorman did not start; log:\n{}", std::fs::read_to_string(dir.join("doorman.log")).unwrap_or_default());
+        panic!(
+            "doorman did not start; log:\n{}",
+            std::fs::read_to_string(dir.join("doorman.log")).unwrap_or_default()
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -156,21 +188,27 @@ impl DoormanProcess {
 
     /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`).
     pub fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix(field).and_then(|r| r.trim_start_matches(':').trim().strip_suffix("kB")))
+            .find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|r| r.trim_start_matches(':').trim().strip_suffix("kB"))
+            })
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("{field} not in /proc status"))
     }
 
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
         // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (1-based).
         let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Duration::from_millis(ticks * 1000 / hz)
@@ -186,7 +224,11 @@ impl Drop for DoormanProcess {
 
 /// Run `doorman ARGS` to completion and return (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().expect("run doorman");
+    let out = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run doorman");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

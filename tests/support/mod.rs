@@ -36,7 +36,9 @@ pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// An HTTP/2 client with prior knowledge (plain TCP).
 pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// A GET request to `url` with extra headers.

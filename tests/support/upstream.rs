@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// The path (and query) of every request received, in arrival order.
+    pub paths: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,16 +47,26 @@ impl Drop for Upstream {
 impl Upstream {
     /// Start on a free loopback port.
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&paths);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 counter.fetch_add(1, Ordering::SeqCst);
+                let recorder = Arc::clone(&recorder);
                 tokio::spawn(async move {
-                    let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        record(&recorder, &req);
+                        async move { Ok::<_, Infallible>(route(req).await) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -62,13 +74,32 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, connections, task }
+        Upstream {
+            addr,
+            connections,
+            paths,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The paths (with query) the upstream has received so far, in arrival order.
+    pub fn seen_paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Note the request's path (and query) in the upstream's `paths`.
+fn record(paths: &Mutex<Vec<String>>, req: &Request<Incoming>) {
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    paths
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(target.to_string());
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -155,7 +186,10 @@ fn download(n: u64) -> Response<Body> {
             left -= take as u64;
         }
     });
-    Response::builder().header("content-length", n.to_string()).body(body.boxed()).expect("response")
+    Response::builder()
+        .header("content-length", n.to_string())
+        .body(body.boxed())
+        .expect("response")
 }
 
 fn trailers() -> Response<Body> {
@@ -167,7 +201,10 @@ fn trailers() -> Response<Body> {
         let _ = tx.send(Frame::data(Bytes::from_static(b"world"))).await;
         let _ = tx.send(Frame::trailers(trailer)).await;
     });
-    Response::builder().header("trailer", "x-checksum").body(body.boxed()).expect("response")
+    Response::builder()
+        .header("trailer", "x-checksum")
+        .body(body.boxed())
+        .expect("response")
 }
 
 /// A body fed frame by frame from a channel, so responses stream and can end with trailers.
@@ -203,7 +240,9 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let mut io = TokioIo::new(upgraded);
         let mut buf = [0u8; 4096];
         loop {
@@ -223,4 +262,48 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
         .header("upgrade", "websocket")
         .body(full(""))
         .expect("response")
+}
+
+impl Upstream {
+    /// Start on a free loopback port serving the same routes over TLS (an `https://` upstream).
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tls upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&paths);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                let recorder = Arc::clone(&recorder);
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        record(&recorder, &req);
+                        async move { Ok::<_, Infallible>(route(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            connections,
+            paths,
+            task,
+        }
+    }
 }
