@@ -179,6 +179,32 @@ async fn sequential_requests_reuse_one_pooled_upstream_connection() {
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
 
+/// `pool_idle_timeout` must actually retire pooled connections: a socket kept past the
+/// upstream's own keep-alive timeout (Node's is 5s) is the one it closes just as doorman writes.
+#[tokio::test]
+async fn pooled_connections_idle_past_pool_idle_timeout_are_not_reused() {
+    let upstream = Upstream::start().await;
+    let doorman = Doorman::start(&config(&upstream.url(), "pool_idle_timeout = \"200ms\"")).await;
+    let client = h1_client();
+    let (status, _, _) = send(&client, get(&doorman.url("/first"), &[])).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&client, get(&doorman.url("/soon"), &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "reused within the idle timeout"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (status, _, _) = send(&client, get(&doorman.url("/later"), &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        2,
+        "idle connection retired"
+    );
+}
+
 /// Upstreams close idle keep-alive connections whenever they like, without notice. A pooled
 /// connection the upstream has closed must never turn into a client-visible error: doorman
 /// notices the close, or retries a request it could not send, on a fresh connection.
