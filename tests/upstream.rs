@@ -293,7 +293,7 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_reached() {
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
 
-/// Without `ca`, only the bundled web PKI roots are trusted: a self-signed upstream
+/// Without `ca`, only the system trust store is trusted: a self-signed upstream
 /// certificate must fail the handshake (502), never be accepted unverified.
 #[tokio::test]
 async fn an_https_upstream_with_an_untrusted_certificate_is_a_502() {

@@ -61,7 +61,7 @@ pub struct UpstreamConfig {
     pub scheme: Scheme,
     pub authority: Authority,
     /// Extra trust anchors for an `https://` upstream (`ca = "ca.pem"`); `None` means the
-    /// bundled web PKI roots.
+    /// system trust store.
     pub ca: Option<Vec<CertificateDer<'static>>>,
     pub connect_timeout: Duration,
     /// Until the whole response head has arrived; bodies stream without a deadline.

@@ -220,7 +220,7 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// rustls client settings for an `https://` upstream: the ring provider, TLS 1.2 and 1.3, and
-/// either the configured CA bundle or the bundled web PKI roots.
+/// either the configured CA bundle or the system trust store.
 fn tls_client_config(up: &UpstreamConfig) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     match &up.ca {
@@ -231,7 +231,18 @@ fn tls_client_config(up: &UpstreamConfig) -> Result<rustls::ClientConfig, rustls
                 tracing::warn!(ignored, "some upstream CA certificates were not usable");
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {
+            // The system trust store; unreadable entries are logged, not fatal (an empty store
+            // just makes every https upstream fail verification: fail closed).
+            let native = rustls_native_certs::load_native_certs();
+            for error in &native.errors {
+                tracing::warn!(%error, "could not load a system trust root");
+            }
+            let (_, ignored) = roots.add_parsable_certificates(native.certs);
+            if ignored > 0 {
+                tracing::debug!(ignored, "unusable system trust roots skipped");
+            }
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
