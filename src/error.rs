@@ -19,6 +19,15 @@ pub enum ProxyError {
     /// The path is ambiguous (DESIGN.md §5): refused, never forwarded.
     #[error("ambiguous path: {0}")]
     BadPath(#[from] crate::path::PathError),
+    /// A protected route and no valid session.
+    #[error("authentication required")]
+    Unauthenticated(Challenge),
+    /// A `deny` route, or a session whose user the route does not allow.
+    #[error("forbidden")]
+    Forbidden,
+    /// A path under doorman's own prefix that is no endpoint.
+    #[error("not found")]
+    NotFound,
     /// `CONNECT`: doorman fronts one app and tunnels nowhere else.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -36,6 +45,20 @@ pub enum ProxyError {
     UpgradeFailed(&'static str),
 }
 
+/// How a client without a session is told to log in (`[[routes]] on_unauthenticated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// `401` with `WWW-Authenticate` and a short text.
+    Plain,
+    /// A page load in redirect mode: `302` to the login page.
+    Redirect { location: String },
+    /// Anything else in redirect mode: `401` JSON naming the login page.
+    Json { login_url: String },
+}
+
+/// The `WWW-Authenticate` challenge doorman sends with every 401.
+pub const WWW_AUTHENTICATE: &str = "Doorman realm=\"doorman\"";
+
 /// A boxed error source, as the HTTP client reports them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,6 +67,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthenticated(Challenge::Redirect { .. }) => StatusCode::FOUND,
+            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamFailed(_)
@@ -54,7 +81,37 @@ impl ProxyError {
 
     /// The response the client sees: the status and a fixed one-line text.
     pub fn to_response(&self) -> Response<Body> {
-        fixed_response(self.status())
+        let ProxyError::Unauthenticated(challenge) = self else {
+            return fixed_response(self.status());
+        };
+        let mut resp = match challenge {
+            Challenge::Plain => fixed_response(StatusCode::UNAUTHORIZED),
+            Challenge::Redirect { location } => {
+                let mut resp = fixed_response(StatusCode::FOUND);
+                if let Ok(v) = HeaderValue::from_str(location) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                return resp;
+            }
+            Challenge::Json { login_url } => {
+                let json =
+                    serde_json::json!({ "error": "unauthenticated", "login_url": login_url });
+                let mut resp = Response::new(body::full(json.to_string()));
+                *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+        };
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+        resp
     }
 }
 
@@ -63,6 +120,10 @@ pub fn fixed_response(status: StatusCode) -> Response<Body> {
     let text = match status {
         StatusCode::BAD_REQUEST => "Bad request\n",
         StatusCode::METHOD_NOT_ALLOWED => "Method not allowed\n",
+        StatusCode::UNAUTHORIZED => "Unauthorized: log in first\n",
+        StatusCode::FORBIDDEN => "Forbidden\n",
+        StatusCode::NOT_FOUND => "Not found\n",
+        StatusCode::FOUND => "Redirecting to the login page\n",
         StatusCode::BAD_GATEWAY => "Bad gateway: the upstream could not be reached\n",
         StatusCode::GATEWAY_TIMEOUT => "Gateway timeout: the upstream did not answer in time\n",
         _ => "Error\n",

@@ -1,22 +1,24 @@
-//! One request's way through doorman.
+//! One request's way through doorman: normalise → doorman endpoint? → route → session → decide.
 //!
-//! [`handle`] is the thin outer function: it runs [`decide_and_forward`], turns an error into
-//! its fixed response ([`ProxyError::to_response`]), and logs the outcome once with the
-//! request's fields. The inner function is the happy path; later stages (path normalisation,
-//! doorman's own endpoints, the route table, the session lookup) slot in before the forward.
+//! [`handle`] is the thin outer function: it runs [`decide`], turns an error into its response
+//! ([`ProxyError::to_response`]), and logs the outcome once. The inner function is the happy
+//! path with `?`. The path is normalised exactly once, here; the route table matches that
+//! value and the upstream receives that value.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::body::Body;
 use crate::config::Config;
-use crate::error::ProxyError;
+use crate::error::{Challenge, ProxyError};
 use crate::forward::{ClientInfo, Upstream};
+use crate::identity::Identity;
+use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 
 /// What every request shares: the validated config and the upstream client built from it.
 pub struct App {
@@ -27,12 +29,12 @@ pub struct App {
 impl App {
     /// Build the shared state; fails only if the upstream TLS client cannot be set up.
     pub fn new(config: Arc<Config>) -> Result<App, rustls::Error> {
-        let upstream = Upstream::new(&config)?;
+        let upstream = Upstream::new(Arc::clone(&config))?;
         Ok(App { config, upstream })
     }
 }
 
-/// Answer one request: forward it, or answer with doorman's own error response.
+/// Answer one request: forward it, or answer with doorman's own response.
 pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -43,13 +45,15 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
     let close_after =
         req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
 
-    let mut resp = match decide_and_forward(app, client, req).await {
+    let mut resp = match decide(app, client, req).await {
         Ok(resp) => resp,
         Err(error) => {
-            warn!(
-                peer = %client.peer, %method, %path, status = error.status().as_u16(),
-                error = %error_chain(&error), "request failed"
-            );
+            let status = error.status().as_u16();
+            if error.status().is_server_error() {
+                warn!(peer = %client.peer, %method, %path, status, error = %error_chain(&error), "request failed");
+            } else {
+                debug!(peer = %client.peer, %method, %path, status, reason = %error, "request refused");
+            }
             error.to_response()
         }
     };
@@ -65,29 +69,128 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
     resp
 }
 
-async fn decide_and_forward(
+/// The decision, in the order of DESIGN.md §1.
+async fn decide(
     app: &App,
     client: ClientInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
+    let config = &*app.config;
     // A reverse proxy is not a tunnel to arbitrary hosts.
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    // Normalised once: what later stages match is exactly what the upstream receives.
-    let target = forward_target(req.uri())?;
-    app.upstream.forward(req, &client, target).await
+    // Normalised once: what the routes match is exactly what the upstream receives.
+    let path = crate::path::normalise(req.uri().path())?;
+    let target = forward_target(&path, req.uri().query())?;
+    if config.login.owns(&path) {
+        // Doorman's own endpoints (login, logout, session) arrive with sessions; nothing under
+        // the prefix is ever forwarded.
+        return Err(ProxyError::NotFound);
+    }
+    let matched = config.routes.find(req.method(), &path);
+    if let Some(route) = matched.route {
+        tracing::Span::current().record("route", route.name.as_str());
+    }
+    // The session lookup (cookie → store) fills this once sessions exist; until then every
+    // request is anonymous.
+    let identity: Option<Identity> = None;
+    match (matched.policy.access, identity) {
+        (Access::Deny, _) => Err(ProxyError::Forbidden),
+        (Access::Public, identity) => {
+            app.upstream
+                .forward(req, &client, target, identity.as_ref())
+                .await
+        }
+        (Access::Authenticated, None) => Err(ProxyError::Unauthenticated(challenge(
+            config,
+            matched.policy,
+            req.headers(),
+            &target,
+        ))),
+        (Access::Authenticated, Some(who)) if !matched.policy.allows(who.user(), who.groups()) => {
+            Err(ProxyError::Forbidden)
+        }
+        (Access::Authenticated, Some(who)) => {
+            app.upstream.forward(req, &client, target, Some(&who)).await
+        }
+    }
 }
 
-/// The normalised path with the query string as the client sent it (never matched, never
-/// rewritten).
-fn forward_target(uri: &http::Uri) -> Result<PathAndQuery, ProxyError> {
-    let path = crate::path::normalise(uri.path())?;
-    let target = match uri.query() {
+/// How to tell a client without a session to log in.
+fn challenge(
+    config: &Config,
+    policy: &RoutePolicy,
+    headers: &HeaderMap,
+    target: &PathAndQuery,
+) -> Challenge {
+    match policy.on_unauthenticated {
+        OnUnauthenticated::Status401 => Challenge::Plain,
+        OnUnauthenticated::Redirect => {
+            let login_url = format!(
+                "{}/login?next={}",
+                config.login.prefix,
+                percent_encode(target.as_str())
+            );
+            if is_page_load(headers) {
+                Challenge::Redirect {
+                    location: login_url,
+                }
+            } else {
+                Challenge::Json { login_url }
+            }
+        }
+    }
+}
+
+/// A top-level page load: `Sec-Fetch-Mode: navigate`, or — from clients that send no Fetch
+/// metadata — an `Accept` that ranks `text/html` at least as high as anything else. Fetches,
+/// XHR and API clients get a 401 they can act on instead of a redirect to an HTML form.
+fn is_page_load(headers: &HeaderMap) -> bool {
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut html = None;
+    let mut best_other: f32 = 0.0;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media.eq_ignore_ascii_case("text/html") {
+            html = Some(q);
+        } else {
+            best_other = best_other.max(q);
+        }
+    }
+    html.is_some_and(|q| q > 0.0 && q >= best_other)
+}
+
+/// The normalised path with the query as the client sent it (never matched, never rewritten).
+fn forward_target(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let target = match query {
         Some(query) => format!("{path}?{query}"),
-        None => path,
+        None => path.to_string(),
     };
     PathAndQuery::try_from(target).map_err(|_| ProxyError::BadRequest("unusable request target"))
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters (for a `next=` value).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `error: cause: cause` on one line, for the log.
@@ -103,4 +206,47 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn page_loads_are_told_apart_from_api_calls() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(is_page_load(&headers(&[("sec-fetch-mode", "navigate")])));
+        assert!(!is_page_load(&headers(&[
+            ("sec-fetch-mode", "cors"),
+            ("accept", browser)
+        ])));
+        assert!(is_page_load(&headers(&[("accept", browser)])));
+        assert!(!is_page_load(&headers(&[("accept", "application/json")])));
+        assert!(!is_page_load(&headers(&[("accept", "*/*")])));
+        assert!(!is_page_load(&headers(&[(
+            "accept",
+            "application/json, text/html;q=0.5"
+        )])));
+        assert!(!is_page_load(&headers(&[("accept", "text/html;q=0")])));
+        assert!(!is_page_load(&headers(&[])));
+    }
+
+    #[test]
+    fn next_is_fully_encoded() {
+        assert_eq!(
+            percent_encode("/a b/c?x=1&y=/"),
+            "%2Fa%20b%2Fc%3Fx%3D1%26y%3D%2F"
+        );
+    }
 }

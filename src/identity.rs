@@ -1,24 +1,29 @@
-//! Trusted identity headers: strip every client-supplied copy, then (once sessions exist) set
-//! doorman's own, exactly once, last.
+//! Trusted identity headers: strip every client-supplied copy, then set doorman's own, exactly
+//! once, last.
 //!
 //! Upstream apps trust `X-Auth-User` because only doorman can reach them, so a client that
 //! could smuggle one through would be whoever it claims. Names are compared after folding case
-//! and reading `_` and `.` as `-`: CGI-style stacks (PHP, Python WSGI, Rack) map
-//! `X_Auth_User` and `X-Auth-User` to the same variable, and nginx-era proxies have been
-//! bypassed exactly that way.
+//! and reading `_` and `.` as `-`: CGI-style stacks (PHP, Python WSGI, Rack) map `X_Auth_User`
+//! and `X-Auth-User` to the same variable, and forward-auth proxies have been bypassed exactly
+//! that way.
 //!
-//! This build strips with the contract's defaults (`[identity]` is not configurable yet):
-//! `X-Auth-User`, `X-Auth-Groups`, anything starting with `X-Auth-` or `X-Doorman-`, and the
-//! identity headers other proxies use (DESIGN.md §5).
+//! Removed from every request before forwarding (DESIGN.md §5): the configured `user_header`
+//! and `groups_header`, anything starting with `strip_prefix` or `X-Doorman-`, the names in
+//! `strip_headers`, and the identity headers other proxies use ([`BUILT_IN`]).
+//!
+//! ## Names that are not safe header values
+//! A user or group name is forwarded only if it is 1–256 printable ASCII characters without
+//! `,` (the groups list separator), and without leading or trailing spaces. [`Identity::new`]
+//! refuses anything else, so such a name can never get a session (login and handoff refuse it)
+//! and never reaches a header: no encoding scheme the upstream would have to know about, and no
+//! way to split one group into two or to inject a header with CR/LF.
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Identity headers used by other auth proxies; an app migrating from one may still read them.
-const BUILT_IN: &[&str] = &[
-    "x-auth-user",
-    "x-auth-groups",
+pub const BUILT_IN: &[&str] = &[
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
@@ -35,13 +40,12 @@ const BUILT_IN: &[&str] = &[
     "x-auth-request-groups",
 ];
 
-/// Prefixes whose every header is doorman's to set (`[identity] strip_prefix`, and the handoff
-/// headers of DESIGN.md §6).
-const PREFIXES: &[&str] = &["x-auth-", "x-doorman-"];
+/// Doorman's handoff headers (DESIGN.md §6) share this prefix; always doorman's alone.
+const DOORMAN_PREFIX: &str = "x-doorman-";
 
 /// A header name as a CGI-style upstream would see it: lower case, `_` and `.` read as `-`.
 pub fn canonical(name: &str) -> Cow<'_, str> {
-    // `HeaderName`s are already lower case; only fold when a separator needs rewriting.
+    // `HeaderName`s are already lower case; only fold when something needs rewriting.
     if name
         .bytes()
         .any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase())
@@ -59,24 +63,159 @@ pub fn canonical(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// Whether a header with this (canonical) name is an identity claim only doorman may make.
-pub fn is_identity(canonical_name: &str) -> bool {
-    BUILT_IN.contains(&canonical_name) || PREFIXES.iter().any(|p| canonical_name.starts_with(p))
+/// The `[identity]` settings: which headers carry identity and which are stripped.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    user: HeaderName,
+    groups: HeaderName,
+    /// Canonical forms, compared against canonical incoming names.
+    user_canonical: String,
+    groups_canonical: String,
+    strip_prefix: String,
+    strip_headers: Vec<String>,
 }
 
-/// Remove every identity header the client sent, in any spelling.
-pub fn strip(headers: &mut HeaderMap) {
-    crate::forward::headers::remove_where(headers, is_identity);
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders::new(
+            HeaderName::from_static("x-auth-user"),
+            HeaderName::from_static("x-auth-groups"),
+            "x-auth-".to_string(),
+            Vec::new(),
+        )
+    }
+}
+
+impl IdentityHeaders {
+    /// `strip_prefix` and `strip_headers` in canonical form.
+    pub fn new(
+        user: HeaderName,
+        groups: HeaderName,
+        strip_prefix: String,
+        strip_headers: Vec<String>,
+    ) -> Self {
+        IdentityHeaders {
+            user_canonical: canonical(user.as_str()).into_owned(),
+            groups_canonical: canonical(groups.as_str()).into_owned(),
+            user,
+            groups,
+            strip_prefix,
+            strip_headers,
+        }
+    }
+
+    /// Whether an incoming header with this canonical name is an identity claim only doorman may
+    /// make.
+    pub fn is_identity(&self, canonical_name: &str) -> bool {
+        canonical_name == self.user_canonical
+            || canonical_name == self.groups_canonical
+            || canonical_name.starts_with(&self.strip_prefix)
+            || canonical_name.starts_with(DOORMAN_PREFIX)
+            || self.strip_headers.iter().any(|h| h == canonical_name)
+            || BUILT_IN.contains(&canonical_name)
+    }
+
+    /// Remove every identity header the client sent, in any spelling.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        crate::forward::headers::remove_where(headers, |name| self.is_identity(name));
+    }
+
+    /// Set the user and groups headers — once each, replacing anything left. Call after
+    /// [`strip`](Self::strip) and after `Connection:` processing, so nothing can remove them.
+    pub fn set(&self, headers: &mut HeaderMap, identity: &Identity) {
+        headers.insert(self.user.clone(), identity.user_value());
+        headers.insert(self.groups.clone(), identity.groups_value());
+    }
+}
+
+/// Why a name cannot be an identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty name")]
+    Empty,
+    #[error("name longer than 256 characters")]
+    TooLong,
+    #[error("name contains a character that is not printable ASCII, or a comma")]
+    Unsafe,
+    #[error("name starts or ends with a space")]
+    Padded,
+}
+
+/// A validated user and groups, safe to put in header values as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    user: String,
+    groups: Vec<String>,
+}
+
+impl Identity {
+    /// Validate `user` and every group (see the module docs for the rule).
+    pub fn new(user: impl Into<String>, groups: Vec<String>) -> Result<Identity, NameError> {
+        let user = user.into();
+        check_name(&user)?;
+        for g in &groups {
+            check_name(g)?;
+        }
+        Ok(Identity { user, groups })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    fn user_value(&self) -> HeaderValue {
+        header_value(&self.user)
+    }
+
+    fn groups_value(&self) -> HeaderValue {
+        header_value(&self.groups.join(","))
+    }
+}
+
+/// The rule [`Identity::new`] enforces, for validating names elsewhere (users file, handoff).
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > 256 {
+        return Err(NameError::TooLong);
+    }
+    if !name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b',') {
+        return Err(NameError::Unsafe);
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(NameError::Padded);
+    }
+    Ok(())
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    // Validated printable ASCII: always a valid header value.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn headers(names: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for name in names {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "mallory".parse().unwrap(),
+            );
+        }
+        h
+    }
+
     #[test]
     fn every_spelling_of_an_identity_header_is_removed() {
-        let mut h = HeaderMap::new();
-        for name in [
+        let mut h = headers(&[
             "x-auth-user",
             "X_Auth_User",
             "x.auth.user",
@@ -87,18 +226,70 @@ mod tests {
             "remote_user",
             "x-forwarded-user",
             "x-user",
-        ] {
-            h.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                "mallory".parse().unwrap(),
-            );
-        }
-        h.insert("x-request-id", "keep".parse().unwrap());
-        h.insert("x-authorization-hint", "keep".parse().unwrap());
-        strip(&mut h);
+            "x-request-id",
+            "x-authorization-hint",
+        ]);
+        IdentityHeaders::default().strip(&mut h);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-authorization-hint", "x-request-id"]);
+    }
+
+    #[test]
+    fn configured_headers_and_extra_names_are_stripped() {
+        let ids = IdentityHeaders::new(
+            HeaderName::from_static("x-user-name"),
+            HeaderName::from_static("x-user-roles"),
+            "x-myco-".into(),
+            vec!["x-api-user".into()],
+        );
+        let mut h = headers(&[
+            "x_user_name",
+            "x-user-roles",
+            "x-myco-tenant",
+            "x-api-user",
+            "x-auth-user",
+            "x-keep",
+        ]);
+        ids.strip(&mut h);
+        // x-auth-user is not this config's prefix, nor built in: an app configured for other
+        // headers does not read it.
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-auth-user", "x-keep"]);
+    }
+
+    #[test]
+    fn set_replaces_and_joins_groups() {
+        let ids = IdentityHeaders::default();
+        let mut h = headers(&["x-auth-user"]);
+        let who = Identity::new("alice", vec!["admin".into(), "staff".into()]).unwrap();
+        ids.set(&mut h, &who);
+        assert_eq!(h.get_all("x-auth-user").iter().count(), 1);
+        assert_eq!(h["x-auth-user"], "alice");
+        assert_eq!(h["x-auth-groups"], "admin,staff");
+    }
+
+    #[test]
+    fn names_that_are_not_safe_header_values_are_refused() {
+        assert_eq!(Identity::new("", vec![]), Err(NameError::Empty));
+        assert_eq!(Identity::new("a,b", vec![]), Err(NameError::Unsafe));
+        assert_eq!(
+            Identity::new("alice\r\nX-Auth-User: root", vec![]),
+            Err(NameError::Unsafe)
+        );
+        assert_eq!(Identity::new("al\tice", vec![]), Err(NameError::Unsafe));
+        assert_eq!(Identity::new("zoë", vec![]), Err(NameError::Unsafe));
+        assert_eq!(Identity::new(" alice", vec![]), Err(NameError::Padded));
+        assert_eq!(
+            Identity::new("alice", vec!["a,b".into()]),
+            Err(NameError::Unsafe)
+        );
+        assert_eq!(
+            Identity::new("x".repeat(257), vec![]),
+            Err(NameError::TooLong)
+        );
+        assert!(Identity::new("alice@example.com", vec!["team lead".into()]).is_ok());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 pub mod body;
 pub mod config;
+pub mod cookie;
 pub mod error;
 pub mod forward;
 pub mod gate;

@@ -23,6 +23,16 @@ pub enum Access {
     Deny,
 }
 
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Public => "public",
+            Access::Authenticated => "authenticated",
+            Access::Deny => "deny",
+        })
+    }
+}
+
 /// How an authenticated route answers a request without a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnUnauthenticated {
@@ -160,6 +170,11 @@ impl RouteTable {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// What a request matching no route gets.
+    pub fn default_policy(&self) -> &RoutePolicy {
+        &self.default
     }
 }
 

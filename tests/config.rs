@@ -236,8 +236,9 @@ fn integer_limits_are_range_checked() {
     );
 }
 
-/// Contract sections this build does not enforce must be refused: a config whose `[[routes]]`
-/// were silently ignored would leave the paths it meant to protect open.
+/// Contract keys this build does not enforce must be refused: a config whose session store,
+/// users file or signed assertion were silently ignored would not do what its operator reads
+/// in it.
 #[test]
 fn unimplemented_sections_are_refused_not_ignored() {
     let text = r#"
@@ -249,12 +250,15 @@ hsts = "365d"
 
 [session]
 store = "embedded"
+cookie_name = "sid"
 
 [login]
 prefix = "/_doorman"
+users_file = "users.toml"
 
 [identity]
 user_header = "X-Auth-User"
+assertion = { key = "assertion.key", header = "X-Auth-Assertion", ttl = "60s" }
 
 [admin]
 addr = "127.0.0.1:9090"
@@ -278,22 +282,13 @@ access = "authenticated"
             &format!("listen.tls: {tls}"),
             &format!("listen.redirect_http: {tls}"),
             &format!("listen.hsts: {tls}"),
-            // Top-level keys are reported in the order the TOML table keeps them (sorted).
-            &format!("access: {not_yet}"),
+            &format!("login.users_file: {not_yet}"),
+            &format!("session.store: {not_yet}"),
+            "identity.assertion: the signed identity assertion is planned, not built yet",
             &format!("admin: {not_yet}"),
-            &format!("identity: {not_yet}"),
-            &format!("login: {not_yet}"),
-            &format!("routes: {not_yet}"),
-            &format!("session: {not_yet}"),
         ],
     );
     assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");
-
-    // A lone [[routes]] is enough to refuse the whole config.
-    assert_eq!(
-        parse_errors("[[routes]]\npath = \"/admin\"\naccess = \"deny\"\n"),
-        [format!("proxy.toml: routes: {not_yet}")]
-    );
 }
 
 /// Run `doorman ARGS` from `cwd` and return (exit code, stdout, stderr).
@@ -373,7 +368,7 @@ fn start_up_with_an_invalid_config_exits_2_before_binding() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     // The listen address itself is valid; the errors are elsewhere.
     let text = format!(
-        "[listen]\naddr = \"{addr}\"\nidle_timeout = \"soon\"\n\n[upstream]\nurl = \"http://127.0.0.1:1/app\"\n\n[[routes]]\npath = \"/admin\"\n"
+        "[listen]\naddr = \"{addr}\"\nidle_timeout = \"soon\"\n\n[upstream]\nurl = \"http://127.0.0.1:1/app\"\n\n[[routes]]\npath = \"/admin\"\naccess = \"nobody\"\n"
     );
     let file = write_config("startup", &text);
     let (check_code, _, check_stderr) = check(&file);
@@ -416,5 +411,337 @@ fn start_up_with_an_invalid_config_exits_2_before_binding() {
         String::from_utf8_lossy(&out.stderr),
         check_stderr,
         "start-up prints exactly what check prints, and nothing else (no log line, no listening)"
+    );
+}
+
+// ---- [access], [[routes]], [identity], [login] prefix, [session] cookie_name ----------------
+
+/// `parse_errors` for a config of just `text` (one route table, identity, ...).
+fn policy_errors(text: &str) -> Vec<String> {
+    parse_errors(text)
+}
+
+/// The expected `parse_errors` lines: each message prefixed with `proxy.toml: `.
+fn at_proxy_toml(messages: &[&str]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| format!("proxy.toml: {m}"))
+        .collect()
+}
+
+/// A route with both `path` and `glob` is ambiguous about what it covers: refused, not
+/// resolved by a silent preference for one of them.
+#[test]
+fn a_route_with_both_path_and_glob_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/a\"\nglob = \"/b/*\"\naccess = \"public\"\n"),
+        at_proxy_toml(&["routes[0].glob: a route has either path or glob, not both"])
+    );
+}
+
+/// A route with neither would match nothing (or everything); the operator meant something.
+#[test]
+fn a_route_with_neither_path_nor_glob_is_refused() {
+    assert_eq!(
+        policy_errors(
+            "[[routes]]\npath = \"/ok\"\naccess = \"public\"\n\n[[routes]]\naccess = \"deny\"\n"
+        ),
+        at_proxy_toml(&["routes[1].path: a route needs a path or a glob"])
+    );
+}
+
+/// A misspelt access value must not fall back to anything: the operator learns which values
+/// exist.
+#[test]
+fn an_unknown_access_value_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/a\"\naccess = \"private\"\n"),
+        at_proxy_toml(&[
+            r#"routes[0].access: expected "public", "authenticated" or "deny", found "private""#
+        ])
+    );
+}
+
+/// Methods are case-sensitive tokens: `"get"` would never match a `GET` request, so the route
+/// would silently not apply.
+#[test]
+fn an_invalid_method_is_refused() {
+    assert_eq!(
+        policy_errors(
+            "[[routes]]\npath = \"/a\"\naccess = \"public\"\nmethods = [\"GET\", \"get\", \"PO ST\"]\n"
+        ),
+        at_proxy_toml(&[
+            r#"routes[0].methods[1]: invalid method "get": methods are upper-case tokens such as "GET""#,
+            r#"routes[0].methods[2]: invalid method "PO ST": methods are upper-case tokens such as "GET""#,
+        ])
+    );
+}
+
+/// `methods = []` would match no request at all: a route that can never apply is a mistake.
+#[test]
+fn an_empty_methods_list_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/a\"\naccess = \"public\"\nmethods = []\n"),
+        at_proxy_toml(&[
+            "routes[0].methods: must list at least one method (leave it out to match any method)"
+        ])
+    );
+}
+
+/// `users`, `groups` and `on_unauthenticated` only mean something on an authenticated route;
+/// on a public route an operator would believe the route is restricted when it is not.
+#[test]
+fn user_and_group_restrictions_on_a_public_or_deny_route_are_refused() {
+    let text = r#"
+[[routes]]
+path = "/a"
+access = "public"
+users = ["alice"]
+groups = ["admin"]
+on_unauthenticated = "redirect"
+
+[[routes]]
+path = "/b"
+access = "deny"
+groups = ["admin"]
+"#;
+    assert_eq!(
+        policy_errors(text),
+        at_proxy_toml(&[
+            r#"routes[0].users: only applies to a route with access = "authenticated""#,
+            r#"routes[0].groups: only applies to a route with access = "authenticated""#,
+            r#"routes[0].on_unauthenticated: only applies to a route with access = "authenticated""#,
+            r#"routes[1].groups: only applies to a route with access = "authenticated""#,
+        ])
+    );
+}
+
+/// `on_unauthenticated` has two values; anything else is refused with both named.
+#[test]
+fn a_bad_on_unauthenticated_value_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/a\"\non_unauthenticated = \"302\"\n"),
+        at_proxy_toml(&[
+            r#"routes[0].on_unauthenticated: expected "401" or "redirect", found "302""#
+        ])
+    );
+}
+
+/// Routes match normalised paths, so a route written in another spelling could never match
+/// what it says; the error gives the spelling to write.
+#[test]
+fn a_route_path_that_is_not_normalised_is_refused_with_the_normal_form() {
+    assert_eq!(
+        policy_errors(
+            "[[routes]]\npath = \"/a/../b\"\n\n[[routes]]\npath = \"//c/./d\"\n\n[[routes]]\npath = \"/%61dmin\"\n"
+        ),
+        at_proxy_toml(&[
+            r#"routes[0].path: "/a/../b" is not a normalised path; write "/b""#,
+            r#"routes[1].path: "//c/./d" is not a normalised path; write "/c/d""#,
+            r#"routes[2].path: "/%61dmin" is not a normalised path; write "/admin""#,
+        ])
+    );
+}
+
+/// A route path doorman would answer 400 to (here `;`) can never match a forwarded request.
+#[test]
+fn a_route_path_doorman_would_refuse_is_refused() {
+    assert_eq!(
+        policy_errors(
+            "[[routes]]\npath = \"/a;b\"\n\n[[routes]]\npath = \"admin\"\n\n[[routes]]\nglob = \"/x/%2F/*\"\n"
+        ),
+        at_proxy_toml(&[
+            r#"routes[0].path: invalid path "/a;b": ; in path segment"#,
+            r#"routes[1].path: invalid path "admin": path must start with /"#,
+            r#"routes[2].glob: invalid glob "/x/%2F/*": encoded / or \ in path"#,
+        ])
+    );
+}
+
+/// `*` is a whole segment; `v*` looks like a wildcard but would be matched literally (or not at
+/// all), so it is refused.
+#[test]
+fn a_glob_with_a_star_inside_a_segment_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\nglob = \"/api/v*/admin\"\naccess = \"deny\"\n"),
+        at_proxy_toml(&[
+            r#"routes[0].glob: glob "/api/v*/admin": `*` and `**` must be whole segments, found "v*""#
+        ])
+    );
+}
+
+/// Paths under `[login] prefix` are answered by doorman and never forwarded, so a route there
+/// could never apply; the default prefix and a custom one are both checked.
+#[test]
+fn a_route_under_the_login_prefix_is_refused() {
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/_doorman/login\"\naccess = \"public\"\n"),
+        at_proxy_toml(&[
+            r#"routes[0].path: "/_doorman/login" is under [login] prefix "/_doorman", which doorman answers itself"#
+        ])
+    );
+    assert_eq!(
+        policy_errors(
+            "[login]\nprefix = \"/auth\"\n\n[[routes]]\npath = \"/auth\"\naccess = \"public\"\n\n[[routes]]\npath = \"/_doorman\"\naccess = \"public\"\n"
+        ),
+        at_proxy_toml(&[
+            r#"routes[0].path: "/auth" is under [login] prefix "/auth", which doorman answers itself"#
+        ])
+    );
+    // Globs whose literal part lies under the prefix, in any case, can never apply either.
+    assert_eq!(
+        policy_errors("[[routes]]\nglob = \"/_DOORMAN/*\"\naccess = \"public\"\n\n[[routes]]\nglob = \"/**\"\naccess = \"public\"\n"),
+        at_proxy_toml(&[
+            r#"routes[0].glob: "/_DOORMAN/*" is under [login] prefix "/_doorman", which doorman answers itself"#
+        ])
+    );
+}
+
+/// An unknown `[access] default` must not fall back silently (to either answer).
+#[test]
+fn an_unknown_access_default_is_refused() {
+    assert_eq!(
+        policy_errors("[access]\ndefault = \"maybe\"\n"),
+        at_proxy_toml(&[
+            r#"access.default: expected "public", "authenticated" or "deny", found "maybe""#
+        ])
+    );
+}
+
+/// `[login] prefix = "/"` would make doorman answer every path itself, hiding the app.
+#[test]
+fn a_login_prefix_of_the_root_or_not_normalised_is_refused() {
+    assert_eq!(
+        policy_errors("[login]\nprefix = \"/\"\n"),
+        at_proxy_toml(&[
+            r#"login.prefix: must not be "/": doorman's endpoints would hide the whole app"#
+        ])
+    );
+    assert_eq!(
+        policy_errors("[login]\nprefix = \"/a/../auth\"\n"),
+        at_proxy_toml(&[r#"login.prefix: "/a/../auth" is not a normalised path; write "/auth""#])
+    );
+    assert_eq!(
+        policy_errors("[login]\nprefix = \"auth\"\n"),
+        at_proxy_toml(&[r#"login.prefix: invalid path "auth": path must start with /"#])
+    );
+}
+
+/// A cookie name outside the token characters cannot be set or read reliably; refused.
+#[test]
+fn a_bad_cookie_name_is_refused() {
+    for name in ["my session", "a=b", "sid;", ""] {
+        assert_eq!(
+            policy_errors(&format!("[session]\ncookie_name = {name:?}\n")),
+            at_proxy_toml(&[&format!(
+                "session.cookie_name: invalid cookie name {name:?}: use letters, digits and !#$%&'*+-.^_`|~"
+            )]),
+            "{name:?}"
+        );
+    }
+}
+
+/// One header cannot carry both the user and the groups; equal after case and `_`/`.`
+/// folding counts as equal, since the upstream reads them that way.
+#[test]
+fn identity_user_header_equal_to_groups_header_is_refused() {
+    for (user, groups) in [("X-Who", "X-Who"), ("X-Who", "x_who"), ("X-Who", "X.WHO")] {
+        assert_eq!(
+            policy_errors(&format!(
+                "[identity]\nuser_header = {user:?}\ngroups_header = {groups:?}\n"
+            )),
+            at_proxy_toml(&["identity.groups_header: must differ from user_header"]),
+            "{user} / {groups}"
+        );
+    }
+}
+
+/// An empty strip prefix would strip every request header.
+#[test]
+fn an_empty_strip_prefix_is_refused() {
+    assert_eq!(
+        policy_errors("[identity]\nstrip_prefix = \"\"\n"),
+        at_proxy_toml(&["identity.strip_prefix: must not be empty: it would strip every header"])
+    );
+}
+
+/// Identity header names must be valid header names (and not hop-by-hop, which would be
+/// dropped on the way); each bad one is named.
+#[test]
+fn invalid_identity_header_names_are_refused() {
+    let text = r#"
+[identity]
+user_header = "X User"
+groups_header = "Connection"
+strip_prefix = "X Auth-"
+strip_headers = ["X-Api-User", "bad header", ""]
+"#;
+    assert_eq!(
+        policy_errors(text),
+        at_proxy_toml(&[
+            r#"identity.user_header: invalid header name "X User""#,
+            r#"identity.groups_header: "Connection" is a hop-by-hop header and cannot carry identity"#,
+            r#"identity.strip_prefix: invalid header name prefix "X Auth-""#,
+            r#"identity.strip_headers[1]: invalid header name "bad header""#,
+            r#"identity.strip_headers[2]: invalid header name """#,
+        ])
+    );
+}
+
+/// A complete, valid access config loads into the table the gate uses: routes in file order,
+/// the default, and unknown keys inside a route are still reported.
+#[test]
+fn a_valid_access_config_loads_and_unknown_route_keys_are_reported() {
+    let text = r#"
+[login]
+prefix = "/auth/"
+
+[session]
+cookie_name = "__Host-sid"
+
+[identity]
+user_header = "X-User-Name"
+groups_header = "X-User-Roles"
+strip_prefix = "X-MyCo-"
+strip_headers = ["X-Api-User"]
+
+[access]
+default = "deny"
+case_sensitive = true
+
+[[routes]]
+path = "/dashboard/"
+access = "authenticated"
+groups = ["staff"]
+on_unauthenticated = "redirect"
+
+[[routes]]
+glob = "/api/*/admin/**"
+methods = ["GET", "POST"]
+access = "public"
+"#;
+    let c = Config::parse(text, Path::new("proxy.toml"))
+        .unwrap_or_else(|e| panic!("valid config refused:\n{e}"));
+    assert_eq!(c.login.prefix, "/auth");
+    assert_eq!(c.session.cookie_name, "__Host-sid");
+    assert_eq!(
+        c.routes.default_policy().access,
+        doorman::routes::Access::Deny
+    );
+    let names: Vec<&str> = c.routes.routes().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["/dashboard/", "/api/*/admin/**"]);
+    assert_eq!(c.routes.routes()[0].policy.groups, ["staff"]);
+    assert_eq!(
+        c.routes.routes()[1].methods,
+        Some(vec![http::Method::GET, http::Method::POST])
+    );
+
+    assert_eq!(
+        policy_errors("[[routes]]\npath = \"/a\"\nacess = \"public\"\n"),
+        at_proxy_toml(&["routes[0].acess: unknown key"])
+    );
+    assert_eq!(
+        policy_errors("routes = 5\n"),
+        at_proxy_toml(&["routes: expected an array of tables: write each route as [[routes]]"])
     );
 }

@@ -68,7 +68,7 @@ fn doorman_for(upstream: &Upstream) -> DoormanProcess {
     DoormanProcess::spawn(
         &format!(
             "[listen]\naddr = \"{{addr}}\"\nheader_timeout = \"500ms\"\n\
-             [upstream]\nurl = \"{}\"\n",
+             [upstream]\nurl = \"{}\"\n[access]\ndefault = \"public\"\n",
             upstream.url()
         ),
         &[],

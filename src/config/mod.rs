@@ -11,6 +11,7 @@
 //! would leave paths the operator meant to protect open.
 
 mod net;
+mod policy;
 mod reader;
 
 use std::fmt;
@@ -23,7 +24,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use toml::Table;
 
+use crate::identity::IdentityHeaders;
+use crate::routes::RouteTable;
+
 pub use net::IpNet;
+pub use policy::{LoginConfig, SessionConfig};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 
@@ -34,6 +39,12 @@ pub struct Config {
     pub file: PathBuf,
     pub listen: ListenConfig,
     pub upstream: UpstreamConfig,
+    /// `[access]` and `[[routes]]`: which rule applies to each request.
+    pub routes: RouteTable,
+    /// `[identity]`: the headers that carry identity, and what else to strip.
+    pub identity: IdentityHeaders,
+    pub login: LoginConfig,
+    pub session: SessionConfig,
 }
 
 /// `[listen]`: the public listener and the limits that protect it.
@@ -136,8 +147,12 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Sections this build reads.
+const KNOWN: &[&str] = &[
+    "listen", "upstream", "access", "routes", "identity", "login", "session",
+];
 /// Sections the contract defines that later work adds; refused until they are enforced.
-const NOT_YET: &[&str] = &["session", "login", "identity", "admin", "access", "routes"];
+const NOT_YET: &[&str] = &["admin"];
 
 impl Config {
     /// Read and validate `file`. Relative paths inside it resolve against its folder.
@@ -168,8 +183,12 @@ impl Config {
         let mut errors = Vec::new();
         let listen = read_listen(&root, &mut errors);
         let upstream = read_upstream(&root, &base, &mut errors);
+        let login = policy::read_login(&root, &mut errors);
+        let session = policy::read_session(&root, &mut errors);
+        let identity = policy::read_identity(&root, &mut errors);
+        let routes = policy::read_routes(&root, &login, &mut errors);
         for key in root.keys() {
-            if key == "listen" || key == "upstream" {
+            if KNOWN.contains(&key.as_str()) {
                 continue;
             }
             let message = if NOT_YET.contains(&key.as_str()) {
@@ -187,6 +206,10 @@ impl Config {
                 file: file.to_path_buf(),
                 listen,
                 upstream,
+                routes,
+                identity,
+                login,
+                session,
             })
         } else {
             let file = file.to_path_buf();
@@ -205,10 +228,12 @@ impl Config {
     /// The one-line summary `doorman check` prints.
     pub fn summary(&self) -> String {
         format!(
-            "{}: ok: listening on http://{}, forwarding to {}",
+            "{}: ok: listening on http://{}, forwarding to {}, {} route(s), default access {}",
             self.file.display(),
             self.listen.addr,
-            self.upstream.url()
+            self.upstream.url(),
+            self.routes.routes().len(),
+            self.routes.default_policy().access,
         )
     }
 }

@@ -55,6 +55,21 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// One element of an array of tables (`[[routes]]`), addressed as `path` (`routes[2]`).
+    pub fn entry(table: &'a Table, path: String, errors: &'a mut Vec<KeyError>) -> Self {
+        Section {
+            path,
+            table: Some(table),
+            used: Vec::new(),
+            errors,
+        }
+    }
+
+    /// Whether `key` is present (without reading it).
+    pub fn has(&self, key: &str) -> bool {
+        self.table.is_some_and(|t| t.contains_key(key))
+    }
+
     /// Refuse `key` when present: a contract key this build does not implement yet, which
     /// must not be accepted and silently ignored.
     pub fn refuse(&mut self, key: &'static str, message: &str) {

@@ -46,6 +46,8 @@ const FORWARDING: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
     "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Remove every header whose canonical name (lower case, `_` and `.` read as `-`) matches.
@@ -58,6 +60,11 @@ pub fn remove_where(headers: &mut HeaderMap, mut matches: impl FnMut(&str) -> bo
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Remove every forwarding and rewrite header ([`FORWARDING`]), in any spelling.
+pub fn remove_forwarding(headers: &mut HeaderMap) {
+    remove_where(headers, |name| FORWARDING.contains(&name));
 }
 
 /// Remove the headers `Connection` names and the standard hop-by-hop set.
@@ -113,7 +120,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         .then(|| headers.get("x-forwarded-host").cloned())
         .flatten();
     if !f.trusted {
-        remove_where(headers, |name| FORWARDING.contains(&name));
+        remove_forwarding(headers);
     }
     let xff = match prior_for {
         Some(prior) => format!("{prior}, {}", f.peer),

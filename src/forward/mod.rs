@@ -3,6 +3,8 @@
 //!
 //! Bodies are never buffered: the client's `Incoming` body becomes the upstream request's body
 //! and the upstream's `Incoming` becomes the client's, frame by frame, trailers included.
+//! Request trailers are header fields too, and a client may declare `Trailer: X-Auth-User`: they
+//! get the same strip as the request head ([`UpstreamBody`]).
 
 pub mod headers;
 mod upgrade;
@@ -21,8 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{Config, UpstreamConfig};
+use crate::cookie;
 use crate::error::ProxyError;
-use crate::identity;
+use crate::identity::Identity;
 use headers::Forwarded;
 
 /// Where a request came from, as far as forwarding cares.
@@ -36,15 +39,15 @@ pub struct ClientInfo {
 /// The pooled client for the configured upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
-    config: UpstreamConfig,
-    trusted_proxies: Arc<[crate::config::IpNet]>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// The config this client was built from: forwarding rules are read from it per request.
+    config: Arc<Config>,
 }
 
 impl Upstream {
     /// Build the client: one pool for the process, TCP_NODELAY, the configured connect timeout,
     /// and idle pooled connections dropped before the upstream would drop them.
-    pub fn new(config: &Config) -> Result<Upstream, rustls::Error> {
+    pub fn new(config: Arc<Config>) -> Result<Upstream, rustls::Error> {
         let up = &config.upstream;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -65,11 +68,7 @@ impl Upstream {
             // Host is set by `upstream_request`, per `preserve_host`.
             .set_host(false)
             .build(https);
-        Ok(Upstream {
-            client,
-            config: up.clone(),
-            trusted_proxies: config.listen.trusted_proxies.clone().into(),
-        })
+        Ok(Upstream { client, config })
     }
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
@@ -79,19 +78,20 @@ impl Upstream {
         mut req: Request<Incoming>,
         client: &ClientInfo,
         target: PathAndQuery,
+        identity: Option<&Identity>,
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let up_req = self.upstream_request(req, client, target, upgrade)?;
-        let resp =
-            match tokio::time::timeout(self.config.timeout, self.client.request(up_req)).await {
-                Err(_) => return Err(ProxyError::UpstreamTimeout(self.config.timeout)),
-                Ok(Err(e)) => return Err(self.classify(e)),
-                Ok(Ok(resp)) => resp,
-            };
+        let up_req = self.upstream_request(req, client, target, identity, upgrade)?;
+        let up = &self.config.upstream;
+        let resp = match tokio::time::timeout(up.timeout, self.client.request(up_req)).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout(up.timeout)),
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Ok(Ok(resp)) => resp,
+        };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return match client_side {
-                Some(client_side) => upgrade::tunnel(client_side, resp),
+                Some(client_side) => upgrade::tunnel(client_side, resp, &self.config),
                 // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
                 None => Err(ProxyError::UpgradeFailed(
                     "upstream switched protocols unasked",
@@ -99,32 +99,38 @@ impl Upstream {
             };
         }
         let (mut parts, incoming) = resp.into_parts();
-        clean_response_headers(&mut parts.headers);
+        clean_response_headers(&mut parts.headers, &self.config);
         Ok(Response::from_parts(parts, body::stream(incoming)))
     }
 
     /// Build the request the upstream receives. Every forwarded request is made here, so the
     /// order of operations is fixed in one place: remove hop-by-hop headers (including those
-    /// `Connection` names), strip every client copy of identity and forwarding headers, then set
-    /// doorman's own.
+    /// `Connection` names), strip every client copy of identity and forwarding headers and
+    /// doorman's session cookie, then set doorman's own headers, identity last.
     fn upstream_request(
         &self,
         req: Request<Incoming>,
         client: &ClientInfo,
         target: PathAndQuery,
+        identity: Option<&Identity>,
         upgrade: Option<HeaderValue>,
-    ) -> Result<Request<Incoming>, ProxyError> {
+    ) -> Result<Request<UpstreamBody>, ProxyError> {
+        let config = &*self.config;
+        let up = &config.upstream;
         let (mut parts, body) = req.into_parts();
         let host = client_host(&parts.uri, &parts.headers);
         let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
-        identity::strip(h);
-        let trusted = self
+        config.identity.strip(h);
+        cookie::remove_from_request(h, &config.session.cookie_name);
+        let peer = client.peer.ip();
+        let trusted = config
+            .listen
             .trusted_proxies
             .iter()
-            .any(|net| net.contains(client.peer.ip()));
+            .any(|net| net.contains(peer));
         let proto = if client.tls { "https" } else { "http" };
         headers::set_forwarded(
             h,
@@ -136,11 +142,11 @@ impl Upstream {
             },
         );
 
-        let host_value = match (self.config.preserve_host, host) {
+        let host_value = match (up.preserve_host, host) {
             (true, Some(host)) => {
                 HeaderValue::from_str(&host).map_err(|_| ProxyError::BadRequest("invalid host"))?
             }
-            _ => authority_value(&self.config.authority),
+            _ => authority_value(&up.authority),
         };
         h.insert(header::HOST, host_value);
         if wants_trailers {
@@ -150,11 +156,18 @@ impl Upstream {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, protocol);
         }
+        if let Some(identity) = identity {
+            config.identity.set(h, identity);
+        }
 
-        parts.uri = upstream_uri(&self.config.scheme, &self.config.authority, target)?;
+        parts.uri = upstream_uri(&up.scheme, &up.authority, target)?;
         // The upstream connection is HTTP/1.1 whatever the client spoke; hyper's client refuses
         // an h2-marked request on an HTTP/1 connection.
         parts.version = Version::HTTP_11;
+        let body = UpstreamBody {
+            inner: body,
+            config: Arc::clone(&self.config),
+        };
         Ok(Request::from_parts(parts, body))
     }
 
@@ -162,7 +175,7 @@ impl Upstream {
     fn classify(&self, e: hyper_util::client::legacy::Error) -> ProxyError {
         if e.is_connect() {
             if caused_by_timeout(&e) {
-                return ProxyError::UpstreamTimeout(self.config.connect_timeout);
+                return ProxyError::UpstreamTimeout(self.config.upstream.connect_timeout);
             }
             return ProxyError::UpstreamConnect(Box::new(e));
         }
@@ -170,11 +183,13 @@ impl Upstream {
     }
 }
 
-/// Remove what must not reach the client: hop-by-hop headers and doorman's handoff headers
-/// (`X-Doorman-*`, DESIGN.md §6), whether or not handoff is configured.
-fn clean_response_headers(h: &mut http::HeaderMap) {
+/// Remove what must not reach the client: hop-by-hop headers, doorman's handoff headers
+/// (`X-Doorman-*`, DESIGN.md §6, whether or not handoff is configured), and any `Set-Cookie`
+/// for doorman's session cookie.
+fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
     headers::remove_where(h, |name| name.starts_with("x-doorman-"));
+    cookie::remove_from_response(h, &config.session.cookie_name);
 }
 
 /// The host the client addressed: the h2 `:authority` / absolute-form authority, else `Host`.
@@ -249,4 +264,49 @@ fn tls_client_config(up: &UpstreamConfig) -> Result<rustls::ClientConfig, rustls
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+pin_project_lite::pin_project! {
+    /// The client's body on its way upstream: data passes untouched; trailer fields are scrubbed
+    /// like the head (identity and forwarding headers, doorman's cookie), so a client cannot
+    /// deliver an identity claim after the body.
+    pub struct UpstreamBody {
+        #[pin]
+        inner: Incoming,
+        config: Arc<Config>,
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let config = &**this.config;
+        this.inner.poll_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame.map(|frame| match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        config.identity.strip(&mut trailers);
+                        headers::remove_forwarding(&mut trailers);
+                        trailers.remove(header::COOKIE);
+                        http_body::Frame::trailers(trailers)
+                    }
+                    Err(data) => data,
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

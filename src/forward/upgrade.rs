@@ -13,6 +13,7 @@ use tracing::{debug, Instrument};
 
 use super::headers;
 use crate::body::{self, Body};
+use crate::config::Config;
 use crate::error::ProxyError;
 
 /// The protocol a client asks to switch to: an HTTP/1.1 request with `Connection: upgrade` and
@@ -32,6 +33,7 @@ pub fn requested(req: &Request<Incoming>) -> Option<HeaderValue> {
 pub fn tunnel(
     client_side: OnUpgrade,
     mut resp: Response<Incoming>,
+    config: &Config,
 ) -> Result<Response<Body>, ProxyError> {
     let upstream_side = hyper::upgrade::on(&mut resp);
     let protocol = resp
@@ -58,7 +60,7 @@ pub fn tunnel(
         .in_current_span(),
     );
     let (mut parts, _) = resp.into_parts();
-    super::clean_response_headers(&mut parts.headers);
+    super::clean_response_headers(&mut parts.headers, config);
     parts
         .headers
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

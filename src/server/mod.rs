@@ -164,7 +164,7 @@ impl Connection {
         let service = service_fn(move |req: Request<Incoming>| {
             let guard = service_clock.start_request();
             let app = Arc::clone(&app);
-            let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path());
+            let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
             async move {
                 let resp = gate::handle(&app, client, req).await;
                 Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))

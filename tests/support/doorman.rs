@@ -14,8 +14,16 @@ use tokio::sync::oneshot;
 
 /// A config that fronts `upstream_url`, with `extra` TOML appended (extra keys for `[listen]`
 /// go in `listen_extra`, since a table cannot be opened twice).
+///
+/// Unless `extra` has its own `[access]` table, every route is public: tests of forwarding
+/// behaviour are about the proxy, not the access rules (which default to "authenticated").
 pub fn config(upstream_url: &str, listen_extra: &str, extra: &str) -> String {
-    format!("[listen]\n{listen_extra}\n[upstream]\nurl = \"{upstream_url}\"\n{extra}\n")
+    let access = if extra.contains("[access]") {
+        ""
+    } else {
+        "[access]\ndefault = \"public\"\n"
+    };
+    format!("[listen]\n{listen_extra}\n[upstream]\nurl = \"{upstream_url}\"\n{extra}\n{access}")
 }
 
 /// Doorman running in this test process on a `127.0.0.1:0` listener.

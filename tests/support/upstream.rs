@@ -9,7 +9,9 @@
 //! * `/trailers`: a chunked body followed by the trailer `x-checksum: abc123`;
 //! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
 //! * `/ws`: `101` and an echo of every byte, when asked to upgrade; `426` otherwise;
-//! * `/ws-refuse`: `403`, even to an upgrade request.
+//! * `/ws-refuse`: `403`, even to an upgrade request;
+//! * `/set-cookies`: `200` with several `Set-Cookie` headers, including ones named
+//!   `doorman_session`, `__Host-doorman_session` and `sid` (cookie-fixation attempts).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -135,6 +137,17 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
             .expect("response"),
         ("ws", None) => websocket(req),
         ("ws-refuse", None) => status(403),
+        ("set-cookies", None) => Response::builder()
+            .header("set-cookie", "app=1; Path=/")
+            .header("set-cookie", "doorman_session=fixated; Path=/; HttpOnly")
+            .header(
+                "set-cookie",
+                "__Host-doorman_session=fixated; Path=/; Secure",
+            )
+            .header("set-cookie", "sid=fixated; Path=/")
+            .header("set-cookie", "theme=dark; Max-Age=60")
+            .body(full("ok"))
+            .expect("response"),
         _ => echo(req).await,
     }
 }

@@ -1,0 +1,410 @@
+//! The access-control sections: `[access]`, `[[routes]]`, `[identity]`, and the parts of
+//! `[login]` and `[session]` that routing needs (the endpoint prefix and the cookie name).
+
+use http::{HeaderName, Method};
+use toml::{Table, Value};
+
+use super::reader::{KeyError, Section};
+use crate::identity::{canonical, IdentityHeaders};
+use crate::path;
+use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, RouteTable};
+
+/// `[login]` as far as this build goes.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Doorman's own endpoints live below this (`/_doorman`); never forwarded.
+    pub prefix: String,
+}
+
+impl LoginConfig {
+    /// Whether a normalised path is one of doorman's own (`/_doorman` or below).
+    ///
+    /// ASCII case-insensitive whatever `[access] case_sensitive` says: `/_DOORMAN/x` must not
+    /// reach an upstream that routes case-insensitively.
+    pub fn owns(&self, path: &str) -> bool {
+        let n = self.prefix.len();
+        path.len() >= n
+            && path.as_bytes()[..n].eq_ignore_ascii_case(self.prefix.as_bytes())
+            && (path.len() == n || path.as_bytes()[n] == b'/')
+    }
+}
+
+/// `[session]` as far as this build goes.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The session cookie's name; never forwarded upstream, never settable by the upstream.
+    pub cookie_name: String,
+}
+
+/// Keys of the contract this build does not implement yet: refused, never silently ignored.
+const SESSION_LATER: &[&str] = &[
+    "store",
+    "path",
+    "redis",
+    "redis_sentinel",
+    "redis_cluster",
+    "cache",
+    "key_prefix",
+    "idle_timeout",
+    "absolute_timeout",
+    "cookie_domain",
+    "cookie_secure",
+    "same_site",
+    "persistent",
+];
+const LOGIN_LATER: &[&str] = &[
+    "users_file",
+    "public_origin",
+    "handoff_paths",
+    "handoff_groups",
+    "max_failures",
+    "failure_window",
+];
+const NOT_YET: &str = "not supported by this build of doorman yet";
+
+pub(super) fn read_login(root: &Table, errors: &mut Vec<KeyError>) -> LoginConfig {
+    let mut s = Section::new(root, "login", errors);
+    let prefix = s.opt_str("prefix").unwrap_or("/_doorman");
+    let prefix = match path::normalise(prefix) {
+        Ok(p) if p == "/" => {
+            s.error(
+                "prefix",
+                "must not be \"/\": doorman's endpoints would hide the whole app",
+            );
+            "/_doorman".to_string()
+        }
+        Ok(p) if p.trim_end_matches('/') == prefix.trim_end_matches('/') => {
+            p.trim_end_matches('/').to_string()
+        }
+        Ok(p) => {
+            s.error(
+                "prefix",
+                format!("{prefix:?} is not a normalised path; write {p:?}"),
+            );
+            "/_doorman".to_string()
+        }
+        Err(e) => {
+            s.error("prefix", format!("invalid path {prefix:?}: {e}"));
+            "/_doorman".to_string()
+        }
+    };
+    for key in LOGIN_LATER {
+        s.refuse(key, NOT_YET);
+    }
+    s.finish();
+    LoginConfig { prefix }
+}
+
+pub(super) fn read_session(root: &Table, errors: &mut Vec<KeyError>) -> SessionConfig {
+    let mut s = Section::new(root, "session", errors);
+    let cookie_name = s.opt_str("cookie_name").unwrap_or("doorman_session");
+    let cookie_name = if is_token(cookie_name) {
+        cookie_name.to_string()
+    } else {
+        s.error(
+            "cookie_name",
+            format!("invalid cookie name {cookie_name:?}: use letters, digits and !#$%&'*+-.^_`|~"),
+        );
+        "doorman_session".to_string()
+    };
+    for key in SESSION_LATER {
+        s.refuse(key, NOT_YET);
+    }
+    s.finish();
+    SessionConfig { cookie_name }
+}
+
+pub(super) fn read_identity(root: &Table, errors: &mut Vec<KeyError>) -> IdentityHeaders {
+    let mut s = Section::new(root, "identity", errors);
+    let header = |s: &mut Section<'_>, key: &'static str, default: &'static str| {
+        let name = s.opt_str(key).unwrap_or(default);
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if is_forwardable(h.as_str()) => h,
+            Ok(_) => {
+                s.error(
+                    key,
+                    format!("{name:?} is a hop-by-hop header and cannot carry identity"),
+                );
+                HeaderName::from_static(default_lower(default))
+            }
+            Err(_) => {
+                s.error(key, format!("invalid header name {name:?}"));
+                HeaderName::from_static(default_lower(default))
+            }
+        }
+    };
+    let user = header(&mut s, "user_header", "X-Auth-User");
+    let groups = header(&mut s, "groups_header", "X-Auth-Groups");
+    if canonical(user.as_str()) == canonical(groups.as_str()) {
+        s.error("groups_header", "must differ from user_header");
+    }
+    let strip_prefix = s.opt_str("strip_prefix").unwrap_or("X-Auth-");
+    let strip_prefix = if strip_prefix.is_empty() {
+        s.error(
+            "strip_prefix",
+            "must not be empty: it would strip every header",
+        );
+        "x-auth-".to_string()
+    } else if HeaderName::from_bytes(strip_prefix.as_bytes()).is_err() {
+        s.error(
+            "strip_prefix",
+            format!("invalid header name prefix {strip_prefix:?}"),
+        );
+        "x-auth-".to_string()
+    } else {
+        canonical(strip_prefix).into_owned()
+    };
+    let strip_headers = s.list("strip_headers", |name| {
+        HeaderName::from_bytes(name.as_bytes())
+            .map(|h| canonical(h.as_str()).into_owned())
+            .map_err(|_| format!("invalid header name {name:?}"))
+    });
+    s.refuse(
+        "assertion",
+        "the signed identity assertion is planned, not built yet",
+    );
+    s.finish();
+    IdentityHeaders::new(user, groups, strip_prefix, strip_headers)
+}
+
+fn default_lower(default: &'static str) -> &'static str {
+    match default {
+        "X-Auth-User" => "x-auth-user",
+        _ => "x-auth-groups",
+    }
+}
+
+pub(super) fn read_routes(
+    root: &Table,
+    login: &LoginConfig,
+    errors: &mut Vec<KeyError>,
+) -> RouteTable {
+    let mut s = Section::new(root, "access", errors);
+    let default = match s.opt_str("default") {
+        None => Access::Authenticated,
+        Some(v) => parse_access(v).unwrap_or_else(|message| {
+            s.error("default", message);
+            Access::Authenticated
+        }),
+    };
+    let case_sensitive = s.bool("case_sensitive", false);
+    s.finish();
+
+    let mut routes = Vec::new();
+    match root.get("routes") {
+        None => {}
+        Some(Value::Array(entries)) => {
+            for (i, entry) in entries.iter().enumerate() {
+                let at = format!("routes[{i}]");
+                match entry {
+                    Value::Table(t) => {
+                        if let Some(route) = read_route(t, at, login, errors) {
+                            routes.push(route);
+                        }
+                    }
+                    _ => errors.push(KeyError {
+                        key: at,
+                        message: "expected a table ([[routes]])".into(),
+                    }),
+                }
+            }
+        }
+        Some(_) => errors.push(KeyError {
+            key: "routes".into(),
+            message: "expected an array of tables: write each route as [[routes]]".into(),
+        }),
+    }
+    RouteTable::new(routes, RoutePolicy::new(default), case_sensitive)
+}
+
+fn read_route(
+    t: &Table,
+    at: String,
+    login: &LoginConfig,
+    errors: &mut Vec<KeyError>,
+) -> Option<Route> {
+    let mut s = Section::entry(t, at, errors);
+    let matcher = match (s.opt_str("path"), s.opt_str("glob")) {
+        (Some(_), Some(_)) => {
+            s.error("glob", "a route has either path or glob, not both");
+            None
+        }
+        (None, None) if !s.has("path") && !s.has("glob") => {
+            s.error("path", "a route needs a path or a glob");
+            None
+        }
+        (None, None) => None, // a wrong type, already reported
+        (Some(p), None) => {
+            route_path(&mut s, login, p).map(|p| (p.clone(), PathMatcher::prefix(&p)))
+        }
+        (None, Some(g)) => match path::normalise(g) {
+            Err(e) => {
+                s.error("glob", format!("invalid glob {g:?}: {e}"));
+                None
+            }
+            Ok(n) if n.trim_end_matches('/') != g.trim_end_matches('/') => {
+                s.error(
+                    "glob",
+                    format!("{g:?} is not a normalised path; write {n:?}"),
+                );
+                None
+            }
+            Ok(_) if login.owns(&glob_literal_prefix(g)) => {
+                s.error(
+                    "glob",
+                    format!(
+                        "{g:?} is under [login] prefix {:?}, which doorman answers itself",
+                        login.prefix
+                    ),
+                );
+                None
+            }
+            Ok(_) => match PathMatcher::glob(g) {
+                Ok(m) => Some((g.to_string(), m)),
+                Err(message) => {
+                    s.error("glob", message);
+                    None
+                }
+            },
+        },
+    };
+    let access = match s.opt_str("access") {
+        None => Access::Authenticated,
+        Some(v) => parse_access(v).unwrap_or_else(|message| {
+            s.error("access", message);
+            Access::Authenticated
+        }),
+    };
+    let methods = s.has("methods").then(|| s.list("methods", parse_method));
+    if t.get("methods")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        s.error(
+            "methods",
+            "must list at least one method (leave it out to match any method)",
+        );
+    }
+    let users = s.list("users", |u| Ok(u.to_string()));
+    let groups = s.list("groups", |g| Ok(g.to_string()));
+    let on_unauthenticated = match s.opt_str("on_unauthenticated") {
+        None | Some("401") => OnUnauthenticated::Status401,
+        Some("redirect") => OnUnauthenticated::Redirect,
+        Some(other) => {
+            s.error(
+                "on_unauthenticated",
+                format!("expected \"401\" or \"redirect\", found {other:?}"),
+            );
+            OnUnauthenticated::Status401
+        }
+    };
+    if access != Access::Authenticated {
+        for key in ["users", "groups", "on_unauthenticated"] {
+            if s.has(key) {
+                s.error(
+                    key,
+                    "only applies to a route with access = \"authenticated\"",
+                );
+            }
+        }
+    }
+    s.finish();
+    let (name, matcher) = matcher?;
+    Some(Route {
+        name,
+        matcher,
+        methods,
+        policy: RoutePolicy {
+            access,
+            users,
+            groups,
+            on_unauthenticated,
+        },
+    })
+}
+
+/// A route `path` must already be in normalised form (so what is written is what matches) and
+/// must not lie under doorman's own prefix (such a route could never apply).
+fn route_path(s: &mut Section<'_>, login: &LoginConfig, p: &str) -> Option<String> {
+    match path::normalise(p) {
+        Err(e) => {
+            s.error("path", format!("invalid path {p:?}: {e}"));
+            None
+        }
+        Ok(n) if n.trim_end_matches('/') != p.trim_end_matches('/') => {
+            s.error(
+                "path",
+                format!("{p:?} is not a normalised path; write {n:?}"),
+            );
+            None
+        }
+        Ok(n) if login.owns(&n) => {
+            s.error(
+                "path",
+                format!(
+                    "{p:?} is under [login] prefix {:?}, which doorman answers itself",
+                    login.prefix
+                ),
+            );
+            None
+        }
+        Ok(_) => Some(p.to_string()),
+    }
+}
+
+/// The segments of a glob before its first wildcard, as a path (`/_doorman/*` → `/_doorman`).
+fn glob_literal_prefix(glob: &str) -> String {
+    let literal: Vec<&str> = glob
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take_while(|s| !s.contains('*'))
+        .collect();
+    format!("/{}", literal.join("/"))
+}
+
+fn parse_access(v: &str) -> Result<Access, String> {
+    match v {
+        "public" => Ok(Access::Public),
+        "authenticated" => Ok(Access::Authenticated),
+        "deny" => Ok(Access::Deny),
+        other => Err(format!(
+            "expected \"public\", \"authenticated\" or \"deny\", found {other:?}"
+        )),
+    }
+}
+
+/// Methods are case-sensitive tokens (RFC 9110 §9.1): `get` would never match a `GET`.
+fn parse_method(m: &str) -> Result<Method, String> {
+    if m.is_empty()
+        || !m
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "invalid method {m:?}: methods are upper-case tokens such as \"GET\""
+        ));
+    }
+    Method::from_bytes(m.as_bytes()).map_err(|_| format!("invalid method {m:?}"))
+}
+
+/// RFC 9110 token characters (a cookie name is a token).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Identity must survive to the upstream: a hop-by-hop header would be dropped on the way.
+fn is_forwardable(name: &str) -> bool {
+    !matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
