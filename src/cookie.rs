@@ -1,4 +1,12 @@
-//! Doorman's session cookie at the boundary with the upstream.
+//! Doorman's session cookie: what the browser gets, what doorman reads back, and what the
+//! upstream never sees.
+//!
+//! The cookie is `HttpOnly; SameSite=<same_site>; Path=/`, without `Domain` unless
+//! `cookie_domain` is set, and without `Max-Age` unless `persistent = true` (a browser-session
+//! cookie otherwise). When it is `Secure` (doorman terminates TLS, or `cookie_secure =
+//! "always"` behind a TLS load balancer) its name carries the `__Host-` prefix (`__Secure-` with
+//! a domain), so a sibling subdomain or a plain-HTTP response cannot plant or overwrite it.
+//! Exactly one cookie of that name is a session; two or more count as none.
 //!
 //! The upstream never sees the session cookie (it is a bearer credential, and an app that logs
 //! request headers would leak it), and the upstream can never set it (an app compromised or
@@ -7,6 +15,114 @@
 
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
+
+use crate::config::{CookieSecure, SameSite, SessionConfig};
+use crate::session::SessionId;
+
+/// What the request's `Cookie` headers say about doorman's cookie.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// No cookie of doorman's name.
+    Absent,
+    /// One, but not a well-formed id; or several (which count as none).
+    Invalid,
+    /// Exactly one well-formed id.
+    Id(SessionId),
+}
+
+/// How doorman's cookie is named and built for one listener (plain or TLS).
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    name: String,
+    domain: Option<String>,
+    secure: bool,
+    same_site: cookie::SameSite,
+    max_age: Option<std::time::Duration>,
+}
+
+impl CookiePolicy {
+    /// The policy for requests that reached doorman over TLS (`tls`) or not.
+    pub fn new(session: &SessionConfig, tls: bool) -> CookiePolicy {
+        let secure = session.cookie_secure == CookieSecure::Always || tls;
+        let prefix = match (secure, &session.cookie_domain) {
+            (false, _) => "",
+            (true, None) => "__Host-",
+            (true, Some(_)) => "__Secure-",
+        };
+        CookiePolicy {
+            name: format!("{prefix}{}", session.cookie_name),
+            domain: session.cookie_domain.clone(),
+            secure,
+            same_site: match session.same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            },
+            max_age: session.persistent.then_some(session.timeouts.absolute),
+        }
+    }
+
+    /// The cookie's name as the browser stores it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Find doorman's cookie among the request's cookies.
+    pub fn read(&self, headers: &HeaderMap) -> Presented {
+        let mut found = None;
+        let mut count = 0;
+        for value in headers.get_all(COOKIE) {
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
+                    None => continue,
+                };
+                if name == self.name.as_bytes() {
+                    count += 1;
+                    found = std::str::from_utf8(value).ok().and_then(SessionId::parse);
+                }
+            }
+        }
+        match (count, found) {
+            (0, _) => Presented::Absent,
+            (1, Some(id)) => Presented::Id(id),
+            _ => Presented::Invalid,
+        }
+    }
+
+    fn builder(&self, value: String) -> cookie::CookieBuilder<'static> {
+        let mut b = cookie::Cookie::build((self.name.clone(), value))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(self.same_site);
+        if let Some(domain) = &self.domain {
+            b = b.domain(domain.clone());
+        }
+        b
+    }
+
+    /// `Set-Cookie` for a new session.
+    pub fn set(&self, id: &SessionId) -> HeaderValue {
+        let mut b = self.builder(id.to_cookie_value());
+        if let Some(age) = self.max_age {
+            let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+            b = b.max_age(cookie::time::Duration::seconds(secs));
+        }
+        header_value(b.build().to_string())
+    }
+
+    /// `Set-Cookie` that removes the cookie (same name, path and domain; expired).
+    pub fn expire(&self) -> HeaderValue {
+        header_value(self.builder(String::new()).removal().build().to_string())
+    }
+}
+
+fn header_value(s: String) -> HeaderValue {
+    // Built from a token name, a base64url value and fixed attributes: always a valid value.
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
 
 /// Cookie names doorman answers to for `name`: the plain one and the prefixed forms it uses
 /// under TLS (`__Host-`, or `__Secure-` with a cookie domain).
@@ -147,5 +263,114 @@ mod tests {
             h.get_all(SET_COOKIE).iter().collect::<Vec<_>>(),
             ["app=1; Path=/", "other=2"]
         );
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn policy(session: &str, tls: bool) -> CookiePolicy {
+        let config = Config::parse(
+            &format!("[session]\n{session}\n"),
+            Path::new("/nonexistent/proxy.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        CookiePolicy::new(&config.session, tls)
+    }
+
+    fn id() -> SessionId {
+        SessionId::parse(&"A".repeat(43)).unwrap()
+    }
+
+    #[test]
+    fn plain_http_cookies_are_http_only_lax_and_session_scoped() {
+        let p = policy("", false);
+        assert_eq!(p.name(), "doorman_session");
+        let set = p.set(&id()).to_str().unwrap().to_string();
+        assert_eq!(
+            set,
+            format!(
+                "doorman_session={}; HttpOnly; SameSite=Lax; Path=/",
+                "A".repeat(43)
+            )
+        );
+        let expire = p.expire().to_str().unwrap().to_string();
+        assert!(
+            expire.starts_with("doorman_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
+            "{expire}"
+        );
+    }
+
+    #[test]
+    fn secure_cookies_get_the_host_or_secure_prefix() {
+        let p = policy("", true);
+        assert_eq!(p.name(), "__Host-doorman_session");
+        let set = p.set(&id()).to_str().unwrap().to_string();
+        assert!(set.contains("; Secure") && !set.contains("Domain"), "{set}");
+        let p = policy(
+            "cookie_secure = \"always\"\ncookie_domain = \"Example.com\"",
+            false,
+        );
+        assert_eq!(p.name(), "__Secure-doorman_session");
+        let set = p.set(&id()).to_str().unwrap().to_string();
+        assert!(
+            set.contains("; Secure") && set.contains("Domain=example.com"),
+            "{set}"
+        );
+    }
+
+    #[test]
+    fn max_age_only_for_persistent_cookies() {
+        let p = policy(
+            "persistent = true\nabsolute_timeout = \"12h\"\nsame_site = \"strict\"",
+            false,
+        );
+        let set = p.set(&id()).to_str().unwrap().to_string();
+        assert!(
+            set.contains("Max-Age=43200") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+    }
+
+    #[test]
+    fn exactly_one_well_formed_cookie_is_a_session() {
+        let p = policy("", false);
+        let read = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            p.read(&h)
+        };
+        let value = "A".repeat(43);
+        assert_eq!(read(&[]), Presented::Absent);
+        assert_eq!(read(&["other=1"]), Presented::Absent);
+        assert_eq!(
+            read(&[&format!("a=1; doorman_session={value}")]),
+            Presented::Id(id())
+        );
+        assert_eq!(read(&["doorman_session=short"]), Presented::Invalid);
+        assert_eq!(
+            read(&[&format!("doorman_session={value}; doorman_session={value}")]),
+            Presented::Invalid
+        );
+        assert_eq!(
+            read(&[
+                &format!("doorman_session={value}"),
+                &format!("doorman_session={value}")
+            ]),
+            Presented::Invalid
+        );
+        // Under TLS only the prefixed name counts: a plain-HTTP sibling cannot plant a session.
+        let tls = policy("", true);
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("doorman_session={value}")).unwrap(),
+        );
+        assert_eq!(tls.read(&h), Presented::Absent);
     }
 }

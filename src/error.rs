@@ -22,6 +22,21 @@ pub enum ProxyError {
     /// A protected route and no valid session.
     #[error("authentication required")]
     Unauthenticated(Challenge),
+    /// `GET {prefix}/session` without a valid session.
+    #[error("no session")]
+    NoSession,
+    /// The session store could not answer: protected routes fail closed, never open.
+    #[error("{0}")]
+    StoreUnavailable(#[from] crate::session::StoreError),
+    /// Too many failed logins for this user and client (or this client) in the window.
+    #[error("too many failed logins")]
+    Throttled(Duration),
+    /// Every password-hashing slot stayed busy for the whole wait.
+    #[error("login busy")]
+    Busy,
+    /// A login form larger than doorman reads.
+    #[error("request body too large")]
+    PayloadTooLarge,
     /// A `deny` route, or a session whose user the route does not allow.
     #[error("forbidden")]
     Forbidden,
@@ -59,6 +74,9 @@ pub enum Challenge {
 /// The `WWW-Authenticate` challenge doorman sends with every 401.
 pub const WWW_AUTHENTICATE: &str = "Doorman realm=\"doorman\"";
 
+/// Seconds a client is asked to wait when the session store is down.
+pub const STORE_RETRY_AFTER: u64 = 5;
+
 /// A boxed error source, as the HTTP client reports them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,7 +86,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthenticated(Challenge::Redirect { .. }) => StatusCode::FOUND,
-            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthenticated(_) | ProxyError::NoSession => StatusCode::UNAUTHORIZED,
+            ProxyError::StoreUnavailable(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -81,8 +102,22 @@ impl ProxyError {
 
     /// The response the client sees: the status and a fixed one-line text.
     pub fn to_response(&self) -> Response<Body> {
-        let ProxyError::Unauthenticated(challenge) = self else {
-            return fixed_response(self.status());
+        let retry_after = match self {
+            ProxyError::StoreUnavailable(_) => Some(STORE_RETRY_AFTER),
+            ProxyError::Busy => Some(1),
+            ProxyError::Throttled(window) => Some(window.as_secs().max(1)),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            let mut resp = fixed_response(self.status());
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+        let challenge = match self {
+            ProxyError::Unauthenticated(challenge) => challenge,
+            ProxyError::NoSession => &Challenge::Plain,
+            _ => return fixed_response(self.status()),
         };
         let mut resp = match challenge {
             Challenge::Plain => fixed_response(StatusCode::UNAUTHORIZED),
@@ -126,6 +161,9 @@ pub fn fixed_response(status: StatusCode) -> Response<Body> {
         StatusCode::FOUND => "Redirecting to the login page\n",
         StatusCode::BAD_GATEWAY => "Bad gateway: the upstream could not be reached\n",
         StatusCode::GATEWAY_TIMEOUT => "Gateway timeout: the upstream did not answer in time\n",
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable: try again shortly\n",
+        StatusCode::TOO_MANY_REQUESTS => "Too many failed logins: try again later\n",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
         _ => "Error\n",
     };
     let mut resp = Response::new(body::full(text));

@@ -13,25 +13,78 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::{debug, info, warn};
 
+use tokio::sync::Semaphore;
+
 use crate::body::Body;
 use crate::config::Config;
+use crate::cookie::{CookiePolicy, Presented};
 use crate::error::{Challenge, ProxyError};
 use crate::forward::{ClientInfo, Upstream};
 use crate::identity::Identity;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
+use crate::session::{
+    now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Store, StoreError,
+};
 
-/// What every request shares: the validated config and the upstream client built from it.
+/// What every request shares: the validated config, the upstream client, the session store.
 pub struct App {
     pub config: Arc<Config>,
     pub upstream: Upstream,
+    pub store: Arc<Store>,
+    /// Password checks in flight: at most one per core (Argon2id is memory-hard).
+    pub hashing: Arc<Semaphore>,
+    /// The cookie as served over plain HTTP and over TLS, built once.
+    cookies: [CookiePolicy; 2],
 }
 
 impl App {
-    /// Build the shared state; fails only if the upstream TLS client cannot be set up.
-    pub fn new(config: Arc<Config>) -> Result<App, rustls::Error> {
+    /// Build the shared state around an opened store.
+    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Result<App, rustls::Error> {
         let upstream = Upstream::new(Arc::clone(&config))?;
-        Ok(App { config, upstream })
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cookies = [
+            CookiePolicy::new(&config.session, false),
+            CookiePolicy::new(&config.session, true),
+        ];
+        Ok(App {
+            config,
+            upstream,
+            store,
+            hashing: Arc::new(Semaphore::new(cores)),
+            cookies,
+        })
     }
+}
+
+/// What to do with doorman's cookie on the way out.
+#[derive(Debug, Default)]
+pub enum CookieAction {
+    /// Leave the browser's cookie as it is (including on store errors: an outage must not log
+    /// everyone out).
+    #[default]
+    Keep,
+    /// Set a new session cookie.
+    Set(SessionId),
+    /// Expire a stale, unknown or malformed cookie.
+    Expire,
+}
+
+/// What the request's cookie amounts to.
+#[derive(Debug)]
+pub enum SessionState {
+    /// No cookie of doorman's name.
+    None,
+    /// A cookie that names no valid session (unknown, expired, malformed, duplicated, or its
+    /// user left the users file).
+    Stale,
+    /// A valid session.
+    Valid {
+        key: SessionKey,
+        identity: Identity,
+        record: Record,
+    },
+    /// The store could not answer.
+    Down(StoreError),
 }
 
 /// Answer one request: forward it, or answer with doorman's own response.
@@ -44,8 +97,10 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
     // may see the rest of the bytes as a second request, so the connection is not reused.
     let close_after =
         req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    let cookies = &app.cookies[usize::from(client.tls)];
+    let mut cookie = CookieAction::Keep;
 
-    let mut resp = match decide(app, client, req).await {
+    let mut resp = match decide(app, client, req, cookies, &mut cookie).await {
         Ok(resp) => resp,
         Err(error) => {
             let status = error.status().as_u16();
@@ -57,6 +112,17 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
             error.to_response()
         }
     };
+    let set_cookie = match cookie {
+        CookieAction::Keep => None,
+        CookieAction::Set(id) => Some(cookies.set(&id)),
+        CookieAction::Expire => Some(cookies.expire()),
+    };
+    if let Some(value) = set_cookie {
+        let h = resp.headers_mut();
+        h.append(header::SET_COOKIE, value);
+        // A response that sets a session cookie must never be stored by a shared cache.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if close_after {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -74,6 +140,8 @@ async fn decide(
     app: &App,
     client: ClientInfo,
     req: Request<Incoming>,
+    cookies: &CookiePolicy,
+    cookie: &mut CookieAction,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*app.config;
     // A reverse proxy is not a tunnel to arbitrary hosts.
@@ -82,38 +150,103 @@ async fn decide(
     }
     // Normalised once: what the routes match is exactly what the upstream receives.
     let path = crate::path::normalise(req.uri().path())?;
-    let target = forward_target(&path, req.uri().query())?;
     if config.login.owns(&path) {
-        // Doorman's own endpoints (login, logout, session) arrive with sessions; nothing under
-        // the prefix is ever forwarded.
-        return Err(ProxyError::NotFound);
+        // Doorman's own endpoints; nothing under the prefix is ever forwarded.
+        return crate::login::endpoint(app, client, req, &path, cookies, cookie).await;
     }
+    let target = forward_target(&path, req.uri().query())?;
     let matched = config.routes.find(req.method(), &path);
     if let Some(route) = matched.route {
         tracing::Span::current().record("route", route.name.as_str());
     }
-    // The session lookup (cookie → store) fills this once sessions exist; until then every
-    // request is anonymous.
-    let identity: Option<Identity> = None;
-    match (matched.policy.access, identity) {
-        (Access::Deny, _) => Err(ProxyError::Forbidden),
-        (Access::Public, identity) => {
-            app.upstream
-                .forward(req, &client, target, identity.as_ref())
-                .await
+    let access = matched.policy.access;
+    if access == Access::Deny {
+        return Err(ProxyError::Forbidden);
+    }
+    let presented = cookies.read(req.headers());
+    let presented_key = match &presented {
+        Presented::Id(id) => Some(id.key()),
+        _ => None,
+    };
+    let state = session_state(app, presented).await;
+    let identity = match state {
+        SessionState::Valid { identity, .. } => Some(identity),
+        SessionState::None => None,
+        SessionState::Stale => {
+            *cookie = CookieAction::Expire;
+            None
         }
-        (Access::Authenticated, None) => Err(ProxyError::Unauthenticated(challenge(
-            config,
-            matched.policy,
-            req.headers(),
-            &target,
-        ))),
-        (Access::Authenticated, Some(who)) if !matched.policy.allows(who.user(), who.groups()) => {
-            Err(ProxyError::Forbidden)
+        SessionState::Down(error) if access == Access::Authenticated => {
+            return Err(ProxyError::StoreUnavailable(error));
         }
-        (Access::Authenticated, Some(who)) => {
-            app.upstream.forward(req, &client, target, Some(&who)).await
+        SessionState::Down(error) => {
+            // A public route still works during an outage, anonymously; the cookie is kept.
+            warn!(peer = %client.peer, error = %error, "session store unavailable: forwarding anonymously");
+            None
         }
+    };
+    if access == Access::Authenticated {
+        match &identity {
+            None => {
+                return Err(ProxyError::Unauthenticated(challenge(
+                    config,
+                    matched.policy,
+                    req.headers(),
+                    &target,
+                )))
+            }
+            Some(who) if !matched.policy.allows(who.user(), who.groups()) => {
+                return Err(ProxyError::Forbidden)
+            }
+            Some(_) => {}
+        }
+    }
+    let handoff_allowed = crate::handoff::applies(config, &client, &req, &path);
+    let (resp, handoff) = app
+        .upstream
+        .forward(req, &client, target, identity.as_ref())
+        .await?;
+    crate::handoff::apply(
+        app,
+        &client,
+        handoff,
+        handoff_allowed,
+        presented_key,
+        cookie,
+    )
+    .await;
+    Ok(resp)
+}
+
+/// Look up the session a request presents; groups of password sessions come from the users file
+/// as it is now.
+pub async fn session_state(app: &App, presented: Presented) -> SessionState {
+    let id = match presented {
+        Presented::Absent => return SessionState::None,
+        Presented::Invalid => return SessionState::Stale,
+        Presented::Id(id) => id,
+    };
+    let key = id.key();
+    let record = match app.store.lookup(&key, now_millis()).await {
+        Err(error) => return SessionState::Down(error),
+        Ok(None) => return SessionState::Stale,
+        Ok(Some(record)) => record,
+    };
+    let identity = match record.origin {
+        Origin::Login => app
+            .config
+            .users
+            .get(&record.user)
+            .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
+        Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+    };
+    match identity {
+        Some(identity) => SessionState::Valid {
+            key,
+            identity,
+            record,
+        },
+        None => SessionState::Stale,
     }
 }
 

@@ -7,20 +7,31 @@
 //! ## Layout: the request's path through the modules
 //!
 //! ```text
-//! server  ── accept (max_connections), per-connection deadlines (clock), h1/h2 (hyper-util auto)
-//!   └─ gate    ── one request: [normalise → endpoint → route → session →] decide, log once
-//!        └─ forward ── build the upstream request (hop-by-hop, identity strip, X-Forwarded-*),
-//!                      pooled client, timeouts, upgrades; clean the response
-//!   error  ── every cause doorman answers itself, mapped to one status in one place
+//! server ── accept (max_connections), per-connection deadlines (clock), h1/h2 (hyper-util auto)
+//!  └─ gate ── one request, in order:
+//!      path      normalise once (400 for ambiguous paths)
+//!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff)
+//!      routes    first match → public / authenticated / deny
+//!      cookie    read doorman's cookie → session (SessionStore: embedded redb, or Redis)
+//!      decide    401 / 302 / 403 / 503, or:
+//!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
+//!                removed, X-Forwarded-*), pooled client, timeouts, upgrades; clean the response
+//!  error ── every cause doorman answers itself, mapped to one status in one place
 //! ```
 //!
-//! * [`config`]: `proxy.toml` → validated, typed [`config::Config`] (every error, with its key).
-//! * [`server`]: listener, accept loop, connection deadlines, graceful shutdown.
-//! * [`gate`]: the per-request decision; today it forwards everything.
+//! * [`config`]: `proxy.toml` (and the users file) → validated, typed [`config::Config`].
+//! * [`server`]: listener, accept loop, connection deadlines, graceful shutdown, store upkeep.
+//! * [`gate`]: the per-request decision and the session lookup.
+//! * [`path`], [`routes`]: the normaliser and the route table.
+//! * [`session`]: ids, records, the `SessionStore` seam and its two backends.
+//! * [`cookie`]: doorman's cookie in both directions.
+//! * [`login`], [`login_page`], [`next`], [`users`], [`handoff`]: logging in and out.
+//! * [`identity`]: which headers carry identity, stripped then set.
 //! * [`forward`]: the upstream client and the one function that builds upstream requests.
-//! * [`identity`]: which incoming headers are identity claims only doorman may make.
 //! * [`error`]: causes → status codes; [`body`]: the response body type.
 //! * [`logging`]: `tracing` subscriber set-up.
+
+#![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
 pub mod body;
 pub mod config;
@@ -28,8 +39,14 @@ pub mod cookie;
 pub mod error;
 pub mod forward;
 pub mod gate;
+pub mod handoff;
 pub mod identity;
 pub mod logging;
+pub mod login;
+pub mod login_page;
+pub mod next;
 pub mod path;
 pub mod routes;
 pub mod server;
+pub mod session;
+pub mod users;

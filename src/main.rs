@@ -1,4 +1,4 @@
-//! The `doorman` command: run the proxy, or check a config.
+//! The `doorman` command: run the proxy, check a config, hash a password, revoke sessions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,23 @@ struct Cli {
 enum Command {
     /// Validate the config and print a one-line summary (exit 0), or every error found (exit 2).
     Check,
+    /// Read a password from standard input; print an Argon2id hash for the users file.
+    HashPassword,
+    /// Manage stored sessions.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Delete every session of one user from the configured store.
+    Revoke {
+        /// The user whose sessions end.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// Exit status for an invalid config, as `doorman check` documents.
@@ -42,6 +59,9 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -54,6 +74,19 @@ fn main() -> ExitCode {
             println!("{}", config.summary());
             ExitCode::SUCCESS
         }
+        Some(Command::HashPassword) => hash_password(),
+        Some(Command::Sessions {
+            action: SessionsCommand::Revoke { user },
+        }) => match revoke(&config, &user) {
+            Ok(n) => {
+                println!("revoked {n} session(s) of {user}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("doorman: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => match serve(config, cli.log_format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -62,6 +95,61 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `doorman hash-password`: one line from stdin (without its line ending) → a PHC string.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("doorman: reading the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        eprintln!("doorman: empty password; type it on standard input");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match doorman::users::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("doorman: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `doorman sessions revoke`: through Redis, or through the running doorman's control socket,
+/// or (no doorman running) in the embedded file itself.
+fn revoke(config: &Config, user: &str) -> anyhow::Result<usize> {
+    use doorman::config::StoreKind;
+    use doorman::session::{embedded, SessionStore};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match &config.session.store {
+            StoreKind::Embedded { path } => {
+                let socket = embedded::control_socket_path(path);
+                if let Some(n) = embedded::revoke_via_socket(&socket, user).await? {
+                    return Ok(n);
+                }
+                let store = embedded::EmbeddedStore::open(path, config.session.timeouts)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                Ok(store.delete_user(user).await?)
+            }
+            StoreKind::Redis(_) => {
+                let store = doorman::session::open(&config.session)?;
+                Ok(store.delete_user(user).await?)
+            }
+        }
+    })
 }
 
 fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {

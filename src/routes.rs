@@ -172,6 +172,11 @@ impl RouteTable {
         &self.routes
     }
 
+    /// Whether paths match case-sensitively (`[access] case_sensitive`).
+    pub fn case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
     /// What a request matching no route gets.
     pub fn default_policy(&self) -> &RoutePolicy {
         &self.default

@@ -236,9 +236,9 @@ fn integer_limits_are_range_checked() {
     );
 }
 
-/// Contract keys this build does not enforce must be refused: a config whose session store,
-/// users file or signed assertion were silently ignored would not do what its operator reads
-/// in it.
+/// Contract keys this build does not enforce must be refused: a config whose TLS, session
+/// cache, admin listener or signed assertion were silently ignored would not do what its
+/// operator reads in it.
 #[test]
 fn unimplemented_sections_are_refused_not_ignored() {
     let text = r#"
@@ -251,10 +251,7 @@ hsts = "365d"
 [session]
 store = "embedded"
 cookie_name = "sid"
-
-[login]
-prefix = "/_doorman"
-users_file = "users.toml"
+cache = true
 
 [identity]
 user_header = "X-Auth-User"
@@ -282,8 +279,7 @@ access = "authenticated"
             &format!("listen.tls: {tls}"),
             &format!("listen.redirect_http: {tls}"),
             &format!("listen.hsts: {tls}"),
-            &format!("login.users_file: {not_yet}"),
-            &format!("session.store: {not_yet}"),
+            &format!("session.cache: {not_yet}"),
             "identity.assertion: the signed identity assertion is planned, not built yet",
             &format!("admin: {not_yet}"),
         ],
@@ -697,7 +693,7 @@ fn a_valid_access_config_loads_and_unknown_route_keys_are_reported() {
 prefix = "/auth/"
 
 [session]
-cookie_name = "__Host-sid"
+cookie_name = "sid"
 
 [identity]
 user_header = "X-User-Name"
@@ -723,7 +719,7 @@ access = "public"
     let c = Config::parse(text, Path::new("proxy.toml"))
         .unwrap_or_else(|e| panic!("valid config refused:\n{e}"));
     assert_eq!(c.login.prefix, "/auth");
-    assert_eq!(c.session.cookie_name, "__Host-sid");
+    assert_eq!(c.session.cookie_name, "sid");
     assert_eq!(
         c.routes.default_policy().access,
         doorman::routes::Access::Deny

@@ -13,10 +13,12 @@
 mod net;
 mod policy;
 mod reader;
+mod session;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -26,11 +28,12 @@ use toml::Table;
 
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
+use crate::users::{Users, UsersError};
 
 pub use net::IpNet;
-pub use policy::{LoginConfig, SessionConfig};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
+pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind};
 
 /// The validated configuration of one doorman process.
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct Config {
     pub identity: IdentityHeaders,
     pub login: LoginConfig,
     pub session: SessionConfig,
+    /// The users file's users (none without a users file).
+    pub users: Arc<Users>,
 }
 
 /// `[listen]`: the public listener and the limits that protect it.
@@ -89,6 +94,17 @@ impl UpstreamConfig {
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }
+}
+
+/// Where the Redis store lives (`[session] redis`, `redis_sentinel` or `redis_cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://` or `rediss://` URL of one server.
+    Standalone(String),
+    /// A master name and the Sentinel URLs that know it.
+    Sentinel { master: String, nodes: Vec<String> },
+    /// Seed URLs of a Redis Cluster.
+    Cluster(Vec<String>),
 }
 
 /// Everything wrong with a config file, in the order found.
@@ -183,8 +199,8 @@ impl Config {
         let mut errors = Vec::new();
         let listen = read_listen(&root, &mut errors);
         let upstream = read_upstream(&root, &base, &mut errors);
-        let login = policy::read_login(&root, &mut errors);
-        let session = policy::read_session(&root, &mut errors);
+        let login = session::read_login(&root, &base, &mut errors);
+        let session = session::read_session(&root, &base, &mut errors);
         let identity = policy::read_identity(&root, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         for key in root.keys() {
@@ -201,39 +217,64 @@ impl Config {
                 message: message.to_string(),
             });
         }
-        if errors.is_empty() {
+        let file = file.to_path_buf();
+        let mut all: Vec<ConfigError> = errors
+            .into_iter()
+            .map(|error| ConfigError::Key {
+                file: file.clone(),
+                error,
+            })
+            .collect();
+        let users = match &login.users_file {
+            None => Users::empty(),
+            Some(path) => match Users::load(path) {
+                Ok(users) => users,
+                Err(UsersError::Read(message)) => {
+                    let error = KeyError {
+                        key: "login.users_file".into(),
+                        message,
+                    };
+                    all.push(ConfigError::Key {
+                        file: file.clone(),
+                        error,
+                    });
+                    Users::empty()
+                }
+                Err(UsersError::Invalid(errors)) => {
+                    all.extend(errors.into_iter().map(|error| ConfigError::Key {
+                        file: path.clone(),
+                        error,
+                    }));
+                    Users::empty()
+                }
+            },
+        };
+        if all.is_empty() {
             Ok(Config {
-                file: file.to_path_buf(),
+                file,
                 listen,
                 upstream,
                 routes,
                 identity,
                 login,
                 session,
+                users: Arc::new(users),
             })
         } else {
-            let file = file.to_path_buf();
-            Err(ConfigErrors(
-                errors
-                    .into_iter()
-                    .map(|error| ConfigError::Key {
-                        file: file.clone(),
-                        error,
-                    })
-                    .collect(),
-            ))
+            Err(ConfigErrors(all))
         }
     }
 
     /// The one-line summary `doorman check` prints.
     pub fn summary(&self) -> String {
         format!(
-            "{}: ok: listening on http://{}, forwarding to {}, {} route(s), default access {}",
+            "{}: ok: listening on http://{}, forwarding to {}, {} route(s), default access {}, {} user(s)",
             self.file.display(),
             self.listen.addr,
             self.upstream.url(),
             self.routes.routes().len(),
             self.routes.default_policy().access,
+            self.users.len(),
         )
     }
 }

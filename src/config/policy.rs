@@ -1,118 +1,13 @@
-//! The access-control sections: `[access]`, `[[routes]]`, `[identity]`, and the parts of
-//! `[login]` and `[session]` that routing needs (the endpoint prefix and the cookie name).
+//! The access-control sections: `[access]`, `[[routes]]` and `[identity]`.
 
 use http::{HeaderName, Method};
 use toml::{Table, Value};
 
 use super::reader::{KeyError, Section};
+use super::session::LoginConfig;
 use crate::identity::{canonical, IdentityHeaders};
 use crate::path;
 use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, RouteTable};
-
-/// `[login]` as far as this build goes.
-#[derive(Debug, Clone)]
-pub struct LoginConfig {
-    /// Doorman's own endpoints live below this (`/_doorman`); never forwarded.
-    pub prefix: String,
-}
-
-impl LoginConfig {
-    /// Whether a normalised path is one of doorman's own (`/_doorman` or below).
-    ///
-    /// ASCII case-insensitive whatever `[access] case_sensitive` says: `/_DOORMAN/x` must not
-    /// reach an upstream that routes case-insensitively.
-    pub fn owns(&self, path: &str) -> bool {
-        let n = self.prefix.len();
-        path.len() >= n
-            && path.as_bytes()[..n].eq_ignore_ascii_case(self.prefix.as_bytes())
-            && (path.len() == n || path.as_bytes()[n] == b'/')
-    }
-}
-
-/// `[session]` as far as this build goes.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// The session cookie's name; never forwarded upstream, never settable by the upstream.
-    pub cookie_name: String,
-}
-
-/// Keys of the contract this build does not implement yet: refused, never silently ignored.
-const SESSION_LATER: &[&str] = &[
-    "store",
-    "path",
-    "redis",
-    "redis_sentinel",
-    "redis_cluster",
-    "cache",
-    "key_prefix",
-    "idle_timeout",
-    "absolute_timeout",
-    "cookie_domain",
-    "cookie_secure",
-    "same_site",
-    "persistent",
-];
-const LOGIN_LATER: &[&str] = &[
-    "users_file",
-    "public_origin",
-    "handoff_paths",
-    "handoff_groups",
-    "max_failures",
-    "failure_window",
-];
-const NOT_YET: &str = "not supported by this build of doorman yet";
-
-pub(super) fn read_login(root: &Table, errors: &mut Vec<KeyError>) -> LoginConfig {
-    let mut s = Section::new(root, "login", errors);
-    let prefix = s.opt_str("prefix").unwrap_or("/_doorman");
-    let prefix = match path::normalise(prefix) {
-        Ok(p) if p == "/" => {
-            s.error(
-                "prefix",
-                "must not be \"/\": doorman's endpoints would hide the whole app",
-            );
-            "/_doorman".to_string()
-        }
-        Ok(p) if p.trim_end_matches('/') == prefix.trim_end_matches('/') => {
-            p.trim_end_matches('/').to_string()
-        }
-        Ok(p) => {
-            s.error(
-                "prefix",
-                format!("{prefix:?} is not a normalised path; write {p:?}"),
-            );
-            "/_doorman".to_string()
-        }
-        Err(e) => {
-            s.error("prefix", format!("invalid path {prefix:?}: {e}"));
-            "/_doorman".to_string()
-        }
-    };
-    for key in LOGIN_LATER {
-        s.refuse(key, NOT_YET);
-    }
-    s.finish();
-    LoginConfig { prefix }
-}
-
-pub(super) fn read_session(root: &Table, errors: &mut Vec<KeyError>) -> SessionConfig {
-    let mut s = Section::new(root, "session", errors);
-    let cookie_name = s.opt_str("cookie_name").unwrap_or("doorman_session");
-    let cookie_name = if is_token(cookie_name) {
-        cookie_name.to_string()
-    } else {
-        s.error(
-            "cookie_name",
-            format!("invalid cookie name {cookie_name:?}: use letters, digits and !#$%&'*+-.^_`|~"),
-        );
-        "doorman_session".to_string()
-    };
-    for key in SESSION_LATER {
-        s.refuse(key, NOT_YET);
-    }
-    s.finish();
-    SessionConfig { cookie_name }
-}
 
 pub(super) fn read_identity(root: &Table, errors: &mut Vec<KeyError>) -> IdentityHeaders {
     let mut s = Section::new(root, "identity", errors);
@@ -388,7 +283,7 @@ fn parse_method(m: &str) -> Result<Method, String> {
 }
 
 /// RFC 9110 token characters (a cookie name is a token).
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -65,6 +65,24 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A nested table (`redis_sentinel = { ... }`), read like a section of its own.
+    pub fn sub(&mut self, key: &'static str) -> Option<Section<'_>> {
+        let value = self.raw(key)?;
+        match value {
+            Value::Table(t) => Some(Section {
+                path: self.key_path(key),
+                table: Some(t),
+                used: Vec::new(),
+                errors: &mut *self.errors,
+            }),
+            other => {
+                let message = format!("expected a table, found {}", kind(other));
+                self.error(key, message);
+                None
+            }
+        }
+    }
+
     /// Whether `key` is present (without reading it).
     pub fn has(&self, key: &str) -> bool {
         self.table.is_some_and(|t| t.contains_key(key))

@@ -72,14 +72,15 @@ impl Upstream {
     }
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
-    /// upstream's response head with its body streaming.
+    /// upstream's response head with its body streaming, and the handoff headers the upstream
+    /// sent (already removed from the response).
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         client: &ClientInfo,
         target: PathAndQuery,
         identity: Option<&Identity>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<(Response<Body>, Handoff), ProxyError> {
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let up_req = self.upstream_request(req, client, target, identity, upgrade)?;
@@ -91,7 +92,8 @@ impl Upstream {
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return match client_side {
-                Some(client_side) => upgrade::tunnel(client_side, resp, &self.config),
+                Some(client_side) => upgrade::tunnel(client_side, resp, &self.config)
+                    .map(|r| (r, Handoff::default())),
                 // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
                 None => Err(ProxyError::UpgradeFailed(
                     "upstream switched protocols unasked",
@@ -99,8 +101,9 @@ impl Upstream {
             };
         }
         let (mut parts, incoming) = resp.into_parts();
+        let handoff = Handoff::read(&parts.headers);
         clean_response_headers(&mut parts.headers, &self.config);
-        Ok(Response::from_parts(parts, body::stream(incoming)))
+        Ok((Response::from_parts(parts, body::stream(incoming)), handoff))
     }
 
     /// Build the request the upstream receives. Every forwarded request is made here, so the
@@ -190,6 +193,41 @@ fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
     headers::remove_where(h, |name| name.starts_with("x-doorman-"));
     cookie::remove_from_response(h, &config.session.cookie_name);
+}
+
+/// Doorman's handoff headers (DESIGN.md §6) as the upstream sent them. They are removed from
+/// every response whatever is done with them; the gate decides whether to honour them.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    /// `X-Doorman-Login`: the user to log in.
+    pub login: Option<HeaderValue>,
+    /// `X-Doorman-Groups`: comma-separated groups for that user.
+    pub groups: Option<HeaderValue>,
+    /// `X-Doorman-Logout: 1`.
+    pub logout: bool,
+}
+
+impl Handoff {
+    fn read(h: &http::HeaderMap) -> Handoff {
+        // Exactly one of each, or none: two logins in one response are ambiguous, and two
+        // groups headers could smuggle a group past a check made on one of them.
+        let only = |name: &str| {
+            let mut values = h.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => Some(v.clone()),
+                _ => None,
+            }
+        };
+        let login = only("x-doorman-login");
+        let groups_ok = h.get_all("x-doorman-groups").iter().count() <= 1;
+        Handoff {
+            login: login.filter(|_| groups_ok),
+            groups: only("x-doorman-groups"),
+            logout: h
+                .get("x-doorman-logout")
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
+        }
+    }
 }
 
 /// The host the client addressed: the h2 `:authority` / absolute-form authority, else `Host`.

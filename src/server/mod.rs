@@ -24,9 +24,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::forward::ClientInfo;
 use crate::gate::{self, App};
+use crate::session::{self, Store};
 use clock::{ConnClock, Expiry, Watched};
 
 pub use clock::RequestGuard;
@@ -46,10 +47,13 @@ pub async fn run(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = Arc::new(App::new(Arc::clone(&config)).map_err(io::Error::other)?);
+    let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
+    let app =
+        Arc::new(App::new(Arc::clone(&config), Arc::clone(&store)).map_err(io::Error::other)?);
     let http = Arc::new(http_builder(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     info!(addr = %listener.local_addr()?, upstream = %config.upstream.url(), "doorman listening");
@@ -113,8 +117,42 @@ pub async fn run(
         );
         connections.shutdown().await;
     }
+    for task in housekeeping {
+        task.abort();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// How often the embedded store sweeps expired sessions and counters.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Background work the store needs while doorman serves: for the embedded store, the sweep of
+/// expired records and the control socket `doorman sessions revoke` talks to. The socket is
+/// bound here, before the first accept, so a failure stops start-up instead of leaving revoke
+/// silently unreachable (and no client connection can take its descriptor first).
+fn start_housekeeping(
+    config: &Config,
+    store: &Arc<Store>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let (Store::Embedded(embedded), StoreKind::Embedded { path }) =
+        (&**store, &config.session.store)
+    else {
+        return Ok(Vec::new());
+    };
+    let socket = session::embedded::control_socket_path(path);
+    let control = session::embedded::ControlSocket::bind(&socket).map_err(io::Error::other)?;
+    let sweeper = embedded.spawn_sweeper(SWEEP_EVERY);
+    let store = Arc::new(embedded.clone());
+    let control = tokio::spawn(async move {
+        let mut stop = stop;
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        control.serve(store, stopped).await;
+    });
+    Ok(vec![sweeper, control])
 }
 
 /// The HTTP/1.1 + HTTP/2 (prior knowledge) server settings shared by every connection.

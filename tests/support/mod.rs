@@ -5,7 +5,9 @@
 #![allow(dead_code, unused_imports)] // each test file uses its own part of the support module
 
 pub mod doorman;
+pub mod login;
 pub mod raw;
+pub mod redis;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -11,7 +11,12 @@
 //! * `/ws`: `101` and an echo of every byte, when asked to upgrade; `426` otherwise;
 //! * `/ws-refuse`: `403`, even to an upgrade request;
 //! * `/set-cookies`: `200` with several `Set-Cookie` headers, including ones named
-//!   `doorman_session`, `__Host-doorman_session` and `sid` (cookie-fixation attempts).
+//!   `doorman_session`, `__Host-doorman_session` and `sid` (cookie-fixation attempts);
+//! * `/app-login` and anything below it (`/app-login/x`): the echo, plus the login handoff
+//!   headers (DESIGN.md §6) taken from the query: `?user=U&groups=G` answers with
+//!   `X-Doorman-Login: U` and `X-Doorman-Groups: G` (percent-decoded to raw bytes), so a test
+//!   plays an app that reflects a query parameter into a handoff header;
+//! * `/app-logout`: the echo, plus `X-Doorman-Logout: 1`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -148,8 +153,57 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
             .header("set-cookie", "theme=dark; Max-Age=60")
             .body(full("ok"))
             .expect("response"),
+        ("app-login", _) => {
+            let query = query_pairs(req.uri().query());
+            let mut resp = echo(req).await;
+            for (param, header) in [("user", "x-doorman-login"), ("groups", "x-doorman-groups")] {
+                if let Some((_, value)) = query.iter().find(|(k, _)| k == param) {
+                    let value = http::HeaderValue::from_bytes(value).expect("header value");
+                    resp.headers_mut().insert(header, value);
+                }
+            }
+            resp
+        }
+        ("app-logout", None) => {
+            let mut resp = echo(req).await;
+            resp.headers_mut()
+                .insert("x-doorman-logout", http::HeaderValue::from_static("1"));
+            resp
+        }
         _ => echo(req).await,
     }
+}
+
+/// `a=1&b=%C3%A9` → `[("a", b"1"), ("b", [0xC3, 0xA9])]`: values percent-decoded to raw bytes.
+fn query_pairs(query: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let v = v.as_bytes();
+            let mut out = Vec::with_capacity(v.len());
+            let mut i = 0;
+            while i < v.len() {
+                match (
+                    v[i],
+                    v.get(i + 1).and_then(|&b| hex(b)),
+                    v.get(i + 2).and_then(|&b| hex(b)),
+                ) {
+                    (b'%', Some(hi), Some(lo)) => {
+                        out.push(hi << 4 | lo);
+                        i += 3;
+                    }
+                    (b, _, _) => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            (k.to_string(), out)
+        })
+        .collect()
 }
 
 async fn echo(req: Request<Incoming>) -> Response<Body> {

@@ -1,0 +1,420 @@
+//! Doorman's own endpoints under `[login] prefix` (DESIGN.md §4): the login form, login,
+//! logout and the session probe; and the rules they share with the login handoff (§6).
+//!
+//! * Cross-site protection: a state-changing request (`POST` login or logout, a handoff) is
+//!   refused when the browser says it came from another site: `Sec-Fetch-Site: cross-site`, or
+//!   an `Origin` that is not the public origin (`[login] public_origin`, else the scheme and
+//!   `Host`/`:authority` the request arrived with). Requests without either header (old
+//!   browsers, scripts) are same-site by default: they carry no ambient cookie to abuse.
+//! * Throttling: failures are counted in the session store (so replicas share them, and the
+//!   counters expire with their window): per user and client, `max_failures` within
+//!   `failure_window` before 429; and per client across user names, `4 × max_failures`, so one
+//!   client cannot spray passwords over many names.
+//! * Password checks run on blocking threads, at most one per core at a time (Argon2id is
+//!   memory-hard; unbounded parallel logins would be a denial of service). A login that cannot
+//!   get a slot within [`HASH_WAIT`] is answered 503.
+//! * Login rotates the session: any session the client presented is destroyed and a new id is
+//!   issued, so a session id planted before login (fixation) is worthless after it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tracing::{info, warn};
+
+use crate::body::{self, Body};
+use crate::config::{Config, CookieSecure};
+use crate::cookie::{CookiePolicy, Presented};
+use crate::error::ProxyError;
+use crate::forward::ClientInfo;
+use crate::gate::{App, CookieAction, SessionState};
+use crate::login_page::{self, LoginPage};
+use crate::next::safe_next;
+use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+
+/// How long a login waits for a free hashing slot before answering 503.
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+
+/// The largest login form accepted.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Per client, failures across all user names allowed per window, as a multiple of
+/// `max_failures`.
+const CLIENT_FAILURE_FACTOR: u64 = 4;
+
+/// Answer a request for a path under the login prefix.
+pub async fn endpoint(
+    app: &App,
+    client: ClientInfo,
+    req: Request<Incoming>,
+    path: &str,
+    cookies: &CookiePolicy,
+    cookie: &mut CookieAction,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &*app.config;
+    let rest = path[config.login.prefix.len()..].to_ascii_lowercase();
+    let method = req.method().clone();
+    match (rest.as_str(), method) {
+        ("/login", Method::GET | Method::HEAD) => {
+            let next = query_param(req.uri().query(), "next");
+            Ok(page(StatusCode::OK, config, next.as_deref(), None, None))
+        }
+        ("/login", Method::POST) => login(app, client, req, cookies, cookie).await,
+        ("/logout", Method::POST) => logout(app, client, req, cookies, cookie).await,
+        ("/session", Method::GET | Method::HEAD) => session_info(app, &req, cookies, cookie).await,
+        ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
+        _ => Err(ProxyError::NotFound),
+    }
+}
+
+async fn login(
+    app: &App,
+    client: ClientInfo,
+    req: Request<Incoming>,
+    cookies: &CookiePolicy,
+    cookie: &mut CookieAction,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &*app.config;
+    if is_cross_site(
+        req.headers(),
+        public_origin(config, &client, &req).as_deref(),
+    ) {
+        warn!(peer = %client.peer, "cross-site login refused");
+        return Err(ProxyError::Forbidden);
+    }
+    let presented = cookies.read(req.headers());
+    let form = read_form(req).await?;
+    let username = form_value(&form, "username").unwrap_or_default();
+    let password = form_value(&form, "password").unwrap_or_default();
+    let next = form_value(&form, "next");
+
+    let store = &app.store;
+    let window = config.login.failure_window;
+    let (pair, per_client) = throttle_keys(&username, &client);
+    let max = config.login.max_failures;
+    if store.count(&pair).await? >= max
+        || store.count(&per_client).await? >= max * CLIENT_FAILURE_FACTOR
+    {
+        info!(peer = %client.peer, user = %username, "login throttled");
+        return Err(ProxyError::Throttled(window));
+    }
+
+    let permit = tokio::time::timeout(
+        HASH_WAIT,
+        std::sync::Arc::clone(&app.hashing).acquire_owned(),
+    )
+    .await
+    .map_err(|_| ProxyError::Busy)?
+    .map_err(|_| ProxyError::Busy)?;
+    let users = std::sync::Arc::clone(&config.users);
+    let checked_name = username.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        users
+            .verify(&checked_name, &password)
+            .map(|u| u.groups.clone())
+    })
+    .await
+    .map_err(|_| ProxyError::Busy)?;
+
+    let Some(groups) = verified else {
+        store.hit(&pair, window).await?;
+        store.hit(&per_client, window).await?;
+        info!(peer = %client.peer, user = %username, "login failed: bad credentials");
+        let error = Some("Wrong user name or password.");
+        return Ok(page(
+            StatusCode::UNAUTHORIZED,
+            config,
+            next.as_deref(),
+            Some(&username),
+            error,
+        ));
+    };
+
+    if let Presented::Id(old) = presented {
+        store.delete(&old.key()).await?;
+    }
+    let id = SessionId::generate()?;
+    let record = Record::new(
+        username.clone(),
+        groups,
+        Origin::Login,
+        now_millis(),
+        &config.session.timeouts,
+    );
+    store.create(&id.key(), &record).await?;
+    info!(peer = %client.peer, user = %username, session = %id.key().tag(), "login");
+    *cookie = CookieAction::Set(id);
+    Ok(see_other(&safe_next(next.as_deref())))
+}
+
+async fn logout(
+    app: &App,
+    client: ClientInfo,
+    req: Request<Incoming>,
+    cookies: &CookiePolicy,
+    cookie: &mut CookieAction,
+) -> Result<Response<Body>, ProxyError> {
+    if is_cross_site(
+        req.headers(),
+        public_origin(&app.config, &client, &req).as_deref(),
+    ) {
+        warn!(peer = %client.peer, "cross-site logout refused");
+        return Err(ProxyError::Forbidden);
+    }
+    match cookies.read(req.headers()) {
+        Presented::Id(id) => {
+            app.store.delete(&id.key()).await?;
+            info!(peer = %client.peer, session = %id.key().tag(), "logout");
+            *cookie = CookieAction::Expire;
+        }
+        Presented::Invalid => *cookie = CookieAction::Expire,
+        Presented::Absent => {}
+    }
+    Ok(see_other("/"))
+}
+
+async fn session_info(
+    app: &App,
+    req: &Request<Incoming>,
+    cookies: &CookiePolicy,
+    cookie: &mut CookieAction,
+) -> Result<Response<Body>, ProxyError> {
+    let state = crate::gate::session_state(app, cookies.read(req.headers())).await;
+    let (identity, record) = match state {
+        SessionState::Valid {
+            identity, record, ..
+        } => (identity, record),
+        SessionState::Down(e) => return Err(ProxyError::StoreUnavailable(e)),
+        SessionState::Stale => {
+            *cookie = CookieAction::Expire;
+            return Err(ProxyError::NoSession);
+        }
+        SessionState::None => return Err(ProxyError::NoSession),
+    };
+    let json = serde_json::json!({
+        "user": identity.user(),
+        "groups": identity.groups(),
+        "created": record.created / 1000,
+        "expires": record.absolute_expiry / 1000,
+    });
+    let mut resp = Response::new(body::full(json.to_string()));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// The login page with `status` (200, or 401 after a failed attempt).
+fn page(
+    status: StatusCode,
+    config: &Config,
+    next: Option<&str>,
+    username: Option<&str>,
+    error: Option<&str>,
+) -> Response<Body> {
+    let action = format!("{}/login", config.login.prefix);
+    let html = login_page::render(&LoginPage {
+        action: &action,
+        next,
+        username,
+        error,
+        notice: None,
+    });
+    let mut resp = Response::new(body::full(html));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(login_page::content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp
+}
+
+fn see_other(location: &str) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    // `safe_next` returns visible ASCII only.
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The origin browsers see: `[login] public_origin`, else the request's scheme and host.
+pub fn public_origin<B>(config: &Config, client: &ClientInfo, req: &Request<B>) -> Option<String> {
+    if let Some(origin) = &config.login.public_origin {
+        return Some(origin.clone());
+    }
+    let scheme = if client.tls || config.session.cookie_secure == CookieSecure::Always {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })?;
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// Whether a browser marked this request as coming from another site.
+pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => false,
+        Some(origin) => match (origin.to_str(), public_origin) {
+            (Ok(origin), Some(public)) => !origin.eq_ignore_ascii_case(public),
+            _ => true,
+        },
+    }
+}
+
+/// Counter names for one attempt: per user and client, and per client. Hashed, so names and
+/// addresses of any length make fixed-size keys.
+fn throttle_keys(username: &str, client: &ClientInfo) -> (String, String) {
+    let ip = client.peer.ip().to_string();
+    let pair = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{username}\0{ip}").as_bytes(),
+    );
+    let pair: String = pair.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (format!("login:{pair}"), format!("login-client:{ip}"))
+}
+
+/// Read an `application/x-www-form-urlencoded` body of at most [`MAX_FORM_BYTES`].
+async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, ProxyError> {
+    let body: Bytes = Limited::new(req.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| ProxyError::PayloadTooLarge)?
+        .to_bytes();
+    Ok(parse_urlencoded(&body))
+}
+
+fn form_value(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_value(&parse_urlencoded(query?.as_bytes()), name)
+}
+
+/// `a=1&b=x+y%21` → `[("a","1"), ("b","x y!")]`. Invalid escapes are kept literally and
+/// invalid UTF-8 is replaced, as browsers do.
+pub fn parse_urlencoded(input: &[u8]) -> Vec<(String, String)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut kv = pair.splitn(2, |&b| b == b'=');
+            let k = decode(kv.next().unwrap_or_default());
+            let v = decode(kv.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                let hex = std::str::from_utf8(&s[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_like_browsers_encode() {
+        assert_eq!(
+            parse_urlencoded(
+                b"username=al+ice&password=p%40ss%26w%3Drd&next=%2Fdash%3Fx%3D1&empty=&flag"
+            ),
+            [
+                ("username".into(), "al ice".into()),
+                ("password".into(), "p@ss&w=rd".into()),
+                ("next".into(), "/dash?x=1".into()),
+                ("empty".into(), String::new()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(
+            parse_urlencoded(b"a=%zz%4"),
+            [("a".to_string(), "%zz%4".to_string())]
+        );
+        assert_eq!(
+            parse_urlencoded(b"a=%E2%82%AC"),
+            [("a".to_string(), "\u{20ac}".to_string())]
+        );
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!is_cross_site(&h, Some("http://app.test")));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://app.test"));
+        assert!(!is_cross_site(&h, Some("http://app.test")));
+        assert!(!is_cross_site(&h, Some("HTTP://APP.TEST")));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.test"));
+        assert!(is_cross_site(&h, Some("http://app.test")));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(is_cross_site(&h, Some("http://app.test")));
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(is_cross_site(&h, Some("http://app.test")));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!is_cross_site(&h, Some("http://app.test")));
+    }
+}

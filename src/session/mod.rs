@@ -1,0 +1,389 @@
+//! Sessions: the secret id in the cookie, the record in the store, and the store seam.
+//!
+//! The cookie carries a [`SessionId`]: 32 bytes from the OS CSPRNG, base64url without padding
+//! (43 characters). Stores never see it: they key records by its SHA-256, a [`SessionKey`], so
+//! a leaked store dump or backup cannot be replayed as cookies. The id's `Debug` is redacted and
+//! it has no `Display`, so it cannot end up in a log line by accident.
+//!
+//! A [`Record`] carries timestamps, and both clocks are checked against them on every lookup:
+//! the idle clock slides (each use moves `last_seen`), the absolute expiry never moves. A store's
+//! own expiry (a Redis TTL, the embedded sweep) only cleans up; it never decides validity.
+//!
+//! [`SessionStore`] is the small async seam both backends implement; [`Store`] is the concrete
+//! choice made at start-up, so the rest of doorman calls one type without boxing futures.
+
+pub mod embedded;
+pub mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// The record format written by this build; readers refuse other versions (treated as absent).
+pub const RECORD_VERSION: u8 = 1;
+
+/// The secret session id, as carried in the cookie.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A fresh id: 256 bits straight from the operating system's CSPRNG.
+    pub fn generate() -> Result<SessionId, StoreError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        Ok(SessionId(bytes))
+    }
+
+    /// Parse a cookie value: exactly 43 base64url characters, no padding. Anything else is a
+    /// malformed cookie, treated like an unknown one.
+    pub fn parse(value: &str) -> Option<SessionId> {
+        if value.len() != 43 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        bytes.try_into().ok().map(SessionId)
+    }
+
+    /// The cookie value. Only the cookie module should call this.
+    pub fn to_cookie_value(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The key the stores use: SHA-256 of the id.
+    pub fn key(&self) -> SessionKey {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.0);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        SessionKey(key)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// SHA-256 of a [`SessionId`]: what stores key records by. Not a secret on its own (it cannot be
+/// turned back into a cookie), but not logged whole either: [`SessionKey::tag`] is for logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl SessionKey {
+    /// Lower-case hex, as used in Redis keys.
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            s.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+        }
+        s
+    }
+
+    /// A short, non-reversible tag for logs (the first 8 hex digits of the key).
+    pub fn tag(&self) -> String {
+        self.hex()[..8].to_string()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}…)", self.tag())
+    }
+}
+
+/// How a session came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The login form, checked against the users file: the user must still be in it, and groups
+    /// are read from it at request time.
+    Login,
+    /// An upstream login handoff (DESIGN.md §6): not tied to the users file; groups as handed off.
+    Handoff,
+}
+
+/// One session as stored. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u8,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub origin: Origin,
+    pub created: u64,
+    /// Never extended.
+    pub absolute_expiry: u64,
+    /// The idle clock: moved forward on use (coalesced, so a crash can only shorten a session).
+    pub last_seen: u64,
+}
+
+impl Record {
+    /// A new record for a session starting `now`.
+    pub fn new(
+        user: String,
+        groups: Vec<String>,
+        origin: Origin,
+        now: u64,
+        timeouts: &Timeouts,
+    ) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            user,
+            groups,
+            origin,
+            created: now,
+            absolute_expiry: now.saturating_add(millis(timeouts.absolute)),
+            last_seen: now,
+        }
+    }
+
+    /// Whether the session is still valid at `now`: neither idle past `idle` nor past its
+    /// absolute expiry.
+    pub fn is_live(&self, now: u64, timeouts: &Timeouts) -> bool {
+        self.version == RECORD_VERSION
+            && now < self.absolute_expiry
+            && now.saturating_sub(self.last_seen) < millis(timeouts.idle)
+    }
+
+    /// Whether a lookup at `now` should persist a new `last_seen`: at most once per
+    /// `idle / 10`, so reads do not each pay a write.
+    pub fn needs_touch(&self, now: u64, timeouts: &Timeouts) -> bool {
+        now.saturating_sub(self.last_seen) >= millis(timeouts.idle) / 10
+    }
+
+    /// How long the store should keep the record from `now`: the idle clock, capped by the
+    /// absolute expiry.
+    pub fn ttl(&self, now: u64, timeouts: &Timeouts) -> Duration {
+        let idle_left = self
+            .last_seen
+            .saturating_add(millis(timeouts.idle))
+            .saturating_sub(now);
+        let absolute_left = self.absolute_expiry.saturating_sub(now);
+        Duration::from_millis(idle_left.min(absolute_left))
+    }
+}
+
+/// The two session clocks (`[session] idle_timeout`, `absolute_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+/// Unix time now, in milliseconds.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Why a store could not answer. Every variant fails closed: protected routes answer 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store timed out")]
+    Timeout,
+    #[error("session store data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+}
+
+/// What doorman asks of a session store. `Ok(None)` means "no valid session" (missing,
+/// expired, or of another format version); `Err` means the store could not answer, and the
+/// caller fails closed.
+pub trait SessionStore: Send + Sync {
+    /// Store a new session under `key`.
+    fn create(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Fetch a live session and slide its idle clock, in one round trip: the record if it is
+    /// live at `now` (expired ones are deleted and reported as `None`).
+    fn lookup(
+        &self,
+        key: &SessionKey,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Delete one session (logout, rotation on login). Deleting a missing one is not an error.
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Delete every session of `user`; returns how many were deleted.
+    fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Count one event under `counter` within a window starting at its first event, and return
+    /// the count so far (login throttling). Counters expire with their window.
+    fn hit(
+        &self,
+        counter: &str,
+        window: Duration,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The current count of `counter` (0 when absent or expired), without counting.
+    fn count(&self, counter: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Whether the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Open the store `[session]` configures. Redis connects lazily: a Redis that is down now
+/// does not stop doorman (protected routes fail closed until it answers).
+pub fn open(config: &crate::config::SessionConfig) -> Result<Store, StoreError> {
+    use crate::config::StoreKind;
+    match &config.store {
+        StoreKind::Embedded { path } => {
+            embedded::EmbeddedStore::open(path, config.timeouts).map(Store::Embedded)
+        }
+        StoreKind::Redis(target) => {
+            redis::RedisStore::new(target, &config.key_prefix, config.timeouts).map(Store::Redis)
+        }
+    }
+}
+
+/// The store chosen by `[session] store`. One per process, made at start-up: the size
+/// difference between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Store {
+    Embedded(embedded::EmbeddedStore),
+    Redis(redis::RedisStore),
+}
+
+impl SessionStore for Store {
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.create(key, record).await,
+            Store::Redis(s) => s.create(key, record).await,
+        }
+    }
+
+    async fn lookup(&self, key: &SessionKey, now: u64) -> Result<Option<Record>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.lookup(key, now).await,
+            Store::Redis(s) => s.lookup(key, now).await,
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.delete(key).await,
+            Store::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.delete_user(user).await,
+            Store::Redis(s) => s.delete_user(user).await,
+        }
+    }
+
+    async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(s) => s.hit(counter, window).await,
+            Store::Redis(s) => s.hit(counter, window).await,
+        }
+    }
+
+    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(s) => s.count(counter).await,
+            Store::Redis(s) => s.count(counter).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(100),
+        absolute: Duration::from_secs(1000),
+    };
+
+    #[test]
+    fn ids_round_trip_through_the_cookie_and_never_show_in_debug() {
+        let id = SessionId::generate().unwrap();
+        let value = id.to_cookie_value();
+        assert_eq!(value.len(), 43);
+        assert_eq!(SessionId::parse(&value), Some(id.clone()));
+        assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+        assert!(!format!("{:?}", id.key()).contains(&value));
+        assert_ne!(SessionId::generate().unwrap(), id);
+    }
+
+    #[test]
+    fn malformed_cookie_values_are_not_ids() {
+        for bad in [
+            "",
+            "short",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &format!("{}=", "A".repeat(42)),
+            &"+".repeat(43),
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_the_sha256_of_the_id() {
+        let id = SessionId([0u8; 32]);
+        assert_eq!(
+            id.key().hex(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+        assert_eq!(id.key().tag(), "66687aad");
+    }
+
+    #[test]
+    fn idle_slides_and_absolute_does_not() {
+        let mut r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        assert!(r.is_live(99_999, &T));
+        assert!(!r.is_live(100_000, &T), "idle");
+        r.last_seen = 950_000;
+        assert!(r.is_live(999_999, &T));
+        assert!(!r.is_live(1_000_000, &T), "absolute");
+        assert_eq!(
+            r.ttl(960_000, &T),
+            Duration::from_millis(40_000),
+            "capped by absolute"
+        );
+        r.last_seen = 0;
+        assert_eq!(r.ttl(10_000, &T), Duration::from_millis(90_000));
+    }
+
+    #[test]
+    fn touches_are_coalesced_to_a_tenth_of_idle() {
+        let r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        assert!(!r.needs_touch(9_999, &T));
+        assert!(r.needs_touch(10_000, &T));
+    }
+
+    #[test]
+    fn other_format_versions_are_not_live() {
+        let mut r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        r.version = 2;
+        assert!(!r.is_live(1, &T));
+    }
+}

@@ -1,0 +1,664 @@
+//! The Redis store: sessions shared by every doorman instance pointed at the same Redis.
+//!
+//! # Layout
+//!
+//! | key | type | contents |
+//! |---|---|---|
+//! | `{prefix}s:{hex sha256(id)}` | hash | `v` (format version), `user`, `groups` (comma-joined), `origin`, `created`, `exp` (absolute expiry), `seen` (last seen); times in Unix ms |
+//! | `{prefix}u:{user}` | sorted set | member: a session's key hex, score: its absolute expiry |
+//! | `{prefix}c:{counter}` | string | a login-throttling counter; its TTL is the window |
+//!
+//! Why this shape:
+//!
+//! * **A hash, not JSON.** The lookup script reads and updates single fields (`seen`) in place,
+//!   without a JSON library in Lua or a read-modify-write race between instances.
+//! * **One round trip per lookup.** Every authenticated request runs one `EVALSHA` of
+//!   [`LOOKUP`] on the record key: it reads the record, checks both clocks against the record's
+//!   own timestamps, deletes an expired record, slides `seen` (at most once per `idle / 10`, so
+//!   most requests write nothing) and sets the key's TTL. [`redis::Script`] falls back to loading
+//!   the script when the server does not know it yet (after a restart), once.
+//! * **No command touches two keys.** Creating a session is two single-key scripts (the user
+//!   index first, then the record), revoking is one command per key. So every command hashes to
+//!   one slot, and Redis Cluster works without hash tags.
+//! * **TTLs only clean up.** Validity is decided from `exp` and `seen` in the record; the key's
+//!   TTL (`min(idle left, absolute left)`) just makes Redis drop dead records on its own. The user
+//!   index is trimmed of expired members on every login and expires with its last session.
+//!
+//! # Failure
+//!
+//! Connections are made lazily (Redis down at start-up does not stop doorman), reconnect on
+//! their own, and every command is bounded by [`COMMAND_TIMEOUT`]. Any Redis error is a
+//! [`StoreError`], so protected routes fail closed; only a record doorman cannot read (another
+//! format version, a damaged field) is reported as "no session".
+//!
+//! Standalone (`redis://`, `rediss://`) uses a [`ConnectionManager`]. Sentinel resolves the
+//! master through the Sentinels and re-resolves after a connection error or a `READONLY` reply,
+//! because a `ConnectionManager` keeps reconnecting to the old address after a failover.
+//! Cluster uses the crate's async cluster connection, which follows slot moves itself.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use tracing::debug;
+
+use super::{Origin, Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
+use crate::config::RedisTarget;
+
+/// Upper bound on one store operation's wait for Redis: connecting (or resolving a Sentinel
+/// master) included. An operation that takes longer fails with [`StoreError::Timeout`].
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long one TCP (and TLS) connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command may wait for its reply on an established connection.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Read a record, check both clocks against its timestamps, slide `seen` (coalesced) and set
+/// the key's TTL, in one step.
+///
+/// KEYS[1] the record; ARGV[1] now (ms), ARGV[2] idle timeout (ms), ARGV[3] the format version
+/// this build reads. Returns nil for a missing or expired record (an expired one is deleted), the
+/// fields untouched for a record of another version or with unreadable times (doorman treats it
+/// as absent and leaves it to its TTL: a newer doorman sharing this Redis may own it), and
+/// otherwise the fields with `seen` as stored now.
+///
+/// The TTL is only set when `seen` moves: it is `min(seen + idle, exp) - now`, a deadline that
+/// does not change while `seen` does not, so untouched lookups write nothing at all.
+const LOOKUP: &str = r#"
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return false end
+local f = {}
+local seen_at = nil
+for i = 1, #h, 2 do
+  f[h[i]] = h[i + 1]
+  if h[i] == 'seen' then seen_at = i + 1 end
+end
+if f['v'] ~= ARGV[3] then return h end
+local now = tonumber(ARGV[1])
+local idle = tonumber(ARGV[2])
+local seen = tonumber(f['seen'])
+local exp = tonumber(f['exp'])
+if seen == nil or exp == nil or now == nil or idle == nil then return h end
+local elapsed = math.max(0, now - seen)
+if elapsed >= idle or now >= exp then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+if elapsed >= math.floor(idle / 10) then
+  redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+  h[seen_at] = ARGV[1]
+  redis.call('PEXPIRE', KEYS[1], math.min(idle, exp - now))
+end
+return h
+"#;
+
+/// Write a new record and its TTL atomically (a record must never outlive its TTL by accident).
+/// KEYS[1] the record; ARGV[1] the TTL (ms), then field/value pairs.
+const CREATE: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Add a session to its user's index, drop members whose absolute expiry has passed, and let
+/// the index expire with its last session. KEYS[1] the index; ARGV[1] the member (key hex),
+/// ARGV[2] its absolute expiry (ms), ARGV[3] now (ms).
+const INDEX: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], top[2])
+return 1
+"#;
+
+/// Count one event; the first event of a window starts its expiry. KEYS[1] the counter;
+/// ARGV[1] the window (ms). A counter somehow left without a TTL gets one here too.
+const HIT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+"#;
+
+/// The scripts, with their SHA1s computed once per process.
+struct Scripts {
+    lookup: Script,
+    create: Script,
+    index: Script,
+    hit: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    lookup: Script::new(LOOKUP),
+    create: Script::new(CREATE),
+    index: Script::new(INDEX),
+    hit: Script::new(HIT),
+});
+
+/// Sessions in Redis (standalone, Sentinel or Cluster). See the module docs for the layout.
+/// Clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    backend: Arc<Backend>,
+    prefix: String,
+    timeouts: Timeouts,
+}
+
+impl RedisStore {
+    /// A store for `target`; connects lazily, so a Redis that is down at start-up does not
+    /// stop doorman. Fails only on a malformed URL.
+    pub fn new(
+        target: &RedisTarget,
+        key_prefix: &str,
+        timeouts: Timeouts,
+    ) -> Result<RedisStore, StoreError> {
+        let backend = match target {
+            RedisTarget::Standalone(url) => Backend::Standalone {
+                client: Client::open(url.as_str()).map_err(config_error)?,
+                manager: OnceLock::new(),
+            },
+            RedisTarget::Sentinel { master, nodes } => {
+                let mut node_info = SentinelNodeConnectionInfo::default();
+                if nodes.iter().any(|n| n.starts_with("rediss://")) {
+                    node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
+                }
+                let client = SentinelClient::build(
+                    nodes.clone(),
+                    master.as_str(),
+                    Some(node_info),
+                    SentinelServerType::Master,
+                )
+                .map_err(config_error)?;
+                Backend::Sentinel {
+                    resolver: tokio::sync::Mutex::new(client),
+                    master: Mutex::new(None),
+                }
+            }
+            RedisTarget::Cluster(nodes) => Backend::Cluster {
+                client: ClusterClient::new(nodes.clone()).map_err(config_error)?,
+                connection: OnceLock::new(),
+            },
+        };
+        Ok(RedisStore {
+            backend: Arc::new(backend),
+            prefix: key_prefix.to_string(),
+            timeouts,
+        })
+    }
+
+    /// Revoke every session of `user` (`doorman sessions revoke`): the same as
+    /// [`SessionStore::delete_user`], named for the command line.
+    pub async fn revoke(&self, user: &str) -> Result<usize, StoreError> {
+        self.delete_user(user).await
+    }
+
+    fn record_key(&self, key: &SessionKey) -> String {
+        format!("{}s:{}", self.prefix, key.hex())
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}u:{}", self.prefix, user)
+    }
+
+    fn counter_key(&self, counter: &str) -> String {
+        format!("{}c:{}", self.prefix, counter)
+    }
+
+    fn idle_millis(&self) -> u64 {
+        u64::try_from(self.timeouts.idle.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Run one Redis exchange against a connection, bounded by [`COMMAND_TIMEOUT`] (getting
+    /// the connection included), mapping errors and telling the backend about broken ones.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let exchange = async {
+            let conn = self.backend.connection().await?;
+            op(conn).await.map_err(|e| {
+                self.backend.failed(&e);
+                store_error(e)
+            })
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.backend.timed_out();
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), StoreError> {
+        let now = super::now_millis();
+        let ttl = record.ttl(now, &self.timeouts).as_millis().max(1);
+        let hex = key.hex();
+        // The index first: a record that exists must be reachable by revoke-all; an index
+        // member without a record is harmless (revoke deletes nothing for it, trimming drops it).
+        let user_key = self.user_key(&record.user);
+        self.run(|mut c| async move {
+            SCRIPTS
+                .index
+                .key(&user_key)
+                .arg(&hex)
+                .arg(record.absolute_expiry)
+                .arg(now)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await?;
+        let record_key = self.record_key(key);
+        let fields = encode(record);
+        self.run(|mut c| async move {
+            let mut call = SCRIPTS.create.key(&record_key);
+            call.arg(u64::try_from(ttl).unwrap_or(u64::MAX));
+            for (name, value) in &fields {
+                call.arg(*name).arg(value);
+            }
+            call.invoke_async::<i64>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn lookup(&self, key: &SessionKey, now: u64) -> Result<Option<Record>, StoreError> {
+        let record_key = self.record_key(key);
+        let reply = self
+            .run(|mut c| async move {
+                SCRIPTS
+                    .lookup
+                    .key(&record_key)
+                    .arg(now)
+                    .arg(self.idle_millis())
+                    .arg(RECORD_VERSION)
+                    .invoke_async::<Value>(&mut c)
+                    .await
+            })
+            .await?;
+        let record = match decode(reply) {
+            Ok(record) => record,
+            Err(why) => {
+                debug!(session = %key.tag(), why, "unreadable session record treated as absent");
+                return Ok(None);
+            }
+        };
+        // The script already checked the clocks; checking again here keeps the two definitions
+        // of "live" from drifting apart silently.
+        Ok(record.filter(|r| r.is_live(now, &self.timeouts)))
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        // The user index is left alone (it would be a second key and a read of the record
+        // first); it trims itself, and revoke-all tolerates members without a record.
+        let record_key = self.record_key(key);
+        self.run(|mut c| async move { redis::cmd("DEL").arg(&record_key).exec_async(&mut c).await })
+            .await
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let user_key = self.user_key(user);
+        let members: Vec<String> = self
+            .run(|mut c| {
+                let user_key = &user_key;
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(user_key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut deleted = 0usize;
+        // One key per command, each bounded on its own: this works the same on Cluster, and a
+        // user has few sessions.
+        for member in &members {
+            let record_key = format!("{}s:{}", self.prefix, member);
+            let n: i64 =
+                self.run(|mut c| async move {
+                    redis::cmd("DEL").arg(&record_key).query_async(&mut c).await
+                })
+                .await?;
+            deleted += usize::try_from(n).unwrap_or(0);
+        }
+        if !members.is_empty() {
+            // ZREM what was read rather than DEL the index: a login racing this revoke keeps
+            // its index entry.
+            self.run(|mut c| {
+                let user_key = &user_key;
+                let members = &members;
+                async move {
+                    redis::cmd("ZREM")
+                        .arg(user_key)
+                        .arg(members)
+                        .exec_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
+        let counter_key = self.counter_key(counter);
+        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(|mut c| async move {
+            SCRIPTS
+                .hit
+                .key(&counter_key)
+                .arg(window)
+                .invoke_async::<u64>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
+        let counter_key = self.counter_key(counter);
+        let n: Option<u64> = self
+            .run(|mut c| async move {
+                redis::cmd("GET")
+                    .arg(&counter_key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").exec_async(&mut c).await })
+            .await
+    }
+}
+
+/// The record as hash fields, in the layout the module docs describe.
+fn encode(record: &Record) -> Vec<(&'static str, String)> {
+    let origin = match record.origin {
+        Origin::Login => "login",
+        Origin::Handoff => "handoff",
+    };
+    vec![
+        ("v", record.version.to_string()),
+        ("user", record.user.clone()),
+        ("groups", record.groups.join(",")),
+        ("origin", origin.to_string()),
+        ("created", record.created.to_string()),
+        ("exp", record.absolute_expiry.to_string()),
+        ("seen", record.last_seen.to_string()),
+    ]
+}
+
+/// The lookup script's reply: nil, or the hash as a flat list of field/value pairs. `Err`
+/// says why a present record could not be read (it is then treated as absent).
+fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
+    let items = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) => items,
+        _ => return Err("unexpected reply shape"),
+    };
+    if items.len() % 2 != 0 {
+        return Err("odd number of hash items");
+    }
+    let mut fields = HashMap::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        fields.insert(text(name)?, text(value)?);
+    }
+    let field = |name: &str| fields.get(name).ok_or("missing field");
+    let number = |name: &str| -> Result<u64, &'static str> {
+        field(name)?.parse().map_err(|_| "malformed number")
+    };
+    let version: u8 = field("v")?.parse().map_err(|_| "malformed version")?;
+    if version != RECORD_VERSION {
+        return Err("another format version");
+    }
+    let groups = field("groups")?;
+    let origin = match field("origin")?.as_str() {
+        "login" => Origin::Login,
+        "handoff" => Origin::Handoff,
+        _ => return Err("unknown origin"),
+    };
+    Ok(Some(Record {
+        version,
+        user: field("user")?.clone(),
+        groups: if groups.is_empty() {
+            Vec::new()
+        } else {
+            groups.split(',').map(str::to_string).collect()
+        },
+        origin,
+        created: number("created")?,
+        absolute_expiry: number("exp")?,
+        last_seen: number("seen")?,
+    }))
+}
+
+fn text(value: Value) -> Result<String, &'static str> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| "field is not UTF-8"),
+        Value::SimpleString(s) => Ok(s),
+        _ => Err("field is not a string"),
+    }
+}
+
+fn config_error(e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("invalid Redis address: {e}"))
+}
+
+fn store_error(e: RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    // Few, quick retries inside the manager: a request is better served by failing within
+    // COMMAND_TIMEOUT than by waiting out a long backoff; the next request reconnects again.
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200))
+}
+
+/// The three ways to reach Redis. Connections are created on first use: that needs a Tokio
+/// runtime, which `RedisStore::new` then does not.
+enum Backend {
+    Standalone {
+        client: Client,
+        manager: OnceLock<ConnectionManager>,
+    },
+    Sentinel {
+        /// Asks the Sentinels for the master; one resolution at a time.
+        resolver: tokio::sync::Mutex<SentinelClient>,
+        /// The current master's connection; `None` after an error, so the next use resolves
+        /// the master again.
+        master: Mutex<Option<ConnectionManager>>,
+    },
+    Cluster {
+        client: ClusterClient,
+        connection: OnceLock<ClusterConnection>,
+    },
+}
+
+impl Backend {
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        match self {
+            Backend::Standalone { client, manager } => {
+                if let Some(m) = manager.get() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let fresh =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                        .map_err(store_error)?;
+                // A racing first use may have won; either manager is fine, keep one.
+                Ok(Conn::Manager(manager.get_or_init(|| fresh).clone()))
+            }
+            Backend::Sentinel { resolver, master } => {
+                if let Some(m) = lock(master).as_ref() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let mut sentinels = resolver.lock().await;
+                if let Some(m) = lock(master).as_ref() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let client = sentinels.async_get_client().await.map_err(store_error)?;
+                let fresh = ConnectionManager::new_lazy_with_config(client, manager_config())
+                    .map_err(store_error)?;
+                *lock(master) = Some(fresh.clone());
+                Ok(Conn::Manager(fresh))
+            }
+            Backend::Cluster { client, connection } => {
+                if let Some(c) = connection.get() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                let fresh = client.get_pending_async_connection_with_config(config);
+                Ok(Conn::Cluster(connection.get_or_init(|| fresh).clone()))
+            }
+        }
+    }
+
+    /// A command failed: a Sentinel-resolved master is dropped on anything that suggests it
+    /// moved (connection trouble, or it became a read-only replica).
+    fn failed(&self, e: &RedisError) {
+        if let Backend::Sentinel { master, .. } = self {
+            let moved = e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || matches!(
+                    e.kind(),
+                    redis::ErrorKind::Server(
+                        redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown
+                    )
+                );
+            if moved {
+                *lock(master) = None;
+            }
+        }
+    }
+
+    fn timed_out(&self) {
+        if let Backend::Sentinel { master, .. } = self {
+            *lock(master) = None;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A connection of either kind, so the store's commands are written once.
+#[derive(Clone)]
+enum Conn {
+    Manager(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(100),
+        absolute: Duration::from_secs(1000),
+    };
+
+    fn reply(record: &Record) -> Value {
+        Value::Array(
+            encode(record)
+                .into_iter()
+                .flat_map(|(k, v)| {
+                    [
+                        Value::BulkString(k.as_bytes().to_vec()),
+                        Value::BulkString(v.into_bytes()),
+                    ]
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn records_round_trip_through_hash_fields() {
+        for groups in [
+            vec![],
+            vec!["admin".to_string()],
+            vec!["a".into(), "b".into()],
+        ] {
+            let mut r = Record::new("alice".into(), groups, Origin::Handoff, 5, &T);
+            r.last_seen = 7;
+            assert_eq!(decode(reply(&r)), Ok(Some(r)));
+        }
+        assert_eq!(decode(Value::Nil), Ok(None));
+    }
+
+    #[test]
+    fn unreadable_records_are_reported_not_decoded() {
+        let mut r = Record::new("alice".into(), vec![], Origin::Login, 5, &T);
+        r.version = RECORD_VERSION + 1;
+        assert!(decode(reply(&r)).is_err());
+        assert!(decode(Value::Array(vec![Value::BulkString(b"v".to_vec())])).is_err());
+        assert!(decode(Value::Int(1)).is_err());
+        let bad = Value::Array(vec![
+            Value::BulkString(b"v".to_vec()),
+            Value::BulkString(b"1".to_vec()),
+        ]);
+        assert!(decode(bad).is_err(), "missing fields");
+    }
+
+    #[test]
+    fn a_malformed_url_is_a_construction_error() {
+        let target = RedisTarget::Standalone("http://nope".into());
+        assert!(RedisStore::new(&target, "p:", T).is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! The users file: who may log in with a password, and their groups.
+//!
+//! ```toml
+//! [users.alice]
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # from `doorman hash-password`
+//! groups = ["admin"]
+//! ```
+//!
+//! Passwords are Argon2id PHC strings (memory-hard, no 72-byte truncation as with bcrypt).
+//! [`Users::verify`] costs the same for a user that does not exist as for a wrong password: it
+//! checks a dummy hash with the same parameters, so response time does not reveal which user
+//! names exist. It is CPU- and memory-heavy: callers run it on a blocking thread, one per core.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use toml::{Table, Value};
+
+use crate::config::KeyError;
+use crate::identity::check_name;
+
+/// One local user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The PHC string, validated as Argon2id at load.
+    hash: String,
+    pub groups: Vec<String>,
+}
+
+/// Why a users file could not be used.
+#[derive(Debug)]
+pub enum UsersError {
+    /// The file could not be read (reported against `login.users_file` in proxy.toml).
+    Read(String),
+    /// Entries are wrong (reported against the users file, by key).
+    Invalid(Vec<KeyError>),
+}
+
+/// Every local user, by name.
+#[derive(Debug, Clone)]
+pub struct Users {
+    users: HashMap<String, User>,
+    /// Verified against when the user is unknown, so both paths cost one Argon2id run.
+    dummy: String,
+}
+
+impl Users {
+    /// No local users (no users file): every password login fails.
+    pub fn empty() -> Users {
+        Users {
+            users: HashMap::new(),
+            dummy: dummy_hash(None),
+        }
+    }
+
+    /// Read and validate a users file; every problem is reported with its key path.
+    pub fn load(path: &Path) -> Result<Users, UsersError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsersError::Read(format!("cannot read {}: {e}", path.display())))?;
+        Users::parse(&text).map_err(UsersError::Invalid)
+    }
+
+    /// Validate the text of a users file.
+    pub fn parse(text: &str) -> Result<Users, Vec<KeyError>> {
+        let err = |key: String, message: String| KeyError { key, message };
+        let root: Table = toml::from_str(text).map_err(|e| {
+            vec![err(
+                "users".into(),
+                format!("not valid TOML: {}", e.message().trim()),
+            )]
+        })?;
+        let mut errors = Vec::new();
+        let mut users = HashMap::new();
+        for key in root.keys().filter(|k| *k != "users") {
+            errors.push(err(
+                key.clone(),
+                "unknown key (users go under [users.NAME])".into(),
+            ));
+        }
+        let table = match root.get("users") {
+            None => None,
+            Some(Value::Table(t)) => Some(t),
+            Some(_) => {
+                errors.push(err("users".into(), "expected a table of users".into()));
+                None
+            }
+        };
+        let mut first_hash = None;
+        for (name, entry) in table.into_iter().flatten() {
+            let at = format!("users.{name}");
+            if let Err(e) = check_name(name) {
+                errors.push(err(at.clone(), format!("invalid user name: {e}")));
+            }
+            let Some(entry) = entry.as_table() else {
+                errors.push(err(at, "expected a table with password and groups".into()));
+                continue;
+            };
+            for key in entry.keys().filter(|k| *k != "password" && *k != "groups") {
+                errors.push(err(format!("{at}.{key}"), "unknown key".into()));
+            }
+            let hash = match entry.get("password").and_then(Value::as_str) {
+                None => {
+                    errors.push(err(
+                        format!("{at}.password"),
+                        "required: an argon2id hash from `doorman hash-password`".into(),
+                    ));
+                    continue;
+                }
+                Some(h) if is_argon2id(h) => h.to_string(),
+                Some(_) => {
+                    errors.push(err(
+                        format!("{at}.password"),
+                        "not an argon2id hash: make one with `doorman hash-password`".into(),
+                    ));
+                    continue;
+                }
+            };
+            let mut groups = Vec::new();
+            match entry.get("groups") {
+                None => {}
+                Some(Value::Array(items)) => {
+                    for (i, g) in items.iter().enumerate() {
+                        match g.as_str().map(|g| check_name(g).map(|()| g)) {
+                            Some(Ok(g)) => groups.push(g.to_string()),
+                            Some(Err(e)) => errors.push(err(
+                                format!("{at}.groups[{i}]"),
+                                format!("invalid group: {e}"),
+                            )),
+                            None => errors
+                                .push(err(format!("{at}.groups[{i}]"), "expected a string".into())),
+                        }
+                    }
+                }
+                Some(_) => errors.push(err(
+                    format!("{at}.groups"),
+                    "expected an array of strings".into(),
+                )),
+            }
+            first_hash.get_or_insert_with(|| hash.clone());
+            users.insert(name.clone(), User { hash, groups });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Users {
+            users,
+            dummy: dummy_hash(first_hash.as_deref()),
+        })
+    }
+
+    /// The user named `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Check a password. Blocking and deliberately slow; the same cost for unknown users.
+    pub fn verify(&self, name: &str, password: &str) -> Option<&User> {
+        match self.users.get(name) {
+            Some(user) => verify(&user.hash, password).then_some(user),
+            None => {
+                let _ = verify(&self.dummy, password);
+                None
+            }
+        }
+    }
+}
+
+/// Hash a password for the users file (`doorman hash-password`).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h: PasswordHash| h.to_string())
+        .map_err(|e| format!("hashing failed: {e}"))
+}
+
+fn verify(hash: &str, password: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+fn is_argon2id(hash: &str) -> bool {
+    hash.parse::<PasswordHash>()
+        .is_ok_and(|h| h.algorithm.as_str() == "argon2id")
+}
+
+/// A hash of a random password with the parameters of `like` (the file's first hash, so an
+/// unknown user costs what a real one does), or the defaults.
+fn dummy_hash(like: Option<&str>) -> String {
+    let mut secret = [0u8; 16];
+    let _ = getrandom::fill(&mut secret);
+    let password = secret
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let params = like
+        .and_then(|h| h.parse::<PasswordHash>().ok())
+        .and_then(|h| argon2::Params::try_from(&h).ok());
+    let argon = match params {
+        Some(p) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p),
+        None => Argon2::default(),
+    };
+    argon
+        .hash_password(password.as_bytes())
+        .map(|h: PasswordHash| h.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_wrong_passwords_do_not() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        let users = Users::parse(&format!(
+            "[users.alice]\npassword = {hash:?}\ngroups = [\"admin\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            users
+                .verify("alice", "correct horse")
+                .map(|u| u.groups.clone()),
+            Some(vec!["admin".to_string()])
+        );
+        assert!(users.verify("alice", "wrong").is_none());
+        assert!(users.verify("mallory", "correct horse").is_none());
+    }
+
+    #[test]
+    fn bad_entries_are_reported_with_their_keys() {
+        let errors = Users::parse(
+            "[users.alice]\npassword = \"plaintext\"\n[users.bob]\ngroups = [\"a,b\"]\n[users.\"x,y\"]\npassword = \"$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g\"\nshell = 1\n",
+        )
+        .unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "users.alice.password: not an argon2id hash: make one with `doorman hash-password`",
+                "users.bob.password: required: an argon2id hash from `doorman hash-password`",
+                "users.x,y: invalid user name: name contains a character that is not printable ASCII, or a comma",
+                "users.x,y.shell: unknown key",
+                "users.x,y.password: not an argon2id hash: make one with `doorman hash-password`",
+            ]
+        );
+    }
+}
