@@ -123,6 +123,16 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
         // A response that sets a session cookie must never be stored by a shared cache.
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    if client.tls {
+        if let Some(max_age) = app.config.listen.hsts {
+            // Doorman's policy replaces any the upstream sent: two headers would leave the
+            // browser to pick one. (Digits only: the value is always a valid header.)
+            if let Ok(value) = HeaderValue::try_from(format!("max-age={}", max_age.as_secs())) {
+                resp.headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, value);
+            }
+        }
+    }
     if close_after {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -7,7 +7,8 @@
 //! ## Layout: the request's path through the modules
 //!
 //! ```text
-//! server ── accept (max_connections), per-connection deadlines (clock), h1/h2 (hyper-util auto)
+//! server ── accept (max_connections), TLS handshake (tls), per-connection deadlines (clock),
+//!           h1/h2 (hyper-util auto); the redirect listener answers 308 to https
 //!  └─ gate ── one request, in order:
 //!      path      normalise once (400 for ambiguous paths)
 //!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff)
@@ -20,7 +21,8 @@
 //! ```
 //!
 //! * [`config`]: `proxy.toml` (and the users file) → validated, typed [`config::Config`].
-//! * [`server`]: listener, accept loop, connection deadlines, graceful shutdown, store upkeep.
+//! * [`server`]: listeners (plain, TLS, and the http→https redirect), accept loop, connection
+//!   deadlines, graceful shutdown, store upkeep; [`tls`]: certificates and their reload.
 //! * [`gate`]: the per-request decision and the session lookup.
 //! * [`path`], [`routes`]: the normaliser and the route table.
 //! * [`session`]: ids, records, the `SessionStore` seam and its two backends.
@@ -49,4 +51,5 @@ pub mod path;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod users;

@@ -167,18 +167,31 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Handlers first: once the port accepts, a supervisor may signal at any time, and
         // SIGHUP's default action would kill the process.
-        let shutdown = shutdown_signal()?;
-        let listener = tokio::net::TcpListener::bind(config.listen.addr)
-            .await
-            .with_context(|| format!("binding {}", config.listen.addr))?;
-        doorman::server::run(listener, Arc::new(config), shutdown).await?;
+        let shutdown = shutdown_signal(config.listen.tls.clone())?;
+        let main = bind(config.listen.addr).await?;
+        let redirect = match config.listen.redirect_http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let listeners = doorman::server::Listeners { main, redirect };
+        doorman::server::run_with(listeners, Arc::new(config), shutdown).await?;
         Ok(())
     })
 }
 
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
 /// Resolves on SIGTERM or SIGINT. SIGHUP is caught here too so that it never kills doorman
-/// (its default action); what it reloads grows with later work, and for now it is logged.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+/// (its default action): it reloads the TLS certificate and key from the files the config named
+/// at start-up (new handshakes get the new pair; a pair that does not load is logged and the
+/// old one kept). Reloading the rest of the config is later work, and the log says so.
+fn shutdown_signal(
+    tls: Option<Arc<doorman::tls::Tls>>,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -187,12 +200,28 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM received"); return; }
                 _ = int.recv() => { info!("SIGINT received"); return; }
-                _ = hup.recv() => {
-                    warn!("SIGHUP received: live reload is not implemented yet; restart doorman to apply config changes");
-                }
+                _ = hup.recv() => reload_certificate(tls.as_deref()),
             }
         }
     })
+}
+
+/// SIGHUP: re-read the certificate and key; other config changes still need a restart.
+fn reload_certificate(tls: Option<&doorman::tls::Tls>) {
+    let Some(tls) = tls else {
+        warn!("SIGHUP received: no TLS certificate to reload, and config reload is not implemented yet; restart doorman to apply config changes");
+        return;
+    };
+    let certs = tls.certificates();
+    let (cert, key) = (certs.cert_path().display(), certs.key_path().display());
+    match tls.reload() {
+        Ok(()) => {
+            info!(%cert, %key, "SIGHUP received: TLS certificate reloaded; new connections use it (other config changes still need a restart)")
+        }
+        Err(error) => {
+            warn!(%cert, %key, %error, "SIGHUP received: TLS certificate reload failed; keeping the certificate in service")
+        }
+    }
 }
 
 #[cfg(test)]

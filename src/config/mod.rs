@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use toml::Table;
 
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
+use crate::tls::Tls;
 use crate::users::{Users, UsersError};
 
 pub use net::IpNet;
@@ -69,6 +69,13 @@ pub struct ListenConfig {
     pub max_header_bytes: usize,
     /// Peers whose `X-Forwarded-*` headers are kept (and appended to) instead of replaced.
     pub trusted_proxies: Vec<IpNet>,
+    /// `tls = { cert, key }`: the listener speaks HTTPS with this certificate (reloadable on
+    /// SIGHUP). Loaded and checked here, so a broken pair fails `doorman check` and start-up.
+    pub tls: Option<Arc<Tls>>,
+    /// A plain listener that sends every request to the https URL (308); only with `tls`.
+    pub redirect_http: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age` for responses over TLS; only with `tls`.
+    pub hsts: Option<Duration>,
 }
 
 /// `[upstream]`: the one app doorman fronts.
@@ -197,10 +204,11 @@ impl Config {
         })?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut errors = Vec::new();
-        let listen = read_listen(&root, &mut errors);
+        let listen = read_listen(&root, &base, &mut errors);
         let upstream = read_upstream(&root, &base, &mut errors);
         let login = session::read_login(&root, &base, &mut errors);
-        let session = session::read_session(&root, &base, &mut errors);
+        let tls = listen.tls.is_some();
+        let session = session::read_session(&root, &base, tls, &mut errors);
         let identity = policy::read_identity(&root, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         for key in root.keys() {
@@ -267,8 +275,13 @@ impl Config {
 
     /// The one-line summary `doorman check` prints.
     pub fn summary(&self) -> String {
+        let scheme = if self.listen.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!(
-            "{}: ok: listening on http://{}, forwarding to {}, {} route(s), default access {}, {} user(s)",
+            "{}: ok: listening on {scheme}://{}, forwarding to {}, {} route(s), default access {}, {} user(s)",
             self.file.display(),
             self.listen.addr,
             self.upstream.url(),
@@ -279,11 +292,36 @@ impl Config {
     }
 }
 
-fn read_listen(root: &Table, errors: &mut Vec<KeyError>) -> ListenConfig {
+fn read_listen(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> ListenConfig {
     let mut s = Section::new(root, "listen", errors);
     let defaults_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let addr = s.socket_addr("addr", defaults_addr);
+    let tls = read_tls(&mut s, base);
+    let tls_asked = s.has("tls");
+    let redirect_http = s
+        .has("redirect_http")
+        .then(|| s.socket_addr("redirect_http", addr));
+    if redirect_http.is_some() {
+        if !tls_asked {
+            s.error(
+                "redirect_http",
+                "only applies with tls: it redirects to the https listener",
+            );
+        } else if redirect_http == Some(addr) {
+            s.error("redirect_http", "must differ from listen.addr");
+        }
+    }
+    let hsts = s
+        .has("hsts")
+        .then(|| s.duration("hsts", Duration::from_secs(365 * 86_400)));
+    if hsts.is_some() && !tls_asked {
+        s.error(
+            "hsts",
+            "only applies with tls: browsers ignore it over plain HTTP",
+        );
+    }
     let listen = ListenConfig {
-        addr: s.socket_addr("addr", defaults_addr),
+        addr,
         shutdown_grace: s.duration("shutdown_grace", Duration::from_secs(10)),
         header_timeout: s.duration("header_timeout", Duration::from_secs(10)),
         idle_timeout: s.duration("idle_timeout", Duration::from_secs(60)),
@@ -291,12 +329,42 @@ fn read_listen(root: &Table, errors: &mut Vec<KeyError>) -> ListenConfig {
         // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
         max_header_bytes: s.int("max_header_bytes", 32_768, 8_192, 1 << 20) as usize,
         trusted_proxies: s.list("trusted_proxies", |v| v.parse::<IpNet>()),
+        tls,
+        redirect_http,
+        hsts,
     };
-    for key in ["tls", "redirect_http", "hsts"] {
-        s.refuse(key, "TLS is not supported by this build of doorman yet");
-    }
     s.finish();
     listen
+}
+
+/// `tls = { cert = "cert.pem", key = "key.pem" }`: both files are read and checked now, so a
+/// broken pair is a config error (with the file's absolute path), not a failed handshake later.
+fn read_tls(s: &mut Section<'_>, base: &Path) -> Option<Arc<Tls>> {
+    let mut t = s.sub("tls")?;
+    let mut path = |key: &'static str, what: &str| {
+        let given = t.opt_str(key);
+        if given.is_none() && !t.has(key) {
+            t.error(key, format!("required: the PEM file with the {what}"));
+        }
+        given.map(|p| {
+            let joined = base.join(p);
+            std::path::absolute(&joined).unwrap_or(joined)
+        })
+    };
+    let cert = path("cert", "certificate chain");
+    let key = path("key", "private key");
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => match Tls::load(cert, key) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                t.error(e.key(), e.message());
+                None
+            }
+        },
+        _ => None,
+    };
+    t.finish();
+    tls
 }
 
 fn read_upstream(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> UpstreamConfig {
@@ -314,7 +382,7 @@ fn read_upstream(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> Upstr
             s.error("ca", "only applies to an https:// upstream url");
             return None;
         }
-        match load_certificates(&base.join(ca)) {
+        match crate::tls::load_certificates(&base.join(ca)) {
             Ok(certs) => Some(certs),
             Err(message) => {
                 s.error("ca", message);
@@ -362,17 +430,6 @@ fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority), String> {
         ));
     }
     Ok((scheme, authority))
-}
-
-/// Every certificate in a PEM file; an empty or unreadable file is an error naming the file.
-fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no PEM certificate found in {}", path.display()));
-    }
-    Ok(certs)
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

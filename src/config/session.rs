@@ -87,7 +87,13 @@ impl LoginConfig {
     }
 }
 
-pub(super) fn read_session(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> SessionConfig {
+/// `tls`: whether `[listen]` terminates TLS (which makes the cookie `Secure` under `auto`).
+pub(super) fn read_session(
+    root: &Table,
+    base: &Path,
+    tls: bool,
+    errors: &mut Vec<KeyError>,
+) -> SessionConfig {
     let mut s = Section::new(root, "session", errors);
     let kind = s.opt_str("store").unwrap_or("embedded");
     let path = s.opt_str("path");
@@ -225,11 +231,12 @@ pub(super) fn read_session(root: &Table, base: &Path, errors: &mut Vec<KeyError>
             SameSite::Lax
         }
     };
-    // Browsers drop SameSite=None cookies without Secure; this build terminates no TLS itself.
-    if same_site == SameSite::None && cookie_secure != CookieSecure::Always {
+    // Browsers drop SameSite=None cookies without Secure, and the cookie is Secure only when
+    // doorman terminates TLS or is told a load balancer in front does.
+    if same_site == SameSite::None && !tls && cookie_secure != CookieSecure::Always {
         s.error(
             "same_site",
-            "\"none\" requires TLS: set cookie_secure = \"always\" behind a TLS load balancer",
+            "\"none\" requires TLS: configure [listen] tls, or set cookie_secure = \"always\" behind a TLS load balancer",
         );
     }
     let persistent = s.bool("persistent", false);

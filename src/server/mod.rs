@@ -1,11 +1,20 @@
-//! Listener, accept loop, per-connection serving, and graceful shutdown.
+//! Listeners, accept loop, TLS handshake, per-connection serving, and graceful shutdown.
 //!
 //! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
-//! bind `127.0.0.1:0` and stop it when they like. Each accepted connection runs in its own task
-//! with a [`ConnClock`](clock::ConnClock) enforcing `header_timeout` and `idle_timeout`; at most
-//! `max_connections` run at once, and accept waits for a free slot rather than failing.
+//! bind `127.0.0.1:0` and stop it when they like; [`run_with`] also takes the `redirect_http`
+//! listener. Each accepted connection runs in its own task with a
+//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout` and `idle_timeout`; at most
+//! `max_connections` run at once (both listeners together), and accept waits for a free slot
+//! rather than failing.
+//!
+//! Under `[listen] tls` the handshake runs inside the connection's task, never in the accept
+//! loop (a slow or silent client must not hold up everyone else's accept), and it is part of
+//! the `header_timeout` window that starts at accept: a client that never finishes its
+//! handshake is closed like one that never finishes its request head. The decrypted stream is
+//! what the clock watches, so it still tells an HTTP/2 preface from an HTTP/1 request.
 
 mod clock;
+mod redirect;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,9 +28,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, StoreKind};
@@ -40,13 +51,36 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The sockets one doorman serves.
+pub struct Listeners {
+    /// The public listener: HTTPS when `[listen] tls` is set, plain HTTP otherwise.
+    pub main: TcpListener,
+    /// `[listen] redirect_http`: plain HTTP, every request answered 308 to the https URL.
+    pub redirect: Option<TcpListener>,
+}
+
 /// Serve `listener` until `shutdown` resolves; then stop accepting, let in-flight requests
-/// finish within `shutdown_grace`, and return.
+/// finish within `shutdown_grace`, and return. TLS follows `config.listen.tls`; no redirect
+/// listener is started (see [`run_with`]).
 pub async fn run(
     listener: TcpListener,
     config: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let listeners = Listeners {
+        main: listener,
+        redirect: None,
+    };
+    run_with(listeners, config, shutdown).await
+}
+
+/// As [`run`], with the redirect listener too; both stop on the same `shutdown`.
+pub async fn run_with(
+    listeners: Listeners,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let Listeners { main, redirect } = listeners;
     let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
     let app =
         Arc::new(App::new(Arc::clone(&config), Arc::clone(&store)).map_err(io::Error::other)?);
@@ -56,7 +90,23 @@ pub async fn run(
     let housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    info!(addr = %listener.local_addr()?, upstream = %config.upstream.url(), "doorman listening");
+    let main_addr = main.local_addr()?;
+    let main_role = match &config.listen.tls {
+        Some(tls) => Role::Https(TlsAcceptor::from(tls.server_config())),
+        None => Role::Http,
+    };
+    let scheme = if config.listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(addr = %main_addr, scheme, upstream = %config.upstream.url(), "doorman listening");
+    if let Some(redirect) = &redirect {
+        info!(addr = %redirect.local_addr()?, to_port = main_addr.port(), "redirecting plain HTTP to https");
+    }
+    let redirect_role = Role::Redirect {
+        https_port: main_addr.port(),
+    };
 
     loop {
         // Reap finished connection tasks so the set does not grow with the process's age.
@@ -68,29 +118,32 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    if is_resource_exhaustion(&error) {
-                        warn!(%error, "accept failed: out of resources; backing off");
-                        tokio::select! {
-                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                            () = &mut shutdown => break,
-                        }
-                    } else {
-                        debug!(%error, "accept failed");
-                    }
-                    continue;
-                }
-            },
+        let (accepted, role) = tokio::select! {
+            accepted = main.accept() => (accepted, &main_role),
+            accepted = accept_maybe(redirect.as_ref()) => (accepted, &redirect_role),
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                if is_resource_exhaustion(&error) {
+                    warn!(%error, "accept failed: out of resources; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        () = &mut shutdown => break,
+                    }
+                } else {
+                    debug!(%error, "accept failed");
+                }
+                continue;
+            }
         };
         let conn = Connection {
             app: Arc::clone(&app),
             http: Arc::clone(&http),
             config: Arc::clone(&config),
             stop: stop_rx.clone(),
+            role: role.clone(),
         };
         let span = info_span!("conn", peer = %peer);
         connections.spawn(
@@ -102,7 +155,8 @@ pub async fn run(
         );
     }
 
-    drop(listener);
+    drop(main);
+    drop(redirect);
     let in_flight = connections.len();
     info!(connections = in_flight, grace = ?config.listen.shutdown_grace, "shutting down");
     let _ = stop_tx.send(true);
@@ -122,6 +176,25 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Accept on `listener`, or wait forever when there is none.
+async fn accept_maybe(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a listener's connections are for.
+#[derive(Clone)]
+enum Role {
+    /// The proxy over plain HTTP.
+    Http,
+    /// The proxy over TLS.
+    Https(TlsAcceptor),
+    /// `redirect_http`: everything is sent to the https listener on this port.
+    Redirect { https_port: u16 },
 }
 
 /// How often the embedded store sweeps expired sessions and counters.
@@ -183,17 +256,60 @@ struct Connection {
     http: Arc<auto::Builder<TokioExecutor>>,
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
+    role: Role,
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "set_nodelay failed");
         }
         let listen = &self.config.listen;
+        // From accept: the handshake, if any, spends from the same header_timeout window.
         let clock = ConnClock::new(listen.header_timeout, listen.idle_timeout);
+        match self.role.clone() {
+            Role::Http => {
+                let client = ClientInfo { peer, tls: false };
+                self.serve_http(stream, clock, client, None).await;
+            }
+            Role::Redirect { https_port } => {
+                let client = ClientInfo { peer, tls: false };
+                self.serve_http(stream, clock, client, Some(https_port))
+                    .await;
+            }
+            Role::Https(acceptor) => {
+                let stream = tokio::select! {
+                    handshake = acceptor.accept(stream) => match handshake {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            debug!(peer = %peer, %error, "tls handshake failed");
+                            return;
+                        }
+                    },
+                    _ = clock.expired() => {
+                        debug!(peer = %peer, "tls handshake not finished within header_timeout: closing connection");
+                        return;
+                    }
+                };
+                let client = ClientInfo { peer, tls: true };
+                self.serve_http(stream, clock, client, None).await;
+            }
+        }
+    }
+
+    /// Serve HTTP/1.1 or HTTP/2 on `stream` (plain TCP or decrypted TLS) until the client
+    /// leaves, a deadline passes, or shutdown. `redirect_to`: answer everything with a redirect
+    /// to the https listener on that port instead of proxying.
+    async fn serve_http<S>(
+        mut self,
+        stream: S,
+        clock: Arc<ConnClock>,
+        client: ClientInfo,
+        redirect_to: Option<u16>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
-        let client = ClientInfo { peer, tls: false };
         let app = Arc::clone(&self.app);
         let service_clock = Arc::clone(&clock);
         // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
@@ -204,7 +320,18 @@ impl Connection {
             let app = Arc::clone(&app);
             let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
             async move {
-                let resp = gate::handle(&app, client, req).await;
+                let resp = match redirect_to {
+                    None => gate::handle(&app, client, req).await,
+                    Some(https_port) => {
+                        let resp = redirect::answer(&req, https_port);
+                        info!(
+                            target: "doorman::access",
+                            peer = %client.peer, method = %req.method(), path = %req.uri().path(),
+                            status = resp.status().as_u16(), "redirect to https"
+                        );
+                        resp
+                    }
+                };
                 Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))
             }
             .instrument(span)

@@ -29,6 +29,9 @@ pub fn config(upstream_url: &str, listen_extra: &str, extra: &str) -> String {
 /// Doorman running in this test process on a `127.0.0.1:0` listener.
 pub struct Doorman {
     pub addr: SocketAddr,
+    /// The redirect listener, when the config has `[listen] redirect_http` (bound on a free
+    /// loopback port, whatever address the config names).
+    pub redirect: Option<SocketAddr>,
     pub dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
@@ -59,13 +62,33 @@ impl Doorman {
             .await
             .expect("bind doorman");
         let addr = listener.local_addr().expect("doorman addr");
+        let redirect = match config.listen.redirect_http {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind redirect listener"),
+            ),
+            None => None,
+        };
+        let redirect_addr = redirect
+            .as_ref()
+            .map(|l| l.local_addr().expect("redirect addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = rx.await;
         };
-        let task = tokio::spawn(doorman::server::run(listener, Arc::new(config), shutdown));
+        let listeners = doorman::server::Listeners {
+            main: listener,
+            redirect,
+        };
+        let task = tokio::spawn(doorman::server::run_with(
+            listeners,
+            Arc::new(config),
+            shutdown,
+        ));
         Doorman {
             addr,
+            redirect: redirect_addr,
             dir,
             stop: Some(tx),
             task: Some(task),
