@@ -669,9 +669,11 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
     }
     // The old master is reconfigured as a replica (Sentinel drops its clients while it does).
     loop {
-        let info = redis::cmd("INFO")
-            .arg("replication")
-            .query::<String>(&mut master.client());
+        let info = master.try_client().and_then(|mut c| {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut c)
+        });
         if info.is_ok_and(|i| i.contains("role:slave")) {
             break;
         }

@@ -106,6 +106,12 @@ impl RedisServer {
         format!("rediss://127.0.0.1:{port}")
     }
 
+    /// A connection, or the error (for servers that may be dropping clients right now).
+    pub fn try_client(&self) -> ::redis::RedisResult<::redis::Connection> {
+        ::redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+    }
+
     /// A plain synchronous connection for inspecting what the code under test wrote.
     pub fn client(&self) -> ::redis::Connection {
         ::redis::Client::open(self.url())
