@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Render benches/run.sh's raw.tsv + rss.tsv as the markdown table (stdout).
+
+  python3 benches/report.py --raw OUT/raw.tsv --rss OUT/rss.tsv [--versions OUT/versions.txt]
+                            [--skipped c] [--quick 1]
+
+raw.tsv, one line per measured run: row conns rep rps p50 p90 p99 max requests non2xx sockerr
+  wrk% proxy% upstream% redis% all% other% proxy_us/req redis_us/req all_us/req [!]
+  (CPU % = of one core; us/req = CPU microseconds per request).
+rss.tsv: row idle|ready|peak KiB: VmRSS before any request | VmRSS after the login and the
+  checks, before the load | VmHWM after all runs; summed over the proxy's processes (nginx
+  master + workers).
+"""
+import argparse
+import statistics as st
+
+NAMES = {
+    "a": "upstream direct (nginx, 1 worker)",
+    "b": "nginx proxy_pass, keepalive, workers = cores",
+    "c": "Express + express-session + connect-redis",
+    "d": "doorman, public route",
+    "e": "doorman, authenticated, Redis store",
+    "f": "doorman, authenticated, embedded store",
+}
+DOORMAN = "def"
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--raw", required=True)
+ap.add_argument("--rss", required=True)
+ap.add_argument("--versions")
+ap.add_argument("--skipped", default="")
+ap.add_argument("--quick", default="0")
+a = ap.parse_args()
+
+runs = {}
+for line in open(a.raw):
+    f = line.rstrip("\n").split("\t")
+    if len(f) >= 20:
+        runs.setdefault((f[0], int(f[1])), []).append(f)
+rss = {}
+for line in open(a.rss):
+    row, kind, kib = line.split()
+    rss[(row, kind)] = int(kib) / 1024.0
+
+
+def med(key, i):
+    v = [float(r[i]) for r in runs[key] if r[i] != "-"]
+    return st.median(v) if v else None
+
+
+def fmt_n(x):
+    if x is None:
+        return "–"
+    if x >= 10000:
+        return "%.1fk" % (x / 1000)
+    if x >= 100:
+        return "%.0f" % x
+    return "%.2f" % x
+
+
+def ratio(x, y):
+    return "%.2f×" % (x / y) if x is not None and y else "–"
+
+
+conns = sorted({c for (_, c) in runs})
+rows_present = sorted({r for (r, _) in runs})
+out = []
+title = "doorman benchmark" + (" — QUICK SMOKE RUN (figures mean nothing)" if a.quick == "1" else "")
+out.append("## " + title)
+out.append("")
+if a.versions:
+    out.append("```")
+    out += [l.rstrip("\n") for l in open(a.versions)]
+    out.append("```")
+    out.append("")
+out.append("req/s, p50, p99 and µs/req: median over reps; errors: non-2xx + socket errors, summed.")
+out.append("µs/req = CPU time (user + system, all threads) of the proxy process(es) per request;")
+out.append("RSS (nginx: master + workers summed): idle = VmRSS before any request; ready = VmRSS after the")
+out.append("login (doorman: one Argon2id hash, m = 19 MiB) and the checks, before the load; peak = VmHWM after")
+out.append("all runs. ×nginx / ×Express = req/s of this row over row b's / row c's at the same connection count.")
+out.append("")
+out.append("| row | what | conns | req/s | p50 ms | p99 ms | errors | proxy µs/req | RSS MiB idle | ready | peak | ×nginx | ×Express |")
+out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for c in conns:
+    for row in "abcdef":
+        key = (row, c)
+        if row in a.skipped:
+            out.append("| %s | %s | %d | skipped in --quick | | | | | | | | | |" % (row, NAMES[row], c))
+            continue
+        if key not in runs:
+            continue
+        rps = med(key, 3)
+        errs = sum(int(r[9]) + int(r[10]) for r in runs[key])
+        flag = " !" if any(len(r) > 20 and r[20] == "!" for r in runs[key]) else ""
+        out.append("| %s | %s | %d | %s%s | %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+            row, NAMES[row], c, fmt_n(rps), flag, fmt_n(med(key, 4)), fmt_n(med(key, 6)), errs,
+            fmt_n(med(key, 17)),
+            *("%.1f" % rss[(row, k)] if (row, k) in rss else "–" for k in ("idle", "ready", "peak")),
+            ratio(rps, med(("b", c), 3)) if row != "b" and ("b", c) in runs else "–",
+            ratio(rps, med(("c", c), 3)) if row in DOORMAN and ("c", c) in runs else "–"))
+
+out.append("")
+out.append("CPU split (% of one core, mean over reps; the machine has all cores × 100 %). "
+           "other = busy CPU used by none of wrk, the proxy, the upstream and Redis (foreign load, keep it near 0); "
+           "'!' = kept although other exceeded --max-other.")
+out.append("")
+out.append("| row | conns | req/s min–max | wrk | proxy | upstream | redis | other | all | redis µs/req | machine µs/req |")
+out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def mean(key, i):
+    return "%.0f" % st.mean(float(r[i]) for r in runs[key])
+
+
+for c in conns:
+    for row in "abcdef":
+        key = (row, c)
+        if key not in runs:
+            continue
+        v = [float(r[3]) for r in runs[key]]
+        out.append("| %s | %d | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row, c, fmt_n(min(v)), fmt_n(max(v)), mean(key, 11), mean(key, 12),
+            mean(key, 13) if row != "a" else "(proxy)", mean(key, 14), mean(key, 16), mean(key, 15),
+            fmt_n(med(key, 18)) if row in "ce" else "–", fmt_n(med(key, 19))))
+
+# targets of issue 7 that this harness measures
+out.append("")
+out.append("Targets (issue 7) measured by this run:")
+out.append("")
+out.append("| target | conns | figure | met |")
+out.append("|---|---:|---|---|")
+
+
+def target(name, c, figure, ok):
+    out.append("| %s | %d | %s | %s |" % (name, c, figure, "n/a" if ok is None else ("met" if ok else "**not met**")))
+
+
+for c in conns:
+    b = ("b", c)
+    cx = ("c", c)
+    if b in runs and ("d", c) in runs:
+        r = med(("d", c), 3) / med(b, 3)
+        target("d public ≥ 0.9× nginx req/s", c, "%.2f×" % r, r >= 0.9)
+        nb, nd = med(b, 17), med(("d", c), 17)
+        if nb and nd:
+            target("d public µs/req ≤ 1.2× nginx's", c, "%.0f vs %.0f µs = %.2f×" % (nd, nb, nd / nb), nd / nb <= 1.2)
+    if b in runs and ("e", c) in runs:
+        r = med(("e", c), 3) / med(b, 3)
+        target("e Redis ≥ 0.6× nginx req/s", c, "%.2f×" % r, r >= 0.6)
+    for row in DOORMAN:
+        if (row, c) not in runs:
+            continue
+        if cx in runs:
+            r = med((row, c), 3) / med(cx, 3)
+            target("%s ≥ 10× Express req/s" % row, c, "%.1f×" % r, r >= 10)
+        if b in runs:
+            p, pb = med((row, c), 6), med(b, 6)
+            target("%s p99 ≤ 1.5× nginx's" % row, c, "%.2f vs %.2f ms = %.2f×" % (p, pb, p / pb), p / pb <= 1.5)
+for row in DOORMAN:
+    if (row, "idle") in rss:
+        v = rss[(row, "idle")]
+        out.append("| %s idle RSS ≤ 20 MB | – | %.1f MiB | %s |" % (row, v, "met" if v * 1.048576 <= 20 else "**not met**"))
+out.append("")
+out.append("Not measured by this harness: `[session] cache = true` (not built), RSS with 10,000 idle "
+           "keep-alive connections, throughput with 1,000,000 sessions in the store.")
+print("\n".join(out))
