@@ -281,7 +281,6 @@ access = "authenticated"
             &format!("listen.hsts: {tls}"),
             &format!("session.cache: {not_yet}"),
             "identity.assertion: the signed identity assertion is planned, not built yet",
-            &format!("admin: {not_yet}"),
         ],
     );
     assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");
