@@ -412,3 +412,41 @@ async fn reload_keeps_sessions_and_refuses_removed_users() {
         403
     );
 }
+
+/// A request in flight during a reload finishes under the config it started with (it holds the
+/// old state); the next request uses the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_under_the_old_config() {
+    let upstream = Upstream::start().await;
+    let backend = Backend::embedded();
+    let users = write_users(&users_toml());
+    let open = Conf::default();
+    let doorman = Operated::start(&open.toml(&upstream.url(), &backend, &users)).await;
+    let client = h1_client();
+
+    let slow_url = doorman.url("/slow/1500");
+    let slow_client = client.clone();
+    let in_flight = tokio::spawn(async move { get(&slow_client, &slow_url).await });
+    // Wait until the upstream has the request (no sleeping on a guess).
+    let arrived = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| paths.iter().any(|p| p == "/slow/1500"),
+    )
+    .await;
+    assert!(arrived.iter().any(|p| p == "/slow/1500"));
+
+    // The new config points at an upstream that is not there.
+    let dead = format!("http://127.0.0.1:{}", support::doorman::free_port());
+    std::fs::write(&doorman.file, open.toml(&dead, &backend, &users)).expect("config");
+    assert!(doorman.reload().await);
+    let after = get(&h1_client(), &doorman.url("/new")).await;
+    assert_eq!(after.status, 502, "new requests use the new upstream");
+
+    let finished = in_flight.await.expect("in-flight request");
+    assert_eq!(
+        finished.status, 200,
+        "the old upstream answered the request in flight"
+    );
+    assert_eq!(support::echoed(&finished.body)["uri"], "/slow/1500");
+}

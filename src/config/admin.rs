@@ -37,3 +37,42 @@ pub(super) fn read_admin(
     s.finish();
     AdminConfig { addr }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(text, Path::new("proxy.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_is_optional_and_validated() {
+        let c = Config::parse("", Path::new("proxy.toml")).unwrap();
+        assert_eq!(c.admin.addr, None);
+        let c = Config::parse("[admin]\naddr = \"127.0.0.1:9090\"\n", Path::new("p.toml")).unwrap();
+        assert_eq!(c.admin.addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            errors("[admin]\naddr = \"localhost\"\n"),
+            [
+                r#"proxy.toml: admin.addr: invalid address "localhost": expected IP:PORT, such as "127.0.0.1:8080" or "[::1]:8080""#
+            ]
+        );
+        assert_eq!(
+            errors("[admin]\nport = 9090\n"),
+            ["proxy.toml: admin.port: unknown key"]
+        );
+        for clash in ["127.0.0.1:8080", "0.0.0.0:8080"] {
+            assert_eq!(
+                errors(&format!("[admin]\naddr = {clash:?}\n")),
+                [format!("proxy.toml: admin.addr: {clash} is the public listener (127.0.0.1:8080); the admin listener needs its own address")]
+            );
+        }
+        assert!(errors("[admin]\naddr = \"127.0.0.2:8080\"\n").is_empty());
+    }
+}
