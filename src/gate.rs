@@ -11,16 +11,18 @@ use std::time::Instant;
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use tokio::sync::Semaphore;
 
+use crate::access::{Entry, Logged, Seen};
 use crate::body::Body;
 use crate::config::Config;
 use crate::cookie::{CookiePolicy, Presented};
 use crate::error::{Challenge, ProxyError};
 use crate::forward::{ClientInfo, Upstream};
 use crate::identity::Identity;
+use crate::metrics::{Lookup, Metrics};
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 use crate::session::{
     now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Store, StoreError,
@@ -33,15 +35,41 @@ pub struct App {
     pub store: Arc<Store>,
     /// Password checks in flight: at most one per core (Argon2id is memory-hard).
     pub hashing: Arc<Semaphore>,
+    /// The process's metrics, shared by every `App` a reload builds.
+    pub metrics: Arc<Metrics>,
     /// The cookie as served over plain HTTP and over TLS, built once.
     cookies: [CookiePolicy; 2],
 }
 
 impl App {
     /// Build the shared state around an opened store.
-    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Result<App, rustls::Error> {
-        let upstream = Upstream::new(Arc::clone(&config))?;
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<App, rustls::Error> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::build(config, store, Arc::new(Semaphore::new(cores)), metrics)
+    }
+
+    /// The state for a reloaded `config`: a new upstream client and cookie policy, the same
+    /// store, hashing slots and metrics (sessions, throttling counters and counts survive).
+    pub fn reloaded(&self, config: Arc<Config>) -> Result<App, rustls::Error> {
+        Self::build(
+            config,
+            Arc::clone(&self.store),
+            Arc::clone(&self.hashing),
+            Arc::clone(&self.metrics),
+        )
+    }
+
+    fn build(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        hashing: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<App, rustls::Error> {
+        let upstream = Upstream::new(Arc::clone(&config))?;
         let cookies = [
             CookiePolicy::new(&config.session, false),
             CookiePolicy::new(&config.session, true),
@@ -50,7 +78,8 @@ impl App {
             config,
             upstream,
             store,
-            hashing: Arc::new(Semaphore::new(cores)),
+            hashing,
+            metrics,
             cookies,
         })
     }
@@ -75,8 +104,9 @@ pub enum SessionState {
     /// No cookie of doorman's name.
     None,
     /// A cookie that names no valid session (unknown, expired, malformed, duplicated, or its
-    /// user left the users file).
-    Stale,
+    /// user left the users file). `looked_up`: whether the store was asked (a well-formed id)
+    /// or the value was unusable (malformed, duplicated).
+    Stale { looked_up: bool },
     /// A valid session.
     Valid {
         key: SessionKey,
@@ -99,10 +129,14 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
         req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
     let cookies = &app.cookies[usize::from(client.tls)];
     let mut cookie = CookieAction::Keep;
+    let mut seen = Seen::default();
 
-    let mut resp = match decide(app, client, req, cookies, &mut cookie).await {
+    let mut resp = match decide(app, client, req, cookies, &mut cookie, &mut seen).await {
         Ok(resp) => resp,
         Err(error) => {
+            if matches!(error, ProxyError::StoreUnavailable(_)) {
+                app.metrics.store_error();
+            }
             let status = error.status().as_u16();
             if error.status().is_server_error() {
                 warn!(peer = %client.peer, %method, %path, status, error = %error_chain(&error), "request failed");
@@ -137,12 +171,17 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    info!(
-        target: "doorman::access",
-        peer = %client.peer, %method, %path, status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64, "request"
-    );
-    resp
+    let entry = Entry {
+        peer: client.peer,
+        method,
+        raw_path: path,
+        seen,
+        status: resp.status().as_u16(),
+        started,
+        metrics: Arc::clone(&app.metrics),
+        span: tracing::Span::current(),
+    };
+    resp.map(|body| Logged::wrap(body, entry))
 }
 
 /// The decision, in the order of DESIGN.md §1.
@@ -152,6 +191,7 @@ async fn decide(
     req: Request<Incoming>,
     cookies: &CookiePolicy,
     cookie: &mut CookieAction,
+    seen: &mut Seen,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*app.config;
     // A reverse proxy is not a tunnel to arbitrary hosts.
@@ -160,15 +200,21 @@ async fn decide(
     }
     // Normalised once: what the routes match is exactly what the upstream receives.
     let path = crate::path::normalise(req.uri().path())?;
+    seen.path = Some(path.clone());
     if config.login.owns(&path) {
         // Doorman's own endpoints; nothing under the prefix is ever forwarded.
-        return crate::login::endpoint(app, client, req, &path, cookies, cookie).await;
+        seen.route = Some(crate::metrics::ROUTE_DOORMAN.to_string());
+        return crate::login::endpoint(app, client, req, &path, cookies, cookie, seen).await;
     }
     let target = forward_target(&path, req.uri().query())?;
     let matched = config.routes.find(req.method(), &path);
     if let Some(route) = matched.route {
         tracing::Span::current().record("route", route.name.as_str());
     }
+    seen.route = Some(match matched.route {
+        Some(route) => route.name.clone(),
+        None => crate::metrics::ROUTE_DEFAULT.to_string(),
+    });
     let access = matched.policy.access;
     if access == Access::Deny {
         return Err(ProxyError::Forbidden);
@@ -180,9 +226,13 @@ async fn decide(
     };
     let state = session_state(app, presented).await;
     let identity = match state {
-        SessionState::Valid { identity, .. } => Some(identity),
+        SessionState::Valid { identity, key, .. } => {
+            seen.user = Some(identity.user().to_string());
+            seen.session = Some(key.tag());
+            Some(identity)
+        }
         SessionState::None => None,
-        SessionState::Stale => {
+        SessionState::Stale { .. } => {
             *cookie = CookieAction::Expire;
             None
         }
@@ -191,6 +241,7 @@ async fn decide(
         }
         SessionState::Down(error) => {
             // A public route still works during an outage, anonymously; the cookie is kept.
+            app.metrics.store_error();
             warn!(peer = %client.peer, error = %error, "session store unavailable: forwarding anonymously");
             None
         }
@@ -212,17 +263,22 @@ async fn decide(
         }
     }
     let handoff_allowed = crate::handoff::applies(config, &client, &req, &path);
-    let (resp, handoff) = app
+    let asked = Instant::now();
+    let forwarded = app
         .upstream
         .forward(req, &client, target, identity.as_ref())
-        .await?;
+        .await;
+    app.metrics.upstream(asked.elapsed());
+    let (resp, handoff) = forwarded?;
     crate::handoff::apply(
         app,
         &client,
         handoff,
         handoff_allowed,
         presented_key,
+        identity.as_ref().map(Identity::user),
         cookie,
+        seen,
     )
     .await;
     Ok(resp)
@@ -231,15 +287,27 @@ async fn decide(
 /// Look up the session a request presents; groups of password sessions come from the users file
 /// as it is now.
 pub async fn session_state(app: &App, presented: Presented) -> SessionState {
+    let state = lookup(app, presented).await;
+    app.metrics.session_lookup(match &state {
+        SessionState::Valid { .. } => Lookup::hit,
+        SessionState::None => Lookup::miss,
+        SessionState::Stale { looked_up: false } => Lookup::miss,
+        SessionState::Stale { looked_up: true } => Lookup::expired,
+        SessionState::Down(_) => Lookup::store_error,
+    });
+    state
+}
+
+async fn lookup(app: &App, presented: Presented) -> SessionState {
     let id = match presented {
         Presented::Absent => return SessionState::None,
-        Presented::Invalid => return SessionState::Stale,
+        Presented::Invalid => return SessionState::Stale { looked_up: false },
         Presented::Id(id) => id,
     };
     let key = id.key();
     let record = match app.store.lookup(&key, now_millis()).await {
         Err(error) => return SessionState::Down(error),
-        Ok(None) => return SessionState::Stale,
+        Ok(None) => return SessionState::Stale { looked_up: true },
         Ok(Some(record)) => record,
     };
     let identity = match record.origin {
@@ -256,7 +324,7 @@ pub async fn session_state(app: &App, presented: Presented) -> SessionState {
             identity,
             record,
         },
-        None => SessionState::Stale,
+        None => SessionState::Stale { looked_up: true },
     }
 }
 

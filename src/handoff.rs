@@ -15,8 +15,10 @@
 //! grant are limited to `handoff_groups`, others are dropped.
 
 use http::Request;
-use tracing::{info, warn};
+use tracing::warn;
 
+use crate::access::Seen;
+use crate::audit;
 use crate::config::Config;
 use crate::forward::{ClientInfo, Handoff};
 use crate::gate::{App, CookieAction};
@@ -59,14 +61,18 @@ pub fn applies<B>(config: &Config, client: &ClientInfo, req: &Request<B>, path: 
     }
 }
 
-/// Act on the handoff headers of one upstream response.
+/// Act on the handoff headers of one upstream response. `user` is who the presented session
+/// belongs to, when it is valid (for the audit trail).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     app: &App,
     client: &ClientInfo,
     handoff: Handoff,
     permit: Permit,
     presented: Option<SessionKey>,
+    user: Option<&str>,
     cookie: &mut CookieAction,
+    seen: &mut Seen,
 ) {
     if handoff.login.is_none() && !handoff.logout {
         return;
@@ -84,10 +90,11 @@ pub async fn apply(
         // Logout, and rotation before a handoff login: the presented session ends either way.
         if let Some(key) = presented {
             if let Err(error) = store.delete(&key).await {
+                app.metrics.store_error();
                 warn!(peer = %client.peer, %error, "handoff could not end the presented session");
                 return;
             }
-            info!(peer = %client.peer, session = %key.tag(), "handoff logout");
+            audit::handoff_logout(client.peer, user, &key.tag());
             *cookie = CookieAction::Expire;
         }
     }
@@ -139,10 +146,14 @@ pub async fn apply(
     );
     match store.create(&id.key(), &record).await {
         Ok(()) => {
-            info!(peer = %client.peer, user, session = %id.key().tag(), "handoff login");
+            let tag = id.key().tag();
+            audit::handoff_login(client.peer, user, &tag);
+            seen.user = Some(user.to_string());
+            seen.session = Some(tag);
             *cookie = CookieAction::Set(id);
         }
         Err(error) => {
+            app.metrics.store_error();
             warn!(peer = %client.peer, user, %error, "handoff login failed: session store")
         }
     }

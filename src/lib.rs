@@ -32,9 +32,21 @@
 //! * [`forward`]: the upstream client and the one function that builds upstream requests.
 //! * [`error`]: causes → status codes; [`body`]: the response body type.
 //! * [`logging`]: `tracing` subscriber set-up.
+//!
+//! Operations, beside the request path:
+//!
+//! * [`access`]: the access log line (target `doorman::access`) and per-request metrics,
+//!   written when the response body is done; [`audit`]: logins, logouts, revokes (target
+//!   `doorman::audit`).
+//! * [`metrics`]: the Prometheus registry; [`admin`]: `/healthz`, `/readyz`, `/metrics` on
+//!   `[admin] addr`.
+//! * [`reload`]: SIGHUP re-reads the config and users file and swaps the live [`gate::App`].
 
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
+pub mod access;
+pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod config;
 pub mod cookie;
@@ -46,8 +58,10 @@ pub mod identity;
 pub mod logging;
 pub mod login;
 pub mod login_page;
+pub mod metrics;
 pub mod next;
 pub mod path;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;

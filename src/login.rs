@@ -18,11 +18,13 @@
 
 use std::time::Duration;
 
+use crate::access::Seen;
+use crate::audit::{self, LoginFailure};
+use crate::metrics::Login;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tracing::{info, warn};
 
 use crate::body::{self, Body};
 use crate::config::{Config, CookieSecure};
@@ -52,6 +54,7 @@ pub async fn endpoint(
     path: &str,
     cookies: &CookiePolicy,
     cookie: &mut CookieAction,
+    seen: &mut Seen,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*app.config;
     let rest = path[config.login.prefix.len()..].to_ascii_lowercase();
@@ -61,8 +64,8 @@ pub async fn endpoint(
             let next = query_param(req.uri().query(), "next");
             Ok(page(StatusCode::OK, config, next.as_deref(), None, None))
         }
-        ("/login", Method::POST) => login(app, client, req, cookies, cookie).await,
-        ("/logout", Method::POST) => logout(app, client, req, cookies, cookie).await,
+        ("/login", Method::POST) => login(app, client, req, cookies, cookie, seen).await,
+        ("/logout", Method::POST) => logout(app, client, req, cookies, cookie, seen).await,
         ("/session", Method::GET | Method::HEAD) => session_info(app, &req, cookies, cookie).await,
         ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
@@ -75,13 +78,16 @@ async fn login(
     req: Request<Incoming>,
     cookies: &CookiePolicy,
     cookie: &mut CookieAction,
+    seen: &mut Seen,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*app.config;
     if is_cross_site(
         req.headers(),
         public_origin(config, &client, &req).as_deref(),
     ) {
-        warn!(peer = %client.peer, "cross-site login refused");
+        // The form of a cross-site post is not read: the user is not known.
+        app.metrics.login(Login::cross_site);
+        audit::login_failure(client.peer, None, LoginFailure::CrossSite);
         return Err(ProxyError::Forbidden);
     }
     let presented = cookies.read(req.headers());
@@ -97,7 +103,8 @@ async fn login(
     if store.count(&pair).await? >= max
         || store.count(&per_client).await? >= max * CLIENT_FAILURE_FACTOR
     {
-        info!(peer = %client.peer, user = %username, "login throttled");
+        app.metrics.login(Login::throttled);
+        audit::login_failure(client.peer, Some(&username), LoginFailure::Throttled);
         return Err(ProxyError::Throttled(window));
     }
 
@@ -122,7 +129,8 @@ async fn login(
     let Some(groups) = verified else {
         store.hit(&pair, window).await?;
         store.hit(&per_client, window).await?;
-        info!(peer = %client.peer, user = %username, "login failed: bad credentials");
+        app.metrics.login(Login::bad_credentials);
+        audit::login_failure(client.peer, Some(&username), LoginFailure::BadCredentials);
         let error = Some("Wrong user name or password.");
         return Ok(page(
             StatusCode::UNAUTHORIZED,
@@ -145,7 +153,11 @@ async fn login(
         &config.session.timeouts,
     );
     store.create(&id.key(), &record).await?;
-    info!(peer = %client.peer, user = %username, session = %id.key().tag(), "login");
+    let tag = id.key().tag();
+    app.metrics.login(Login::success);
+    audit::login(client.peer, &username, &tag);
+    seen.user = Some(username);
+    seen.session = Some(tag);
     *cookie = CookieAction::Set(id);
     Ok(see_other(&safe_next(next.as_deref())))
 }
@@ -156,18 +168,29 @@ async fn logout(
     req: Request<Incoming>,
     cookies: &CookiePolicy,
     cookie: &mut CookieAction,
+    seen: &mut Seen,
 ) -> Result<Response<Body>, ProxyError> {
     if is_cross_site(
         req.headers(),
         public_origin(&app.config, &client, &req).as_deref(),
     ) {
-        warn!(peer = %client.peer, "cross-site logout refused");
+        audit::logout_refused(client.peer);
         return Err(ProxyError::Forbidden);
     }
     match cookies.read(req.headers()) {
         Presented::Id(id) => {
-            app.store.delete(&id.key()).await?;
-            info!(peer = %client.peer, session = %id.key().tag(), "logout");
+            let key = id.key();
+            // Who is logging out, for the audit trail (a stale session has no user; a store
+            // error here surfaces on the delete below).
+            let user = match crate::gate::session_state(app, Presented::Id(id)).await {
+                SessionState::Valid { identity, .. } => Some(identity.user().to_string()),
+                _ => None,
+            };
+            app.store.delete(&key).await?;
+            let tag = key.tag();
+            audit::logout(client.peer, user.as_deref(), &tag);
+            seen.user = user;
+            seen.session = Some(tag);
             *cookie = CookieAction::Expire;
         }
         Presented::Invalid => *cookie = CookieAction::Expire,
@@ -188,7 +211,7 @@ async fn session_info(
             identity, record, ..
         } => (identity, record),
         SessionState::Down(e) => return Err(ProxyError::StoreUnavailable(e)),
-        SessionState::Stale => {
+        SessionState::Stale { .. } => {
             *cookie = CookieAction::Expire;
             return Err(ProxyError::NoSession);
         }

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Sessions {
             action: SessionsCommand::Revoke { user },
-        }) => match revoke(&config, &user) {
+        }) => match revoke(&config, &user, cli.log_format) {
             Ok(n) => {
                 println!("revoked {n} session(s) of {user}");
                 ExitCode::SUCCESS
@@ -126,9 +126,11 @@ fn hash_password() -> ExitCode {
 
 /// `doorman sessions revoke`: through Redis, or through the running doorman's control socket,
 /// or (no doorman running) in the embedded file itself.
-fn revoke(config: &Config, user: &str) -> anyhow::Result<usize> {
+fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<usize> {
     use doorman::config::StoreKind;
     use doorman::session::{embedded, SessionStore};
+    // The audit event of a revoke done here (not by a running doorman) goes to stderr.
+    logging::init(log_format)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,15 +140,19 @@ fn revoke(config: &Config, user: &str) -> anyhow::Result<usize> {
             StoreKind::Embedded { path } => {
                 let socket = embedded::control_socket_path(path);
                 if let Some(n) = embedded::revoke_via_socket(&socket, user).await? {
-                    return Ok(n);
+                    return Ok(n); // the running doorman wrote the audit event
                 }
                 let store = embedded::EmbeddedStore::open(path, config.session.timeouts)
                     .with_context(|| format!("opening {}", path.display()))?;
-                Ok(store.delete_user(user).await?)
+                let n = store.delete_user(user).await?;
+                doorman::audit::revoke("cli", user, n);
+                Ok(n)
             }
             StoreKind::Redis(_) => {
                 let store = doorman::session::open(&config.session)?;
-                Ok(store.delete_user(user).await?)
+                let n = store.delete_user(user).await?;
+                doorman::audit::revoke("cli", user, n);
+                Ok(n)
             }
         }
     })
@@ -167,14 +173,18 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Handlers first: once the port accepts, a supervisor may signal at any time, and
         // SIGHUP's default action would kill the process.
-        let shutdown = shutdown_signal(config.listen.tls.clone())?;
+        let shutdown = shutdown_signal()?;
+        let hup = doorman::reload::sighup().context("installing the SIGHUP handler")?;
         let main = bind(config.listen.addr).await?;
         let redirect = match config.listen.redirect_http {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let listeners = doorman::server::Listeners { main, redirect };
-        doorman::server::run_with(listeners, Arc::new(config), shutdown).await?;
+        let config = Arc::new(config);
+        let live = doorman::server::start(&config)?;
+        operations(&config, &live, hup).await?;
+        doorman::server::serve(listeners, config, live, shutdown).await?;
         Ok(())
     })
 }
@@ -185,43 +195,40 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
         .with_context(|| format!("binding {addr}"))
 }
 
-/// Resolves on SIGTERM or SIGINT. SIGHUP is caught here too so that it never kills doorman
-/// (its default action): it reloads the TLS certificate and key from the files the config named
-/// at start-up (new handshakes get the new pair; a pair that does not load is logged and the
-/// old one kept). Reloading the rest of the config is later work, and the log says so.
-fn shutdown_signal(
-    tls: Option<Arc<doorman::tls::Tls>>,
-) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    Ok(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => { info!("SIGTERM received"); return; }
-                _ = int.recv() => { info!("SIGINT received"); return; }
-                _ = hup.recv() => reload_certificate(tls.as_deref()),
+/// The operator's side: the admin listener (when `[admin] addr` is set) and reload on SIGHUP
+/// (`hup`, installed before the public port was bound), both on the live state.
+async fn operations(
+    config: &Config,
+    live: &doorman::server::Live,
+    hup: tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.admin.addr {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin listener {addr}"))?;
+        // It serves until the process exits, after the public listener drained.
+        let serving = doorman::admin::serve(admin, Arc::clone(live), std::future::pending());
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                warn!(%error, "admin listener failed");
             }
-        }
-    })
+        });
+    }
+    let reloader = doorman::reload::Reloader::new(config.file.clone(), Arc::clone(live));
+    tokio::spawn(doorman::reload::on_sighup(hup, reloader));
+    Ok(())
 }
 
-/// SIGHUP: re-read the certificate and key; other config changes still need a restart.
-fn reload_certificate(tls: Option<&doorman::tls::Tls>) {
-    let Some(tls) = tls else {
-        warn!("SIGHUP received: no TLS certificate to reload, and config reload is not implemented yet; restart doorman to apply config changes");
-        return;
-    };
-    let certs = tls.certificates();
-    let (cert, key) = (certs.cert_path().display(), certs.key_path().display());
-    match tls.reload() {
-        Ok(()) => {
-            info!(%cert, %key, "SIGHUP received: TLS certificate reloaded; new connections use it (other config changes still need a restart)")
+/// Resolves on SIGTERM or SIGINT. (SIGHUP reloads: see [`operations`].)
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
         }
-        Err(error) => {
-            warn!(%cert, %key, %error, "SIGHUP received: TLS certificate reload failed; keeping the certificate in service")
-        }
-    }
+    })
 }
 
 #[cfg(test)]

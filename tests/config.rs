@@ -274,7 +274,6 @@ access = "authenticated"
         &[
             &format!("session.cache: {not_yet}"),
             "identity.assertion: the signed identity assertion is planned, not built yet",
-            &format!("admin: {not_yet}"),
         ],
     );
     assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");

@@ -10,6 +10,7 @@
 //! saying so rather than accepted and ignored: a `[[routes]]` table that silently did nothing
 //! would leave paths the operator meant to protect open.
 
+mod admin;
 mod net;
 mod policy;
 mod reader;
@@ -30,6 +31,7 @@ use crate::routes::RouteTable;
 use crate::tls::Tls;
 use crate::users::{Users, UsersError};
 
+pub use admin::AdminConfig;
 pub use net::IpNet;
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
@@ -50,6 +52,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The users file's users (none without a users file).
     pub users: Arc<Users>,
+    /// `[admin]`: the operations listener.
+    pub admin: AdminConfig,
 }
 
 /// `[listen]`: the public listener and the limits that protect it.
@@ -172,10 +176,10 @@ impl std::error::Error for ConfigErrors {}
 
 /// Sections this build reads.
 const KNOWN: &[&str] = &[
-    "listen", "upstream", "access", "routes", "identity", "login", "session",
+    "listen", "upstream", "access", "routes", "identity", "login", "session", "admin",
 ];
 /// Sections the contract defines that later work adds; refused until they are enforced.
-const NOT_YET: &[&str] = &["admin"];
+const NOT_YET: &[&str] = &[];
 
 impl Config {
     /// Read and validate `file`. Relative paths inside it resolve against its folder.
@@ -211,6 +215,7 @@ impl Config {
         let session = session::read_session(&root, &base, tls, &mut errors);
         let identity = policy::read_identity(&root, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
+        let admin = admin::read_admin(&root, listen.addr, &mut errors);
         for key in root.keys() {
             if KNOWN.contains(&key.as_str()) {
                 continue;
@@ -267,6 +272,7 @@ impl Config {
                 login,
                 session,
                 users: Arc::new(users),
+                admin,
             })
         } else {
             Err(ConfigErrors(all))

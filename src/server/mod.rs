@@ -39,6 +39,7 @@ use crate::config::{Config, StoreKind};
 use crate::forward::ClientInfo;
 use crate::gate::{self, App};
 use crate::session::{self, Store};
+use arc_swap::ArcSwap;
 use clock::{ConnClock, Expiry, Watched};
 
 pub use clock::RequestGuard;
@@ -80,10 +81,34 @@ pub async fn run_with(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let Listeners { main, redirect } = listeners;
+    let live = start(&config)?;
+    serve(listeners, config, live, shutdown).await
+}
+
+/// The state every request reads: the current [`App`], replaced whole by a reload
+/// ([`crate::reload`]). Each request loads it once and keeps its `Arc` to the end, so a
+/// request in flight finishes under the config it started with.
+pub type Live = Arc<ArcSwap<App>>;
+
+/// Open the session store and build the first [`App`] (with fresh metrics).
+pub fn start(config: &Arc<Config>) -> io::Result<Live> {
     let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
-    let app =
-        Arc::new(App::new(Arc::clone(&config), Arc::clone(&store)).map_err(io::Error::other)?);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let app = App::new(Arc::clone(config), store, metrics).map_err(io::Error::other)?;
+    Ok(Arc::new(ArcSwap::from_pointee(app)))
+}
+
+/// As [`run_with`], on state made by [`start`] (which an admin listener and the reloader
+/// share). `config` is the start-up config: the listeners' settings never change live.
+pub async fn serve(
+    listeners: Listeners,
+    config: Arc<Config>,
+    live: Live,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let Listeners { main, redirect } = listeners;
+    let store = Arc::clone(&live.load().store);
+    let metrics = Arc::clone(&live.load().metrics);
     let http = Arc::new(http_builder(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -138,8 +163,9 @@ pub async fn run_with(
                 continue;
             }
         };
+        let open = metrics.open_connection();
         let conn = Connection {
-            app: Arc::clone(&app),
+            live: Arc::clone(&live),
             http: Arc::clone(&http),
             config: Arc::clone(&config),
             stop: stop_rx.clone(),
@@ -149,6 +175,7 @@ pub async fn run_with(
         connections.spawn(
             async move {
                 conn.serve(stream, peer).await;
+                drop(open);
                 drop(slot);
             }
             .instrument(span),
@@ -252,7 +279,7 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 /// Everything one connection task needs.
 struct Connection {
-    app: Arc<App>,
+    live: Live,
     http: Arc<auto::Builder<TokioExecutor>>,
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
@@ -310,14 +337,14 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
-        let app = Arc::clone(&self.app);
+        let live = Arc::clone(&self.live);
         let service_clock = Arc::clone(&clock);
         // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
         // its own span, parented to the connection's, explicitly.
         let conn_span = tracing::Span::current();
         let service = service_fn(move |req: Request<Incoming>| {
             let guard = service_clock.start_request();
-            let app = Arc::clone(&app);
+            let app = live.load_full();
             let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
             async move {
                 let resp = match redirect_to {

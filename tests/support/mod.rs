@@ -6,6 +6,7 @@
 
 pub mod doorman;
 pub mod login;
+pub mod ops;
 pub mod raw;
 pub mod redis;
 pub mod upstream;

@@ -168,11 +168,7 @@ async fn answer(store: &EmbeddedStore, request: &str) -> String {
     }
     match store.delete_user(user).await {
         Ok(n) => {
-            tracing::info!(
-                user,
-                sessions = n,
-                "sessions revoked via the control socket"
-            );
+            crate::audit::revoke("control-socket", user, n);
             format!("ok {n}\n")
         }
         Err(e) => format!("error {}\n", e.to_string().replace(['\n', '\r'], " ")),

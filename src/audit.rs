@@ -1,0 +1,75 @@
+//! Audit events: who logged in (or failed to, or out) from where, on the `doorman::audit`
+//! target, one event per outcome, so a security team can filter them from the request noise
+//! (`RUST_LOG=warn,doorman::audit=info`) or route them to their own sink.
+//!
+//! Every event has `event` (what happened), `user` (when known) and `peer` (the client
+//! address, or `control-socket` / `cli` for a revoke); failures add `reason`. Session ids never
+//! appear: `session` is the short tag of the store key.
+//!
+//! | `event` | when | extra fields |
+//! |---|---|---|
+//! | `login` | password login succeeded | `session` |
+//! | `login_failure` | password login refused | `reason`: `bad_credentials`, `throttled`, `cross_site` |
+//! | `logout` | `POST /_doorman/logout` ended a session | `session` |
+//! | `logout_refused` | a cross-site logout | `reason` = `cross_site` |
+//! | `handoff_login` | an upstream handed a login over | `session` |
+//! | `handoff_logout` | an upstream ended the session | `session` |
+//! | `revoke` | `doorman sessions revoke` | `sessions` (how many), `peer` = `control-socket` or `cli` |
+
+use std::net::SocketAddr;
+
+use tracing::info;
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    BadCredentials,
+    Throttled,
+    CrossSite,
+}
+
+impl LoginFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginFailure::BadCredentials => "bad_credentials",
+            LoginFailure::Throttled => "throttled",
+            LoginFailure::CrossSite => "cross_site",
+        }
+    }
+}
+
+pub fn login(peer: SocketAddr, user: &str, session: &str) {
+    info!(target: "doorman::audit", event = "login", user, peer = %peer, session, "login succeeded");
+}
+
+/// `user` is `None` when the attempt was refused before its form was read (cross-site).
+pub fn login_failure(peer: SocketAddr, user: Option<&str>, reason: LoginFailure) {
+    info!(
+        target: "doorman::audit", event = "login_failure", user, peer = %peer,
+        reason = reason.as_str(), "login refused"
+    );
+}
+
+pub fn logout(peer: SocketAddr, user: Option<&str>, session: &str) {
+    info!(target: "doorman::audit", event = "logout", user, peer = %peer, session, "logout");
+}
+
+pub fn logout_refused(peer: SocketAddr) {
+    info!(
+        target: "doorman::audit", event = "logout_refused", peer = %peer,
+        reason = "cross_site", "logout refused"
+    );
+}
+
+pub fn handoff_login(peer: SocketAddr, user: &str, session: &str) {
+    info!(target: "doorman::audit", event = "handoff_login", user, peer = %peer, session, "handoff login");
+}
+
+pub fn handoff_logout(peer: SocketAddr, user: Option<&str>, session: &str) {
+    info!(target: "doorman::audit", event = "handoff_logout", user, peer = %peer, session, "handoff logout");
+}
+
+/// `via`: `control-socket` (a running doorman did it) or `cli` (the command did it itself).
+pub fn revoke(via: &str, user: &str, sessions: usize) {
+    info!(target: "doorman::audit", event = "revoke", user, peer = via, sessions, "sessions revoked");
+}

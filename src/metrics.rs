@@ -1,0 +1,330 @@
+//! The Prometheus metrics `/metrics` serves (prometheus-client, no global registry).
+//!
+//! One [`Metrics`] per process, shared by every [`App`](crate::gate::App) a reload builds, so
+//! counters survive a reload. Names follow the Prometheus conventions: counters end in
+//! `_total`, durations are `_seconds` histograms.
+//!
+//! | name | type | labels | counts |
+//! |---|---|---|---|
+//! | `doorman_requests_total` | counter | `route`, `status_class` | responses sent (logged when the body is done) |
+//! | `doorman_request_duration_seconds` | histogram | | request head in → response body fully sent |
+//! | `doorman_upstream_duration_seconds` | histogram | | request sent upstream → upstream response head (failures too) |
+//! | `doorman_session_lookups_total` | counter | `result` | see [`Lookup`] |
+//! | `doorman_logins_total` | counter | `result` | see [`Login`] |
+//! | `doorman_store_errors_total` | counter | | session store operations on the request path that failed |
+//! | `doorman_open_connections` | gauge | | client connections on the public listener now |
+//! | `doorman_config_reloads_total` | counter | `result` | `success` / `failure` |
+//! | `doorman_build_info` | gauge | `version` | always 1 |
+//!
+//! `route` is the matched `[[routes]]` entry's pattern as written (`/dashboard`,
+//! `/api/*/admin/**`), `default` when no route matched, `doorman` for doorman's own endpoints
+//! under `[login] prefix`, and `none` for requests refused before routing (a malformed path).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The route label of doorman's own endpoints.
+pub const ROUTE_DOORMAN: &str = "doorman";
+/// The route label when no `[[routes]]` entry matched.
+pub const ROUTE_DEFAULT: &str = "default";
+/// The route label of a request refused before routing (malformed path, CONNECT).
+pub const ROUTE_NONE: &str = "none";
+
+/// What a session lookup found (`doorman_session_lookups_total{result}`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Lookup {
+    /// A valid, live session.
+    hit,
+    /// No usable session cookie: none at all, a malformed value, or two cookies of doorman's
+    /// name. The store is not asked.
+    miss,
+    /// A well-formed session id the store holds no live session for: expired by either clock,
+    /// logged out, revoked, or never issued (stores delete expired records as they find them,
+    /// so an expired id and an unknown one look alike), or a password session whose user has
+    /// left the users file.
+    expired,
+    /// The store could not answer.
+    store_error,
+}
+
+/// How a password login ended (`doorman_logins_total{result}`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Login {
+    success,
+    bad_credentials,
+    /// Refused with 429 because of earlier failures.
+    throttled,
+    /// Refused with 403: a cross-site POST.
+    cross_site,
+}
+
+/// `doorman_config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Reload {
+    success,
+    failure,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabel {
+    result: Lookup,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabel {
+    result: Login,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabel {
+    result: Reload,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// Every metric doorman exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    session_lookups: Family<LookupLabel, Counter>,
+    logins: Family<LoginLabel, Counter>,
+    store_errors: Counter,
+    open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    reloads: Family<ReloadLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Buckets from 1ms to ~33s, doubling.
+fn duration_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 16)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered (and build info set).
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("doorman");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Responses sent, by route pattern and status class",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(duration_buckets());
+        registry.register_with_unit(
+            "request_duration",
+            "From the request head to the last byte of the response body",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(duration_buckets());
+        registry.register_with_unit(
+            "upstream_duration",
+            "From sending a request upstream to its response head (failed attempts included)",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let session_lookups = Family::<LookupLabel, Counter>::default();
+        registry.register(
+            "session_lookups",
+            "Session lookups by result (hit, miss, expired, store_error)",
+            session_lookups.clone(),
+        );
+        let logins = Family::<LoginLabel, Counter>::default();
+        registry.register(
+            "logins",
+            "Password logins by result (success, bad_credentials, throttled, cross_site)",
+            logins.clone(),
+        );
+        let store_errors = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "store_errors",
+            "Session store operations on the request path that failed",
+            store_errors.clone(),
+        );
+        let open_connections = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "open_connections",
+            "Client connections open on the public listener",
+            open_connections.clone(),
+        );
+        let reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP) by result",
+            reloads.clone(),
+        );
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version label names the build",
+            build_info,
+        );
+        // Every result label exists from the start at 0, so a dashboard's rate() has a series
+        // before the first event (request routes appear as they are first seen).
+        for result in [
+            Lookup::hit,
+            Lookup::miss,
+            Lookup::expired,
+            Lookup::store_error,
+        ] {
+            let _ = session_lookups.get_or_create(&LookupLabel { result });
+        }
+        for result in [
+            Login::success,
+            Login::bad_credentials,
+            Login::throttled,
+            Login::cross_site,
+        ] {
+            let _ = logins.get_or_create(&LoginLabel { result });
+        }
+        for result in [Reload::success, Reload::failure] {
+            let _ = reloads.get_or_create(&ReloadLabel { result });
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            session_lookups,
+            logins,
+            store_errors,
+            open_connections,
+            reloads,
+        }
+    }
+
+    /// One response fully sent (or abandoned by the client).
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status_class: status_class(status),
+            })
+            .inc();
+        self.request_duration.observe(took.as_secs_f64());
+    }
+
+    /// One wait for an upstream response head.
+    pub fn upstream(&self, took: Duration) {
+        self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn session_lookup(&self, result: Lookup) {
+        self.session_lookups
+            .get_or_create(&LookupLabel { result })
+            .inc();
+    }
+
+    pub fn login(&self, result: Login) {
+        self.logins.get_or_create(&LoginLabel { result }).inc();
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    pub fn reload(&self, result: Reload) {
+        self.reloads.get_or_create(&ReloadLabel { result }).inc();
+    }
+
+    /// Count a connection as open until the returned guard is dropped.
+    pub fn open_connection(&self) -> OpenConnection {
+        self.open_connections.inc();
+        OpenConnection(self.open_connections.clone())
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Holds `doorman_open_connections` up by one while it lives.
+pub struct OpenConnection(Gauge<i64, std::sync::atomic::AtomicI64>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `2xx`, `4xx`, ...
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let m = Metrics::new();
+        m.request("/dashboard", 200, Duration::from_millis(3));
+        m.session_lookup(Lookup::hit);
+        m.login(Login::bad_credentials);
+        m.reload(Reload::success);
+        m.store_error();
+        m.upstream(Duration::from_millis(1));
+        let _open = m.open_connection();
+        let text = m.encode().unwrap();
+        for line in [
+            "doorman_requests_total{route=\"/dashboard\",status_class=\"2xx\"} 1",
+            "doorman_request_duration_seconds_count 1",
+            "doorman_upstream_duration_seconds_count 1",
+            "doorman_session_lookups_total{result=\"hit\"} 1",
+            "doorman_logins_total{result=\"bad_credentials\"} 1",
+            "doorman_store_errors_total 1",
+            "doorman_open_connections 1",
+            "doorman_config_reloads_total{result=\"success\"} 1",
+            "doorman_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}
