@@ -130,7 +130,7 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
     use doorman::config::StoreKind;
     use doorman::session::{embedded, SessionStore};
     // The audit event of a revoke done here (not by a running doorman) goes to stderr.
-    logging::init(log_format)?;
+    let _log = logging::init(log_format)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -159,7 +159,7 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
 }
 
 fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
-    logging::init(log_format)?;
+    let _log = logging::init(log_format)?;
     // One process-wide crypto provider, chosen explicitly (ring, not aws-lc).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match doorman::server::raise_open_file_limit(config.listen.max_connections) {

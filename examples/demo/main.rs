@@ -22,7 +22,7 @@ const APP_ADDR: &str = "127.0.0.1:3000";
 async fn main() -> anyhow::Result<()> {
     // rustls needs a process-wide crypto provider; Err only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    doorman::logging::init(doorman::logging::LogFormat::Text)?;
+    let _log = doorman::logging::init(doorman::logging::LogFormat::Text)?;
 
     let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml");
     let config = doorman::config::Config::load(&config_path)
