@@ -1,0 +1,211 @@
+//! The whole login journey in a real browser: headless Chromium (Debian's `chromium`), driven by
+//! `playwright-core` from `tests/browser/login.mjs`, over HTTPS against the doorman binary in
+//! front of the demo app (examples/demo/app.rs), the dashboard route in redirect mode.
+//!
+//! The script checks the redirect to the login page, the wrong-password error, the greeting after
+//! login, the session cookie's attributes in the browser's own jar, logout, and the login page at
+//! phone width. Its screenshots land in `target/browser-artifacts/` for people to look at.
+//!
+//! Needs `node` and `chromium` (scripts/test installs both); a missing one fails this test with
+//! a message saying so, never a silent skip. `tests/browser/node_modules` is made with `npm ci`
+//! from the committed lock file when missing.
+
+#[path = "../examples/demo/app.rs"]
+#[allow(dead_code)]
+mod app;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::login::{users_toml, write_users, Backend, ALICE_PW};
+use support::DoormanProcess;
+use tokio::net::TcpListener;
+
+/// How long the whole browser script may take before it is killed.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// A stable place for the screenshots, emptied at the start of each run.
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create target/browser-artifacts");
+    dir
+}
+
+/// The Chromium binary: `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "Chromium not found at {}: the browser test needs Debian's `chromium` package \
+         (scripts/test installs it; or `apt-get install --no-install-recommends chromium`, \
+         or set CHROMIUM to a Chromium binary)",
+        path.display()
+    );
+    path
+}
+
+/// Fail with a clear message when `node` (and so `npm`) is not installed.
+fn require_node() {
+    let found = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`node` not found: the browser test drives Chromium with playwright-core from npm and \
+         needs Node.js 20+ and npm (scripts/test checks for them)"
+    );
+}
+
+/// `npm ci` in tests/browser when its node_modules is missing (playwright-core only, pinned by
+/// the committed package-lock.json; it never downloads a browser).
+fn ensure_node_modules() {
+    let dir = browser_dir();
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return;
+    }
+    eprintln!("tests/browser/node_modules missing: running npm ci");
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .output()
+        .expect("run npm ci (is npm installed?)");
+    assert!(
+        out.status.success(),
+        "npm ci in tests/browser failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, written as `cert.pem`/`key.pem`
+/// into a fresh folder; returns the two paths.
+fn write_certificate() -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate params");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let dir = support::temp_dir("browser-tls");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
+}
+
+/// Doorman with TLS in front of `app`: `/dashboard` needs a session and sends browsers to the
+/// login page; `/` is public; everything else needs a session.
+fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path) -> String {
+    let listen = format!(
+        "addr = \"{{addr}}\"\ntls = {{ cert = {cert:?}, key = {key:?} }}",
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    let rest = format!(
+        "{session}\n[login]\nusers_file = {users:?}\n\n\
+         [access]\ndefault = \"authenticated\"\n\n\
+         [[routes]]\npath = \"/dashboard\"\naccess = \"authenticated\"\n\
+         on_unauthenticated = \"redirect\"\n\n\
+         [[routes]]\nglob = \"/\"\naccess = \"public\"\n",
+        session = Backend::embedded().section(""),
+        users = users.display().to_string(),
+    );
+    support::doorman::config(app, &listen, &rest)
+}
+
+/// Run `node login.mjs` with `env`, killed after [`SCRIPT_LIMIT`]; (success, stdout + stderr).
+fn run_script(env: &[(&str, String)]) -> (bool, String) {
+    let log = support::temp_dir("browser-log").join("login.log");
+    let file = std::fs::File::create(&log).expect("script log");
+    let mut cmd = Command::new("node");
+    cmd.arg("login.mjs")
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log handle"))
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start node");
+    let deadline = Instant::now() + SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut output = std::fs::read_to_string(&log).unwrap_or_default();
+    if status.is_none() {
+        output.push_str(&format!(
+            "\nbrowser script killed after {}s\n",
+            SCRIPT_LIMIT.as_secs()
+        ));
+    }
+    (status.is_some_and(|s| s.success()), output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_journey_in_headless_chromium_over_https() {
+    require_node();
+    let chromium = chromium();
+    ensure_node_modules();
+
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind demo app");
+    let app = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(app::serve(listener));
+
+    let (cert, key) = write_certificate();
+    let users = write_users(&users_toml());
+    let doorman = DoormanProcess::spawn(&doorman_toml(&app, &cert, &key, &users), &[]);
+    let base_url = format!("https://{}", doorman.addr);
+    let artifacts = artifacts_dir();
+
+    let env = vec![
+        ("BASE_URL", base_url),
+        ("ARTIFACTS", artifacts.display().to_string()),
+        ("CHROMIUM", chromium.display().to_string()),
+        ("LOGIN_USER", "alice".to_string()),
+        ("LOGIN_PASSWORD", ALICE_PW.to_string()),
+    ];
+    let (ok, output) = tokio::task::spawn_blocking(move || run_script(&env))
+        .await
+        .expect("browser script thread");
+    println!("{output}");
+    println!("screenshots: {}", artifacts.display());
+    assert!(
+        ok,
+        "the browser journey failed:\n{output}\ndoorman log:\n{}",
+        doorman.logs()
+    );
+    for shot in [
+        "login.png",
+        "error.png",
+        "dashboard.png",
+        "login-phone.png",
+        "login-dark.png",
+    ] {
+        let len = std::fs::metadata(artifacts.join(shot)).map_or(0, |m| m.len());
+        assert!(len > 0, "screenshot {shot} missing or empty");
+    }
+}
