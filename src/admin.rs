@@ -144,13 +144,5 @@ async fn readiness(live: &Live) -> Result<(), String> {
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut resp = Response::new(body::full(message.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    body::own_response(status, "text/plain; charset=utf-8", message.to_string())
 }

@@ -16,6 +16,28 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// A complete response doorman writes itself: `status`, `Content-Type`, and
+/// `Cache-Control: no-store` (doorman's own answers are about one client at one moment:
+/// errors, challenges, the login form, session data — never for a shared cache).
+pub fn own_response(
+    status: http::StatusCode,
+    content_type: &'static str,
+    bytes: impl Into<Bytes>,
+) -> http::Response<Body> {
+    let mut resp = http::Response::new(full(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
 /// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()

@@ -131,15 +131,11 @@ impl ProxyError {
             Challenge::Json { login_url } => {
                 let json =
                     serde_json::json!({ "error": "unauthenticated", "login_url": login_url });
-                let mut resp = Response::new(body::full(json.to_string()));
-                *resp.status_mut() = StatusCode::UNAUTHORIZED;
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                resp
+                body::own_response(
+                    StatusCode::UNAUTHORIZED,
+                    "application/json",
+                    json.to_string(),
+                )
             }
         };
         resp.headers_mut().insert(
@@ -166,15 +162,7 @@ pub fn fixed_response(status: StatusCode) -> Response<Body> {
         StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
         _ => "Error\n",
     };
-    let mut resp = Response::new(body::full(text));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    body::own_response(status, "text/plain; charset=utf-8", text)
 }
 
 #[cfg(test)]

@@ -223,14 +223,11 @@ async fn session_info(
         "created": record.created / 1000,
         "expires": record.absolute_expiry / 1000,
     });
-    let mut resp = Response::new(body::full(json.to_string()));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(body::own_response(
+        StatusCode::OK,
+        "application/json",
+        json.to_string(),
+    ))
 }
 
 /// The login page with `status` (200, or 401 after a failed attempt).
@@ -249,14 +246,8 @@ fn page(
         error,
         notice: None,
     });
-    let mut resp = Response::new(body::full(html));
-    *resp.status_mut() = status;
+    let mut resp = body::own_response(status, "text/html; charset=utf-8", html);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
