@@ -106,46 +106,52 @@ impl Reloader {
 /// log (and return) each one the file changed.
 pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
-    let mut check = |name: &'static str, old: &dyn Debug, new: &dyn Debug, differs: bool| {
-        if differs {
+    // One line per setting that only a restart can change: compare, and log the difference.
+    fn check<T: PartialEq + Debug>(
+        changed: &mut Vec<&'static str>,
+        name: &'static str,
+        old: &T,
+        new: &T,
+    ) {
+        if old != new {
             warn!(
                 setting = name, running = ?old, file = ?new,
                 "this setting cannot change while doorman runs; restart to apply it (the running value stays)"
             );
             changed.push(name);
         }
-    };
+    }
     let (o, n) = (&old.listen, &new.listen);
-    check("listen.addr", &o.addr, &n.addr, o.addr != n.addr);
+    check(&mut changed, "listen.addr", &o.addr, &n.addr);
     check(
+        &mut changed,
         "listen.shutdown_grace",
         &o.shutdown_grace,
         &n.shutdown_grace,
-        o.shutdown_grace != n.shutdown_grace,
     );
     check(
+        &mut changed,
         "listen.header_timeout",
         &o.header_timeout,
         &n.header_timeout,
-        o.header_timeout != n.header_timeout,
     );
     check(
+        &mut changed,
         "listen.idle_timeout",
         &o.idle_timeout,
         &n.idle_timeout,
-        o.idle_timeout != n.idle_timeout,
     );
     check(
+        &mut changed,
         "listen.max_connections",
         &o.max_connections,
         &n.max_connections,
-        o.max_connections != n.max_connections,
     );
     check(
+        &mut changed,
         "listen.max_header_bytes",
         &o.max_header_bytes,
         &n.max_header_bytes,
-        o.max_header_bytes != n.max_header_bytes,
     );
     let tls_files = |tls: &Option<Arc<crate::tls::Tls>>| {
         tls.as_ref().map(|t| {
@@ -154,38 +160,33 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         })
     };
     let (old_tls, new_tls) = (tls_files(&o.tls), tls_files(&n.tls));
-    check("listen.tls", &old_tls, &new_tls, old_tls != new_tls);
+    check(&mut changed, "listen.tls", &old_tls, &new_tls);
     check(
+        &mut changed,
         "listen.redirect_http",
         &o.redirect_http,
         &n.redirect_http,
-        o.redirect_http != n.redirect_http,
     );
-    check(
-        "admin.addr",
-        &old.admin.addr,
-        &new.admin.addr,
-        old.admin.addr != new.admin.addr,
-    );
+    check(&mut changed, "admin.addr", &old.admin.addr, &new.admin.addr);
     let (o, n) = (&old.session, &new.session);
-    check("session.store", &o.store, &n.store, o.store != n.store);
+    check(&mut changed, "session.store", &o.store, &n.store);
     check(
+        &mut changed,
         "session.key_prefix",
         &o.key_prefix,
         &n.key_prefix,
-        o.key_prefix != n.key_prefix,
     );
     check(
+        &mut changed,
         "session.idle_timeout",
         &o.timeouts.idle,
         &n.timeouts.idle,
-        o.timeouts.idle != n.timeouts.idle,
     );
     check(
+        &mut changed,
         "session.absolute_timeout",
         &o.timeouts.absolute,
         &n.timeouts.absolute,
-        o.timeouts.absolute != n.timeouts.absolute,
     );
     // The listener's settings are the start-up ones (trusted_proxies and hsts are read per
     // request, so they change live; the TLS pair in service is re-read from the running

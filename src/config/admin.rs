@@ -42,14 +42,8 @@ pub(super) fn read_admin(
 mod tests {
     use std::path::Path;
 
+    use crate::config::tests::errors;
     use crate::config::Config;
-
-    fn errors(text: &str) -> Vec<String> {
-        match Config::parse(text, Path::new("proxy.toml")) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.0.iter().map(ToString::to_string).collect(),
-        }
-    }
 
     #[test]
     fn the_admin_listener_is_optional_and_validated() {

@@ -450,7 +450,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    fn errors(text: &str) -> Vec<String> {
+    /// Every error `text` gets, as `doorman check` prints it (none when it is valid).
+    pub(super) fn errors(text: &str) -> Vec<String> {
         match Config::parse(text, Path::new("proxy.toml")) {
             Ok(_) => Vec::new(),
             Err(e) => e.0.iter().map(ToString::to_string).collect(),

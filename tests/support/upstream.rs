@@ -54,6 +54,11 @@ impl Drop for Upstream {
 impl Upstream {
     /// Start on a free loopback port.
     pub async fn start() -> Upstream {
+        Upstream::serve(None).await
+    }
+
+    /// Start on a free loopback port, answering plain HTTP/1.1 or, with `tls`, HTTPS.
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -69,15 +74,28 @@ impl Upstream {
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
                 let recorder = Arc::clone(&recorder);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         record(&recorder, &req);
                         async move { Ok::<_, Infallible>(route(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => {
+                            http.serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades()
+                                .await
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades()
+                                .await
+                        }
+                    };
                 });
             }
         });
@@ -334,43 +352,6 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
 impl Upstream {
     /// Start on a free loopback port serving the same routes over TLS (an `https://` upstream).
     pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind tls upstream");
-        let addr = listener.local_addr().expect("upstream addr");
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&connections);
-        let paths = Arc::new(Mutex::new(Vec::new()));
-        let recorder = Arc::clone(&paths);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let acceptor = acceptor.clone();
-                let recorder = Arc::clone(&recorder);
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        record(&recorder, &req);
-                        async move { Ok::<_, Infallible>(route(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-        Upstream {
-            addr,
-            connections,
-            paths,
-            task,
-        }
+        Upstream::serve(Some(tokio_rustls::TlsAcceptor::from(tls))).await
     }
 }
