@@ -14,7 +14,7 @@
 //!
 //! Some settings are bound to resources made once at start-up: the listening sockets, the
 //! connection limits and deadlines of the accept loop, and the session store (its kind, location,
-//! key prefix and the timeouts it applies). A change to one of those is logged as needing a
+//! cache, key prefix and the timeouts it applies). A change to one of those is logged as needing a
 //! restart and the running value is kept — never silently ignored, never half-applied.
 
 use std::fmt::Debug;
@@ -170,6 +170,7 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     check(&mut changed, "admin.addr", &old.admin.addr, &new.admin.addr);
     let (o, n) = (&old.session, &new.session);
     check(&mut changed, "session.store", &o.store, &n.store);
+    check(&mut changed, "session.cache", &o.cache, &n.cache);
     check(
         &mut changed,
         "session.key_prefix",
@@ -198,6 +199,7 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     };
     new.admin = old.admin.clone();
     new.session.store = old.session.store.clone();
+    new.session.cache = old.session.cache;
     new.session.key_prefix = old.session.key_prefix.clone();
     new.session.timeouts = old.session.timeouts;
     changed

@@ -236,9 +236,9 @@ fn integer_limits_are_range_checked() {
     );
 }
 
-/// Contract keys this build does not enforce must be refused: a config whose session cache,
-/// admin listener or signed assertion were silently ignored would not do what its operator
-/// reads in it. (TLS, once on this list, is built: tests/tls.rs.)
+/// Contract keys this build does not enforce must be refused: a config whose signed assertion
+/// were silently ignored would not do what its operator reads in it. (TLS, the admin listener
+/// and the session cache, once on this list, are built.)
 #[test]
 fn unimplemented_sections_are_refused_not_ignored() {
     let text = r#"
@@ -248,7 +248,6 @@ addr = "127.0.0.1:8080"
 [session]
 store = "embedded"
 cookie_name = "sid"
-cache = true
 
 [identity]
 user_header = "X-Auth-User"
@@ -268,15 +267,42 @@ access = "authenticated"
     let (code, stdout, stderr) = check(&file);
     assert_eq!(code, 2);
     assert_eq!(stdout, "");
-    let not_yet = "not supported by this build of doorman yet";
     let expected = prefixed(
         &file,
-        &[
-            &format!("session.cache: {not_yet}"),
-            "identity.assertion: the signed identity assertion is planned, not built yet",
-        ],
+        &["identity.assertion: the signed identity assertion is planned, not built yet"],
     );
     assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");
+}
+
+/// `cache = true` is Redis's server-assisted client-side caching: meaningless for the embedded
+/// store (already in this process), and not built for Cluster. Both are refused by name.
+#[test]
+fn the_session_cache_needs_redis_standalone_or_sentinel() {
+    let with = |store: &str| format!("[session]\n{store}\ncache = true\n");
+    assert_eq!(
+        parse_errors(&with("store = \"embedded\"")),
+        ["proxy.toml: session.cache: only applies with store = \"redis\""]
+    );
+    assert_eq!(
+        parse_errors(&with(
+            "store = \"redis\"\nredis_cluster = [\"redis://127.0.0.1:7000\"]"
+        )),
+        ["proxy.toml: session.cache: not supported with redis_cluster: use redis or redis_sentinel, or cache = false"]
+    );
+    assert_eq!(
+        parse_errors(&with("store = \"redis\"\nredis = \"redis://127.0.0.1:6379\"")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        parse_errors(&with(
+            "store = \"redis\"\nredis_sentinel = { master = \"m\", nodes = [\"redis://127.0.0.1:26379\"] }"
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        parse_errors("[session]\ncache = \"yes\"\n"),
+        ["proxy.toml: session.cache: expected true or false, found a string"]
+    );
 }
 
 /// Run `doorman ARGS` from `cwd` and return (exit code, stdout, stderr).

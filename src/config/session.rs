@@ -42,6 +42,9 @@ pub enum SameSite {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub store: StoreKind,
+    /// `cache = true`: hot sessions served from memory, invalidated by Redis (RESP3 client
+    /// tracking). Redis standalone or Sentinel only.
+    pub cache: bool,
     /// Prefix of every Redis key doorman writes.
     pub key_prefix: String,
     pub timeouts: Timeouts,
@@ -174,8 +177,18 @@ pub(super) fn read_session(
             }
         }
     };
-    if s.bool("cache", false) {
-        s.error("cache", "not supported by this build of doorman yet");
+    let cache = s.bool("cache", false);
+    if cache {
+        match &store {
+            StoreKind::Embedded { .. } => {
+                s.error("cache", "only applies with store = \"redis\"");
+            }
+            StoreKind::Redis(RedisTarget::Cluster(_)) => s.error(
+                "cache",
+                "not supported with redis_cluster: use redis or redis_sentinel, or cache = false",
+            ),
+            StoreKind::Redis(_) => {}
+        }
     }
     let key_prefix = s.opt_str("key_prefix").unwrap_or("doorman:").to_string();
     let idle = s.duration("idle_timeout", Duration::from_secs(30 * 60));
@@ -243,6 +256,7 @@ pub(super) fn read_session(
     s.finish();
     SessionConfig {
         store,
+        cache,
         key_prefix,
         timeouts: Timeouts { idle, absolute },
         cookie_name,

@@ -12,8 +12,10 @@
 //! [`SessionStore`] is the small async seam both backends implement; [`Store`] is the concrete
 //! choice made at start-up, so the rest of doorman calls one type without boxing futures.
 
+pub mod cache;
 pub mod embedded;
 pub mod redis;
+mod tracking;
 
 use std::fmt;
 use std::future::Future;
@@ -82,6 +84,26 @@ impl SessionKey {
             s.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
         }
         s
+    }
+
+    /// Parse [`SessionKey::hex`]'s output back (lower-case only, as written).
+    pub fn from_hex(hex: &str) -> Option<SessionKey> {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(SessionKey(key))
     }
 
     /// A short, non-reversible tag for logs (the first 8 hex digits of the key).
@@ -248,7 +270,12 @@ pub fn open(config: &crate::config::SessionConfig) -> Result<Store, StoreError> 
             embedded::EmbeddedStore::open(path, config.timeouts).map(Store::Embedded)
         }
         StoreKind::Redis(target) => {
-            redis::RedisStore::new(target, &config.key_prefix, config.timeouts).map(Store::Redis)
+            let store = redis::RedisStore::new(target, &config.key_prefix, config.timeouts)?;
+            if config.cache {
+                store.with_cache(target).map(Store::Redis)
+            } else {
+                Ok(Store::Redis(store))
+            }
         }
     }
 }
@@ -354,6 +381,10 @@ mod tests {
             "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
         assert_eq!(id.key().tag(), "66687aad");
+        assert_eq!(SessionKey::from_hex(&id.key().hex()), Some(id.key()));
+        for bad in ["", "66", &"G".repeat(64), &"A".repeat(64), &"a".repeat(66)] {
+            assert_eq!(SessionKey::from_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -35,6 +35,17 @@
 //! master through the Sentinels and re-resolves after a connection error or a `READONLY` reply,
 //! because a `ConnectionManager` keeps reconnecting to the old address after a failover.
 //! Cluster uses the crate's async cluster connection, which follows slot moves itself.
+//!
+//! # `cache = true`
+//!
+//! [`RedisStore::with_cache`] puts a [`SessionCache`] in front of lookups, kept honest by a
+//! tracking connection ([`super::tracking`]): a hot session is answered from memory, with no
+//! round trip, until Redis says its record changed, the record needs its idle clock slid, or
+//! the tracking connection is in doubt. A miss runs the ordinary [`LOOKUP`] and fills the cache.
+//! This instance's own deletes invalidate its cache at once; other instances hear of them
+//! through Redis within milliseconds. Standalone and Sentinel only: under Cluster the tracking
+//! would need a connection per master that follows resharding, which this build does not do
+//! (the config refuses the combination).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,6 +59,8 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
 use tracing::debug;
 
+use super::cache::SessionCache;
+use super::tracking;
 use super::{Origin, Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
 use crate::config::RedisTarget;
 
@@ -150,6 +163,23 @@ pub struct RedisStore {
     backend: Arc<Backend>,
     prefix: String,
     timeouts: Timeouts,
+    /// `cache = true`: the local cache and its tracker (started on the first lookup).
+    cache: Option<Arc<Cached>>,
+}
+
+/// The session cache and what its tracker needs to start.
+struct Cached {
+    sessions: Arc<SessionCache>,
+    source: Mutex<Option<tracking::Source>>,
+}
+
+impl Cached {
+    /// Start the tracker, once; the first lookup calls this from inside the runtime.
+    fn start(&self, record_prefix: impl FnOnce() -> String) {
+        if let Some(source) = lock(&self.source).take() {
+            tracking::spawn(source, record_prefix(), &self.sessions);
+        }
+    }
 }
 
 impl RedisStore {
@@ -165,23 +195,10 @@ impl RedisStore {
                 client: Client::open(url.as_str()).map_err(config_error)?,
                 manager: OnceLock::new(),
             },
-            RedisTarget::Sentinel { master, nodes } => {
-                let mut node_info = SentinelNodeConnectionInfo::default();
-                if nodes.iter().any(|n| n.starts_with("rediss://")) {
-                    node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
-                }
-                let client = SentinelClient::build(
-                    nodes.clone(),
-                    master.as_str(),
-                    Some(node_info),
-                    SentinelServerType::Master,
-                )
-                .map_err(config_error)?;
-                Backend::Sentinel {
-                    resolver: tokio::sync::Mutex::new(client),
-                    master: Mutex::new(None),
-                }
-            }
+            RedisTarget::Sentinel { master, nodes } => Backend::Sentinel {
+                resolver: tokio::sync::Mutex::new(sentinel_client(master, nodes)?),
+                master: Mutex::new(None),
+            },
             RedisTarget::Cluster(nodes) => Backend::Cluster {
                 client: ClusterClient::new(nodes.clone()).map_err(config_error)?,
                 connection: OnceLock::new(),
@@ -191,7 +208,36 @@ impl RedisStore {
             backend: Arc::new(backend),
             prefix: key_prefix.to_string(),
             timeouts,
+            cache: None,
         })
+    }
+
+    /// The same store with `[session] cache = true`: see the module docs. `target` must be the
+    /// one the store was made for; Cluster is refused.
+    pub fn with_cache(mut self, target: &RedisTarget) -> Result<RedisStore, StoreError> {
+        let source = match target {
+            RedisTarget::Standalone(url) => {
+                tracking::Source::Standalone(Client::open(url.as_str()).map_err(config_error)?)
+            }
+            RedisTarget::Sentinel { master, nodes } => {
+                tracking::Source::Sentinel(sentinel_client(master, nodes)?)
+            }
+            RedisTarget::Cluster(_) => {
+                return Err(StoreError::Unavailable(
+                    "the session cache does not support Redis Cluster".into(),
+                ))
+            }
+        };
+        self.cache = Some(Arc::new(Cached {
+            sessions: Arc::new(SessionCache::new()),
+            source: Mutex::new(Some(source)),
+        }));
+        Ok(self)
+    }
+
+    /// The local session cache, when `cache = true` (for tests and diagnostics).
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.cache.as_deref().map(|c| &*c.sessions)
     }
 
     /// Revoke every session of `user` (`doorman sessions revoke`): the same as
@@ -214,6 +260,37 @@ impl RedisStore {
 
     fn idle_millis(&self) -> u64 {
         u64::try_from(self.timeouts.idle.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The lookup itself: one `EVALSHA` of [`LOOKUP`].
+    async fn lookup_in_redis(
+        &self,
+        key: &SessionKey,
+        now: u64,
+    ) -> Result<Option<Record>, StoreError> {
+        let record_key = self.record_key(key);
+        let reply = self
+            .run(|mut c| async move {
+                SCRIPTS
+                    .lookup
+                    .key(&record_key)
+                    .arg(now)
+                    .arg(self.idle_millis())
+                    .arg(RECORD_VERSION)
+                    .invoke_async::<Value>(&mut c)
+                    .await
+            })
+            .await?;
+        let record = match decode(reply) {
+            Ok(record) => record,
+            Err(why) => {
+                debug!(session = %key.tag(), why, "unreadable session record treated as absent");
+                return Ok(None);
+            }
+        };
+        // The script already checked the clocks; checking again here keeps the two definitions
+        // of "live" from drifting apart silently.
+        Ok(record.filter(|r| r.is_live(now, &self.timeouts)))
     }
 
     /// Run one Redis exchange against a connection, bounded by [`COMMAND_TIMEOUT`] (getting
@@ -274,37 +351,33 @@ impl SessionStore for RedisStore {
     }
 
     async fn lookup(&self, key: &SessionKey, now: u64) -> Result<Option<Record>, StoreError> {
-        let record_key = self.record_key(key);
-        let reply = self
-            .run(|mut c| async move {
-                SCRIPTS
-                    .lookup
-                    .key(&record_key)
-                    .arg(now)
-                    .arg(self.idle_millis())
-                    .arg(RECORD_VERSION)
-                    .invoke_async::<Value>(&mut c)
-                    .await
-            })
-            .await?;
-        let record = match decode(reply) {
-            Ok(record) => record,
-            Err(why) => {
-                debug!(session = %key.tag(), why, "unreadable session record treated as absent");
-                return Ok(None);
-            }
+        let Some(cache) = &self.cache else {
+            return self.lookup_in_redis(key, now).await;
         };
-        // The script already checked the clocks; checking again here keeps the two definitions
-        // of "live" from drifting apart silently.
-        Ok(record.filter(|r| r.is_live(now, &self.timeouts)))
+        cache.start(|| format!("{}s:", self.prefix));
+        if let Some(record) = cache.sessions.get(key, now, &self.timeouts) {
+            return Ok(Some(record));
+        }
+        let ticket = cache.sessions.ticket(key);
+        let record = self.lookup_in_redis(key, now).await?;
+        if let Some(record) = &record {
+            cache.sessions.fill(key, record, ticket, now);
+        }
+        Ok(record)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         // The user index is left alone (it would be a second key and a read of the record
         // first); it trims itself, and revoke-all tolerates members without a record.
         let record_key = self.record_key(key);
-        self.run(|mut c| async move { redis::cmd("DEL").arg(&record_key).exec_async(&mut c).await })
-            .await
+        let deleted = self
+            .run(|mut c| async move { redis::cmd("DEL").arg(&record_key).exec_async(&mut c).await })
+            .await;
+        // Forgotten locally whatever Redis said: a logout must not be answered from the cache.
+        if let Some(cache) = &self.cache {
+            cache.sessions.invalidate(key);
+        }
+        deleted
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
@@ -333,6 +406,10 @@ impl SessionStore for RedisStore {
                 })
                 .await?;
             deleted += usize::try_from(n).unwrap_or(0);
+            // Redis tells every tracking instance; this one need not wait for the echo.
+            if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(member)) {
+                cache.sessions.invalidate(&key);
+            }
         }
         if !members.is_empty() {
             // ZREM what was read rather than DEL the index: a login racing this revoke keeps
@@ -454,6 +531,21 @@ fn text(value: Value) -> Result<String, &'static str> {
         Value::SimpleString(s) => Ok(s),
         _ => Err("field is not a string"),
     }
+}
+
+/// A client that finds `master` through the Sentinels `nodes` (TLS if any node is rediss://).
+fn sentinel_client(master: &str, nodes: &[String]) -> Result<SentinelClient, StoreError> {
+    let mut node_info = SentinelNodeConnectionInfo::default();
+    if nodes.iter().any(|n| n.starts_with("rediss://")) {
+        node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
+    }
+    SentinelClient::build(
+        nodes.to_vec(),
+        master,
+        Some(node_info),
+        SentinelServerType::Master,
+    )
+    .map_err(config_error)
 }
 
 fn config_error(e: RedisError) -> StoreError {
