@@ -290,7 +290,9 @@ fn the_session_cache_needs_redis_standalone_or_sentinel() {
         ["proxy.toml: session.cache: not supported with redis_cluster: use redis or redis_sentinel, or cache = false"]
     );
     assert_eq!(
-        parse_errors(&with("store = \"redis\"\nredis = \"redis://127.0.0.1:6379\"")),
+        parse_errors(&with(
+            "store = \"redis\"\nredis = \"redis://127.0.0.1:6379\""
+        )),
         Vec::<String>::new()
     );
     assert_eq!(

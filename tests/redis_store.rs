@@ -619,7 +619,9 @@ async fn every_operation_works_on_a_cluster() {
 }
 
 /// Sentinel: the master is found through the Sentinel, and after a failover the store
-/// re-resolves it (a connection kept to the old address would hit a read-only replica).
+/// re-resolves it (a connection kept to the old address would hit a read-only replica). A store
+/// with `cache = true` follows too: its tracking connection moves to the new master, so a
+/// revoke there still ends a session it had cached.
 #[tokio::test]
 async fn sentinel_finds_the_master_and_follows_a_failover() {
     let master = RedisServer::start();
@@ -648,8 +650,20 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
         nodes: vec![sentinel.url()],
     };
     let store = RedisStore::new(&target, PREFIX, t).expect("store");
+    let cached = RedisStore::new(&target, PREFIX, t)
+        .and_then(|s| s.with_cache(&target))
+        .expect("cached store");
     let (before, record) = login(&store, "alice", &[], &t).await;
     assert!(store.lookup(&before, now_millis()).await.unwrap().is_some());
+    let sessions = cached.session_cache().expect("cache on");
+    while sessions.is_empty() {
+        assert!(cached
+            .lookup(&before, now_millis())
+            .await
+            .unwrap()
+            .is_some());
+        wait("the cached store to cache the session");
+    }
     let on_master: i64 = q(&mut master.client(), &["EXISTS", &record_key(&before)]);
     assert_eq!(on_master, 1, "written to the master");
     while q::<i64>(&mut replica.client(), &["EXISTS", &record_key(&before)]) == 0 {
@@ -702,4 +716,21 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
         Some("alice".into()),
         "sessions survive the failover"
     );
+
+    // Cached again after the failover, then revoked on the new master: the cached store must
+    // stop serving it well before the record would be due for a touch (idle / 10 = 6 s), which
+    // would have sent the lookup to Redis anyway.
+    while !sessions.trusted() || sessions.is_empty() {
+        let _ = cached.lookup(&before, now_millis()).await;
+        wait("the cached store to cache the session again");
+    }
+    let revoked = Instant::now();
+    let _: i64 = q(&mut replica.client(), &["DEL", &record_key(&before)]);
+    while !matches!(cached.lookup(&before, now_millis()).await, Ok(None)) {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "revoke not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

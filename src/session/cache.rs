@@ -202,7 +202,9 @@ fn millis(d: Duration) -> u64 {
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // Nothing that runs under the lock can panic halfway through an update that matters: a
     // poisoned shard is still a consistent map.
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -268,10 +270,16 @@ mod tests {
         assert!(cache.is_empty());
         assert!(!cache.trusted());
         cache.renew(lost);
-        assert!(!cache.trusted(), "a lost connection's health check renews nothing");
+        assert!(
+            !cache.trusted(),
+            "a lost connection's health check renews nothing"
+        );
         let current = cache.trust();
         cache.fill(&key(1), &record(0), in_flight, 0);
-        assert!(cache.is_empty(), "a read begun before the outage may not fill");
+        assert!(
+            cache.is_empty(),
+            "a read begun before the outage may not fill"
+        );
         cache.renew(current);
         assert!(cache.trusted());
     }

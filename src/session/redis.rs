@@ -49,7 +49,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -171,14 +171,18 @@ pub struct RedisStore {
 struct Cached {
     sessions: Arc<SessionCache>,
     source: Mutex<Option<tracking::Source>>,
+    started: Once,
 }
 
 impl Cached {
-    /// Start the tracker, once; the first lookup calls this from inside the runtime.
+    /// Start the tracker, once; the first lookup calls this from inside the runtime. Later
+    /// calls cost one atomic load.
     fn start(&self, record_prefix: impl FnOnce() -> String) {
-        if let Some(source) = lock(&self.source).take() {
-            tracking::spawn(source, record_prefix(), &self.sessions);
-        }
+        self.started.call_once(|| {
+            if let Some(source) = lock(&self.source).take() {
+                tracking::spawn(source, record_prefix(), &self.sessions);
+            }
+        });
     }
 }
 
@@ -231,6 +235,7 @@ impl RedisStore {
         self.cache = Some(Arc::new(Cached {
             sessions: Arc::new(SessionCache::new()),
             source: Mutex::new(Some(source)),
+            started: Once::new(),
         }));
         Ok(self)
     }

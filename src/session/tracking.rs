@@ -227,9 +227,22 @@ mod tests {
         let cache = Arc::new(SessionCache::new());
         let key = SessionKey([7; 32]);
         let sink = sink(&cache);
-        assert_eq!(sink.session_key(&Value::BulkString(format!("p:s:{}", key.hex()).into_bytes())), Some(key));
-        assert_eq!(sink.session_key(&Value::BulkString(b"p:s:zz".to_vec())), None);
-        assert_eq!(sink.session_key(&Value::BulkString(format!("q:s:{}", key.hex()).into_bytes())), None);
+        assert_eq!(
+            sink.session_key(&Value::BulkString(
+                format!("p:s:{}", key.hex()).into_bytes()
+            )),
+            Some(key)
+        );
+        assert_eq!(
+            sink.session_key(&Value::BulkString(b"p:s:zz".to_vec())),
+            None
+        );
+        assert_eq!(
+            sink.session_key(&Value::BulkString(
+                format!("q:s:{}", key.hex()).into_bytes()
+            )),
+            None
+        );
         let before = cache.ticket(&key);
         sink.receive(invalidate(Value::Array(vec![Value::BulkString(
             format!("p:s:{}", key.hex()).into_bytes(),
