@@ -15,6 +15,9 @@
 //! | `doorman_open_connections` | gauge | | client connections on the public listener now |
 //! | `doorman_config_reloads_total` | counter | `result` | `success` / `failure` |
 //! | `doorman_build_info` | gauge | `version` | always 1 |
+//! | `doorman_session_cache_lookups_total` | counter | `result` | `[session] cache = true` only: lookups the local cache answered (`hit`) or passed to Redis (`miss`) |
+//! | `doorman_session_cache_entries` | gauge | | `cache = true` only: sessions cached now |
+//! | `doorman_session_cache_trusted` | gauge | | `cache = true` only: 1 while Redis tracking is on and healthy (the cache serves), else 0 |
 //!
 //! `route` is the matched `[[routes]]` entry's pattern as written (`/dashboard`,
 //! `/api/*/admin/**`), `default` when no route matched, `doorman` for doorman's own endpoints
@@ -53,6 +56,23 @@ pub enum Lookup {
     expired,
     /// The store could not answer.
     store_error,
+}
+
+/// Whether the session cache answered a lookup
+/// (`doorman_session_cache_lookups_total{result}`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CacheResult {
+    /// Answered from memory: no Redis round trip.
+    hit,
+    /// Passed to Redis: not cached, due for a touch, or the cache not trusted.
+    miss,
+}
+
+/// The label set of the session cache's lookup counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    pub result: CacheResult,
 }
 
 /// How a password login ended (`doorman_logins_total{result}`).
@@ -230,6 +250,28 @@ impl Metrics {
         }
     }
 
+    /// Export the session cache's figures (`[session] cache = true`).
+    pub fn register_session_cache(&mut self, stats: &crate::session::cache::CacheStats) {
+        for result in [CacheResult::hit, CacheResult::miss] {
+            let _ = stats.lookups.get_or_create(&CacheLabel { result });
+        }
+        self.registry.register(
+            "session_cache_lookups",
+            "Session lookups the local cache answered (hit) or passed to Redis (miss)",
+            stats.lookups.clone(),
+        );
+        self.registry.register(
+            "session_cache_entries",
+            "Sessions held in the local cache",
+            stats.entries.clone(),
+        );
+        self.registry.register(
+            "session_cache_trusted",
+            "1 while Redis client tracking is on and healthy, so the cache may serve",
+            stats.trusted.clone(),
+        );
+    }
+
     /// One response fully sent (or abandoned by the client).
     pub fn request(&self, route: &str, status: u16, took: Duration) {
         self.requests
@@ -323,6 +365,35 @@ mod tests {
             "doorman_open_connections 1",
             "doorman_config_reloads_total{result=\"success\"} 1",
             "doorman_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_session_cache_is_exported_when_on() {
+        use crate::session::cache::SessionCache;
+        use crate::session::{Origin, Record, SessionKey, Timeouts};
+        let t = Timeouts {
+            idle: Duration::from_secs(100),
+            absolute: Duration::from_secs(1000),
+        };
+        assert!(!Metrics::new().encode().unwrap().contains("session_cache"));
+        let cache = SessionCache::new();
+        let mut m = Metrics::new();
+        m.register_session_cache(cache.stats());
+        let key = SessionKey([1; 32]);
+        assert!(cache.get(&key, 0, &t).is_none());
+        cache.trust();
+        let record = Record::new("alice".into(), vec![], Origin::Login, 0, &t);
+        cache.fill(&key, &record, cache.ticket(&key), 0);
+        assert!(cache.get(&key, 1, &t).is_some());
+        let text = m.encode().unwrap();
+        for line in [
+            "doorman_session_cache_lookups_total{result=\"hit\"} 1",
+            "doorman_session_cache_lookups_total{result=\"miss\"} 1",
+            "doorman_session_cache_entries 1",
+            "doorman_session_cache_trusted 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

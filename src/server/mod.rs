@@ -93,7 +93,13 @@ pub type Live = Arc<ArcSwap<App>>;
 /// Open the session store and build the first [`App`] (with fresh metrics).
 pub fn start(config: &Arc<Config>) -> io::Result<Live> {
     let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let mut metrics = crate::metrics::Metrics::new();
+    if let Store::Redis(redis) = &*store {
+        if let Some(cache) = redis.session_cache() {
+            metrics.register_session_cache(cache.stats());
+        }
+    }
+    let metrics = Arc::new(metrics);
     let app = App::new(Arc::clone(config), store, metrics).map_err(io::Error::other)?;
     Ok(Arc::new(ArcSwap::from_pointee(app)))
 }

@@ -32,7 +32,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::{Record, SessionKey, Timeouts};
+use crate::metrics::{CacheLabel, CacheResult};
 
 /// How long after the last successful health check of the tracking connection the cache keeps
 /// serving. The tracker checks every second, so this tolerates one slow answer, not an outage.
@@ -54,6 +59,18 @@ pub struct SessionCache {
     /// connection that has since been lost must not renew the trust.
     generation: AtomicU64,
     origin: Instant,
+    stats: CacheStats,
+}
+
+/// What `/metrics` shows of the cache (see [`crate::metrics`]); shared with the registry.
+#[derive(Clone, Default)]
+pub struct CacheStats {
+    /// Lookups by whether the cache answered them.
+    pub lookups: Family<CacheLabel, Counter>,
+    /// Sessions cached now.
+    pub entries: Gauge,
+    /// 1 while the cache may serve (tracking on and healthy), else 0.
+    pub trusted: Gauge,
 }
 
 #[derive(Default)]
@@ -84,18 +101,36 @@ impl SessionCache {
             trusted_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             origin: Instant::now(),
+            stats: CacheStats::default(),
         }
+    }
+
+    /// The cache's counters and gauges, for the metrics registry.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
     }
 
     /// A live record that needs no touch at `now` (Unix ms), if the cache may serve one.
     pub fn get(&self, key: &SessionKey, now: u64, timeouts: &Timeouts) -> Option<Record> {
-        if !self.trusted() {
-            return None;
-        }
-        let shard = self.shard(key);
-        let record = shard.entries.get(key)?;
-        (record.is_live(now, timeouts) && !record.needs_touch(now, timeouts))
-            .then(|| record.clone())
+        let found = self.trusted().then(|| {
+            let shard = self.shard(key);
+            shard
+                .entries
+                .get(key)
+                .filter(|r| r.is_live(now, timeouts) && !r.needs_touch(now, timeouts))
+                .cloned()
+        });
+        let found = found.flatten();
+        let result = if found.is_some() {
+            CacheResult::hit
+        } else {
+            CacheResult::miss
+        };
+        self.stats
+            .lookups
+            .get_or_create(&CacheLabel { result })
+            .inc();
+        found
     }
 
     /// Note the epoch of `key`'s shard before reading the record from Redis.
@@ -111,7 +146,8 @@ impl SessionCache {
         if shard.epoch != ticket.0 || !self.trusted() {
             return;
         }
-        if shard.entries.len() >= CAPACITY / SHARDS && !shard.entries.contains_key(key) {
+        let before = shard.entries.len();
+        if before >= CAPACITY / SHARDS && !shard.entries.contains_key(key) {
             shard.entries.retain(|_, r| now < r.absolute_expiry);
             if shard.entries.len() >= CAPACITY / SHARDS {
                 if let Some(victim) = shard.entries.keys().next().copied() {
@@ -120,13 +156,16 @@ impl SessionCache {
             }
         }
         shard.entries.insert(*key, record.clone());
+        self.counted(before, shard.entries.len());
     }
 
     /// Forget `key` (Redis said it changed, or this instance deleted it).
     pub fn invalidate(&self, key: &SessionKey) {
         let mut shard = self.shard(key);
         shard.epoch = shard.epoch.wrapping_add(1);
-        shard.entries.remove(key);
+        if shard.entries.remove(key).is_some() {
+            self.stats.entries.dec();
+        }
     }
 
     /// Start serving: tracking is on and healthy. Anything cached before is dropped first,
@@ -147,9 +186,11 @@ impl SessionCache {
         }
         let until = self.elapsed_ms() + millis(TRUST_WINDOW);
         self.trusted_until.store(until, Ordering::Release);
+        self.stats.trusted.set(1);
         // A distrust between the check and the store: undo (it stored 0 before we stored).
         if self.generation.load(Ordering::Acquire) != generation.0 {
             self.trusted_until.store(0, Ordering::Release);
+            self.stats.trusted.set(0);
         }
     }
 
@@ -157,6 +198,7 @@ impl SessionCache {
     pub fn distrust(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.trusted_until.store(0, Ordering::Release);
+        self.stats.trusted.set(0);
         self.flush();
     }
 
@@ -165,7 +207,18 @@ impl SessionCache {
         for shard in &self.shards {
             let mut shard = lock(shard);
             shard.epoch = shard.epoch.wrapping_add(1);
+            let before = shard.entries.len();
             shard.entries.clear();
+            self.counted(before, 0);
+        }
+    }
+
+    /// Keep the entries gauge in step with a shard that went from `before` to `after` entries.
+    fn counted(&self, before: usize, after: usize) {
+        let delta =
+            i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX);
+        if delta != 0 {
+            self.stats.entries.inc_by(delta);
         }
     }
 
@@ -295,5 +348,11 @@ mod tests {
             cache.fill(&k, &record(0), cache.ticket(&k), 0);
         }
         assert!(cache.len() <= CAPACITY);
+        assert_eq!(cache.stats().entries.get(), cache.len() as i64);
+        cache.invalidate(&SessionKey([0; 32]));
+        assert_eq!(cache.stats().entries.get(), cache.len() as i64);
+        cache.distrust();
+        assert_eq!(cache.stats().entries.get(), 0);
+        assert_eq!(cache.stats().trusted.get(), 0);
     }
 }
