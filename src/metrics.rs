@@ -384,7 +384,7 @@ mod tests {
         m.register_session_cache(cache.stats());
         let key = SessionKey([1; 32]);
         assert!(cache.get(&key, 0, &t).is_none());
-        cache.trust();
+        assert!(cache.trust(cache.current()));
         let record = Record::new("alice".into(), vec![], Origin::Login, 0, &t);
         cache.fill(&key, &record, cache.ticket(&key), 0);
         assert!(cache.get(&key, 1, &t).is_some());

@@ -168,14 +168,19 @@ impl SessionCache {
         }
     }
 
+    /// The current generation: take it before opening a tracking connection, and give it to
+    /// [`trust`](Self::trust) once tracking is on, so a loss in between is not forgotten.
+    pub fn current(&self) -> Generation {
+        Generation(self.generation.load(Ordering::Acquire))
+    }
+
     /// Start serving: tracking is on and healthy. Anything cached before is dropped first,
-    /// because invalidations may have been missed while tracking was off. The generation is
-    /// what later health checks of this connection renew.
-    pub fn trust(&self) -> Generation {
-        let generation = Generation(self.generation.load(Ordering::Acquire));
+    /// because invalidations may have been missed while tracking was off. Refused (returns
+    /// `false`) when the connection of `generation` was lost since it was taken.
+    pub fn trust(&self, generation: Generation) -> bool {
         self.flush();
         self.renew(generation);
-        generation
+        self.trusted()
     }
 
     /// The tracking connection answered a health check: keep serving for [`TRUST_WINDOW`],
@@ -191,6 +196,25 @@ impl SessionCache {
         if self.generation.load(Ordering::Acquire) != generation.0 {
             self.trusted_until.store(0, Ordering::Release);
             self.stats.trusted.set(0);
+        }
+    }
+
+    /// [`distrust`](Self::distrust), if the connection of `generation` is still the one
+    /// trusted: a connection replaced already must not turn its successor off.
+    pub fn distrust_if(&self, generation: Generation) {
+        if self
+            .generation
+            .compare_exchange(
+                generation.0,
+                generation.0.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.trusted_until.store(0, Ordering::Release);
+            self.stats.trusted.set(0);
+            self.flush();
         }
     }
 
@@ -290,7 +314,7 @@ mod tests {
     #[test]
     fn a_trusted_cache_serves_live_records_that_need_no_touch() {
         let cache = SessionCache::new();
-        cache.trust();
+        assert!(cache.trust(cache.current()));
         let r = record(0);
         cache.fill(&key(1), &r, cache.ticket(&key(1)), 0);
         assert_eq!(cache.get(&key(1), 5_000, &T), Some(r));
@@ -301,7 +325,7 @@ mod tests {
     #[test]
     fn an_invalidation_between_read_and_fill_drops_the_fill() {
         let cache = SessionCache::new();
-        cache.trust();
+        assert!(cache.trust(cache.current()));
         let ticket = cache.ticket(&key(1));
         cache.invalidate(&key(1));
         cache.fill(&key(1), &record(0), ticket, 0);
@@ -316,7 +340,8 @@ mod tests {
     #[test]
     fn distrust_empties_and_stops_serving_until_trusted_again() {
         let cache = SessionCache::new();
-        let lost = cache.trust();
+        let lost = cache.current();
+        assert!(cache.trust(lost));
         cache.fill(&key(2), &record(0), cache.ticket(&key(2)), 0);
         let in_flight = cache.ticket(&key(1));
         cache.distrust();
@@ -327,20 +352,29 @@ mod tests {
             !cache.trusted(),
             "a lost connection's health check renews nothing"
         );
-        let current = cache.trust();
+        assert!(!cache.trust(lost), "nor does its late trust");
+        let current = cache.current();
+        assert!(cache.trust(current));
         cache.fill(&key(1), &record(0), in_flight, 0);
         assert!(
             cache.is_empty(),
             "a read begun before the outage may not fill"
         );
+        cache.distrust_if(lost);
+        assert!(
+            cache.trusted(),
+            "a lost connection's late goodbye changes nothing"
+        );
         cache.renew(current);
         assert!(cache.trusted());
+        cache.distrust_if(current);
+        assert!(!cache.trusted());
     }
 
     #[test]
     fn capacity_is_bounded() {
         let cache = SessionCache::new();
-        cache.trust();
+        assert!(cache.trust(cache.current()));
         for i in 0..(CAPACITY + 5000) {
             let mut k = [0u8; 32];
             k[..8].copy_from_slice(&(i as u64).to_le_bytes());

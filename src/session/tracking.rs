@@ -28,7 +28,7 @@ use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
 use tracing::{debug, info, warn};
 
-use super::cache::SessionCache;
+use super::cache::{Generation, SessionCache};
 use super::SessionKey;
 
 /// How often the tracking connection's health is checked (and the cache's trust renewed).
@@ -58,19 +58,33 @@ async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCac
         if cache.strong_count() == 0 {
             return;
         }
+        let Some(generation) = cache.upgrade().map(|c| c.current()) else {
+            return;
+        };
         let connected = tokio::time::timeout(
             CHECK_TIMEOUT * 2,
-            connect(&mut source, &record_prefix, &cache),
+            connect(&mut source, &record_prefix, &cache, generation),
         )
         .await;
         match connected {
             Ok(Ok(mut conn)) => {
-                let Some(generation) = cache.upgrade().map(|c| c.trust()) else {
-                    return;
-                };
-                info!("session cache on: Redis tracks session records for this instance");
-                backoff = MIN_BACKOFF;
+                match cache.upgrade().map(|c| c.trust(generation)) {
+                    None => return,
+                    Some(true) => {
+                        info!("session cache on: Redis tracks session records for this instance");
+                        backoff = MIN_BACKOFF;
+                    }
+                    // Lost again before trust was given: try anew after the backoff.
+                    Some(false) => {}
+                }
                 loop {
+                    let Some(strong) = cache.upgrade() else {
+                        return;
+                    };
+                    if !strong.trusted() {
+                        break;
+                    }
+                    drop(strong);
                     tokio::time::sleep(CHECK_EVERY).await;
                     let Some(strong) = cache.upgrade() else {
                         return;
@@ -105,6 +119,7 @@ async fn connect(
     source: &mut Source,
     record_prefix: &str,
     cache: &Weak<SessionCache>,
+    generation: Generation,
 ) -> redis::RedisResult<MultiplexedConnection> {
     let client = match source {
         Source::Standalone(client) => client.clone(),
@@ -119,6 +134,7 @@ async fn connect(
     let sink = Sink {
         cache: cache.clone(),
         record_prefix: record_prefix.to_string(),
+        generation,
     };
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CHECK_TIMEOUT))
@@ -166,6 +182,8 @@ async fn check(source: &Source, conn: &mut MultiplexedConnection) -> Result<(), 
 struct Sink {
     cache: Weak<SessionCache>,
     record_prefix: String,
+    /// The connection this sink belongs to: its closing ends only its own trust.
+    generation: Generation,
 }
 
 impl Sink {
@@ -187,7 +205,7 @@ impl Sink {
                 _ => cache.flush(),
             },
             PushKind::Disconnection => {
-                cache.distrust();
+                cache.distrust_if(self.generation);
                 warn!("session cache off: tracking connection closed");
             }
             _ => {}
@@ -212,6 +230,7 @@ mod tests {
         Sink {
             cache: Arc::downgrade(cache),
             record_prefix: "p:s:".into(),
+            generation: cache.current(),
         }
     }
 
@@ -259,8 +278,7 @@ mod tests {
         let before = cache.ticket(&key);
         sink.receive(invalidate(Value::Nil)).unwrap();
         assert_ne!(cache.ticket(&key), before);
-        cache.trust();
-        assert!(cache.trusted());
+        assert!(cache.trust(cache.current()));
         sink.receive(PushInfo {
             kind: PushKind::Disconnection,
             data: vec![],
