@@ -252,9 +252,6 @@ impl Metrics {
 
     /// Export the session cache's figures (`[session] cache = true`).
     pub fn register_session_cache(&mut self, stats: &crate::session::cache::CacheStats) {
-        for result in [CacheResult::hit, CacheResult::miss] {
-            let _ = stats.lookups.get_or_create(&CacheLabel { result });
-        }
         self.registry.register(
             "session_cache_lookups",
             "Session lookups the local cache answered (hit) or passed to Redis (miss)",

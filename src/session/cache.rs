@@ -63,14 +63,32 @@ pub struct SessionCache {
 }
 
 /// What `/metrics` shows of the cache (see [`crate::metrics`]); shared with the registry.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CacheStats {
     /// Lookups by whether the cache answered them.
     pub lookups: Family<CacheLabel, Counter>,
+    /// The family's two series, held so a lookup counts without the family's lock.
+    hits: Counter,
+    misses: Counter,
     /// Sessions cached now.
     pub entries: Gauge,
     /// 1 while the cache may serve (tracking on and healthy), else 0.
     pub trusted: Gauge,
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        let lookups = Family::<CacheLabel, Counter>::default();
+        let series = |result| lookups.get_or_create(&CacheLabel { result }).clone();
+        let (hits, misses) = (series(CacheResult::hit), series(CacheResult::miss));
+        CacheStats {
+            lookups,
+            hits,
+            misses,
+            entries: Gauge::default(),
+            trusted: Gauge::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,15 +139,10 @@ impl SessionCache {
                 .cloned()
         });
         let found = found.flatten();
-        let result = if found.is_some() {
-            CacheResult::hit
-        } else {
-            CacheResult::miss
+        match found {
+            Some(_) => self.stats.hits.inc(),
+            None => self.stats.misses.inc(),
         };
-        self.stats
-            .lookups
-            .get_or_create(&CacheLabel { result })
-            .inc();
         found
     }
 
