@@ -2,7 +2,9 @@
 //!
 //! It drives this test run's doorman binary (a debug build: the figures mean nothing, and no
 //! timing is asserted) against the harness's nginx upstream and nginx proxy, with wrk and
-//! redis-server, all on free loopback ports, for about a second per row. `scripts/test`
+//! redis-server, all on free loopback ports, for about a second per row. Row g (`[session]
+//! cache = true`) is measured when this build accepts the option, and must be listed as not
+//! supported when it does not (the harness runs older builds too). `scripts/test`
 //! installs nginx, wrk and redis-server when they are missing; `--no-install` keeps this test
 //! from running apt-get itself.
 
@@ -10,6 +12,25 @@ use std::path::Path;
 use std::process::Command;
 
 mod support;
+
+/// Whether this build's `doorman check` accepts `[session] cache = true` (row g needs it).
+fn session_cache_supported() -> bool {
+    let dir = support::temp_dir("bench-quick-probe");
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[session]\nstore = \"redis\"\n\
+         redis = \"redis://127.0.0.1:9/0\"\ncache = true\n",
+    )
+    .expect("write the probe config");
+    let out = Command::new(env!("CARGO_BIN_EXE_doorman"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run doorman check");
+    let _ = std::fs::remove_dir_all(&dir);
+    out.status.success()
+}
 
 #[test]
 fn quick_benchmark_runs_every_doorman_row() {
@@ -41,13 +62,27 @@ fn quick_benchmark_runs_every_doorman_row() {
         table,
         "the table is printed as written"
     );
-    for (row, what) in [
+    let cache = session_cache_supported();
+    let mut measured = vec![
         ("a", "upstream direct"),
         ("b", "nginx proxy_pass"),
         ("d", "doorman, public route"),
         ("e", "doorman, authenticated, Redis store"),
         ("f", "doorman, authenticated, embedded store"),
-    ] {
+    ];
+    if cache {
+        measured.push(("g", "doorman, authenticated, Redis store, cache = true"));
+    } else {
+        // A build that refuses `cache = true` gets row g listed, not a failed run.
+        assert!(
+            table.contains(
+                "| g | doorman, authenticated, Redis store, cache = true | 64 | \
+                 not supported by this doorman build"
+            ),
+            "row g listed as not supported:\n{table}"
+        );
+    }
+    for (row, what) in measured {
         let line = table
             .lines()
             .find(|l| l.starts_with(&format!("| {row} | {what}")))
@@ -65,7 +100,10 @@ fn quick_benchmark_runs_every_doorman_row() {
         table.contains("| c | Express + express-session + connect-redis | 64 | skipped in --quick"),
         "quick mode lists row c as skipped:\n{table}"
     );
-    for ratio_row in ["d", "e", "f"] {
+    for ratio_row in ["d", "e", "f", "g"]
+        .into_iter()
+        .filter(|r| cache || *r != "g")
+    {
         let line = table
             .lines()
             .find(|l| l.starts_with(&format!("| {ratio_row} | doorman")))

@@ -1,0 +1,328 @@
+# benches/lib.sh -- helpers shared by benches/run.sh and benches/scale.sh (sourced, not run).
+#
+# The sourcing script sets SCRIPT (its name, for messages) before sourcing, and these
+# globals before calling the helpers that use them: OUT and PIN/NICE (init_run), DOORMAN,
+# DOORMAN_LOG, UPSTREAM_PORT, THREADS, RAW, WAIT_QUIET, BENCH_USER/BENCH_PASSWORD.
+# Everything listens on loopback only; every process started with start_bg is stopped by
+# stop_all, which init_run arranges to run on exit, Ctrl-C or failure.
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PATH=$PATH:/usr/sbin:/sbin   # nginx lives in /usr/sbin
+ROOT=$(cd "$HERE/.." && pwd)
+CONF="$HERE/conf"
+BENCH_USER=bench; BENCH_PASSWORD=bench-password-not-secret
+# Per measured row: URL, cookie (sent by wrk; a row with one must answer 401 without it),
+# the process group measured as "proxy", the user the upstream must see, the Redis group
+# whose CPU is counted (default: the one named redis).
+declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS
+
+die() { echo "$SCRIPT: $*" >&2; exit 1; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# ---------------------------------------------------------------- install
+install_pkgs() {  # install_pkgs PKG...: apt-get install, unless --no-install (INSTALL=0)
+  [ $# -gt 0 ] || return 0
+  [ "$INSTALL" = 1 ] || die "missing: $* (scripts/test installs nginx and wrk; or rerun without --no-install)"
+  log "apt-get install $*"
+  local sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  # keep Debian from starting system nginx/redis services during the install
+  local own_policy=0
+  if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local rc=$?
+  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ $rc = 0 ] || die "apt-get install $* failed"
+}
+
+build_doorman() {  # sets DOORMAN to an absolute path; builds the release binary unless given
+  if [ -z "$DOORMAN" ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    DOORMAN="${CARGO_TARGET_DIR:-$ROOT/target}/release/doorman"
+  fi
+  [ -x "$DOORMAN" ] || die "no doorman binary at $DOORMAN"
+  DOORMAN=$(cd "$(dirname "$DOORMAN")" && pwd)/$(basename "$DOORMAN")
+}
+
+# ---------------------------------------------------------------- run dir, cpu sets
+init_run() {  # OUT (default results/<stamp>), RUN (temp), stderr teed to OUT/run.log, traps
+  STAMP=$(date +%Y%m%d-%H%M%S)
+  OUT=${OUT:-$HERE/results/$STAMP}
+  mkdir -p "$OUT" || die "cannot create $OUT"
+  OUT=$(cd "$OUT" && pwd)
+  RUN=$(mktemp -d /tmp/doorman-bench.XXXXXX)
+  exec 2> >(tee -a "$OUT/run.log" >&2)
+  NCPU=$(nproc)
+  if [ "$PIN" = 1 ]; then
+    [ "$NCPU" -ge 2 ] || die "--pin needs >= 2 CPUs"
+    LOAD_PIN=(taskset -c 0); SRV_PIN=(taskset -c 1-$((NCPU-1)))
+  else
+    LOAD_PIN=(); SRV_PIN=()
+  fi
+  if [ "$NICE" != 0 ]; then  # own autogroup + nice for each server and for wrk
+    PRIO=(bash -c 'echo "$0" > /proc/$$/autogroup 2>/dev/null; exec nice -n "$0" "$@"' "$NICE")
+    LOAD_PRIO=(setsid -w "${PRIO[@]}")
+  else
+    PRIO=(); LOAD_PRIO=()
+  fi
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# ---------------------------------------------------------------- process management
+STARTED_NAMES=(); STARTED_PIDS=()
+start_bg() {  # start_bg NAME CMD... : own session/process group, output in $RUN/NAME.log
+  local name=$1; shift
+  setsid "${PRIO[@]}" "${SRV_PIN[@]}" "$@" > "$RUN/$name.log" 2>&1 < /dev/null &
+  local pid=$!
+  STARTED_NAMES+=("$name"); STARTED_PIDS+=("$pid")
+  eval "PID_${name//-/_}=$pid"
+}
+pid_of() { local v="PID_${1//-/_}"; echo "${!v:-}"; }
+group_pids() {  # every live process in the session started for NAME
+  local pid; pid=$(pid_of "$1"); [ -n "$pid" ] || return 0
+  ps -e -o pid=,sid= | awk -v s="$pid" '$2==s {print $1}'
+}
+stop_all() {
+  local i pid alive
+  for ((i=${#STARTED_PIDS[@]}-1; i>=0; i--)); do
+    pid=${STARTED_PIDS[$i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  done
+  for ((i=0; i<50; i++)); do
+    alive=0
+    for pid in "${STARTED_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  for pid in "${STARTED_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; }
+  done
+  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  STARTED_PIDS=()
+}
+cleanup() {
+  declare -F cleanup_hook >/dev/null && cleanup_hook   # the sourcing script's own extras
+  stop_all
+  if [ -n "${RUN:-}" ] && [ -d "$RUN" ]; then
+    cp "$RUN"/*.log "$OUT"/ 2>/dev/null
+    for d in "$RUN"/*/; do [ -f "$d/error.log" ] && cp "$d/error.log" "$OUT/$(basename "$d")-error.log"; done
+    rm -rf "$RUN"
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {  # wait_port PORT TIMEOUT_S NAME
+  local i pid
+  for ((i=0; i<$2*10; i++)); do
+    port_open "$1" && return 0
+    pid=$(pid_of "$3"); kill -0 "$pid" 2>/dev/null || { cat "$RUN/$3.log" >&2; die "$3 exited during start"; }
+    sleep 0.1
+  done
+  cat "$RUN/$3.log" >&2; die "$3 did not open port $1 within $2 s"
+}
+# N distinct loopback ports that are free right now (bound together, then released)
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# ---------------------------------------------------------------- measurement helpers
+HZ=$(getconf CLK_TCK)
+ticks_of() {  # utime+stime (clock ticks, all threads) of the given pids
+  local t=0 p s a
+  for p in "$@"; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }; read -r -a a <<< "$s"; t=$((t + a[11] + a[12]))
+  done
+  echo $t
+}
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+wait_quiet() {  # wait until the machine (less our idle servers) is quiet
+  local i b0 b1 pct=0
+  [ "$WAIT_QUIET" -gt 0 ] || return 0
+  for ((i=0; i<=WAIT_QUIET; i+=2)); do
+    b0=$(busy_ticks); sleep 2; b1=$(busy_ticks)
+    pct=$(( (b1-b0) * 100 / (2*HZ) ))
+    [ $pct -lt 10 ] && { log "machine quiet (${pct}% of a core busy)"; return 0; }
+    [ $i = 0 ] && { log "machine busy (${pct}% of a core) before measuring; top:"; ps -e -o pid=,pcpu=,comm= --sort=-pcpu | head -4 >&2; }
+  done
+  log "WARN: still ${pct}% busy after ${WAIT_QUIET}s; measuring anyway (see the 'other' column)"
+}
+mem_of() {  # mem_of NAME FIELD(VmHWM|VmRSS): sum over the group's processes, KiB
+  local p t=0 v
+  for p in $(group_pids "$1"); do
+    v=$(awk -v f="$2:" '$1==f {print $2}' "/proc/$p/status" 2>/dev/null)
+    t=$((t + ${v:-0}))
+  done
+  echo $t
+}
+
+# ---------------------------------------------------------------- servers
+nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS
+  local name=$1 tmpl=$2 port=$3 workers=$4
+  local dir="$RUN/$name"; mkdir -p "$dir"
+  sed "s|@RUN@|$dir|g" "$CONF/nginx-common.inc" > "$dir/nginx-common.inc"
+  sed -e "s|@RUN@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$workers|g" \
+      -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "$CONF/$tmpl" > "$dir/nginx.conf"
+  nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' 2>"$dir/t.err" || { cat "$dir/t.err" >&2; die "nginx conf $name invalid"; }
+  start_bg "$name" nginx -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;'
+  wait_port "$port" 10 "$name"
+}
+
+redis_up() {  # redis_up NAME PORT: no persistence (conf/redis.conf), its own folder
+  mkdir -p "$RUN/$1"
+  start_bg "$1" redis-server "$CONF/redis.conf" --port "$2" --dir "$RUN/$1" --logfile ""
+  wait_port "$2" 10 "$1"
+}
+
+make_users() {  # $RUN/users.toml with BENCH_USER (one Argon2id hash, as doorman makes them)
+  local hash
+  hash=$(echo "$BENCH_PASSWORD" | "$DOORMAN" hash-password) || die "doorman hash-password failed"
+  printf '# generated by benches/%s\n[users.%s]\npassword = "%s"\ngroups = []\n' "$SCRIPT" "$BENCH_USER" "$hash" > "$RUN/users.toml"
+}
+
+# session_toml KIND [REDIS_PORT] [KEY_PREFIX]: the [session] body for a generated config.
+# KIND: embedded | redis | redis-cache (redis + `cache = true`).
+session_toml() {
+  case "$1" in
+    embedded) printf 'store = "embedded"\npath = "sessions.db"\n';;
+    redis|redis-cache)
+      printf 'store = "redis"\nredis = "redis://127.0.0.1:%s/0"\nkey_prefix = "%s"\n' "$2" "${3:-doorman-bench:}"
+      [ "$1" = redis-cache ] && printf 'cache = true\n';;
+    *) die "session_toml: unknown kind $1";;
+  esac
+}
+
+# doorman_config NAME PORT SESSION [LISTEN_EXTRA]: write $RUN/NAME/proxy.toml (upstream = the
+# harness's nginx; /public public, /dashboard and the default authenticated) and the users file.
+doorman_config() {
+  local name=$1 port=$2 session=$3 extra=${4:-} dir="$RUN/$1"
+  mkdir -p "$dir"
+  cp "$RUN/users.toml" "$dir/users.toml"
+  cat > "$dir/proxy.toml" <<EOF
+# generated by benches/$SCRIPT
+[listen]
+addr = "127.0.0.1:$port"
+$extra
+
+[upstream]
+url = "http://127.0.0.1:$UPSTREAM_PORT"
+
+[access]
+default = "authenticated"
+
+[[routes]]
+path = "/public"
+access = "public"
+
+[[routes]]
+path = "/dashboard"
+access = "authenticated"
+
+[login]
+users_file = "users.toml"
+
+[session]
+$session
+EOF
+}
+
+# doorman_start NAME PORT: run the config doorman_config wrote, RUST_LOG=$DOORMAN_LOG
+doorman_start() {
+  "$DOORMAN" check --config "$RUN/$1/proxy.toml" >&2 || die "generated $RUN/$1/proxy.toml is invalid"
+  start_bg "$1" env RUST_LOG="$DOORMAN_LOG" "$DOORMAN" --config "$RUN/$1/proxy.toml"
+  wait_port "$2" 30 "$1"
+}
+
+doorman_login() {  # doorman_login PORT -> prints "name=value" of the session cookie
+  local hdrs code
+  hdrs=$(curl -s -m 10 -D - -o /dev/null -X POST \
+    --data-urlencode "username=$BENCH_USER" --data-urlencode "password=$BENCH_PASSWORD" \
+    "http://127.0.0.1:$1/_doorman/login" | tr -d '\r')
+  code=$(echo "$hdrs" | awk 'NR==1{print $2}')
+  case "$code" in 200|302|303) ;; *) echo "$hdrs" >&2; die "doorman login on :$1 gave '$code'";; esac
+  echo "$hdrs" | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}'
+}
+
+# check_row ROW: one request as wrk will send it (200); with R_USER, the upstream saw that
+# identity; with a cookie, the same request without it gets 401.
+check_row() {
+  local row=$1 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} user=${R_USER[$1]:-} hdrs code args=()
+  [ -n "$cookie" ] && args=(-H "Cookie: $cookie")
+  hdrs=$(curl -s -m 5 -D - -o "$RUN/body" "${args[@]}" "$url" | tr -d '\r')
+  code=$(echo "$hdrs" | awk 'NR==1{print $2}')
+  [ "$code" = 200 ] || { echo "$hdrs" >&2; die "row $row: GET $url gave '$code', want 200"; }
+  if [ -n "$user" ]; then
+    echo "$hdrs" | grep -qi "^x-seen-auth-user: $user\$" \
+      || { echo "$hdrs" >&2; die "row $row: the upstream did not see X-Auth-User: $user"; }
+  fi
+  if [ -n "$cookie" ]; then
+    code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$url")
+    [ "$code" = 401 ] || die "row $row: GET $url without the cookie gave $code, want 401"
+  fi
+  log "row $row ok: $(head -c 40 "$RUN/body" | tr '\n' ' ')"
+}
+
+# run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one wrk run, appended to $RAW:
+# row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
+# other% proxy_us/req redis_us/req all_us/req (CPU % of one core; us = CPU µs per request)
+run_wrk() {
+  local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out" args=()
+  [ -n "${R_COOKIE[$row]}" ] && args=(-H "Cookie: ${R_COOKIE[$row]}")
+  local sut_p up_p rd_p s0 u0 r0 b0 s1 u1 r1 b1 t0 t1
+  sut_p=$(group_pids "${R_SUT[$row]}"); up_p=$(group_pids upstream); rd_p=$(group_pids "${R_REDIS[$row]:-redis}")
+  s0=$(ticks_of $sut_p); u0=$(ticks_of $up_p); r0=$(ticks_of $rd_p); b0=$(busy_ticks); t0=$(date +%s.%N)
+  local TIMEFORMAT='%U %S' wrc
+  { time "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" wrk -t"$THREADS" -c"$c" -d"$d" --timeout 5s \
+      -s "$CONF/wrk-report.lua" "${args[@]}" "${R_URL[$row]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
+  t1=$(date +%s.%N)
+  s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); b1=$(busy_ticks)
+  [ "$rep" = 0 ] && return 0
+  local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "wrk failed for row $row (exit $wrc)"; }
+  python3 - "$row" "$c" "$rep" "$res" "$t0" "$t1" $((s1-s0)) $((u1-u0)) $((r1-r0)) $((b1-b0)) "$HZ" \
+    "$( [ "${R_SUT[$row]}" = upstream ] && echo 1 || echo 0 )" "$(tail -1 "$RUN/wrk.time")" >> "$RAW" <<'PY'
+import sys
+row, c, rep, res, t0, t1, s, u, r, b, hz, upin, wt = sys.argv[1:]
+kv = dict(x.split("=") for x in res.split()[1:])
+el = float(t1) - float(t0); hz = float(hz)
+pct = lambda ticks: 100.0 * float(ticks) / hz / el
+n = int(kv["requests"])
+us = lambda ticks: "%.1f" % (float(ticks) / hz * 1e6 / n) if n else "-"
+wrk = 100.0 * sum(float(x) for x in wt.split()) / el
+u_eff = 0.0 if upin == "1" else pct(u)
+# other = busy CPU used by none of wrk, the proxy, the upstream and redis: foreign load
+print("\t".join([row, c, rep, kv["rps"], kv["p50_ms"], kv["p90_ms"], kv["p99_ms"], kv["max_ms"],
+    str(n), kv["non2xx"], kv["sockerr"], "%.0f" % wrk, "%.0f" % pct(s), "%.0f" % pct(u),
+    "%.0f" % pct(r), "%.0f" % pct(b), "%.0f" % max(0.0, pct(b) - wrk - pct(s) - u_eff - pct(r)),
+    us(s), us(r), us(b)]))
+PY
+  log "$(tail -1 "$RAW" | awk -F'\t' '{printf "row %s c=%-4s rep=%s %8s req/s p50=%sms p99=%sms non2xx=%s sockerr=%s cpu%% wrk/proxy/up/redis/other/all=%s/%s/%s/%s/%s/%s  proxy %s us/req", $1,$2,$3,$4,$5,$7,$10,$11,$12,$13,$14,$15,$17,$16,$18}')"
+}
+
+# run_measured ROW CONNS DURATION REP: run_wrk, discarding and repeating (after waiting for
+# quiet) a run whose foreign CPU load exceeded MAX_OTHER, at most RETRIES times; a run kept
+# anyway is marked '!' in RAW.
+run_measured() {
+  local try other
+  for ((try=0; ; try++)); do
+    run_wrk "$@"
+    [ "$QUICK" = 1 ] || sleep 1
+    other=$(tail -1 "$RAW" | cut -f17)
+    [ "$other" -le "$MAX_OTHER" ] && return 0
+    if [ "$try" -ge "$RETRIES" ]; then
+      log "WARN: keeping a contaminated run (other=$other%)"
+      sed -i '$ s/$/\t!/' "$RAW"; return 0
+    fi
+    log "foreign CPU load (other=$other%): discarding the run, waiting for quiet"
+    sed -i '$d' "$RAW"; wait_quiet
+  done
+}
