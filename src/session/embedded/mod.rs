@@ -659,6 +659,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 mod control;
+mod seed;
 #[cfg(test)]
 mod tests;
 

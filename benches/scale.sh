@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# benches/scale.sh -- doorman at scale (issue 7): memory with 10,000 idle keep-alive
+# connections, and authenticated throughput with 1,000,000 sessions in the store vs 1,000.
+#
+# Starts, on free loopback ports only, each in its own process group (benches/lib.sh, shared
+# with benches/run.sh): the harness's nginx upstream (1 worker, fixed 200 "ok\n") and:
+#
+#   idle      one doorman (public route /public, max_connections = N + 1000,
+#             idle_timeout = 10m). benches/idle_conns.py opens N connections, makes one
+#             GET /public on each (keep-alive; at most 64 in flight), and holds them idle.
+#             Read from /proc, 5 s later (doorman's upstream pool has idled out): doorman's
+#             VmRSS before, with the N connections held, and after they closed; VmHWM; its
+#             open fds (proof that it holds them). Target: <= 150 MB.
+#   sessions  per store (redis, embedded) and per size (default 1,000 and 1,000,000): its own
+#             doorman (and, for redis, its own redis-server, so the small store is not measured
+#             inside the big one's keyspace), seeded before doorman starts by the bench-seed
+#             example (benches/seed.rs: the embedded store's own bulk insert in one
+#             transaction; for Redis, HSET + PEXPIRE per key in the store's layout through
+#             redis-cli --pipe). Each doorman is checked to accept a *seeded* session (the
+#             layout is the one it reads), then the harness logs in once and wrk sends that
+#             cookie to GET /dashboard, as rows e/f of run.sh do. Rows are interleaved
+#             (rep -> row), medians of reps. Target: the biggest size within 10 % of the
+#             smallest, per store. Seeding time is recorded.
+#
+# Output: OUT/scale.md (stdout too), idle.tsv, raw.tsv (run.sh's columns), seed.tsv,
+# versions.txt and the servers' logs; OUT defaults to benches/results/scale-<stamp>/.
+#
+# Usage:
+#   benches/scale.sh [--quick] [--doorman PATH] [--seed PATH] [--parts idle,sessions]
+#                    [--idle-conns 10000] [--sizes "1000 1000000"] [--stores redis,embedded]
+#                    [--conns 64] [--duration 10s] [--reps 3] [--warmup 2s] [--threads 1]
+#                    [--pin] [--nice N] [--wait-quiet 60] [--max-other 20] [--retries 2]
+#                    [--no-install] [--out DIR]
+#   --quick    smoke mode, ~15 s: 300 idle connections, sizes "100 2000", 1 s per row, one rep,
+#              no warm-up, no waiting for quiet. Figures from it mean nothing;
+#              tests/bench_scale.rs runs it.
+#   --doorman PATH, --seed PATH  use these binaries (doorman, and the bench-seed example)
+#              instead of `cargo build --release --bin doorman --example bench-seed`.
+#   Other options as in benches/run.sh. Env: DOORMAN_BENCH_LOG (RUST_LOG, default warn).
+#
+# Needs: nginx, wrk, redis-server, redis-cli, curl, python3 (installed with apt-get when
+# missing, unless --no-install), and an open-file hard limit above N + 64 for the client.
+set -uo pipefail
+
+SCRIPT=scale.sh
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PARTS="idle,sessions"; IDLE_CONNS=10000; SIZES="1000 1000000"; STORES="redis,embedded"
+CONNS=64; DURATION=10s; REPS=3; WARMUP=2s; THREADS=1
+PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0
+DOORMAN=""; SEED=""
+DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; shift;;
+    --doorman) DOORMAN=$2; shift 2;;
+    --seed) SEED=$2; shift 2;;
+    --parts) PARTS=$2; shift 2;;
+    --idle-conns) IDLE_CONNS=$2; shift 2;;
+    --sizes) SIZES=$2; shift 2;;
+    --stores) STORES=$2; shift 2;;
+    --conns) CONNS=$2; shift 2;;
+    --duration) DURATION=$2; shift 2;;
+    --reps) REPS=$2; shift 2;;
+    --warmup) WARMUP=$2; shift 2;;
+    --threads) THREADS=$2; shift 2;;
+    --pin) PIN=1; shift;;
+    --nice) NICE=$2; shift 2;;
+    --wait-quiet) WAIT_QUIET=$2; shift 2;;
+    --max-other) MAX_OTHER=$2; shift 2;;
+    --retries) RETRIES=$2; shift 2;;
+    --no-install) INSTALL=0; shift;;
+    --out) OUT=$2; shift 2;;
+    -h|--help) awk 'NR>1 && /^set -uo/{exit} NR>1' "$0"; exit 0;;
+    *) die "unknown option $1 (see --help)";;
+  esac
+done
+POOL_SETTLE=5
+if [ "$QUICK" = 1 ]; then
+  POOL_SETTLE=1; IDLE_CONNS=300; SIZES="100 2000"; DURATION=1s; REPS=1; WARMUP=0
+  WAIT_QUIET=0; MAX_OTHER=100000; RETRIES=0
+fi
+part() { case ",$PARTS," in *",$1,"*) return 0;; *) return 1;; esac; }
+store() { case ",$STORES," in *",$1,"*) return 0;; *) return 1;; esac; }
+part sessions && store redis && NEED_REDIS=1 || NEED_REDIS=0
+[ -n "$SIZES" ] && [ -n "$STORES" ] || die "--sizes and --stores must not be empty"
+
+# ---------------------------------------------------------------- install, build
+pkgs=()
+command -v nginx >/dev/null || pkgs+=(nginx)
+command -v wrk >/dev/null || pkgs+=(wrk)
+command -v curl >/dev/null || pkgs+=(curl)
+command -v python3 >/dev/null || pkgs+=(python3)
+[ "$PIN" = 1 ] && ! command -v taskset >/dev/null && pkgs+=(util-linux)
+if [ $NEED_REDIS = 1 ]; then
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+fi
+install_pkgs "${pkgs[@]}"
+
+if [ -z "$DOORMAN" ] || { part sessions && [ -z "$SEED" ]; }; then
+  log "cargo build --release --bin doorman --example bench-seed"
+  (cd "$ROOT" && cargo build --release --quiet --bin doorman --example bench-seed) || die "cargo build --release failed"
+  target="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+  DOORMAN=${DOORMAN:-$target/doorman}; SEED=${SEED:-$target/examples/bench-seed}
+fi
+build_doorman   # DOORMAN is set: only checked and made absolute
+if part sessions; then
+  [ -x "$SEED" ] || die "no bench-seed binary at $SEED"
+  SEED=$(cd "$(dirname "$SEED")" && pwd)/$(basename "$SEED")
+fi
+
+OUT=${OUT:-$HERE/results/scale-$(date +%Y%m%d-%H%M%S)}
+init_run
+RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/idle.tsv"; : > "$OUT/seed.tsv"
+{
+  echo "date: $(date -Is)  host: $(uname -srm)  cpus: $NCPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo))"
+  echo "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))  RUST_LOG=$DOORMAN_LOG"
+  echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //')  wrk: $(wrk --version 2>&1 | awk 'NR==1{print $2}')$( [ $NEED_REDIS = 1 ] && echo "  redis: $(redis-server --version | awk '{print $3}')")  python: $(python3 --version | awk '{print $2}')"
+  echo "parts: $PARTS; idle connections: $IDLE_CONNS; sizes: $SIZES; stores: $STORES"
+  echo "wrk -t$THREADS -d$DURATION, conns: $CONNS, reps: $REPS, warm-up: $WARMUP; pin: $PIN; nice: $NICE$( [ "$QUICK" = 1 ] && echo "; QUICK smoke run")"
+} | tee "$OUT/versions.txt" >&2
+
+read -r UPSTREAM_PORT <<< "$(free_ports 1)"
+nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
+make_users
+
+# ---------------------------------------------------------------- part 1: idle connections
+IDLE_CLIENT=""
+cleanup_hook() {  # the client holding the idle connections, if a failure left it running
+  [ -n "$IDLE_CLIENT" ] && kill "$IDLE_CLIENT" 2>/dev/null
+  return 0
+}
+kib() { awk -v f="$2:" '$1==f {print $2}' "/proc/$1/status" 2>/dev/null; }
+idle_part() {
+  local port pid line ready held failed secs fds still rss0 rss1 hwm rss2
+  read -r port <<< "$(free_ports 1)"
+  doorman_config dm-idle "$port" "$(session_toml embedded)" \
+    "max_connections = $((IDLE_CONNS + 1000))
+idle_timeout = \"10m\""
+  doorman_start dm-idle "$port"
+  pid=$(pid_of dm-idle)
+  sleep 0.5
+  rss0=$(kib "$pid" VmRSS)
+  log "idle: doorman VmRSS $((rss0 / 1024)) MiB before; opening $IDLE_CONNS connections"
+  coproc IDLE { exec python3 "$HERE/idle_conns.py" --port "$port" --count "$IDLE_CONNS" --path /public --parallel 64 2>&1; }
+  local in=${IDLE[0]} out=${IDLE[1]} cpid=$IDLE_PID
+  IDLE_CLIENT=$cpid
+  read -r -t 600 line <&"$in" || die "idle: the client gave no READY line (see $OUT/run.log)"
+  read -r ready held failed secs <<< "$line"
+  [ "$ready" = READY ] || die "idle: the client said: $line"
+  # Let doorman's pooled upstream connections (up to --parallel of them) idle out
+  # (pool_idle_timeout, 4 s): what is left is the client connections alone.
+  sleep "$POOL_SETTLE"
+  rss1=$(kib "$pid" VmRSS); hwm=$(kib "$pid" VmHWM)
+  fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  log "idle: $held connections held ($failed failed, opened in ${secs}s): VmRSS $((rss1 / 1024)) MiB, VmHWM $((hwm / 1024)) MiB, $fds fds"
+  echo >&"$out"
+  read -r -t 60 line <&"$in" || die "idle: the client did not close"
+  still=${line#CLOSED }
+  wait "$cpid" 2>/dev/null; IDLE_CLIENT=""
+  sleep 2
+  rss2=$(kib "$pid" VmRSS)
+  log "idle: $still of $held still open at the end; after close VmRSS $((rss2 / 1024)) MiB"
+  printf 'conns\t%s\nheld\t%s\nfailed\t%s\nopen_s\t%s\nfds\t%s\nstill_open\t%s\nrss_before\t%s\nrss_held\t%s\nhwm\t%s\nrss_after\t%s\n' \
+    "$IDLE_CONNS" "$held" "$failed" "$secs" "$fds" "$still" "$rss0" "$rss1" "$hwm" "$rss2" > "$OUT/idle.tsv"
+  [ "$failed" = 0 ] || die "idle: $failed of $IDLE_CONNS connections got no 200 keep-alive answer"
+  [ "$still" = "$held" ] || die "idle: doorman closed $((held - still)) idle connections while held"
+}
+part idle && idle_part
+
+# ---------------------------------------------------------------- part 2: sessions
+# seed_store STORE SIZE NAME: fill the store NAME's doorman will use; one line in seed.tsv
+seed_store() {
+  local store=$1 size=$2 name=$3 t0 t1 out n what
+  t0=$(date +%s.%N)
+  if [ "$store" = redis ]; then
+    out=$("$SEED" redis --prefix doorman-bench: --count "$size" 2>&1 >"$RUN/$name.resp") || { echo "$out" >&2; die "bench-seed redis failed"; }
+    out=$(redis-cli -p "${REDIS_OF[$name]}" --pipe < "$RUN/$name.resp" 2>&1)
+    rm -f "$RUN/$name.resp"
+    echo "$out" | grep -q "errors: 0," || { echo "$out" >&2; die "redis-cli --pipe reported errors seeding $name"; }
+    t1=$(date +%s.%N)
+    n=$(redis-cli -p "${REDIS_OF[$name]}" DBSIZE)
+    what="$(redis-cli -p "${REDIS_OF[$name]}" INFO memory | tr -d '\r' | awk -F: '$1=="used_memory"{printf "%.1f", $2/1048576}')"
+  else
+    "$SEED" embedded --path "$RUN/$name/sessions.db" --count "$size" >&2 || die "bench-seed embedded failed"
+    t1=$(date +%s.%N)
+    n=$size
+    what=$(du -k "$RUN/$name/sessions.db" | awk '{printf "%.1f", $1/1024}')
+  fi
+  [ "$n" -ge "$size" ] || die "seeding $name: $n records, want $size"
+  echo -e "$name\t$store\t$size\t$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')\t$what" >> "$OUT/seed.tsv"
+  log "seeded $name: $size sessions in $(tail -1 "$OUT/seed.tsv" | cut -f4) s (store: $what MiB)"
+}
+
+# check_seeded NAME PORT SIZE COOKIE_NAME: doorman reads a seeded session as its user's
+check_seeded() {
+  local last=$(( $3 - 1 )) id hdrs
+  id=$("$SEED" cookie --index "$last") || die "bench-seed cookie failed"
+  hdrs=$(curl -s -m 5 -D - -o /dev/null -H "Cookie: $4=$id" "http://127.0.0.1:$2/dashboard" | tr -d '\r')
+  echo "$hdrs" | grep -qi "^x-seen-auth-user: seed-$(( last % 10000 ))\$" \
+    || { echo "$hdrs" >&2; die "$1: doorman did not accept seeded session $last (layout drift?)"; }
+  log "$1: seeded session $last accepted as seed-$(( last % 10000 ))"
+}
+
+sessions_part() {
+  local store size name port rport cookie
+  declare -gA REDIS_OF
+  ORDER=()
+  for store in ${STORES//,/ }; do
+    case "$store" in redis|embedded) ;; *) die "unknown store '$store' (redis, embedded)";; esac
+    for size in $SIZES; do
+      name="dm-$store-$size"
+      read -r port rport <<< "$(free_ports 2)"
+      if [ "$store" = redis ]; then
+        redis_up "redis-$size" "$rport"
+        REDIS_OF[$name]=$rport
+        doorman_config "$name" "$port" "$(session_toml redis "$rport")"
+      else
+        doorman_config "$name" "$port" "$(session_toml embedded)"
+      fi
+      seed_store "$store" "$size" "$name"
+      doorman_start "$name" "$port"
+      cookie=$(doorman_login "$port"); [ -n "$cookie" ] || die "$name: login set no cookie"
+      check_seeded "$name" "$port" "$size" "${cookie%%=*}"
+      ORDER+=("$store-$size")
+      R_URL[$store-$size]="http://127.0.0.1:$port/dashboard"; R_COOKIE[$store-$size]=$cookie
+      R_SUT[$store-$size]=$name; R_USER[$store-$size]=$BENCH_USER
+      R_REDIS[$store-$size]=$( [ "$store" = redis ] && echo "redis-$size" || echo none )
+      check_row "$store-$size"
+      echo -e "$store-$size\tready\t$(mem_of "$name" VmRSS)" >> "$OUT/rss.tsv"
+    done
+  done
+
+  # interleaved (rep -> connections -> row) so that drift hits every size alike
+  wait_quiet
+  if [ "$WARMUP" != 0 ]; then
+    for c in $CONNS; do for row in "${ORDER[@]}"; do
+      log "warm-up row $row c=$c $WARMUP"; run_wrk "$row" "$c" "$WARMUP" 0
+    done; done
+  fi
+  for ((rep=1; rep<=REPS; rep++)); do
+    for c in $CONNS; do for row in "${ORDER[@]}"; do
+      run_measured "$row" "$c" "$DURATION" "$rep"
+    done; done
+  done
+  for row in "${ORDER[@]}"; do echo -e "$row\tpeak\t$(mem_of "${R_SUT[$row]}" VmHWM)"; done >> "$OUT/rss.tsv"
+}
+: > "$OUT/rss.tsv"
+part sessions && sessions_part
+stop_all
+
+# ---------------------------------------------------------------- report
+python3 "$HERE/scale_report.py" --out "$OUT" --quick "$QUICK" > "$OUT/scale.md" || die "scale_report.py failed"
+cat "$OUT/scale.md"
+echo "table: $OUT/scale.md  logs: $OUT" >&2
