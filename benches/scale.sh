@@ -177,9 +177,9 @@ seed_store() {
   local store=$1 size=$2 name=$3 t0 t1 out n what
   t0=$(date +%s.%N)
   if [ "$store" = redis ]; then
-    out=$("$SEED" redis --prefix doorman-bench: --count "$size" 2>&1 >"$RUN/$name.resp") || { echo "$out" >&2; die "bench-seed redis failed"; }
-    out=$(redis-cli -p "${REDIS_OF[$name]}" --pipe < "$RUN/$name.resp" 2>&1)
-    rm -f "$RUN/$name.resp"
+    out=$("$SEED" redis --prefix doorman-bench: --count "$size" 2>"$RUN/$name.seed.log" \
+      | redis-cli -p "${REDIS_OF[$name]}" --pipe 2>&1) \
+      || { cat "$RUN/$name.seed.log" >&2; echo "$out" >&2; die "seeding $name failed"; }
     echo "$out" | grep -q "errors: 0," || { echo "$out" >&2; die "redis-cli --pipe reported errors seeding $name"; }
     t1=$(date +%s.%N)
     n=$(redis-cli -p "${REDIS_OF[$name]}" DBSIZE)
