@@ -166,11 +166,15 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         Ok(limit) => info!(limit, "open-file limit"),
         Err(e) => warn!(error = %e, "could not raise the open-file limit"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Connections are served on one single-threaded runtime per core (doorman::server::workers);
+    // this one accepts, and runs signals, reload, the admin listener and store upkeep.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let workers = doorman::server::Workers::start(doorman::server::workers::default_count())
+        .context("starting the worker threads")?;
+    let served = runtime.block_on(async {
         // Handlers first: once the port accepts, a supervisor may signal at any time, and
         // SIGHUP's default action would kill the process.
         let shutdown = shutdown_signal()?;
@@ -184,9 +188,11 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         let config = Arc::new(config);
         let live = doorman::server::start(&config)?;
         operations(&config, &live, hup).await?;
-        doorman::server::serve(listeners, config, live, shutdown).await?;
+        doorman::server::serve_on(listeners, config, live, shutdown, Some(&workers)).await?;
         Ok(())
-    })
+    });
+    workers.shutdown();
+    served
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
