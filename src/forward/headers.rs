@@ -15,17 +15,23 @@ use crate::identity::canonical;
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
-/// only sends the trailer fields it declares.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+/// only sends the trailer fields it declares. `HeaderName`s, not strings: a lookup by string
+/// parses the name again on every call, twice per request.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+/// `X-Forwarded-For`, `-Proto` and `-Host`, which doorman sets.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe where the request came from. From a peer that is not a trusted proxy
 /// they are lies at best and route or auth bypasses at worst (`X-Original-URL` rewrites the
@@ -69,18 +75,24 @@ pub fn remove_forwarding(headers: &mut HeaderMap) {
 
 /// Remove the headers `Connection` names and the standard hop-by-hop set.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    // Most messages carry none of them: one pass over the (few) names present, comparing
+    // `HeaderName`s, costs less than eight hashed removes.
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
@@ -109,15 +121,15 @@ pub struct Forwarded<'a> {
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     let prior_for = f
         .trusted
-        .then(|| join_values(headers, "x-forwarded-for"))
+        .then(|| join_values(headers, &X_FORWARDED_FOR))
         .flatten();
     let prior_proto = f
         .trusted
-        .then(|| headers.get("x-forwarded-proto").cloned())
+        .then(|| headers.get(&X_FORWARDED_PROTO).cloned())
         .flatten();
     let prior_host = f
         .trusted
-        .then(|| headers.get("x-forwarded-host").cloned())
+        .then(|| headers.get(&X_FORWARDED_HOST).cloned())
         .flatten();
     if !f.trusted {
         remove_forwarding(headers);
@@ -127,24 +139,24 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         None => f.peer.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO.clone(),
         prior_proto.unwrap_or_else(|| HeaderValue::from_static(f.proto)),
     );
     match prior_host.or_else(|| f.host.and_then(|h| HeaderValue::from_str(h).ok())) {
         Some(host) => {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(X_FORWARDED_HOST.clone(), host);
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(&X_FORWARDED_HOST);
         }
     }
 }
 
 /// All values of a header joined with `, ` (a list header may arrive split over lines).
-fn join_values(headers: &HeaderMap, name: &str) -> Option<String> {
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(name)
         .iter()

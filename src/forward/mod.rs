@@ -12,7 +12,7 @@ mod upgrade;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -219,24 +219,28 @@ pub struct Handoff {
     pub logout: bool,
 }
 
+static X_DOORMAN_LOGIN: HeaderName = HeaderName::from_static("x-doorman-login");
+static X_DOORMAN_GROUPS: HeaderName = HeaderName::from_static("x-doorman-groups");
+static X_DOORMAN_LOGOUT: HeaderName = HeaderName::from_static("x-doorman-logout");
+
 impl Handoff {
     fn read(h: &http::HeaderMap) -> Handoff {
         // Exactly one of each, or none: two logins in one response are ambiguous, and two
         // groups headers could smuggle a group past a check made on one of them.
-        let only = |name: &str| {
+        let only = |name: &HeaderName| {
             let mut values = h.get_all(name).iter();
             match (values.next(), values.next()) {
                 (Some(v), None) => Some(v.clone()),
                 _ => None,
             }
         };
-        let login = only("x-doorman-login");
-        let groups_ok = h.get_all("x-doorman-groups").iter().count() <= 1;
+        let login = only(&X_DOORMAN_LOGIN);
+        let groups_ok = h.get_all(&X_DOORMAN_GROUPS).iter().count() <= 1;
         Handoff {
             login: login.filter(|_| groups_ok),
-            groups: only("x-doorman-groups"),
+            groups: only(&X_DOORMAN_GROUPS),
             logout: h
-                .get("x-doorman-logout")
+                .get(&X_DOORMAN_LOGOUT)
                 .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         }
     }
