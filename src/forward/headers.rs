@@ -75,22 +75,38 @@ pub fn remove_forwarding(headers: &mut HeaderMap) {
 
 /// Remove the headers `Connection` names and the standard hop-by-hop set.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    // Which of the standard set are present: one pass over the (few) names of the message,
+    // comparing `HeaderName`s, so only those present cost a hashed remove.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+            any = true;
         }
     }
-    // Most messages carry none of them: one pass over the (few) names present, comparing
-    // `HeaderName`s, costs less than eight hashed removes.
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        for name in &HOP_BY_HOP {
+    if !any {
+        return; // no Connection header either
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        // `keep-alive` and the like are in the standard set already.
+        .filter(|token| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
             headers.remove(name);
         }
     }
@@ -135,10 +151,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         remove_forwarding(headers);
     }
     let xff = match prior_for {
-        Some(prior) => format!("{prior}, {}", f.peer),
-        None => f.peer.to_string(),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer)),
+        None => ip_value(f.peer),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
@@ -153,6 +169,33 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
             headers.remove(&X_FORWARDED_HOST);
         }
     }
+}
+
+/// An address as a header value. IPv4 (the common case) is written by hand: `Display`
+/// goes through the formatting machinery, which cost more than the rest of the header work.
+fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string());
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&buf[..len])
 }
 
 /// All values of a header joined with `, ` (a list header may arrive split over lines).
@@ -178,6 +221,22 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "100.9.99.101",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
+        }
     }
 
     #[test]
