@@ -172,8 +172,8 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let workers = doorman::server::Workers::start(doorman::server::workers::default_count())
-        .context("starting the worker threads")?;
+    let workers =
+        doorman::server::Workers::start(worker_count()?).context("starting the worker threads")?;
     let served = runtime.block_on(async {
         // Handlers first: once the port accepts, a supervisor may signal at any time, and
         // SIGHUP's default action would kill the process.
@@ -193,6 +193,19 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     });
     workers.shutdown();
     served
+}
+
+/// `DOORMAN_WORKERS`: how many threads serve connections (default: one per core). Fewer than
+/// cores leaves cores to what shares the machine (the upstream, a load generator).
+fn worker_count() -> anyhow::Result<usize> {
+    match std::env::var("DOORMAN_WORKERS") {
+        Err(std::env::VarError::NotPresent) => Ok(doorman::server::workers::default_count()),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => anyhow::bail!("DOORMAN_WORKERS={v:?}: expected a whole number of at least 1"),
+        },
+        Err(e) => anyhow::bail!("DOORMAN_WORKERS: {e}"),
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

@@ -15,7 +15,7 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
@@ -36,6 +36,14 @@ pub fn current() -> usize {
 pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// How many workers this process runs: as started by [`Workers::start`], else
+/// [`default_count`]. Upstream clients keep one pool per worker.
+pub fn count() -> usize {
+    COUNT.get().copied().unwrap_or_else(default_count)
+}
+
+static COUNT: OnceLock<usize> = OnceLock::new();
 
 /// The worker runtimes. Dropping it (or [`Workers::shutdown`]) stops them.
 pub struct Workers {
@@ -64,6 +72,7 @@ impl Drop for Assigned {
 impl Workers {
     /// Start `count` (at least one) worker threads, each with its own single-threaded runtime.
     pub fn start(count: usize) -> io::Result<Workers> {
+        let _ = COUNT.set(count.max(1));
         let mut workers = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
