@@ -213,7 +213,9 @@ pub async fn serve_on(
                     async move {
                         match TcpStream::from_std(stream) {
                             Ok(stream) => conn.serve(stream, peer).await,
-                            Err(error) => debug!(%error, "worker could not register the connection"),
+                            Err(error) => {
+                                debug!(%error, "worker could not register the connection")
+                            }
                         }
                         drop(assigned);
                         drop(open);
