@@ -47,7 +47,8 @@ pub struct Seen {
 pub struct Entry {
     pub peer: SocketAddr,
     pub method: Method,
-    pub raw_path: String,
+    /// The request target as received; its path is logged when normalisation refused it.
+    pub raw_target: http::Uri,
     pub seen: Seen,
     pub status: u16,
     pub started: Instant,
@@ -73,7 +74,7 @@ impl Drop for Finish {
             .as_deref()
             .unwrap_or(crate::metrics::ROUTE_NONE);
         e.metrics.request(route, e.status, took);
-        let path = e.seen.path.as_deref().unwrap_or(&e.raw_path);
+        let path = e.seen.path.as_deref().unwrap_or(e.raw_target.path());
         e.span.in_scope(|| {
             info!(
                 target: "doorman::access",

@@ -121,7 +121,9 @@ pub enum SessionState {
 pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // The target as received (a reference-counted clone of hyper's buffer, no copy), for the
+    // log when normalisation refuses the path.
+    let uri = req.uri().clone();
     // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
     // (hyper drops it and reads the body as chunked). A front proxy that read it differently
     // may see the rest of the bytes as a second request, so the connection is not reused.
@@ -139,9 +141,9 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
             }
             let status = error.status().as_u16();
             if error.status().is_server_error() {
-                warn!(peer = %client.peer, %method, %path, status, error = %error_chain(&error), "request failed");
+                warn!(peer = %client.peer, %method, path = uri.path(), status, error = %error_chain(&error), "request failed");
             } else {
-                debug!(peer = %client.peer, %method, %path, status, reason = %error, "request refused");
+                debug!(peer = %client.peer, %method, path = uri.path(), status, reason = %error, "request refused");
             }
             error.to_response()
         }
@@ -174,7 +176,7 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
     let entry = Entry {
         peer: client.peer,
         method,
-        raw_path: path,
+        raw_target: uri,
         seen,
         status: resp.status().as_u16(),
         started,

@@ -166,11 +166,15 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         Ok(limit) => info!(limit, "open-file limit"),
         Err(e) => warn!(error = %e, "could not raise the open-file limit"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Connections are served on one single-threaded runtime per core (doorman::server::workers);
+    // this one accepts, and runs signals, reload, the admin listener and store upkeep.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let workers =
+        doorman::server::Workers::start(worker_count()?).context("starting the worker threads")?;
+    let served = runtime.block_on(async {
         // Handlers first: once the port accepts, a supervisor may signal at any time, and
         // SIGHUP's default action would kill the process.
         let shutdown = shutdown_signal()?;
@@ -184,9 +188,24 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         let config = Arc::new(config);
         let live = doorman::server::start(&config)?;
         operations(&config, &live, hup).await?;
-        doorman::server::serve(listeners, config, live, shutdown).await?;
+        doorman::server::serve_on(listeners, config, live, shutdown, Some(&workers)).await?;
         Ok(())
-    })
+    });
+    workers.shutdown();
+    served
+}
+
+/// `DOORMAN_WORKERS`: how many threads serve connections (default: one per core). Fewer than
+/// cores leaves cores to what shares the machine (the upstream, a load generator).
+fn worker_count() -> anyhow::Result<usize> {
+    match std::env::var("DOORMAN_WORKERS") {
+        Err(std::env::VarError::NotPresent) => Ok(doorman::server::workers::default_count()),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => anyhow::bail!("DOORMAN_WORKERS={v:?}: expected a whole number of at least 1"),
+        },
+        Err(e) => anyhow::bail!("DOORMAN_WORKERS: {e}"),
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

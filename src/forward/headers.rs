@@ -15,17 +15,23 @@ use crate::identity::canonical;
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
-/// only sends the trailer fields it declares.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+/// only sends the trailer fields it declares. `HeaderName`s, not strings: a lookup by string
+/// parses the name again on every call, twice per request.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+/// `X-Forwarded-For`, `-Proto` and `-Host`, which doorman sets.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe where the request came from. From a peer that is not a trusted proxy
 /// they are lies at best and route or auth bypasses at worst (`X-Original-URL` rewrites the
@@ -69,18 +75,40 @@ pub fn remove_forwarding(headers: &mut HeaderMap) {
 
 /// Remove the headers `Connection` names and the standard hop-by-hop set.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Which of the standard set are present: one pass over the (few) names of the message,
+    // comparing `HeaderName`s, so only those present cost a hashed remove.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return; // no Connection header either
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `keep-alive` and the like are in the standard set already.
+        .filter(|token| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
@@ -109,42 +137,69 @@ pub struct Forwarded<'a> {
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     let prior_for = f
         .trusted
-        .then(|| join_values(headers, "x-forwarded-for"))
+        .then(|| join_values(headers, &X_FORWARDED_FOR))
         .flatten();
     let prior_proto = f
         .trusted
-        .then(|| headers.get("x-forwarded-proto").cloned())
+        .then(|| headers.get(&X_FORWARDED_PROTO).cloned())
         .flatten();
     let prior_host = f
         .trusted
-        .then(|| headers.get("x-forwarded-host").cloned())
+        .then(|| headers.get(&X_FORWARDED_HOST).cloned())
         .flatten();
     if !f.trusted {
         remove_forwarding(headers);
     }
     let xff = match prior_for {
-        Some(prior) => format!("{prior}, {}", f.peer),
-        None => f.peer.to_string(),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer)),
+        None => ip_value(f.peer),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Ok(v) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO.clone(),
         prior_proto.unwrap_or_else(|| HeaderValue::from_static(f.proto)),
     );
     match prior_host.or_else(|| f.host.and_then(|h| HeaderValue::from_str(h).ok())) {
         Some(host) => {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(X_FORWARDED_HOST.clone(), host);
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(&X_FORWARDED_HOST);
         }
     }
 }
 
+/// An address as a header value. IPv4 (the common case) is written by hand: `Display`
+/// goes through the formatting machinery, which cost more than the rest of the header work.
+fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string());
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&buf[..len])
+}
+
 /// All values of a header joined with `, ` (a list header may arrive split over lines).
-fn join_values(headers: &HeaderMap, name: &str) -> Option<String> {
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(name)
         .iter()
@@ -166,6 +221,22 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "100.9.99.101",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod upgrade;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -36,16 +36,18 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
-/// The pooled client for the configured upstream.
+/// The pooled clients for the configured upstream: one per worker
+/// ([`crate::server::workers`]), so a request and the upstream connection it uses stay on
+/// the same thread.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    clients: Arc<[Client<HttpsConnector<HttpConnector>, UpstreamBody>]>,
     /// The config this client was built from: forwarding rules are read from it per request.
     config: Arc<Config>,
 }
 
 impl Upstream {
-    /// Build the client: one pool for the process, TCP_NODELAY, the configured connect timeout,
+    /// Build the clients: one pool per worker, TCP_NODELAY, the configured connect timeout,
     /// and idle pooled connections dropped before the upstream would drop them.
     pub fn new(config: Arc<Config>) -> Result<Upstream, rustls::Error> {
         let up = &config.upstream;
@@ -58,7 +60,8 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(up.pool_idle_timeout)
             // A request whose pooled connection was found closed before anything was written is
@@ -66,9 +69,18 @@ impl Upstream {
             // every method.
             .retry_canceled_requests(true)
             // Host is set by `upstream_request`, per `preserve_host`.
-            .set_host(false)
-            .build(https);
-        Ok(Upstream { client, config })
+            .set_host(false);
+        let clients = (0..crate::server::workers::count())
+            .map(|_| builder.build(https.clone()))
+            .collect();
+        Ok(Upstream { clients, config })
+    }
+
+    /// The pool of the worker running the caller. Its connections' tasks were spawned on
+    /// that worker's runtime (hyper spawns on the current one), so using them wakes no other
+    /// thread.
+    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, UpstreamBody> {
+        &self.clients[crate::server::workers::current() % self.clients.len()]
     }
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
@@ -85,7 +97,7 @@ impl Upstream {
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let up_req = self.upstream_request(req, client, target, identity, upgrade)?;
         let up = &self.config.upstream;
-        let resp = match tokio::time::timeout(up.timeout, self.client.request(up_req)).await {
+        let resp = match tokio::time::timeout(up.timeout, self.client().request(up_req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(up.timeout)),
             Ok(Err(e)) => return Err(self.classify(e)),
             Ok(Ok(resp)) => resp,
@@ -207,24 +219,32 @@ pub struct Handoff {
     pub logout: bool,
 }
 
+static X_DOORMAN_LOGIN: HeaderName = HeaderName::from_static("x-doorman-login");
+static X_DOORMAN_GROUPS: HeaderName = HeaderName::from_static("x-doorman-groups");
+static X_DOORMAN_LOGOUT: HeaderName = HeaderName::from_static("x-doorman-logout");
+
 impl Handoff {
     fn read(h: &http::HeaderMap) -> Handoff {
+        // Nearly every response has none: one pass over its few names instead of three lookups.
+        if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
+            return Handoff::default();
+        }
         // Exactly one of each, or none: two logins in one response are ambiguous, and two
         // groups headers could smuggle a group past a check made on one of them.
-        let only = |name: &str| {
+        let only = |name: &HeaderName| {
             let mut values = h.get_all(name).iter();
             match (values.next(), values.next()) {
                 (Some(v), None) => Some(v.clone()),
                 _ => None,
             }
         };
-        let login = only("x-doorman-login");
-        let groups_ok = h.get_all("x-doorman-groups").iter().count() <= 1;
+        let login = only(&X_DOORMAN_LOGIN);
+        let groups_ok = h.get_all(&X_DOORMAN_GROUPS).iter().count() <= 1;
         Handoff {
             login: login.filter(|_| groups_ok),
-            groups: only("x-doorman-groups"),
+            groups: only(&X_DOORMAN_GROUPS),
             logout: h
-                .get("x-doorman-logout")
+                .get(&X_DOORMAN_LOGOUT)
                 .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         }
     }

@@ -14,6 +14,13 @@
 //! after accept, or after the first byte of the next request), busy (no deadline: the upstream
 //! `timeout` and the client govern), or idle (deadline: `idle_timeout` after the last response).
 //! The connection task races [`ConnClock::expired`] against hyper's connection future.
+//!
+//! Phase changes happen twice or three times per request, so they only write the state: they
+//! wake nobody and arm no timer. [`ConnClock::expired`] instead never sleeps longer than the
+//! shorter of the two timeouts (its *tick*) before looking again. Every deadline a phase change
+//! can set lies at least one tick after the change, so the timer already armed always fires
+//! first, and the deadline is still met exactly: once it is less than a tick away, the timer is
+//! armed for it.
 
 use std::io;
 use std::pin::Pin;
@@ -22,7 +29,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Which deadline passed.
@@ -54,7 +60,6 @@ struct State {
 #[derive(Debug)]
 pub struct ConnClock {
     state: Mutex<State>,
-    changed: Notify,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -70,7 +75,6 @@ impl ConnClock {
                 sniffed: Vec::new(),
                 h2: false,
             }),
-            changed: Notify::new(),
             header_timeout,
             idle_timeout,
         })
@@ -99,8 +103,6 @@ impl ConnClock {
                 s.phase = Phase::Head {
                     since: Instant::now(),
                 };
-                drop(s);
-                self.changed.notify_one();
             }
         }
     }
@@ -132,8 +134,6 @@ impl ConnClock {
                 }
             };
         }
-        drop(s);
-        self.changed.notify_one();
     }
 
     fn deadline(&self) -> Option<(Instant, Expiry)> {
@@ -144,19 +144,21 @@ impl ConnClock {
         }
     }
 
-    /// Resolves when the connection's current deadline passes. Phase changes re-arm it.
+    /// Resolves when the connection's current deadline passes.
     pub async fn expired(&self) -> Expiry {
+        // No phase change sets a deadline less than `tick` away (see the module docs).
+        let tick = self
+            .header_timeout
+            .min(self.idle_timeout)
+            .max(Duration::from_millis(1));
         loop {
-            match self.deadline() {
-                Some((at, expiry)) if at <= Instant::now() => return expiry,
-                Some((at, _)) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = self.changed.notified() => {}
-                    }
-                }
-                None => self.changed.notified().await,
-            }
+            let now = Instant::now();
+            let wake = match self.deadline() {
+                Some((at, expiry)) if at <= now => return expiry,
+                Some((at, _)) => at.min(now + tick),
+                None => now + tick,
+            };
+            tokio::time::sleep_until(wake).await;
         }
     }
 }

@@ -15,6 +15,7 @@
 
 mod clock;
 mod redirect;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -43,6 +44,7 @@ use arc_swap::ArcSwap;
 use clock::{ConnClock, Expiry, Watched};
 
 pub use clock::RequestGuard;
+pub use workers::Workers;
 
 /// How long accept pauses after running out of file descriptors (or memory) before trying again,
 /// instead of spinning on an error that only a closing connection can clear.
@@ -106,11 +108,25 @@ pub fn start(config: &Arc<Config>) -> io::Result<Live> {
 
 /// As [`run_with`], on state made by [`start`] (which an admin listener and the reloader
 /// share). `config` is the start-up config: the listeners' settings never change live.
+/// Connections are served on the runtime that runs this future (see [`serve_on`]).
 pub async fn serve(
     listeners: Listeners,
     config: Arc<Config>,
     live: Live,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_on(listeners, config, live, shutdown, None).await
+}
+
+/// As [`serve`]; with `workers`, each accepted connection is handed to the least busy worker
+/// runtime and served there for its whole life (see [`workers`]). Accept, `max_connections`
+/// and graceful shutdown stay here, across all workers.
+pub async fn serve_on(
+    listeners: Listeners,
+    config: Arc<Config>,
+    live: Live,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    workers: Option<&Workers>,
 ) -> io::Result<()> {
     let Listeners { main, redirect } = listeners;
     let store = Arc::clone(&live.load().store);
@@ -178,14 +194,44 @@ pub async fn serve(
             role: role.clone(),
         };
         let span = info_span!("conn", peer = %peer);
-        connections.spawn(
-            async move {
-                conn.serve(stream, peer).await;
-                drop(open);
-                drop(slot);
+        match workers.and_then(Workers::assign) {
+            None => {
+                connections.spawn(
+                    async move {
+                        conn.serve(stream, peer).await;
+                        drop(open);
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
-            .instrument(span),
-        );
+            Some((worker, assigned)) => {
+                // The socket moves to the worker's reactor: deregistered here, registered
+                // there, so its readiness wakes that worker's thread alone.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        debug!(%error, "could not hand the connection to a worker");
+                        continue;
+                    }
+                };
+                connections.spawn_on(
+                    async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => conn.serve(stream, peer).await,
+                            Err(error) => {
+                                debug!(%error, "worker could not register the connection")
+                            }
+                        }
+                        drop(assigned);
+                        drop(open);
+                        drop(slot);
+                    }
+                    .instrument(span),
+                    worker,
+                );
+            }
+        }
     }
 
     drop(main);
