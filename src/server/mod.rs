@@ -398,7 +398,12 @@ impl Connection {
             let guard = service_clock.start_request();
             let app = live.load_full();
             let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
-            async move {
+            // Boxed: hyper's HTTP/1 dispatcher allocates a slot for this future when the
+            // connection opens and keeps it while the connection idles between requests.
+            // Unboxed, the slot is the whole request state machine (~7.5 KB, 10,000 idle
+            // keep-alive connections: +77 MiB); boxed, a pointer, and the state lives only
+            // while a request does (one allocation per request).
+            Box::pin(async move {
                 let resp = match redirect_to {
                     None => gate::handle(&app, client, req).await,
                     Some(https_port) => {
@@ -413,7 +418,7 @@ impl Connection {
                 };
                 Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))
             }
-            .instrument(span)
+            .instrument(span))
         });
         let conn = self.http.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
