@@ -13,7 +13,7 @@ use doorman::session::redis::{RedisStore, COMMAND_TIMEOUT};
 use doorman::session::{
     now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Timeouts, RECORD_VERSION,
 };
-use support::redis::{free_port, RedisServer};
+use support::redis::{command_calls, free_port, RedisServer};
 
 const PREFIX: &str = "t:";
 
@@ -53,19 +53,6 @@ fn q<T: redis::FromRedisValue>(conn: &mut redis::Connection, args: &[&str]) -> T
         cmd.arg(*a);
     }
     cmd.query(conn).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-/// `INFO commandstats` as command name → calls.
-fn command_calls(conn: &mut redis::Connection) -> HashMap<String, u64> {
-    let info: String = q(conn, &["INFO", "commandstats"]);
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, stats) = rest.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        .collect()
 }
 
 /// Writes since start-up (`rdb_changes_since_last_save`; nothing is ever saved here).

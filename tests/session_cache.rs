@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use support::login::{
@@ -26,26 +25,9 @@ fn cached(session: &str) -> Conf {
     }
 }
 
-/// `INFO commandstats` as command name → calls.
-fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
-    let mut conn = redis.client();
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, stats) = rest.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Session lookups Redis has run so far (the lookup script).
 fn lookups(redis: &RedisServer) -> u64 {
-    command_calls(redis).get("evalsha").copied().unwrap_or(0)
+    redis.command_calls().get("evalsha").copied().unwrap_or(0)
 }
 
 /// Request `/dashboard` with `cookie` until one answer (200, as alice) costs Redis no lookup:
@@ -95,13 +77,13 @@ async fn a_hot_session_costs_no_redis_round_trip() {
     until_cached(&s, redis, &cookie).await;
 
     const N: usize = 40;
-    let before = command_calls(redis);
+    let before = redis.command_calls();
     for i in 0..N {
         let answer = s.get(&format!("/dashboard/{i}"), Some(&cookie)).await;
         assert_eq!(answer.status, 200);
         assert_eq!(upstream_saw(&answer, "x-auth-user"), ["alice"]);
     }
-    let after = command_calls(redis);
+    let after = redis.command_calls();
     let mut delta: Vec<(String, u64)> = after
         .iter()
         .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))

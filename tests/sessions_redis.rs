@@ -239,23 +239,6 @@ async fn redis_holds_only_the_sha256_of_the_session_id() {
     }
 }
 
-/// `INFO commandstats` as command name → calls.
-fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String, u64> {
-    let mut conn = redis.client();
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, stats) = rest.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Speed is a feature: an authenticated request through doorman costs exactly one Redis round
 /// trip (the lookup script, which also slides the idle clock), whatever the route, and a
 /// public request without a cookie costs none. Counted by Redis itself, end to end.
@@ -269,7 +252,7 @@ async fn each_authenticated_request_costs_one_redis_round_trip() {
     assert_eq!(s.get("/dashboard", Some(&cookie)).await.status, 200);
 
     const N: u64 = 40;
-    let before = command_calls(redis);
+    let before = redis.command_calls();
     for i in 0..N {
         let answer = s.get(&format!("/dashboard/{i}"), Some(&cookie)).await;
         assert_eq!(answer.status, 200);
@@ -278,7 +261,7 @@ async fn each_authenticated_request_costs_one_redis_round_trip() {
     for _ in 0..N {
         assert_eq!(s.get("/public", None).await.status, 200);
     }
-    let after = command_calls(redis);
+    let after = redis.command_calls();
     let mut delta: Vec<(String, u64)> = after
         .iter()
         .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))

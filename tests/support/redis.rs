@@ -119,6 +119,12 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("connect to test redis on {}: {e}", self.port))
     }
 
+    /// `INFO commandstats` as command name → calls, on a fresh connection (see
+    /// [`command_calls`]).
+    pub fn command_calls(&self) -> std::collections::HashMap<String, u64> {
+        command_calls(&mut self.client())
+    }
+
     pub fn pid(&self) -> i32 {
         let child = self.child.as_ref().expect("redis-server is not running");
         i32::try_from(child.id()).expect("pid")
@@ -356,4 +362,22 @@ fn answers_ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// `INFO commandstats` on `conn` as command name → calls: what Redis itself counted, for tests
+/// that prove how many round trips doorman makes. (Commands scripts run inside the server are
+/// counted too.)
+pub fn command_calls(conn: &mut ::redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
 }
