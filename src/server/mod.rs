@@ -97,6 +97,8 @@ pub fn start(config: &Arc<Config>) -> io::Result<Live> {
     let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
     let mut metrics = crate::metrics::Metrics::new();
     if let Store::Redis(redis) = &*store {
+        // On the runtime calling `start` (the main one), not on a serving worker.
+        redis.start_background();
         if let Some(cache) = redis.session_cache() {
             metrics.register_session_cache(cache.stats());
         }

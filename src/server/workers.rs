@@ -45,6 +45,10 @@ pub fn count() -> usize {
 
 static COUNT: OnceLock<usize> = OnceLock::new();
 
+/// The blocking-thread ceiling of the whole process, shared by the workers (tokio's default for
+/// one runtime).
+const BLOCKING_THREADS: usize = 512;
+
 /// The worker runtimes. Dropping it (or [`Workers::shutdown`]) stops them.
 pub struct Workers {
     workers: Vec<Worker>,
@@ -78,6 +82,10 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name(format!("doorman-worker-{index}"))
+                // Each runtime has its own blocking pool (embedded store transactions, Argon2,
+                // DNS): share tokio's usual ceiling of 512 threads between the workers rather
+                // than give each worker 512 when a disk stalls.
+                .max_blocking_threads((BLOCKING_THREADS / count.max(1)).max(8))
                 .build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();

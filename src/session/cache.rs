@@ -8,9 +8,11 @@
 //!
 //! Only while the cache is *trusted*: a tracking connection has `CLIENT TRACKING` on and
 //! answered a health check within [`TRUST_WINDOW`]. Losing the connection, a failed health
-//! check, or silence longer than the window empties the cache and stops it serving, so a
-//! revoke can never be missed because the invalidation had nowhere to go: lookups fall back to
-//! Redis, which fails closed when it is down.
+//! check, or silence longer than the window empties the cache and stops it serving, and lookups
+//! fall back to Redis, which fails closed when it is down. So a revoke elsewhere is seen within
+//! milliseconds while tracking works, and even when its invalidation is lost (a partition
+//! between this instance and a Redis that still serves the others), a cached session outlives
+//! it by at most [`TRUST_WINDOW`].
 //!
 //! Even then an entry is served only while its record is live and does not need its idle clock
 //! slid ([`Record::needs_touch`]); otherwise the lookup goes to Redis, which slides it. So the

@@ -240,6 +240,22 @@ impl RedisStore {
         Ok(self)
     }
 
+    /// Put the store's background work on the calling runtime, now: the connection's driver
+    /// (standalone and Cluster; a Sentinel master is resolved on first use, wherever that is)
+    /// and the session cache's tracker. `server::start` calls this on the main runtime, so
+    /// neither lands on whichever serving worker happens to use the store first, and the
+    /// tracker's health checks never queue behind a busy worker's requests. Does no I/O; does
+    /// nothing outside a runtime (the command line's store stays lazy).
+    pub fn start_background(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.backend.prepare();
+        if let Some(cache) = &self.cache {
+            cache.start(|| format!("{}s:", self.prefix));
+        }
+    }
+
     /// The local session cache, when `cache = true` (for tests and diagnostics).
     pub fn session_cache(&self) -> Option<&SessionCache> {
         self.cache.as_deref().map(|c| &*c.sessions)
@@ -565,6 +581,12 @@ fn store_error(e: RedisError) -> StoreError {
     }
 }
 
+fn cluster_config() -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
+}
+
 fn manager_config() -> ConnectionManagerConfig {
     // Few, quick retries inside the manager: a request is better served by failing within
     // COMMAND_TIMEOUT than by waiting out a long backoff; the next request reconnects again.
@@ -597,6 +619,28 @@ enum Backend {
 }
 
 impl Backend {
+    /// Create the connection object now, on the calling runtime (no I/O: it connects on first
+    /// use). A failure is left for the first use to report.
+    fn prepare(&self) {
+        match self {
+            Backend::Standalone { client, manager } => {
+                if manager.get().is_none() {
+                    if let Ok(fresh) =
+                        ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                    {
+                        let _ = manager.set(fresh);
+                    }
+                }
+            }
+            Backend::Cluster { client, connection } => {
+                connection.get_or_init(|| {
+                    client.get_pending_async_connection_with_config(cluster_config())
+                });
+            }
+            Backend::Sentinel { .. } => {}
+        }
+    }
+
     async fn connection(&self) -> Result<Conn, StoreError> {
         match self {
             Backend::Standalone { client, manager } => {
@@ -627,10 +671,7 @@ impl Backend {
                 if let Some(c) = connection.get() {
                     return Ok(Conn::Cluster(c.clone()));
                 }
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(RESPONSE_TIMEOUT);
-                let fresh = client.get_pending_async_connection_with_config(config);
+                let fresh = client.get_pending_async_connection_with_config(cluster_config());
                 Ok(Conn::Cluster(connection.get_or_init(|| fresh).clone()))
             }
         }

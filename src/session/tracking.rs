@@ -17,7 +17,8 @@
 //! the master. Then the tracker reconnects with a backoff; trust comes back with a flushed
 //! cache, because invalidations sent while it was away are lost.
 //!
-//! The tracker runs as one task, started on the first lookup (a store built outside a runtime,
+//! The tracker runs as one task, started on the main runtime when doorman starts (or on the
+//! first lookup, for a store used without `server::start`; a store built outside a runtime,
 //! such as the command line's, never starts one), and ends when its cache is dropped.
 
 use std::sync::{Arc, Weak};
@@ -68,6 +69,16 @@ async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCac
         .await;
         match connected {
             Ok(Ok(mut conn)) => {
+                // One health check before trust: under Sentinel, a master address from a
+                // Sentinel that has not caught up with a failover is refused here, not trusted
+                // until the next check.
+                let first = tokio::time::timeout(CHECK_TIMEOUT, check(&source, &mut conn)).await;
+                if !matches!(first, Ok(Ok(()))) {
+                    debug!("session cache: new tracking connection failed its first check");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
                 match cache.upgrade().map(|c| c.trust(generation)) {
                     None => return,
                     Some(true) => {
