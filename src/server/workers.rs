@@ -24,6 +24,15 @@ use tokio::sync::oneshot;
 thread_local! {
     /// The index of the worker this thread runs, or 0 off the workers.
     static WORKER: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread is a serving worker at all.
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `Some(index)` on a serving worker, `None` on any other thread (the main runtime, tests
+/// serving in-process): for resources kept per worker *and* once for everything else, such as
+/// the Redis store's connections.
+pub fn on_worker() -> Option<usize> {
+    ON_WORKER.with(Cell::get).then(current)
 }
 
 /// The index of the worker running the caller (0 on any other thread, so code run outside
@@ -93,6 +102,7 @@ impl Workers {
                 .name(format!("doorman-worker-{index}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(index));
+                    ON_WORKER.with(|w| w.set(true));
                     // Runs the tasks spawned onto `handle` until told to stop (or the sender is
                     // dropped); dropping the runtime then cancels what is left.
                     let _ = runtime.block_on(stopped);

@@ -31,7 +31,9 @@
 //! [`StoreError`], so protected routes fail closed; only a record doorman cannot read (another
 //! format version, a damaged field) is reported as "no session".
 //!
-//! Standalone (`redis://`, `rediss://`) uses a [`ConnectionManager`]. Sentinel resolves the
+//! Standalone (`redis://`, `rediss://`) uses a [`ConnectionManager`] per serving worker (and
+//! one for the main runtime), each driven on its own thread, so a lookup never crosses threads
+//! (one connection per worker, as with the upstream pools). Sentinel resolves the
 //! master through the Sentinels and re-resolves after a connection error or a `READONLY` reply,
 //! because a `ConnectionManager` keeps reconnecting to the old address after a failover.
 //! Cluster uses the crate's async cluster connection, which follows slot moves itself.
@@ -197,7 +199,9 @@ impl RedisStore {
         let backend = match target {
             RedisTarget::Standalone(url) => Backend::Standalone {
                 client: Client::open(url.as_str()).map_err(config_error)?,
-                manager: OnceLock::new(),
+                managers: (0..=crate::server::workers::count())
+                    .map(|_| OnceLock::new())
+                    .collect(),
             },
             RedisTarget::Sentinel { master, nodes } => Backend::Sentinel {
                 resolver: tokio::sync::Mutex::new(sentinel_client(master, nodes)?),
@@ -603,7 +607,9 @@ fn manager_config() -> ConnectionManagerConfig {
 enum Backend {
     Standalone {
         client: Client,
-        manager: OnceLock<ConnectionManager>,
+        /// Slot 0 for the main runtime (readiness, housekeeping, in-process use), then one per
+        /// serving worker ([`Backend::slot`]).
+        managers: Box<[OnceLock<ConnectionManager>]>,
     },
     Sentinel {
         /// Asks the Sentinels for the master; one resolution at a time.
@@ -619,11 +625,22 @@ enum Backend {
 }
 
 impl Backend {
+    /// Which of `len` per-thread connections the caller uses: one per serving worker, created
+    /// on that worker's runtime by its first use, so a lookup and its reply never change
+    /// thread (as the upstream pools, see `server::workers`); slot 0 for everything else.
+    fn slot(len: usize) -> usize {
+        match crate::server::workers::on_worker() {
+            Some(index) if len > 1 => 1 + index % (len - 1),
+            _ => 0,
+        }
+    }
+
     /// Create the connection object now, on the calling runtime (no I/O: it connects on first
     /// use). A failure is left for the first use to report.
     fn prepare(&self) {
         match self {
-            Backend::Standalone { client, manager } => {
+            Backend::Standalone { client, managers } => {
+                let manager = &managers[Backend::slot(managers.len())];
                 if manager.get().is_none() {
                     if let Ok(fresh) =
                         ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
@@ -643,7 +660,8 @@ impl Backend {
 
     async fn connection(&self) -> Result<Conn, StoreError> {
         match self {
-            Backend::Standalone { client, manager } => {
+            Backend::Standalone { client, managers } => {
+                let manager = &managers[Backend::slot(managers.len())];
                 if let Some(m) = manager.get() {
                     return Ok(Conn::Manager(m.clone()));
                 }
