@@ -131,13 +131,7 @@ async fn a_logout_or_revoke_anywhere_is_seen_by_every_cached_instance() {
         until_cached(s, redis, &alice).await;
         until_cached(s, redis, &bob).await;
     }
-    let config = a.doorman.dir.join("proxy.toml");
-    let config = config.to_str().expect("utf-8 path").to_string();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        support::doorman::run_cli(&["sessions", "revoke", "--user", "alice", "--config", &config])
-    })
-    .await
-    .expect("cli");
+    let (code, out, err) = a.revoke("alice").await;
     assert_eq!(code, 0, "{out}{err}");
     for s in [&a, &b] {
         let took = until_status(s, &alice, 401, Duration::from_secs(2)).await;

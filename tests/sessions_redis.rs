@@ -186,13 +186,7 @@ async fn sessions_revoke_ends_every_session_of_one_user_on_redis() {
     let alice1 = s.log_in("alice", ALICE_PW).await;
     let alice2 = s.log_in("alice", ALICE_PW).await;
     let bob = s.log_in("bob", BOB_PW).await;
-    let config = s.doorman.dir.join("proxy.toml");
-    let config = config.to_str().expect("utf-8 path").to_string();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        support::doorman::run_cli(&["sessions", "revoke", "--user", "alice", "--config", &config])
-    })
-    .await
-    .expect("cli");
+    let (code, out, err) = s.revoke("alice").await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("revoked 2 session"), "{out}");
 

@@ -373,6 +373,19 @@ impl Stack {
         log_in(&self.client, &self.base, user, password).await
     }
 
+    /// `doorman sessions revoke --user USER --config <this stack's proxy.toml>`, run as its own
+    /// process: (exit code, stdout, stderr).
+    pub async fn revoke(&self, user: &str) -> (i32, String, String) {
+        let config = self.doorman.dir.join("proxy.toml");
+        let config = config.to_str().expect("utf-8 path").to_string();
+        let user = user.to_string();
+        tokio::task::spawn_blocking(move || {
+            super::doorman::run_cli(&["sessions", "revoke", "--user", &user, "--config", &config])
+        })
+        .await
+        .expect("cli")
+    }
+
     /// `GET path` presenting cookie `value`.
     pub async fn get(&self, path: &str, value: Option<&str>) -> Answer {
         get_as(&self.client, &self.url(path), value, &[]).await
