@@ -165,7 +165,8 @@ pub struct RedisStore {
     backend: Arc<Backend>,
     prefix: String,
     timeouts: Timeouts,
-    /// `cache = true`: the local cache and its tracker (started on the first lookup).
+    /// `cache = true`: the local cache and its tracker (started by
+    /// [`RedisStore::start_background`], or else by the first lookup).
     cache: Option<Arc<Cached>>,
 }
 
@@ -244,9 +245,10 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// Put the store's background work on the calling runtime, now: the connection's driver
-    /// (standalone and Cluster; a Sentinel master is resolved on first use, wherever that is)
-    /// and the session cache's tracker. `server::start` calls this on the main runtime, so
+    /// Put the store's background work on the calling runtime, now: the connection driver for
+    /// work off the serving workers (standalone: slot 0, the workers make their own on first
+    /// use; Cluster: the one connection; a Sentinel master is resolved on first use, wherever
+    /// that is) and the session cache's tracker. `server::start` calls this on the main runtime, so
     /// neither lands on whichever serving worker happens to use the store first, and the
     /// tracker's health checks never queue behind a busy worker's requests. Does no I/O; does
     /// nothing outside a runtime (the command line's store stays lazy).
