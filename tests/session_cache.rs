@@ -11,8 +11,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::login::{
-    post_logout, upstream_saw, users_toml, write_users, Backend, Conf, Stack, StoreChoice,
-    ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
+    post_logout, upstream_saw, Backend, Conf, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
+    DASHBOARD,
 };
 use support::redis::RedisServer;
 
@@ -200,15 +200,7 @@ async fn cached_sessions_still_slide_and_still_expire() {
 /// A restarted Redis (its tracking state gone) is picked up the same way.
 #[tokio::test]
 async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
-    let redis = RedisServer::start_persistent();
-    let backend = Backend::redis(&redis);
-    let mut s = Stack::start_on(
-        backend,
-        Some(redis),
-        &write_users(&users_toml()),
-        &cached(""),
-    )
-    .await;
+    let mut s = Stack::on_redis(RedisServer::start_persistent(), &cached("")).await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let redis = s.redis.as_ref().expect("redis");
     until_cached(&s, redis, &cookie).await;

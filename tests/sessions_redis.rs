@@ -89,15 +89,7 @@ async fn a_paused_redis_fails_closed_and_recovers_with_the_same_cookie() {
 /// (persistence on): 503 meanwhile, then the same session again, with no doorman restart.
 #[tokio::test]
 async fn a_stopped_redis_fails_closed_and_recovers_after_a_restart() {
-    let redis = RedisServer::start_persistent();
-    let backend = Backend::redis(&redis);
-    let mut s = Stack::start_on(
-        backend,
-        Some(redis),
-        &write_users(&users_toml()),
-        &Conf::dashboard(),
-    )
-    .await;
+    let mut s = Stack::on_redis(RedisServer::start_persistent(), &Conf::dashboard()).await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     assert_eq!(s.get("/dashboard", Some(&cookie)).await.status, 200);
     let served = s.upstream.seen_paths().len();

@@ -334,12 +334,19 @@ pub struct Stack {
 impl Stack {
     /// Start a stack on `store` with the standard users file.
     pub async fn start(store: StoreChoice, conf: &Conf) -> Stack {
-        let redis = (store == StoreChoice::Redis).then(RedisServer::start);
-        let backend = match &redis {
-            Some(r) => Backend::redis(r),
-            None => Backend::embedded(),
-        };
-        Stack::start_on(backend, redis, &write_users(&users_toml()), conf).await
+        match store {
+            StoreChoice::Redis => Stack::on_redis(RedisServer::start(), conf).await,
+            StoreChoice::Embedded => {
+                let users = write_users(&users_toml());
+                Stack::start_on(Backend::embedded(), None, &users, conf).await
+            }
+        }
+    }
+
+    /// Start a stack on `redis` (kept alive with the stack) with the standard users file.
+    pub async fn on_redis(redis: RedisServer, conf: &Conf) -> Stack {
+        let backend = Backend::redis(&redis);
+        Stack::start_on(backend, Some(redis), &write_users(&users_toml()), conf).await
     }
 
     /// Start a stack on a given backend and users file.
