@@ -14,6 +14,8 @@ rss.tsv: row idle|ready|peak KiB: VmRSS before any request | VmRSS after the log
 import argparse
 import statistics as st
 
+from tablefmt import fmt_n
+
 NAMES = {
     "a": "upstream direct (nginx, 1 worker)",
     "b": "nginx proxy_pass, keepalive, workers = cores",
@@ -52,16 +54,6 @@ for line in open(a.rss):
 def med(key, i):
     v = [float(r[i]) for r in runs[key] if r[i] != "-"]
     return st.median(v) if v else None
-
-
-def fmt_n(x):
-    if x is None:
-        return "–"
-    if x >= 10000:
-        return "%.1fk" % (x / 1000)
-    if x >= 100:
-        return "%.0f" % x
-    return "%.2f" % x
 
 
 def ratio(x, y):

@@ -13,6 +13,8 @@ import argparse
 import os
 import statistics as st
 
+from tablefmt import fmt_n
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--out", required=True)
 ap.add_argument("--quick", default="0")
@@ -28,16 +30,6 @@ def lines(name):
 
 def mib(kib):
     return int(kib) / 1024.0
-
-
-def fmt_n(x):
-    if x is None:
-        return "–"
-    if x >= 10000:
-        return "%.1fk" % (x / 1000)
-    if x >= 100:
-        return "%.0f" % x
-    return "%.2f" % x
 
 
 def met(ok):
