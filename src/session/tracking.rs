@@ -56,29 +56,17 @@ pub fn spawn(source: Source, record_prefix: String, cache: &Arc<SessionCache>) {
 async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCache>) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        if cache.strong_count() == 0 {
-            return;
-        }
         let Some(generation) = cache.upgrade().map(|c| c.current()) else {
             return;
         };
         let connected = tokio::time::timeout(
-            CHECK_TIMEOUT * 2,
+            CHECK_TIMEOUT * 3,
             connect(&mut source, &record_prefix, &cache, generation),
         )
-        .await;
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_string()));
         match connected {
-            Ok(Ok(mut conn)) => {
-                // One health check before trust: under Sentinel, a master address from a
-                // Sentinel that has not caught up with a failover is refused here, not trusted
-                // until the next check.
-                let first = tokio::time::timeout(CHECK_TIMEOUT, check(&source, &mut conn)).await;
-                if !matches!(first, Ok(Ok(()))) {
-                    debug!("session cache: new tracking connection failed its first check");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
+            Ok(mut conn) => {
                 match cache.upgrade().map(|c| c.trust(generation)) {
                     None => return,
                     Some(true) => {
@@ -100,33 +88,40 @@ async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCac
                     let Some(strong) = cache.upgrade() else {
                         return;
                     };
-                    let healthy =
-                        tokio::time::timeout(CHECK_TIMEOUT, check(&source, &mut conn)).await;
-                    match healthy {
-                        Ok(Ok(())) => strong.renew(generation),
-                        Ok(Err(why)) => {
+                    match healthy(&source, &mut conn).await {
+                        Ok(()) => strong.renew(generation),
+                        Err(why) => {
                             strong.distrust();
                             warn!(why, "session cache off: tracking connection unhealthy");
-                            break;
-                        }
-                        Err(_) => {
-                            strong.distrust();
-                            warn!("session cache off: tracking connection timed out");
                             break;
                         }
                     }
                 }
             }
-            Ok(Err(why)) => debug!(%why, "session cache: tracking connection failed"),
-            Err(_) => debug!("session cache: tracking connection timed out"),
+            Err(why) => debug!(%why, "session cache: no tracking connection"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Open a RESP3 connection whose pushes go to `cache`, and turn broadcast tracking on.
+/// Open a RESP3 connection whose pushes go to `cache`, turn broadcast tracking on, and pass
+/// one health check before the connection is trusted: under Sentinel, a master address from a
+/// Sentinel that has not caught up with a failover is refused here.
 async fn connect(
+    source: &mut Source,
+    record_prefix: &str,
+    cache: &Weak<SessionCache>,
+    generation: Generation,
+) -> Result<MultiplexedConnection, String> {
+    let mut conn = open(source, record_prefix, cache, generation)
+        .await
+        .map_err(|e| e.to_string())?;
+    healthy(source, &mut conn).await?;
+    Ok(conn)
+}
+
+async fn open(
     source: &mut Source,
     record_prefix: &str,
     cache: &Weak<SessionCache>,
@@ -163,6 +158,13 @@ async fn connect(
         .exec_async(&mut conn)
         .await?;
     Ok(conn)
+}
+
+/// [`check`], bounded by [`CHECK_TIMEOUT`].
+async fn healthy(source: &Source, conn: &mut MultiplexedConnection) -> Result<(), &'static str> {
+    tokio::time::timeout(CHECK_TIMEOUT, check(source, conn))
+        .await
+        .unwrap_or(Err("timed out"))
 }
 
 /// The health check: the connection answers, and under Sentinel the server is still the
