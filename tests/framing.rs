@@ -169,9 +169,10 @@ async fn a_head_just_under_max_header_bytes_is_served() {
     assert_eq!(echoed_header(&echo, "x-pad")[0].len(), pad_len);
 }
 
-/// Write `first`, then one byte every 100 ms, until doorman closes the connection (or
-/// [`PATIENCE`] passes); returns when the close was seen, or `None`.
-async fn drip_until_closed(stream: TcpStream, first: &[u8]) -> Option<Instant> {
+/// Write `first`, then one byte of `drip` every 100 ms (starting over at its end), until
+/// doorman closes the connection (or [`PATIENCE`] passes); returns when the close was seen, or
+/// `None`.
+async fn drip_until_closed(stream: TcpStream, first: &[u8], drip: &[u8]) -> Option<Instant> {
     let (mut rd, mut wr) = stream.into_split();
     let reader = tokio::spawn(async move {
         let mut buf = [0u8; 4096];
@@ -185,10 +186,13 @@ async fn drip_until_closed(stream: TcpStream, first: &[u8]) -> Option<Instant> {
     let started = Instant::now();
     let _ = wr.write_all(first).await;
     let drip = async {
-        while started.elapsed() < PATIENCE {
+        for byte in drip.iter().cycle() {
+            if started.elapsed() >= PATIENCE {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
             // A write error means doorman is gone; the reader sees it too.
-            let _ = wr.write_all(b"a").await;
+            let _ = wr.write_all(&[*byte]).await;
         }
     };
     tokio::pin!(reader);
@@ -207,13 +211,33 @@ async fn a_head_trickled_byte_by_byte_on_a_new_connection_is_cut_at_header_timeo
     let doorman = doorman(&upstream, "header_timeout = \"500ms\"").await;
     let connected = Instant::now();
     let stream = raw::connect(doorman.addr).await;
-    let closed = drip_until_closed(stream, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    let closed = drip_until_closed(stream, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a")
         .await
         .expect("a trickled head was not cut within 3 s");
     let after = closed - connected;
     assert!(
         after >= Duration::from_millis(400),
         "closed after {after:?}: before header_timeout, so not by the header deadline"
+    );
+    assert!(upstream.seen_paths().is_empty());
+}
+
+/// Telling HTTP/2 from HTTP/1 waits for bytes too: a client that trickles the HTTP/2 preface,
+/// never finishing it, is cut at `header_timeout` from accept like any slow head.
+#[tokio::test]
+async fn an_http2_preface_trickled_byte_by_byte_is_cut_at_header_timeout() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman(&upstream, "header_timeout = \"500ms\"").await;
+    let connected = Instant::now();
+    let stream = raw::connect(doorman.addr).await;
+    // 23 of the preface's 24 bytes take 2.3 s at this pace.
+    let closed = drip_until_closed(stream, b"", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r")
+        .await
+        .expect("a trickled preface was not cut within 3 s");
+    let after = closed - connected;
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_millis(2000),
+        "closed after {after:?}: not by the header deadline"
     );
     assert!(upstream.seen_paths().is_empty());
 }
@@ -264,7 +288,7 @@ async fn an_idle_keep_alive_connection_outlives_header_timeout_but_a_slow_next_h
     );
 
     let first_byte = Instant::now();
-    let closed = drip_until_closed(conn.stream, b"G")
+    let closed = drip_until_closed(conn.stream, b"G", b"a")
         .await
         .expect("a slow second head was not cut within 3 s");
     let after = closed - first_byte;

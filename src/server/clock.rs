@@ -2,8 +2,8 @@
 //!
 //! hyper alone falls short here: its HTTP/1 `header_read_timeout` also runs while a keep-alive
 //! connection waits for its next request (so it cannot tell `header_timeout` from
-//! `idle_timeout`), the auto builder has no deadline while it sniffs h1 vs h2, and HTTP/2 has no
-//! header timeout at all. So every connection gets a [`ConnClock`], fed by two observers:
+//! `idle_timeout`), and HTTP/2 has no header timeout at all. So every connection gets a
+//! [`ConnClock`], fed by two observers (and told once whether the connection speaks HTTP/2):
 //!
 //! * [`Watched`] wraps the socket and notes each read, so the clock sees the first byte of a new
 //!   HTTP/1 request arrive on an idle connection;
@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -50,8 +51,6 @@ enum Phase {
 #[derive(Debug)]
 struct State {
     phase: Phase,
-    /// The first bytes of the connection, to tell the HTTP/2 preface (`PRI`) from an HTTP/1 method.
-    sniffed: Vec<u8>,
     /// HTTP/2 connections carry control frames while idle, so reads do not start a head timer.
     h2: bool,
 }
@@ -72,7 +71,6 @@ impl ConnClock {
                 phase: Phase::Head {
                     since: Instant::now(),
                 },
-                sniffed: Vec::new(),
                 h2: false,
             }),
             header_timeout,
@@ -88,16 +86,14 @@ impl ConnClock {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The connection turned out to speak HTTP/2 ([`super::protocol::sniff`]).
+    pub fn serving_http2(&self) {
+        self.lock().h2 = true;
+    }
+
     /// Bytes arrived from the client.
-    fn on_read(&self, bytes: &[u8]) {
+    fn on_read(&self) {
         let mut s = self.lock();
-        if s.sniffed.len() < 3 {
-            let take = (3 - s.sniffed.len()).min(bytes.len());
-            s.sniffed.extend_from_slice(&bytes[..take]);
-            if s.sniffed.as_slice() == b"PRI" {
-                s.h2 = true;
-            }
-        }
         if let Phase::Idle { .. } = s.phase {
             if !s.h2 {
                 s.phase = Phase::Head {
@@ -177,17 +173,29 @@ impl Drop for RequestGuard {
 }
 
 pin_project_lite::pin_project! {
-    /// A client connection whose reads are reported to its [`ConnClock`].
+    /// A client connection as hyper sees it: its reads are reported to its [`ConnClock`], and
+    /// the bytes read before hyper took over ([`super::protocol::sniff`]) are read again first.
     pub struct Watched<S> {
         #[pin]
         io: S,
         clock: Arc<ConnClock>,
+        replay: Bytes,
     }
 }
 
 impl<S> Watched<S> {
     pub fn new(io: S, clock: Arc<ConnClock>) -> Self {
-        Watched { io, clock }
+        Watched {
+            io,
+            clock,
+            replay: Bytes::new(),
+        }
+    }
+
+    /// Give `bytes`, already read from the connection, to the next reads, before the socket's.
+    pub fn replay(&mut self, bytes: Bytes) {
+        debug_assert!(self.replay.is_empty(), "one replay at a time");
+        self.replay = bytes;
     }
 }
 
@@ -198,12 +206,17 @@ impl<S: AsyncRead> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        if !this.replay.is_empty() {
+            // Already reported to the clock when first read.
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            let fresh = &buf.filled()[before..];
-            if !fresh.is_empty() {
-                this.clock.on_read(fresh);
+            if buf.filled().len() > before {
+                this.clock.on_read();
             }
         }
         polled
@@ -258,7 +271,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn busy_connections_have_no_deadline_and_idle_ones_get_idle_timeout() {
         let clock = ConnClock::new(HEAD, IDLE);
-        clock.on_read(b"GET / HTTP/1.1\r\n");
+        clock.on_read();
         let guard = clock.start_request();
         let waiter = tokio::spawn({
             let clock = Arc::clone(&clock);
@@ -276,11 +289,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_first_byte_of_the_next_request_starts_the_header_clock() {
         let clock = ConnClock::new(HEAD, IDLE);
-        clock.on_read(b"GET");
+        clock.on_read();
         drop(clock.start_request());
         tokio::time::sleep(Duration::from_secs(30)).await;
         let first_byte = Instant::now();
-        clock.on_read(b"G");
+        clock.on_read();
         assert_eq!(clock.expired().await, Expiry::Header);
         assert_eq!(first_byte.elapsed(), HEAD);
     }
@@ -288,10 +301,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn h2_control_frames_do_not_turn_idle_into_header_wait() {
         let clock = ConnClock::new(HEAD, IDLE);
-        clock.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        clock.serving_http2();
         drop(clock.start_request());
         let idle_from = Instant::now();
-        clock.on_read(b"\x00\x00\x08\x06"); // a PING frame
+        clock.on_read(); // a PING frame
         assert_eq!(clock.expired().await, Expiry::Idle);
         assert_eq!(idle_from.elapsed(), IDLE);
     }

@@ -14,6 +14,7 @@
 //! what the clock watches, so it still tells an HTTP/2 preface from an HTTP/1 request.
 
 mod clock;
+mod protocol;
 mod redirect;
 pub mod workers;
 
@@ -27,8 +28,7 @@ use std::time::Duration;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -42,6 +42,7 @@ use crate::gate::{self, App};
 use crate::session::{self, Store};
 use arc_swap::ArcSwap;
 use clock::{ConnClock, Expiry, Watched};
+use protocol::{HttpServer, Version};
 
 pub use clock::RequestGuard;
 pub use workers::Workers;
@@ -133,7 +134,7 @@ pub async fn serve_on(
     let Listeners { main, redirect } = listeners;
     let store = Arc::clone(&live.load().store);
     let metrics = Arc::clone(&live.load().metrics);
-    let http = Arc::new(http_builder(&config));
+    let http = Arc::new(HttpServer::new(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
@@ -309,32 +310,10 @@ fn start_housekeeping(
     Ok(vec![sweeper, control])
 }
 
-/// The HTTP/1.1 + HTTP/2 (prior knowledge) server settings shared by every connection.
-fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let listen = &config.listen;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // ConnClock owns header and idle deadlines; hyper's own would conflate the two.
-        .header_read_timeout(None)
-        .keep_alive(true)
-        // The whole request head must fit; hyper answers 431 when it does not.
-        .max_buf_size(listen.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256);
-    builder
-}
-
 /// Everything one connection task needs.
 struct Connection {
     live: Live,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<HttpServer>,
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
     role: Role,
@@ -359,21 +338,27 @@ impl Connection {
                     .await;
             }
             Role::Https(acceptor) => {
-                let stream = tokio::select! {
-                    handshake = acceptor.accept(stream) => match handshake {
-                        Ok(stream) => stream,
-                        Err(error) => {
-                            debug!(peer = %peer, %error, "tls handshake failed");
+                // Boxed: a TLS session's state (7.2 KB) is larger than the whole of a plain
+                // connection's (2.3 KB), and every connection's task, plain or not, would be
+                // sized for it.
+                Box::pin(async move {
+                    let stream = tokio::select! {
+                        handshake = acceptor.accept(stream) => match handshake {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                debug!(peer = %peer, %error, "tls handshake failed");
+                                return;
+                            }
+                        },
+                        _ = clock.expired() => {
+                            debug!(peer = %peer, "tls handshake not finished within header_timeout: closing connection");
                             return;
                         }
-                    },
-                    _ = clock.expired() => {
-                        debug!(peer = %peer, "tls handshake not finished within header_timeout: closing connection");
-                        return;
-                    }
-                };
-                let client = ClientInfo { peer, tls: true };
-                self.serve_http(stream, clock, client, None).await;
+                    };
+                    let client = ClientInfo { peer, tls: true };
+                    self.serve_http(stream, clock, client, None).await;
+                })
+                .await;
             }
         }
     }
@@ -390,7 +375,26 @@ impl Connection {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
+        let mut io = Watched::new(stream, Arc::clone(&clock));
+        let version = tokio::select! {
+            sniffed = protocol::sniff(&mut io) => match sniffed {
+                Ok(Some(version)) => version,
+                Ok(None) => return,
+                Err(error) => {
+                    debug!(%error, "connection failed before its first request");
+                    return;
+                }
+            },
+            expiry = clock.expired() => {
+                debug!(?expiry, "no request within header_timeout: closing connection");
+                return;
+            }
+            _ = self.stop.wait_for(|stopped| *stopped) => return,
+        };
+        if version == Version::Http2 {
+            clock.serving_http2();
+        }
+        let io = TokioIo::new(io);
         let live = Arc::clone(&self.live);
         let service_clock = Arc::clone(&clock);
         // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
@@ -422,7 +426,7 @@ impl Connection {
             }
             .instrument(span))
         });
-        let conn = self.http.serve_connection_with_upgrades(io, service);
+        let conn = self.http.serve(version, io, service);
         tokio::pin!(conn);
 
         let mut closing = false;
