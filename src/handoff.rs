@@ -74,7 +74,7 @@ pub async fn apply(
     cookie: &mut CookieAction,
     seen: &mut Seen,
 ) {
-    if handoff.login.is_none() && !handoff.logout {
+    if handoff.is_empty() {
         return;
     }
     if !permit.enabled {

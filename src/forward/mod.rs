@@ -224,6 +224,11 @@ static X_DOORMAN_GROUPS: HeaderName = HeaderName::from_static("x-doorman-groups"
 static X_DOORMAN_LOGOUT: HeaderName = HeaderName::from_static("x-doorman-logout");
 
 impl Handoff {
+    /// Nothing to act on: no login, no logout (`X-Doorman-Groups` alone means nothing).
+    pub fn is_empty(&self) -> bool {
+        self.login.is_none() && !self.logout
+    }
+
     fn read(h: &http::HeaderMap) -> Handoff {
         // Nearly every response has none: one pass over its few names instead of three lookups.
         if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
