@@ -23,13 +23,44 @@ pub use self::doorman::{Doorman, DoormanProcess};
 pub use self::upstream::Upstream;
 
 /// A fresh, empty directory under the system temp dir, unique to this process and call.
+///
+/// Tests keep their directories (a doorman or redis-server may still be writing there when
+/// a test returns, and a failed test's files are evidence). Instead, the first call in each
+/// test process removes the directories of test processes that have exited, so they do not
+/// pile up from run to run.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_dirs_of_exited_tests);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("doorman-test-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// Remove `doorman-test-{pid}-…` directories whose process is gone (Linux: no `/proc/{pid}`).
+fn remove_dirs_of_exited_tests() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("doorman-test-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// An HTTP/1.1 client (pooled, keep-alive).
