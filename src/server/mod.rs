@@ -11,7 +11,8 @@
 //! loop (a slow or silent client must not hold up everyone else's accept), and it is part of
 //! the `header_timeout` window that starts at accept: a client that never finishes its
 //! handshake is closed like one that never finishes its request head. The decrypted stream is
-//! what the clock watches, so it still tells an HTTP/2 preface from an HTTP/1 request.
+//! what the clock watches and what [`protocol::sniff`] reads, so HTTP/2 is told from HTTP/1
+//! the same way with TLS or without. The sniff is under `header_timeout` too.
 
 mod clock;
 mod protocol;
