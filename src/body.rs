@@ -44,7 +44,9 @@ pub fn empty() -> Body {
 }
 
 /// The upstream's body, passed through frame by frame (data and trailers), never buffered.
-pub fn stream(incoming: hyper::body::Incoming) -> Body {
+pub fn stream(
+    incoming: impl http_body::Body<Data = Bytes, Error = hyper::Error> + Send + 'static,
+) -> Body {
     incoming.boxed_unsync()
 }
 

@@ -16,7 +16,7 @@
 //!      cookie    read doorman's cookie → session (SessionStore: embedded redb, or Redis)
 //!      decide    401 / 302 / 403 / 503, or:
 //!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
-//!                removed, X-Forwarded-*), pooled client, timeouts, upgrades; clean the response
+//!                removed, X-Forwarded-*), per-worker pool, timeouts, upgrades; clean the response
 //!  error ── every cause doorman answers itself, mapped to one status in one place
 //! ```
 //!

@@ -248,6 +248,139 @@ async fn a_pooled_connection_the_upstream_closed_is_not_an_error() {
     }
 }
 
+/// A connection goes back to the pool whenever its response was read to the end, however that
+/// end looks: a `Content-Length` body, one streamed in many chunks, a chunked body ending in
+/// trailers, and the bodies hyper never polls (`204`, `304`, `HEAD`). Missing one of them
+/// would open a connection per such response.
+#[tokio::test]
+async fn every_kind_of_response_end_returns_the_connection_to_the_pool() {
+    let upstream = Upstream::start().await;
+    let doorman = Doorman::start(&config(&upstream.url(), "")).await;
+    let client = h1_client();
+    for round in 0..3 {
+        for path in [
+            "/echo",
+            "/download/300000",
+            "/trailers",
+            "/status/204",
+            "/status/304",
+        ] {
+            let mut req = get(&doorman.url(path), &[("te", "trailers")]);
+            if path == "/status/304" {
+                req.headers_mut()
+                    .insert("if-none-match", http::HeaderValue::from_static("\"x\""));
+            }
+            let (status, _, body) = send(&client, req).await;
+            assert!(status.is_success() || status == 304, "{path}: {status}");
+            if path == "/download/300000" {
+                assert_eq!(body.len(), 300_000, "{path}");
+            }
+        }
+        let mut head = get(&doorman.url("/echo"), &[]);
+        *head.method_mut() = http::Method::HEAD;
+        let (status, _, body) = send(&client, head).await;
+        assert_eq!(status, 200, "HEAD");
+        assert!(body.is_empty());
+        assert_eq!(
+            upstream.connections.load(Ordering::SeqCst),
+            1,
+            "round {round}: a response end left its connection out of the pool"
+        );
+    }
+}
+
+/// A raw keep-alive upstream answering every request with `ok`; it counts accepted
+/// connections and notes each connection doorman closes (EOF while waiting for a request).
+async fn counting_upstream() -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                while read_request_head(&mut stream).await {
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = closed_tx.send(Instant::now());
+            });
+        }
+    });
+    (addr, accepted, closed, task)
+}
+
+/// Idle pooled connections are closed once `pool_idle_timeout` passes, even when no further
+/// request comes to notice they expired: the upstream's sockets (and its connection limit)
+/// are not held by an idle proxy.
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_pool_idle_timeout_without_traffic() {
+    let (addr, accepted, mut closed, _task) = counting_upstream().await;
+    let doorman = Doorman::start(&config(
+        &format!("http://{addr}"),
+        "pool_idle_timeout = \"300ms\"",
+    ))
+    .await;
+    let (status, _, body) = send(&h1_client(), get(&doorman.url("/once"), &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "ok");
+    let answered = Instant::now();
+    let at = tokio::time::timeout(Duration::from_secs(3), closed.recv())
+        .await
+        .expect("the idle connection was still open 3 s later")
+        .expect("upstream running");
+    let after = at.duration_since(answered);
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}, before pool_idle_timeout"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A response body the client stopped reading half-way (it went away) must not put its
+/// connection back: the rest of that body is still on the wire, and the next request would
+/// read it as its response. The next request gets its own answer on a new connection.
+#[tokio::test]
+async fn a_response_body_dropped_half_read_does_not_return_its_connection() {
+    let upstream = Upstream::start().await;
+    let doorman = Doorman::start(&config(&upstream.url(), "")).await;
+    let mut raw = TcpStream::connect(doorman.addr).await.expect("connect");
+    raw.write_all(b"GET /download/50000000 HTTP/1.1\r\nHost: doorman\r\n\r\n")
+        .await
+        .expect("write");
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < 256 * 1024 {
+        match raw.read(&mut buf).await {
+            Ok(0) | Err(_) => panic!("doorman closed after {got} bytes"),
+            Ok(n) => got += n,
+        }
+    }
+    drop(raw);
+    // Give doorman time to notice the client left and drop the half-read body.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = h1_client();
+    for i in 0..3 {
+        let (status, _, body) = send(&client, get(&doorman.url(&format!("/after/{i}")), &[])).await;
+        assert_eq!(status, 200);
+        assert_eq!(echoed(&body)["uri"], format!("/after/{i}"));
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+}
+
 // ---- https upstreams -----------------------------------------------------------------------
 
 /// A TLS upstream for `localhost` with a fresh self-signed certificate; returns it and the

@@ -1,5 +1,9 @@
-//! The way to the upstream: one pooled client, one function that builds every upstream
-//! request, and the cleaning of what comes back.
+//! The way to the upstream: one connection pool per worker ([`pool`], doorman's own: see
+//! there why, and what it guarantees), one function that builds every upstream request, and
+//! the cleaning of what comes back.
+//!
+//! The upstream receives the request-target in origin-form (`/path?query`) and the `Host`
+//! doorman chose (`preserve_host`); the connection is HTTP/1.1 whatever the client spoke.
 //!
 //! Bodies are never buffered: the client's `Incoming` body becomes the upstream request's body
 //! and the upstream's `Incoming` becomes the client's, frame by frame, trailers included.
@@ -7,19 +11,18 @@
 //! get the same strip as the request head ([`UpstreamBody`]).
 
 pub mod headers;
+mod pool;
 mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{Config, UpstreamConfig};
@@ -27,6 +30,7 @@ use crate::cookie;
 use crate::error::ProxyError;
 use crate::identity::Identity;
 use headers::Forwarded;
+use pool::{Pool, SendError};
 
 /// Where a request came from, as far as forwarding cares.
 #[derive(Debug, Clone, Copy)]
@@ -36,19 +40,20 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
-/// The pooled clients for the configured upstream: one per worker
+/// The connection pools for the configured upstream: one per worker
 /// ([`crate::server::workers`]), so a request and the upstream connection it uses stay on
-/// the same thread.
+/// the same thread. A reload builds a new `Upstream`; the old pools drain and their idle
+/// connections expire.
 #[derive(Clone)]
 pub struct Upstream {
-    clients: Arc<[Client<HttpsConnector<HttpConnector>, UpstreamBody>]>,
+    pool: Arc<Pool<HttpsConnector<HttpConnector>, UpstreamBody>>,
     /// The config this client was built from: forwarding rules are read from it per request.
     config: Arc<Config>,
 }
 
 impl Upstream {
-    /// Build the clients: one pool per worker, TCP_NODELAY, the configured connect timeout,
-    /// and idle pooled connections dropped before the upstream would drop them.
+    /// Build the pools: one per worker, TCP_NODELAY, the configured connect timeout, and idle
+    /// pooled connections dropped before the upstream would drop them.
     pub fn new(config: Arc<Config>) -> Result<Upstream, rustls::Error> {
         let up = &config.upstream;
         let mut http = HttpConnector::new();
@@ -60,27 +65,25 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(up.pool_idle_timeout)
-            // A request whose pooled connection was found closed before anything was written is
-            // sent again on another connection: nothing reached the upstream, so it is safe for
-            // every method.
-            .retry_canceled_requests(true)
-            // Host is set by `upstream_request`, per `preserve_host`.
-            .set_host(false);
-        let clients = (0..crate::server::workers::count())
-            .map(|_| builder.build(https.clone()))
-            .collect();
-        Ok(Upstream { clients, config })
-    }
-
-    /// The pool of the worker running the caller. Its connections' tasks were spawned on
-    /// that worker's runtime (hyper spawns on the current one), so using them wakes no other
-    /// thread.
-    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, UpstreamBody> {
-        &self.clients[crate::server::workers::current() % self.clients.len()]
+        // What the connector dials: the scheme picks TLS or not, the authority the address.
+        let target = Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(up.scheme.clone());
+            parts.authority = Some(up.authority.clone());
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            parts
+        })
+        .map_err(|e| rustls::Error::General(format!("upstream url: {e}")))?;
+        let pool = Pool::new(
+            https,
+            target,
+            crate::server::workers::count(),
+            up.pool_idle_timeout,
+        );
+        Ok(Upstream {
+            pool: Arc::new(pool),
+            config,
+        })
     }
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
@@ -97,7 +100,7 @@ impl Upstream {
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let up_req = self.upstream_request(req, client, target, identity, upgrade)?;
         let up = &self.config.upstream;
-        let resp = match tokio::time::timeout(up.timeout, self.client().request(up_req)).await {
+        let resp = match tokio::time::timeout(up.timeout, self.pool.send(up_req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(up.timeout)),
             Ok(Err(e)) => return Err(self.classify(e)),
             Ok(Ok(resp)) => resp,
@@ -175,9 +178,10 @@ impl Upstream {
             config.identity.set(h, identity);
         }
 
-        parts.uri = upstream_uri(&up.scheme, &up.authority, target)?;
-        // The upstream connection is HTTP/1.1 whatever the client spoke; hyper's client refuses
-        // an h2-marked request on an HTTP/1 connection.
+        // Origin-form: hyper's HTTP/1 client writes the target exactly as given.
+        parts.uri = Uri::from(target);
+        // The upstream connection is HTTP/1.1 whatever the client spoke (hyper's HTTP/1
+        // encoder would rewrite an h2-marked request, and panics on any other version).
         parts.version = Version::HTTP_11;
         let body = UpstreamBody {
             inner: body,
@@ -186,15 +190,15 @@ impl Upstream {
         Ok(Request::from_parts(parts, body))
     }
 
-    /// Sort a client error into the cause the client is answered with.
-    fn classify(&self, e: hyper_util::client::legacy::Error) -> ProxyError {
-        if e.is_connect() {
-            if caused_by_timeout(&e) {
-                return ProxyError::UpstreamTimeout(self.config.upstream.connect_timeout);
+    /// Sort a pool error into the cause the client is answered with.
+    fn classify(&self, e: SendError) -> ProxyError {
+        match e {
+            SendError::Connect(e) if caused_by_timeout(&*e) => {
+                ProxyError::UpstreamTimeout(self.config.upstream.connect_timeout)
             }
-            return ProxyError::UpstreamConnect(Box::new(e));
+            SendError::Connect(e) => ProxyError::UpstreamConnect(e),
+            SendError::Request(e) => ProxyError::UpstreamFailed(Box::new(e)),
         }
-        ProxyError::UpstreamFailed(Box::new(e))
     }
 }
 
@@ -269,19 +273,6 @@ fn authority_value(authority: &Authority) -> HeaderValue {
     // An `Authority` is always a valid header value.
     HeaderValue::from_str(authority.as_str())
         .unwrap_or_else(|_| HeaderValue::from_static("localhost"))
-}
-
-fn upstream_uri(
-    scheme: &Scheme,
-    authority: &Authority,
-    path: PathAndQuery,
-) -> Result<Uri, ProxyError> {
-    Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("unusable request target"))
 }
 
 fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

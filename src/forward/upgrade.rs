@@ -30,9 +30,9 @@ pub fn requested(req: &Request<Incoming>) -> Option<HeaderValue> {
 
 /// Answer the client with the upstream's 101 and join the two connections once both sides
 /// have switched.
-pub fn tunnel(
+pub fn tunnel<B>(
     client_side: OnUpgrade,
-    mut resp: Response<Incoming>,
+    mut resp: Response<B>,
     config: &Config,
 ) -> Result<Response<Body>, ProxyError> {
     let upstream_side = hyper::upgrade::on(&mut resp);

@@ -8,7 +8,7 @@
 //! TCP work itself. Here a connection lives on one worker for its whole life, and so do the
 //! upstream connections it uses: each worker has its own upstream pool
 //! ([`Upstream`](crate::forward::Upstream) picks the pool of the worker it runs on, by
-//! [`current`]), and hyper spawns their tasks on the current (that same) runtime. That is
+//! [`current`]), and the pool spawns their tasks on the current (that same) runtime. That is
 //! nginx's worker model; the accept loop, signals, reload, admin and store upkeep stay on the
 //! main runtime.
 
@@ -47,7 +47,7 @@ pub fn default_count() -> usize {
 }
 
 /// How many workers this process runs: as started by [`Workers::start`], else
-/// [`default_count`]. Upstream clients keep one pool per worker.
+/// [`default_count`]. The upstream keeps one connection pool per worker.
 pub fn count() -> usize {
     COUNT.get().copied().unwrap_or_else(default_count)
 }
