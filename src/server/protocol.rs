@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::clock::Watched;
 use crate::config::Config;
+use crate::error::BoxError;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -71,6 +72,29 @@ pub async fn sniff<S: AsyncRead + Unpin>(io: &mut Watched<S>) -> io::Result<Opti
     }
 }
 
+/// A client connection hyper can serve, with TLS or without.
+pub trait Io: Read + Write + Unpin + Send + 'static {}
+impl<T: Read + Write + Unpin + Send + 'static> Io for T {}
+
+/// A service hyper can run on either protocol: HTTP/2 runs each request in a task of its own,
+/// so the request's future and the response body must be `Send + 'static`.
+pub trait ConnService:
+    HttpService<
+    Incoming,
+    Future: Send + 'static,
+    ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+>
+{
+}
+impl<S> ConnService for S where
+    S: HttpService<
+        Incoming,
+        Future: Send + 'static,
+        ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    >
+{
+}
+
 /// The server settings for both protocols, shared by every connection.
 pub struct HttpServer {
     http1: http1::Builder,
@@ -101,15 +125,12 @@ impl HttpServer {
 
     /// Serve `io` with `service` in the protocol [`sniff`] found. HTTP/1 connections support
     /// upgrades (WebSocket).
-    pub fn serve<I, S, B>(&self, version: Version, io: I, service: S) -> Served<I, S>
-    where
-        I: Read + Write + Unpin + Send + 'static,
-        S: HttpService<Incoming, ResBody = B> + Clone,
-        S::Future: Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    pub fn serve<I: Io, S: ConnService>(
+        &self,
+        version: Version,
+        io: I,
+        service: S,
+    ) -> Served<I, S> {
         match version {
             Version::Http1 => Served::Http1 {
                 conn: self.http1.serve_connection(io, service).with_upgrades(),
@@ -135,15 +156,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<I, S, B> Served<I, S>
-where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Clone,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl<I: Io, S: ConnService> Served<I, S> {
     /// Finish the requests in flight, take no new ones, then close.
     pub fn graceful_shutdown(self: Pin<&mut Self>) {
         match self.project() {
@@ -153,15 +166,7 @@ where
     }
 }
 
-impl<I, S, B> Future for Served<I, S>
-where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Clone,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl<I: Io, S: ConnService> Future for Served<I, S> {
     type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
