@@ -429,6 +429,25 @@ mod tests {
         resp
     }
 
+    /// Send `req` while the upstream takes a *new* connection, reads the head and answers
+    /// [`OK`]; the response, and the upstream's end of that connection.
+    async fn exchange_on_a_new_connection(
+        pool: &TestPool,
+        req: Request<Empty<Bytes>>,
+        ends: &mut mpsc::UnboundedReceiver<DuplexStream>,
+    ) -> (
+        Result<Response<PooledBody<Empty<Bytes>>>, SendError>,
+        DuplexStream,
+    ) {
+        let upstream = async {
+            let mut io = ends.recv().await.expect("a new connection");
+            assert!(read_head(&mut io).await, "the upstream saw no request");
+            io.write_all(OK).await.expect("write answer");
+            io
+        };
+        within(async { tokio::join!(pool.send(req), upstream) }).await
+    }
+
     fn idle_count(pool: &TestPool) -> usize {
         lock(&pool.workers[0].idle).conns.len()
     }
@@ -438,14 +457,7 @@ mod tests {
         pool: &TestPool,
         ends: &mut mpsc::UnboundedReceiver<DuplexStream>,
     ) -> DuplexStream {
-        let send = pool.send(get("/first"));
-        let upstream = async {
-            let mut io = ends.recv().await.expect("a connection");
-            assert!(read_head(&mut io).await);
-            io.write_all(OK).await.expect("write answer");
-            io
-        };
-        let (resp, io) = within(async { tokio::join!(send, upstream) }).await;
+        let (resp, io) = exchange_on_a_new_connection(pool, get("/first"), ends).await;
         let body = resp.expect("response").into_body().collect().await;
         assert_eq!(body.expect("body").to_bytes(), "ok");
         assert_eq!(idle_count(pool), 1, "read to its end: pooled");
@@ -461,14 +473,7 @@ mod tests {
         let first = first_exchange(&pool, &mut ends).await;
         // The upstream closes; the connection's task has not run since, so it still looks open.
         drop(first);
-        let send = pool.send(get("/second"));
-        let upstream = async {
-            let mut io = ends.recv().await.expect("a second connection");
-            assert!(read_head(&mut io).await);
-            io.write_all(OK).await.expect("write answer");
-            io
-        };
-        let (resp, _io) = within(async { tokio::join!(send, upstream) }).await;
+        let (resp, _io) = exchange_on_a_new_connection(&pool, get("/second"), &mut ends).await;
         let resp = resp.expect("retried on a new connection, not failed");
         assert_eq!(resp.status(), 200);
         assert_eq!(connects.load(Ordering::SeqCst), 2);
@@ -512,14 +517,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(idle_count(&pool), 0);
 
-        let send = pool.send(get("/next"));
-        let upstream = async {
-            let mut io = ends.recv().await.expect("a new connection");
-            assert!(read_head(&mut io).await);
-            io.write_all(OK).await.expect("write answer");
-            io
-        };
-        let (resp, _io) = within(async { tokio::join!(send, upstream) }).await;
+        let (resp, _io) = exchange_on_a_new_connection(&pool, get("/next"), &mut ends).await;
         let body = resp.expect("response").into_body().collect().await;
         assert_eq!(body.expect("body").to_bytes(), "ok");
         assert_eq!(connects.load(Ordering::SeqCst), 2);
