@@ -13,7 +13,7 @@ use doorman::session::redis::{RedisStore, COMMAND_TIMEOUT};
 use doorman::session::{
     now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Timeouts, RECORD_VERSION,
 };
-use support::redis::{command_calls, free_port, RedisServer};
+use support::redis::{calls_since, command_calls, free_port, RedisServer};
 
 const PREFIX: &str = "t:";
 
@@ -379,11 +379,7 @@ async fn a_lookup_is_one_round_trip() {
         }
     }
     let after = command_calls(&mut raw);
-    let mut diff: HashMap<String, u64> = after
-        .iter()
-        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
-        .filter(|(_, d)| *d > 0)
-        .collect();
+    let mut diff = calls_since(&before, &after);
     // Command stats also count what scripts call inside the server: those are not round trips.
     assert_eq!(diff.remove("info"), Some(1), "our own INFO");
     assert_eq!(diff.remove("evalsha"), Some(N), "one EVALSHA per lookup");

@@ -14,7 +14,7 @@ use support::login::{
     post_logout, upstream_saw, Backend, Conf, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
     DASHBOARD,
 };
-use support::redis::RedisServer;
+use support::redis::{calls_since, RedisServer};
 
 /// A config with `/dashboard` protected and the cache on, plus `session` keys.
 fn cached(session: &str) -> Conf {
@@ -84,14 +84,9 @@ async fn a_hot_session_costs_no_redis_round_trip() {
         assert_eq!(upstream_saw(&answer, "x-auth-user"), ["alice"]);
     }
     let after = redis.command_calls();
-    let mut delta: Vec<(String, u64)> = after
-        .iter()
-        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
-        .filter(|(_, d)| *d > 0)
-        .collect();
-    delta.sort();
+    let delta = calls_since(&before, &after);
     // Besides our own INFO, only the tracker's health checks (one PING a second) may show.
-    let others: Vec<&(String, u64)> = delta
+    let others: Vec<(&String, &u64)> = delta
         .iter()
         .filter(|(name, _)| !matches!(name.as_str(), "info" | "ping"))
         .collect();

@@ -364,6 +364,19 @@ fn answers_ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
+/// The commands Redis counted between two [`command_calls`] readings, with how many calls
+/// each, by name; commands not called in between are left out.
+pub fn calls_since(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect()
+}
+
 /// `INFO commandstats` on `conn` as command name → calls: what Redis itself counted, for tests
 /// that prove how many round trips doorman makes. (Commands scripts run inside the server are
 /// counted too.)
