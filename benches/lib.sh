@@ -19,6 +19,30 @@ declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
+# shared_option ARGS...: parse one option that run.sh and scale.sh both take (the first of
+# ARGS), set its variable, and set SHIFTS to how many arguments it used. Returns 1 when ARGS
+# does not start with one of them (the caller reports it as unknown).
+shared_option() {
+  case "$1" in
+    --quick) QUICK=1; SHIFTS=1;;
+    --doorman) DOORMAN=$2; SHIFTS=2;;
+    --duration) DURATION=$2; SHIFTS=2;;
+    --conns) CONNS=$2; SHIFTS=2;;
+    --reps) REPS=$2; SHIFTS=2;;
+    --warmup) WARMUP=$2; SHIFTS=2;;
+    --threads) THREADS=$2; SHIFTS=2;;
+    --pin) PIN=1; SHIFTS=1;;
+    --nice) NICE=$2; SHIFTS=2;;
+    --wait-quiet) WAIT_QUIET=$2; SHIFTS=2;;
+    --max-other) MAX_OTHER=$2; SHIFTS=2;;
+    --retries) RETRIES=$2; SHIFTS=2;;
+    --no-install) INSTALL=0; SHIFTS=1;;
+    --out) OUT=$2; SHIFTS=2;;
+    -h|--help) awk 'NR>1 && /^set -uo/{exit} NR>1' "$0"; exit 0;;
+    *) return 1;;
+  esac
+}
+
 # ---------------------------------------------------------------- install
 install_pkgs() {  # install_pkgs PKG...: apt-get install, unless --no-install (INSTALL=0)
   [ $# -gt 0 ] || return 0

@@ -54,27 +54,12 @@ DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1; shift;;
-    --doorman) DOORMAN=$2; shift 2;;
     --seed) SEED=$2; shift 2;;
     --parts) PARTS=$2; shift 2;;
     --idle-conns) IDLE_CONNS=$2; shift 2;;
     --sizes) SIZES=$2; shift 2;;
     --stores) STORES=$2; shift 2;;
-    --conns) CONNS=$2; shift 2;;
-    --duration) DURATION=$2; shift 2;;
-    --reps) REPS=$2; shift 2;;
-    --warmup) WARMUP=$2; shift 2;;
-    --threads) THREADS=$2; shift 2;;
-    --pin) PIN=1; shift;;
-    --nice) NICE=$2; shift 2;;
-    --wait-quiet) WAIT_QUIET=$2; shift 2;;
-    --max-other) MAX_OTHER=$2; shift 2;;
-    --retries) RETRIES=$2; shift 2;;
-    --no-install) INSTALL=0; shift;;
-    --out) OUT=$2; shift 2;;
-    -h|--help) awk 'NR>1 && /^set -uo/{exit} NR>1' "$0"; exit 0;;
-    *) die "unknown option $1 (see --help)";;
+    *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
   esac
 done
 POOL_SETTLE=5
