@@ -8,7 +8,6 @@
 //! installs nginx, wrk and redis-server when they are missing; `--no-install` keeps this test
 //! from running apt-get itself.
 
-use std::path::Path;
 use std::process::Command;
 
 mod support;
@@ -34,34 +33,11 @@ fn session_cache_supported() -> bool {
 
 #[test]
 fn quick_benchmark_runs_every_doorman_row() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = support::temp_dir("bench-quick");
-    let result = Command::new("bash")
-        .arg(root.join("benches/run.sh"))
-        .args([
-            "--quick",
-            "--no-install",
-            "--doorman",
-            env!("CARGO_BIN_EXE_doorman"),
-        ])
-        .arg("--out")
-        .arg(&out)
-        .env_remove("DOORMAN_BENCH_LOG")
-        .output()
-        .expect("run bash benches/run.sh");
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        result.status.success(),
-        "benches/run.sh --quick failed ({}):\n{stderr}",
-        result.status
-    );
+    let (printed, stderr) = support::run_bench_quick("run.sh", &[], &out);
 
     let table = std::fs::read_to_string(out.join("table.md")).expect("table.md written");
-    assert_eq!(
-        String::from_utf8_lossy(&result.stdout),
-        table,
-        "the table is printed as written"
-    );
+    assert_eq!(printed, table, "the table is printed as written");
     let cache = session_cache_supported();
     let mut measured = vec![
         ("a", "upstream direct"),

@@ -60,30 +60,11 @@ fn quick_scale_run_holds_idle_connections_and_reads_seeded_stores() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let seed = seed_binary(root);
     let out = support::temp_dir("bench-scale");
-    let result = Command::new("bash")
-        .arg(root.join("benches/scale.sh"))
-        .args([
-            "--quick",
-            "--no-install",
-            "--doorman",
-            env!("CARGO_BIN_EXE_doorman"),
-        ])
-        .arg("--seed")
-        .arg(&seed)
-        .arg("--out")
-        .arg(&out)
-        .env_remove("DOORMAN_BENCH_LOG")
-        .output()
-        .expect("run bash benches/scale.sh");
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        result.status.success(),
-        "benches/scale.sh --quick failed ({}):\n{stderr}",
-        result.status
-    );
+    let (printed, stderr) =
+        support::run_bench_quick("scale.sh", &["--seed".as_ref(), seed.as_os_str()], &out);
 
     let table = std::fs::read_to_string(out.join("scale.md")).expect("scale.md written");
-    assert_eq!(String::from_utf8_lossy(&result.stdout), table);
+    assert_eq!(printed, table);
 
     // | connections | held | failed | ...
     let idle = table

@@ -39,6 +39,38 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Run `benches/<script> --quick --no-install --doorman <this build's doorman> --out <out>`
+/// plus `extra`, as `cargo test` does to keep the benchmark scripts from rotting; assert it
+/// succeeded and return what it printed: stdout (its table) and stderr (its log).
+pub fn run_bench_quick(
+    script: &str,
+    extra: &[&std::ffi::OsStr],
+    out: &std::path::Path,
+) -> (String, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let result = std::process::Command::new("bash")
+        .arg(root.join("benches").join(script))
+        .args([
+            "--quick",
+            "--no-install",
+            "--doorman",
+            env!("CARGO_BIN_EXE_doorman"),
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .env_remove("DOORMAN_BENCH_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("run bash benches/{script}: {e}"));
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(
+        result.status.success(),
+        "benches/{script} --quick failed ({}):\n{stderr}",
+        result.status
+    );
+    (String::from_utf8_lossy(&result.stdout).into_owned(), stderr)
+}
+
 /// Remove `doorman-test-{pid}-…` directories whose process is gone (Linux: no `/proc/{pid}`).
 fn remove_dirs_of_exited_tests() {
     if !std::path::Path::new("/proc/self").exists() {
