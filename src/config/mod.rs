@@ -71,6 +71,17 @@ pub struct ListenConfig {
     pub max_connections: usize,
     /// Request line plus headers; larger heads are answered 431.
     pub max_header_bytes: usize,
+    /// A request body that makes no progress for this long, while the upstream could take
+    /// more of it, ends the exchange (DESIGN.md §14): `408` before a response started, else
+    /// the connection (h1) or stream (h2) is closed. The login form is read under it whole.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long drops the client. A quiet
+    /// stream (SSE, long poll) is not a stalled write; upgraded tunnels are exempt.
+    pub send_timeout: Duration,
+    /// Connections served at once per client address (IPv6: per /64); beyond it, new
+    /// connections from that client are closed at accept, so one client's slow connections
+    /// cannot take every `max_connections` slot.
+    pub max_connections_per_client: usize,
     /// Peers whose `X-Forwarded-*` headers are kept (and appended to) instead of replaced.
     pub trusted_proxies: Vec<IpNet>,
     /// `tls = { cert, key }`: the listener speaks HTTPS with this certificate (reloadable on
@@ -98,6 +109,11 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Forward the client's `Host` instead of the upstream's authority.
     pub preserve_host: bool,
+    /// `upgrades`: the protocols a client may switch to through doorman, lower-cased (default
+    /// `["websocket"]`). `h2c` is refused at load: HTTP/2 reaches doorman over TLS ALPN or
+    /// prior knowledge, which doorman terminates itself; a tunnelled h2c connection would carry
+    /// requests doorman never sees (DESIGN.md §3, §5).
+    pub upgrades: Vec<String>,
 }
 
 impl UpstreamConfig {
@@ -334,6 +350,9 @@ fn read_listen(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> ListenC
         max_connections: s.int("max_connections", 10_000, 1, 1_000_000) as usize,
         // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
         max_header_bytes: s.int("max_header_bytes", 32_768, 8_192, 1 << 20) as usize,
+        body_timeout: s.duration("body_timeout", Duration::from_secs(30)),
+        send_timeout: s.duration("send_timeout", Duration::from_secs(60)),
+        max_connections_per_client: s.int("max_connections_per_client", 256, 1, 1_000_000) as usize,
         trusted_proxies: s.list("trusted_proxies", |v| v.parse::<IpNet>()),
         tls,
         redirect_http,
@@ -404,9 +423,35 @@ fn read_upstream(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> Upstr
         timeout: s.duration("timeout", Duration::from_secs(60)),
         pool_idle_timeout: s.duration("pool_idle_timeout", Duration::from_secs(4)),
         preserve_host: s.bool("preserve_host", false),
+        upgrades: read_upgrades(&mut s),
     };
     s.finish();
     upstream
+}
+
+/// `[upstream] upgrades`: protocol tokens (RFC 9110 §7.8), lower-cased; never `h2c`.
+fn read_upgrades(s: &mut Section<'_>) -> Vec<String> {
+    if !s.has("upgrades") {
+        return vec!["websocket".to_string()];
+    }
+    s.list("upgrades", |token| {
+        let name = token.split('/').next().unwrap_or_default();
+        if name.is_empty() || !token.bytes().all(is_token_byte) {
+            return Err(format!("{token:?} is not a protocol name"));
+        }
+        if name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("h2") {
+            return Err(format!(
+                "{token:?} can never be tunnelled: HTTP/2 reaches doorman over TLS (ALPN) or \
+                 prior knowledge, and doorman terminates it itself"
+            ));
+        }
+        Ok(token.to_ascii_lowercase())
+    })
+}
+
+/// A `tchar` of RFC 9110 §5.6.2, or the `/` between a protocol's name and version.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
 }
 
 /// `http://host:port` or `https://host:port`, with nothing after the authority: doorman forwards
@@ -469,6 +514,34 @@ mod tests {
         assert_eq!(c.upstream.url(), "http://127.0.0.1:3000");
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(4));
         assert!(!c.upstream.preserve_host);
+        assert_eq!(c.upstream.upgrades, ["websocket"]);
+        assert_eq!(c.listen.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.listen.send_timeout, Duration::from_secs(60));
+        assert_eq!(c.listen.max_connections_per_client, 256);
+    }
+
+    #[test]
+    fn h2c_can_never_be_an_allowed_upgrade() {
+        for bad in ["h2c", "H2C", "h2", "h2c/1"] {
+            let e = errors(&format!(
+                "[upstream]\nupgrades = [\"websocket\", {bad:?}]\n"
+            ));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(
+                e[0].starts_with("proxy.toml: upstream.upgrades[1]: "),
+                "{e:?}"
+            );
+        }
+        let e = errors("[upstream]\nupgrades = [\"web socket\"]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        let c = Config::parse("[upstream]\nupgrades = []\n", Path::new("p.toml")).unwrap();
+        assert!(c.upstream.upgrades.is_empty());
+        let c = Config::parse(
+            "[upstream]\nupgrades = [\"WebSocket\", \"x-custom/2\"]\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.upgrades, ["websocket", "x-custom/2"]);
     }
 
     #[test]
