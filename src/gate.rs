@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
+use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
@@ -173,6 +173,12 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if method == http::Method::HEAD && !http_body::Body::is_end_stream(resp.body()) {
+        // Doorman's own answers (401, the login page, ...) carry a body; a HEAD response must
+        // not (RFC 9110 §9.3.2). hyper drops it on HTTP/1, but sends it on HTTP/2, where the
+        // client then resets the stream. The headers (Content-Length included) stay.
+        resp = resp.map(|_| crate::body::empty());
+    }
     let entry = Entry {
         peer: client.peer,
         method,
@@ -196,10 +202,8 @@ async fn decide(
     seen: &mut Seen,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*app.config;
-    // A reverse proxy is not a tunnel to arbitrary hosts.
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotAllowed);
-    }
+    // Heads a route must never be asked to judge: CONNECT, lower-case methods, bad Host.
+    crate::head::check(&req)?;
     // Normalised once: what the routes match is exactly what the upstream receives.
     let path = crate::path::normalise(req.uri().path())?;
     seen.path = Some(path.clone());

@@ -10,6 +10,7 @@
 //! server ── accept (max_connections), TLS handshake (tls), per-connection deadlines (clock),
 //!           h1/h2 (hyper-util auto); the redirect listener answers 308 to https
 //!  └─ gate ── one request, in order:
+//!      head      refuse what no route should judge (CONNECT, lower-case methods, bad Host)
 //!      path      normalise once (400 for ambiguous paths)
 //!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff)
 //!      routes    first match → public / authenticated / deny
@@ -54,6 +55,7 @@ pub mod error;
 pub mod forward;
 pub mod gate;
 pub mod handoff;
+pub mod head;
 pub mod identity;
 pub mod logging;
 pub mod login;

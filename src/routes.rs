@@ -120,7 +120,17 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Build a table; patterns are lower-cased here once when matching is case-insensitive.
+    ///
+    /// A route listing `GET` also matches `HEAD`: frameworks answer `HEAD` with their GET
+    /// handler, so a `HEAD` that fell through to a laxer rule would run it unchecked.
     pub fn new(mut routes: Vec<Route>, default: RoutePolicy, case_sensitive: bool) -> RouteTable {
+        for route in &mut routes {
+            if let Some(methods) = &mut route.methods {
+                if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                    methods.push(Method::HEAD);
+                }
+            }
+        }
         if !case_sensitive {
             for route in &mut routes {
                 match &mut route.matcher {
@@ -321,6 +331,11 @@ mod tests {
         assert_eq!(access(&table, Method::GET, "/api/x"), Access::Public);
         assert_eq!(access(&table, Method::POST, "/api/x"), Access::Deny);
         assert_eq!(access(&table, Method::POST, "/other"), Access::Public);
+        assert_eq!(
+            access(&table, Method::HEAD, "/api/x"),
+            Access::Public,
+            "GET covers HEAD"
+        );
     }
 
     #[test]

@@ -174,7 +174,14 @@ access = "deny"
     let client = h1_client();
     let (status, _, _) = send(&client, get(&doorman.url("/api/items"), &[])).await;
     assert_eq!(status, 200);
-    for method in [Method::POST, Method::DELETE, Method::PUT, Method::HEAD] {
+    // "GET" also matches HEAD (frameworks answer HEAD with the GET handler).
+    let (status, _, _) = send(
+        &client,
+        request(Method::HEAD, &doorman.url("/api/items"), &[]),
+    )
+    .await;
+    assert_eq!(status, 200, "HEAD on a GET route");
+    for method in [Method::POST, Method::DELETE, Method::PUT] {
         let (status, _, _) = send(
             &client,
             request(method.clone(), &doorman.url("/api/items"), &[]),
@@ -185,7 +192,7 @@ access = "deny"
     // Neither /api route matches /other: the default applies.
     let (status, _, _) = send(&client, get(&doorman.url("/other"), &[])).await;
     assert_eq!(status, 401);
-    assert_eq!(upstream.seen_paths(), ["/api/items"]);
+    assert_eq!(upstream.seen_paths(), ["/api/items", "/api/items"]);
 }
 
 /// Routes are tried in file order and the first match decides, as operators read the file; a
@@ -567,6 +574,107 @@ access = "public"
     assert_eq!(upstream.seen_paths(), ["/public/x"]);
 }
 
+/// The request-head half of the bypass corpus: methods an app reads differently from the route
+/// table (`get` run as GET), and hosts that are missing, repeated or not an authority. Each is
+/// refused before any route is consulted, and none reaches the upstream. Sent as exact bytes.
+#[tokio::test]
+async fn request_head_bypasses_are_refused_and_never_reach_the_upstream() {
+    let (upstream, doorman) = start(
+        r#"
+[[routes]]
+path = "/reports"
+methods = ["GET"]
+access = "authenticated"
+
+[[routes]]
+path = "/admin"
+access = "deny"
+
+[access]
+default = "public"
+"#,
+    )
+    .await;
+    let cases: &[(&str, u16)] = &[
+        ("get /reports HTTP/1.1\r\nHost: a\r\n", 400),
+        ("Get /reports HTTP/1.1\r\nHost: a\r\n", 400),
+        ("gET /reports HTTP/1.1\r\nHost: a\r\n", 400),
+        (
+            "post /reports HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n",
+            400,
+        ),
+        ("propfind /reports HTTP/1.1\r\nHost: a\r\n", 400),
+        ("Propfind /admin HTTP/1.1\r\nHost: a\r\n", 400),
+        ("GET /reports HTTP/1.1\r\nHost: a\r\n", 401),
+        (
+            "GET /admin HTTP/1.1\r\nHost: a\r\nX-HTTP-Method-Override: GET\r\n",
+            403,
+        ),
+        ("GET /x HTTP/1.1\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: a\r\nHost: a\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: a b\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: evil/x\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: u@h\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: u:p@h:80\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: \r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: h:99999999\r\n", 400),
+        ("GET /x HTTP/1.0\r\nHost: a\r\nHost: b\r\n", 400),
+        (
+            "CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n",
+            405,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for &(head, want) in cases {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        assert!(conn.send(format!("{head}\r\n").as_bytes()).await);
+        let got = conn.response(WAIT).await.map_or(0, |r| r.status);
+        if got != want {
+            wrong.push(format!("{head:?}: want {want}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
+    assert!(
+        upstream.seen_paths().is_empty(),
+        "the upstream received refused requests: {:?}",
+        upstream.seen_paths()
+    );
+
+    // HTTP/2 carries the method in `:method`: the same rule.
+    let client = h2_client();
+    let lower = Method::from_bytes(b"get").expect("extension method");
+    let (status, _, _) = send(&client, request(lower, &doorman.url("/reports"), &[])).await;
+    assert_eq!(status, 400, ":method get");
+    let (status, _, _) = send(
+        &client,
+        request(Method::HEAD, &doorman.url("/reports"), &[]),
+    )
+    .await;
+    assert_eq!(status, 401, "HEAD over h2");
+    // A route listing GET covers HEAD (raw, a HEAD answer's length would be read as a body).
+    let (status, _, _) = send(
+        &h1_client(),
+        request(Method::HEAD, &doorman.url("/reports"), &[]),
+    )
+    .await;
+    assert_eq!(status, 401, "HEAD over h1");
+    assert!(upstream.seen_paths().is_empty());
+
+    // The rules refuse only what is ambiguous: HTTP/1.0 may omit Host, upper-case extension
+    // methods pass.
+    for (head, want) in [
+        ("GET /x HTTP/1.0\r\n", 200),
+        ("PROPFIND /x HTTP/1.1\r\nHost: a\r\n", 200),
+        ("GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n", 200),
+    ] {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        assert!(conn.send(format!("{head}\r\n").as_bytes()).await);
+        let got = conn.response(WAIT).await.map_or(0, |r| r.status);
+        assert_eq!(got, want, "{head:?}");
+    }
+}
+
 /// HTTP/2 carries the path in `:path`; it must go through the same normaliser and table.
 #[tokio::test]
 async fn http2_requests_are_decided_on_the_same_normalised_path() {
@@ -715,6 +823,15 @@ access = "authenticated"
             "X.Rewrite.URL: /admin",
             "X-HTTP-Method-Override: DELETE",
             "x_http_method_override: DELETE",
+            "X-Client-IP: 10.0.0.1",
+            "X-Cluster-Client-IP: 10.0.0.1",
+            "Fastly-Client-IP: 10.0.0.1",
+            "CF-Connecting-IP: 10.0.0.1",
+            "x_client_ip: 10.0.0.1",
+            "X-Original-URI: /admin",
+            "X-Original-Method: GET",
+            "X-Original-Host: admin.test",
+            "X-Forwarded-Method: GET",
             "X-Request-Id: kept",
         ],
     )
@@ -736,6 +853,14 @@ access = "authenticated"
         "x-rewrite-url",
         "x-forwarded-uri",
         "x-http-method-override",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "cf-connecting-ip",
+        "x-original-uri",
+        "x-original-method",
+        "x-original-host",
+        "x-forwarded-method",
     ] {
         assert!(!names.iter().any(|n| n == gone), "{gone} forwarded: {echo}");
     }

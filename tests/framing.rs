@@ -169,6 +169,22 @@ async fn a_head_just_under_max_header_bytes_is_served() {
     assert_eq!(echoed_header(&echo, "x-pad")[0].len(), pad_len);
 }
 
+/// The limit is exact, not "about": the audit saw `max_header_bytes = 32768` let heads of up
+/// to 49,152 bytes through (the read buffer's growth, not the head, was being capped). One byte
+/// over is 431; exactly at the limit is served.
+#[tokio::test]
+async fn max_header_bytes_is_exact() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman(&upstream, "max_header_bytes = 32768").await;
+    for (len, want) in [(32_769, 431), (40_000, 431), (49_152, 431), (32_768, 200)] {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        conn.send(&head_of_len(len).0).await;
+        let status = conn.response(PATIENCE).await.map_or(0, |r| r.status);
+        assert_eq!(status, want, "a {len}-byte head");
+    }
+    assert_eq!(upstream.seen_paths(), ["/big"]);
+}
+
 /// Write `first`, then one byte of `drip` every 100 ms (starting over at its end), until
 /// doorman closes the connection (or [`PATIENCE`] passes); returns when the close was seen, or
 /// `None`.

@@ -398,6 +398,36 @@ async fn alpn_http11_is_served_and_x_forwarded_proto_is_https() {
     );
 }
 
+/// The h2c bypass over TLS: with ALPN `http/1.1`, an `Upgrade: h2c` is served as a plain
+/// request, and the HTTP/2 the client speaks next reaches no h2c-capable upstream as a stream.
+#[tokio::test]
+async fn an_h2c_upgrade_inside_tls_is_never_tunnelled() {
+    let pair = Pair::generate();
+    let upstream = support::h2c::H2cUpstream::start().await;
+    let routes =
+        "[[routes]]\npath = \"/admin\"\naccess = \"deny\"\n\n[access]\ndefault = \"public\"\n";
+    let toml = config(
+        &upstream.url(),
+        "tls = { cert = \"cert.pem\", key = \"key.pem\" }\n",
+        routes,
+    );
+    let files: [(&str, &[u8]); 2] = [
+        ("cert.pem", pair.cert_pem.as_bytes()),
+        ("key.pem", pair.key_pem.as_bytes()),
+    ];
+    let doorman = Doorman::start_with_files(&toml, &files).await;
+    let stream = connect(doorman.addr, &client(&[&pair], BOTH, H1)).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let outcome = support::h2c::h2c_attack(stream, "/", &["/admin", "/private"]).await;
+    assert!(outcome.head.starts_with("HTTP/1.1 200"), "{}", outcome.head);
+    assert!(outcome.h2_statuses.is_empty(), "{outcome:?}");
+    assert!(upstream.h2_seen().is_empty(), "{:?}", upstream.h2_seen());
+    let h1 = upstream.h1_seen();
+    assert_eq!(h1.len(), 1, "{h1:?}");
+    assert!(h1[0].header("upgrade").is_empty(), "{h1:?}");
+    assert!(h1[0].header("http2-settings").is_empty(), "{h1:?}");
+}
+
 /// Certificates come with all three common key encodings: PKCS#8, RSA PKCS#1 and EC SEC1.
 #[tokio::test]
 async fn pkcs8_rsa_and_ec_keys_are_all_served() {

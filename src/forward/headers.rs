@@ -15,9 +15,11 @@ use crate::identity::canonical;
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
-/// only sends the trailer fields it declares. `HeaderName`s, not strings: a lookup by string
-/// parses the name again on every call, twice per request.
-static HOP_BY_HOP: [HeaderName; 8] = [
+/// only sends the trailer fields it declares. `HTTP2-Settings` is: it belongs to an h2c
+/// upgrade (RFC 7540 §3.2.1), which doorman never forwards, so it goes whether or not
+/// `Connection` names it. `HeaderName`s, not strings: a lookup by string parses the name again
+/// on every call, twice per request.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -26,6 +28,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// `X-Forwarded-For`, `-Proto` and `-Host`, which doorman sets.
@@ -46,10 +49,18 @@ const FORWARDING: &[&str] = &[
     "x-forwarded-prefix",
     "x-forwarded-ssl",
     "x-forwarded-uri",
+    "x-forwarded-method",
     "x-real-ip",
     "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "cf-connecting-ip",
     "x-url-scheme",
     "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-original-host",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",
@@ -249,6 +260,7 @@ mod tests {
             ("trailer", "x-checksum"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
             ("proxy-authorization", "Basic x"),
             ("accept", "*/*"),
         ]);
@@ -267,6 +279,14 @@ mod tests {
             ("x-original-url", "/admin"),
             ("x-http-method-override", "DELETE"),
             ("forwarded", "for=1.2.3.4"),
+            ("x-client-ip", "1.2.3.4"),
+            ("x_cluster_client_ip", "1.2.3.4"),
+            ("fastly-client-ip", "1.2.3.4"),
+            ("CF-Connecting-IP", "1.2.3.4"),
+            ("x-original-uri", "/admin"),
+            ("x-original-method", "GET"),
+            ("x-original-host", "admin.test"),
+            ("x-forwarded-method", "GET"),
         ]);
         let f = Forwarded {
             peer: "127.0.0.9".parse().unwrap(),

@@ -96,9 +96,10 @@ impl Upstream {
         target: PathAndQuery,
         identity: Option<&Identity>,
     ) -> Result<(Response<Body>, Handoff), ProxyError> {
-        let upgrade = upgrade::requested(&req);
+        let upgrade = upgrade::requested(&req, &self.config.upstream.upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let up_req = self.upstream_request(req, client, target, identity, upgrade)?;
+        let offered = upgrade.as_ref().map(|u| u.offered().clone());
+        let up_req = self.upstream_request(req, client, target, identity, offered)?;
         let up = &self.config.upstream;
         let resp = match tokio::time::timeout(up.timeout, self.pool.send(up_req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(up.timeout)),
@@ -106,11 +107,13 @@ impl Upstream {
             Ok(Ok(resp)) => resp,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return match client_side {
-                Some(client_side) => upgrade::tunnel(client_side, resp, &self.config)
-                    .map(|r| (r, Handoff::default())),
+            return match (upgrade, client_side) {
+                (Some(asked), Some(client_side)) => {
+                    upgrade::tunnel(&asked, client_side, resp, &self.config)
+                        .map(|r| (r, Handoff::default()))
+                }
                 // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
-                None => Err(ProxyError::UpgradeFailed(
+                _ => Err(ProxyError::UpgradeFailed(
                     "upstream switched protocols unasked",
                 )),
             };

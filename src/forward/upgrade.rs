@@ -1,11 +1,32 @@
-//! `Upgrade` (WebSocket and friends) passthrough.
+//! `Upgrade` (WebSocket and friends) passthrough, limited to what doorman can vouch for.
 //!
-//! The client's connection is handed over only after the upstream answered `101 Switching
-//! Protocols`; until then it is an ordinary request, and any other answer is passed back as
+//! A tunnel is the one place where doorman stops seeing requests: once a connection has
+//! switched protocols, its bytes go to the upstream unparsed, unrouted and unstripped. So a
+//! switch is allowed only where the tunnel cannot carry requests of its own:
+//!
+//! * The client must ask for a protocol in `[upstream] upgrades` (default `["websocket"]`).
+//!   `h2c` is refused at load whatever the list says: an h2c tunnel is an HTTP/2 connection
+//!   whose streams (any path, any `x-auth-user`) reach the app without passing the gate.
+//!   Anything else is stripped (`Upgrade`, and `HTTP2-Settings` with the other hop-by-hop
+//!   headers) and the request is served as a plain request; the route's decision applies to
+//!   it like to any other (an authenticated route needs a session before the upstream sees
+//!   the upgrade).
+//! * Only an HTTP/1.1 request without a body may switch (RFC 9110 §7.8 lets a body precede
+//!   the switch; no protocol doorman tunnels needs it, and a body in front of a tunnel is one
+//!   more framing the two sides could read differently). A WebSocket handshake must be a `GET`
+//!   with one well-formed `Sec-WebSocket-Key` (RFC 6455 §4.2.1).
+//! * The upstream's `101` is relayed only when its `Upgrade` names exactly one protocol the
+//!   client offered and doorman forwarded, and, for WebSocket, only with the
+//!   `Sec-WebSocket-Accept` that answers the client's key (RFC 6455 §4.2.2). Anything else is
+//!   `502` and nothing is tunnelled: the upstream connection is dropped with the response.
+//!
+//! Until the `101`, an upgrade is an ordinary request, and any other answer is passed back as
 //! is. Then bytes are copied both ways until either side closes.
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -16,31 +37,173 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::ProxyError;
 
-/// The protocol a client asks to switch to: an HTTP/1.1 request with `Connection: upgrade` and
-/// an `Upgrade` header.
-pub fn requested(req: &Request<Incoming>) -> Option<HeaderValue> {
-    if req.version() != http::Version::HTTP_11 {
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// RFC 6455 §1.3: appended to the client's key before hashing.
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// An upgrade doorman agreed to forward: the protocols it passes on, and what a `101` must
+/// show to be relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// The `Upgrade` value sent upstream: the client's offers that are allowed, in its order.
+    offered: HeaderValue,
+    /// For a WebSocket handshake, the `Sec-WebSocket-Accept` the upstream must answer with.
+    websocket_accept: Option<String>,
+}
+
+/// The upgrade a client asks for, if doorman will forward it: an HTTP/1.1 request without a
+/// body, with `Connection: upgrade` and one `Upgrade` header offering at least one protocol in
+/// `allowed` (lower-case names, optionally `name/version`). `None` means the request is served
+/// as a plain request; its `Upgrade` header is removed with the other hop-by-hop headers.
+pub fn requested(req: &Request<Incoming>, allowed: &[String]) -> Option<Requested> {
+    if allowed.is_empty() || req.version() != http::Version::HTTP_11 {
         return None;
     }
-    if !headers::has_token(req.headers(), header::CONNECTION, "upgrade") {
+    let h = req.headers();
+    if !headers::has_token(h, header::CONNECTION, "upgrade") {
         return None;
     }
-    req.headers().get(header::UPGRADE).cloned()
+    let mut values = h.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None; // none, or several: not a request doorman can answer for
+    };
+    if has_body(h) {
+        return None;
+    }
+    let value = value.to_str().ok()?;
+    let offers: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|offer| is_allowed(offer, allowed))
+        .collect();
+    if offers.is_empty() {
+        return None;
+    }
+    let websocket = offers.iter().any(|o| protocol_name(o) == "websocket");
+    let websocket_accept = if websocket {
+        if req.method() != Method::GET {
+            return None;
+        }
+        Some(accept_for(h)?)
+    } else {
+        None
+    };
+    Some(Requested {
+        offered: HeaderValue::from_str(&offers.join(", ")).ok()?,
+        websocket_accept,
+    })
+}
+
+impl Requested {
+    /// The `Upgrade` header to send upstream.
+    pub fn offered(&self) -> &HeaderValue {
+        &self.offered
+    }
+
+    /// Whether a `101` with these headers answers this request: one protocol, one the client
+    /// was offered upstream, and for WebSocket the matching accept value. `Err` says what was
+    /// wrong, for the log.
+    fn answered_by(&self, h: &http::HeaderMap) -> Result<HeaderValue, &'static str> {
+        let mut values = h.get_all(header::UPGRADE).iter();
+        let chosen = match (values.next(), values.next()) {
+            (Some(v), None) => v,
+            (None, _) => return Err("101 without an Upgrade header"),
+            _ => return Err("101 with several Upgrade headers"),
+        };
+        let chosen_str = chosen
+            .to_str()
+            .map_err(|_| "101 with an unreadable Upgrade header")?
+            .trim();
+        if chosen_str.contains(',') {
+            return Err("101 switching to several protocols");
+        }
+        let offered = self.offered.to_str().unwrap_or_default();
+        let was_offered = offered.split(',').map(str::trim).any(|o| {
+            o.eq_ignore_ascii_case(chosen_str) || protocol_name(o).eq_ignore_ascii_case(chosen_str)
+        });
+        if !was_offered {
+            return Err("101 switching to a protocol that was not requested");
+        }
+        if protocol_name(chosen_str) == "websocket" {
+            let Some(expected) = &self.websocket_accept else {
+                return Err("101 to websocket that was not requested");
+            };
+            let mut accepts = h.get_all(&SEC_WEBSOCKET_ACCEPT).iter();
+            match (accepts.next(), accepts.next()) {
+                (Some(got), None) if got.as_bytes() == expected.as_bytes() => {}
+                _ => return Err("101 without the Sec-WebSocket-Accept for the client's key"),
+            }
+        }
+        Ok(chosen.clone())
+    }
+}
+
+/// The protocol's name, lower-cased, without its version (`WebSocket/13` → `websocket`).
+fn protocol_name(offer: &str) -> String {
+    offer
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// An offer is allowed when the list names it exactly (`name/version`) or names its protocol.
+/// `h2c` never is, whatever the list says (config refuses it; this is the second lock).
+fn is_allowed(offer: &str, allowed: &[String]) -> bool {
+    let name = protocol_name(offer);
+    if name.is_empty() || name == "h2c" || name == "h2" {
+        return false;
+    }
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(offer) || *a == name)
+}
+
+/// Whether the request declares a body: a `Transfer-Encoding`, or a non-zero `Content-Length`.
+fn has_body(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes().trim_ascii() != b"0")
+}
+
+/// The `Sec-WebSocket-Accept` for the request's one `Sec-WebSocket-Key` (16 bytes, base64),
+/// or `None` when the key is missing, repeated or malformed.
+fn accept_for(h: &http::HeaderMap) -> Option<String> {
+    let mut keys = h.get_all(&SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return None;
+    };
+    let key = key.as_bytes().trim_ascii();
+    if STANDARD.decode(key).ok()?.len() != 16 {
+        return None;
+    }
+    Some(websocket_accept(key))
+}
+
+/// RFC 6455 §4.2.2: base64(SHA-1(key ++ GUID)).
+pub fn websocket_accept(key: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(WEBSOCKET_GUID);
+    STANDARD.encode(ctx.finish())
 }
 
 /// Answer the client with the upstream's 101 and join the two connections once both sides
-/// have switched.
+/// have switched, if the 101 answers what was asked; else 502 and no tunnel.
 pub fn tunnel<B>(
+    requested: &Requested,
     client_side: OnUpgrade,
     mut resp: Response<B>,
     config: &Config,
 ) -> Result<Response<Body>, ProxyError> {
+    let protocol = requested
+        .answered_by(resp.headers())
+        .map_err(ProxyError::UpgradeFailed)?;
     let upstream_side = hyper::upgrade::on(&mut resp);
-    let protocol = resp
-        .headers()
-        .get(header::UPGRADE)
-        .cloned()
-        .ok_or(ProxyError::UpgradeFailed("101 without an Upgrade header"))?;
     tokio::spawn(
         async move {
             let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
@@ -60,10 +223,85 @@ pub fn tunnel<B>(
         .in_current_span(),
     );
     let (mut parts, _) = resp.into_parts();
+    let accept = parts.headers.get(&SEC_WEBSOCKET_ACCEPT).cloned();
     super::clean_response_headers(&mut parts.headers, config);
-    parts
-        .headers
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    parts.headers.insert(header::UPGRADE, protocol);
+    let h = &mut parts.headers;
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, protocol);
+    if let Some(accept) = accept {
+        h.insert(SEC_WEBSOCKET_ACCEPT.clone(), accept);
+    }
     Ok(Response::from_parts(parts, body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_value_is_the_rfc_6455_example() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn only_allowed_offers_pass_and_h2c_never() {
+        let allowed = vec!["websocket".to_string(), "x-chat/2".to_string()];
+        assert!(is_allowed("websocket", &allowed));
+        assert!(is_allowed("WebSocket", &allowed));
+        assert!(is_allowed("websocket/13", &allowed));
+        assert!(is_allowed("x-chat/2", &allowed));
+        assert!(!is_allowed("x-chat/3", &allowed));
+        assert!(!is_allowed("h2c", &allowed));
+        let everything = vec!["h2c".to_string(), "h2".to_string()];
+        assert!(!is_allowed("h2c", &everything));
+        assert!(!is_allowed("H2C", &everything));
+        assert!(!is_allowed("h2", &everything));
+        assert!(!is_allowed("", &allowed));
+    }
+
+    fn req(lines: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in lines {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_101_must_answer_the_offer_and_the_key() {
+        let asked = Requested {
+            offered: HeaderValue::from_static("websocket"),
+            websocket_accept: Some(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==")),
+        };
+        let good = [
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        assert!(asked.answered_by(&req(&good)).is_ok());
+        for bad in [
+            vec![("upgrade", "websocket")],
+            vec![("upgrade", "websocket"), ("sec-websocket-accept", "AAAA")],
+            vec![("upgrade", "h2c"), good[1]],
+            vec![("upgrade", "websocket, h2c"), good[1]],
+            vec![good[1]],
+            vec![("upgrade", "websocket"), ("upgrade", "websocket"), good[1]],
+            vec![good[0], good[1], good[1]],
+        ] {
+            assert!(asked.answered_by(&req(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_rules_an_upgrade_out() {
+        assert!(!has_body(&req(&[])));
+        assert!(!has_body(&req(&[("content-length", "0")])));
+        assert!(has_body(&req(&[("content-length", "5")])));
+        assert!(has_body(&req(&[("transfer-encoding", "chunked")])));
+    }
 }

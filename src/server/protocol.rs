@@ -109,7 +109,10 @@ impl HttpServer {
             // ConnClock owns header and idle deadlines; hyper's own would conflate the two.
             .header_read_timeout(None)
             .keep_alive(true)
-            // The whole request head must fit; hyper answers 431 when it does not.
+            // The request line and headers, counted as received: hyper answers 431 beyond
+            // it. (The read buffer's own cap alone lets heads through up to the next read's
+            // size past it.)
+            .max_header_size(listen.max_header_bytes)
             .max_buf_size(listen.max_header_bytes);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())

@@ -8,7 +8,10 @@
 //! * `/download/{bytes}`: that many bytes, streamed in 64 KiB chunks;
 //! * `/trailers`: a chunked body followed by the trailer `x-checksum: abc123`;
 //! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
-//! * `/ws`: `101` and an echo of every byte, when asked to upgrade; `426` otherwise;
+//! * `/ws`: `101` (with the RFC 6455 `Sec-WebSocket-Accept`) and an echo of every byte, when
+//!   asked to upgrade; `426` otherwise; `/ws-bad-accept`, `/ws-no-accept` and `/ws-to-h2c`
+//!   switch too, with a wrong accept value, none, or to `h2c` (an upstream doorman must not
+//!   trust);
 //! * `/ws-refuse`: `403`, even to an upgrade request;
 //! * `/set-cookies`: `200` with several `Set-Cookie` headers, including ones named
 //!   `doorman_session`, `__Host-doorman_session` and `sid` (cookie-fixation attempts);
@@ -158,7 +161,10 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
             .header("x-kept", "yes")
             .body(full("ok"))
             .expect("response"),
-        ("ws", None) => websocket(req),
+        ("ws", None) => websocket(req, Switch::Correct),
+        ("ws-bad-accept", None) => websocket(req, Switch::WrongAccept),
+        ("ws-no-accept", None) => websocket(req, Switch::NoAccept),
+        ("ws-to-h2c", None) => websocket(req, Switch::ToH2c),
         ("ws-refuse", None) => status(403),
         ("set-cookies", None) => Response::builder()
             .header("set-cookie", "app=1; Path=/")
@@ -314,7 +320,19 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-fn websocket(mut req: Request<Incoming>) -> Response<Body> {
+/// How a `/ws*` route answers an upgrade: as RFC 6455 says, or wrongly in one way.
+#[derive(Clone, Copy)]
+enum Switch {
+    Correct,
+    /// `101` with a `Sec-WebSocket-Accept` that answers another key.
+    WrongAccept,
+    /// `101` without `Sec-WebSocket-Accept`.
+    NoAccept,
+    /// `101` to `h2c`, whatever was asked.
+    ToH2c,
+}
+
+fn websocket(mut req: Request<Incoming>, switch: Switch) -> Response<Body> {
     let wants = req
         .headers()
         .get("upgrade")
@@ -323,6 +341,11 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     if !wants {
         return status(426);
     }
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -341,12 +364,32 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
             }
         }
     });
-    Response::builder()
+    let protocol = match switch {
+        Switch::ToH2c => "h2c",
+        _ => "websocket",
+    };
+    let accept = match switch {
+        Switch::Correct | Switch::ToH2c => Some(websocket_accept(&key)),
+        Switch::WrongAccept => Some(websocket_accept(b"AQIDBAUGBwgJCgsMDQ4PEA==")),
+        Switch::NoAccept => None,
+    };
+    let mut resp = Response::builder()
         .status(101)
         .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .body(full(""))
-        .expect("response")
+        .header("upgrade", protocol);
+    if let Some(accept) = accept {
+        resp = resp.header("sec-websocket-accept", accept);
+    }
+    resp.body(full("")).expect("response")
+}
+
+/// RFC 6455 §4.2.2: what a WebSocket server answers a `Sec-WebSocket-Key` with.
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
 }
 
 impl Upstream {

@@ -1,0 +1,282 @@
+//! Protocol switches (DESIGN.md §3 `[upstream] upgrades`, §5): a tunnel carries bytes doorman
+//! never parses, so only the switches doorman can vouch for are made.
+//!
+//! The worst finding of the outside attack: an `Upgrade: h2c` on a public route was forwarded,
+//! an h2c-speaking upstream answered `101`, and the tunnel carried HTTP/2 streams for denied
+//! and protected routes, with forged identity headers, straight to the app. These tests put a
+//! real h2c upstream (hyper serving HTTP/2 after its `101`) behind doorman and prove that no
+//! stream reaches it, and that a `101` which does not answer what the client asked is never
+//! relayed.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use support::h2c::{h2c_attack, H2cUpstream};
+use support::raw::RawConn;
+use support::upstream::websocket_accept;
+use support::{echoed, echoed_header, Doorman, Upstream};
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Routes the attack aims at: one denied, one for a group, one for any session.
+const ROUTES: &str = r#"
+[[routes]]
+path = "/admin"
+access = "deny"
+
+[[routes]]
+path = "/staff"
+access = "authenticated"
+groups = ["admin"]
+
+[[routes]]
+path = "/private"
+access = "authenticated"
+
+[[routes]]
+path = "/ws-private"
+access = "authenticated"
+
+[access]
+default = "public"
+"#;
+
+const PROTECTED: &[&str] = &["/admin", "/staff", "/private"];
+
+async fn doorman_for(upstream_url: &str, extra: &str) -> Doorman {
+    Doorman::start(&support::doorman::config(upstream_url, "", extra)).await
+}
+
+/// The audit's exact request on a public route: doorman serves it as a plain GET (no `101`),
+/// the upstream sees no upgrade headers, and the HTTP/2 the attacker speaks next never reaches
+/// the upstream as a stream.
+#[tokio::test]
+async fn an_h2c_upgrade_is_never_tunnelled_and_no_http2_stream_reaches_the_upstream() {
+    let upstream = H2cUpstream::start().await;
+    let doorman = doorman_for(&upstream.url(), ROUTES).await;
+    let stream = TcpStream::connect(doorman.addr).await.expect("connect");
+    let outcome = h2c_attack(stream, "/", PROTECTED).await;
+    assert!(
+        outcome.head.starts_with("HTTP/1.1 200"),
+        "the upgrade must be served as a plain request: {}",
+        outcome.head
+    );
+    assert!(
+        outcome.h2_statuses.is_empty(),
+        "HTTP/2 streams were answered through doorman: {:?}",
+        outcome.h2_statuses
+    );
+    assert!(
+        upstream.h2_seen().is_empty(),
+        "HTTP/2 streams reached the upstream: {:?}",
+        upstream.h2_seen()
+    );
+    let h1 = upstream.h1_seen();
+    assert_eq!(h1.len(), 1, "{h1:?}");
+    for gone in ["upgrade", "http2-settings", "connection", "x-auth-user"] {
+        assert!(
+            h1[0].header(gone).is_empty(),
+            "{gone} reached the upstream: {h1:?}"
+        );
+    }
+}
+
+/// The same upgrade aimed at protected routes gets their answers (403, 401) and the upstream
+/// sees nothing at all.
+#[tokio::test]
+async fn an_h2c_upgrade_on_a_protected_route_is_decided_like_any_request() {
+    let upstream = H2cUpstream::start().await;
+    let doorman = doorman_for(&upstream.url(), ROUTES).await;
+    for (path, want) in [("/admin", "403"), ("/private", "401"), ("/staff", "401")] {
+        let stream = TcpStream::connect(doorman.addr).await.expect("connect");
+        let outcome = h2c_attack(stream, path, PROTECTED).await;
+        assert!(
+            outcome.head.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {}",
+            outcome.head
+        );
+        assert!(outcome.h2_statuses.is_empty(), "{path}: {outcome:?}");
+    }
+    assert!(upstream.h1_seen().is_empty(), "{:?}", upstream.h1_seen());
+    assert!(upstream.h2_seen().is_empty(), "{:?}", upstream.h2_seen());
+}
+
+/// Even an operator who lists `h2c` cannot open the hole: the config is refused.
+#[tokio::test]
+async fn h2c_in_the_allow_list_is_a_config_error() {
+    let dir = support::temp_dir("h2c-config");
+    let file = dir.join("proxy.toml");
+    std::fs::write(&file, "[upstream]\nupgrades = [\"websocket\", \"h2c\"]\n").expect("write");
+    let errors = doorman::config::Config::load(&file)
+        .expect_err("h2c accepted")
+        .to_string();
+    assert!(errors.contains("upstream.upgrades[1]"), "{errors}");
+}
+
+fn ws_request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A WebSocket handshake that the upstream answers properly is relayed with its
+/// `Sec-WebSocket-Accept`, and the tunnel works.
+#[tokio::test]
+async fn a_websocket_101_is_relayed_with_the_accept_for_the_clients_key() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(&ws_request("/ws", "")).await;
+    let resp = conn.response(PATIENCE).await.expect("a response");
+    assert_eq!(resp.status, 101);
+    assert_eq!(
+        resp.header("sec-websocket-accept"),
+        Some(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==").as_str())
+    );
+    assert_eq!(resp.header("upgrade"), Some("websocket"));
+    conn.stream.write_all(b"ping").await.expect("write");
+    let mut back = [0u8; 4];
+    tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
+    )
+    .await
+    .expect("echo in time")
+    .expect("echo");
+    assert_eq!(&back, b"ping");
+}
+
+/// A `101` with a wrong or missing `Sec-WebSocket-Accept`, or switching to another protocol
+/// than asked (h2c), is a broken or hostile upstream: `502`, and the connection is never
+/// turned into a tunnel — the client's next bytes are parsed by doorman as a request.
+#[tokio::test]
+async fn a_101_that_does_not_answer_the_request_is_502_and_nothing_is_tunnelled() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    for path in ["/ws-bad-accept", "/ws-no-accept", "/ws-to-h2c"] {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        conn.send(&ws_request(path, "")).await;
+        let resp = conn.response(PATIENCE).await.expect("a response");
+        assert_eq!(resp.status, 502, "{path}");
+        assert_eq!(resp.header("upgrade"), None, "{path}");
+        // Not a tunnel: this is read by doorman as a request and forwarded as one (a tunnel
+        // would hand the raw bytes to the upstream's echo).
+        if conn
+            .send(b"GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+        {
+            if let Some(next) = conn.response(PATIENCE).await {
+                assert_eq!(next.status, 200, "{path}");
+                let echo = echoed(&Bytes::from(next.body));
+                assert_eq!(echo["uri"], "/after", "{path}");
+                assert_eq!(echoed_header(&echo, "x-forwarded-for"), ["127.0.0.1"]);
+            }
+        }
+    }
+}
+
+/// Switches doorman will not vouch for are stripped and the request served plainly: the
+/// support upstream's `/ws` answers `426` to a request without `Upgrade: websocket`.
+#[tokio::test]
+async fn upgrades_doorman_cannot_vouch_for_are_served_as_plain_requests() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "POST with a body",
+            format!(
+                "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 {key}Content-Length: 5\r\n\r\nhello"
+            )
+            .into_bytes(),
+        ),
+        (
+            "HTTP/1.0",
+            format!(
+                "GET /ws HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{key}\r\n"
+            )
+            .into_bytes(),
+        ),
+        (
+            "no key",
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                .to_vec(),
+        ),
+        (
+            "a key that is not 16 bytes",
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: c2hvcnQ=\r\n\r\n"
+                .to_vec(),
+        ),
+        (
+            "two keys",
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{key}{key}\r\n"
+            )
+            .into_bytes(),
+        ),
+        (
+            "two Upgrade headers",
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Upgrade: websocket\r\n{key}\r\n"
+            )
+            .into_bytes(),
+        ),
+        (
+            "a protocol not in the list",
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x-custom\r\n{key}\r\n"
+            )
+            .into_bytes(),
+        ),
+        (
+            "Upgrade without Connection: upgrade",
+            format!("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n{key}\r\n").into_bytes(),
+        ),
+    ];
+    for (what, request) in cases {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        conn.send(&request).await;
+        let resp = conn.response(PATIENCE).await.expect("a response");
+        assert_eq!(
+            resp.status, 426,
+            "{what}: the upstream was asked to upgrade"
+        );
+        assert_eq!(resp.header("upgrade"), None, "{what}");
+    }
+
+    // An empty allow-list turns WebSockets off.
+    let strict = doorman_for(&upstream.url(), "upgrades = []\n").await;
+    let mut conn = RawConn::connect(strict.addr).await;
+    conn.send(&ws_request("/ws", "")).await;
+    assert_eq!(
+        conn.response(PATIENCE).await.expect("a response").status,
+        426
+    );
+}
+
+/// An upgrade on an authenticated route is decided before the upstream sees it: without a
+/// session, 401, and nothing was forwarded.
+#[tokio::test]
+async fn an_upgrade_on_a_protected_route_needs_a_session_first() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), ROUTES).await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(&ws_request("/ws-private", "")).await;
+    let resp = conn.response(PATIENCE).await.expect("a response");
+    assert_eq!(resp.status, 401);
+    assert!(
+        upstream.seen_paths().is_empty(),
+        "{:?}",
+        upstream.seen_paths()
+    );
+}
