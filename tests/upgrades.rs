@@ -280,3 +280,63 @@ async fn an_upgrade_on_a_protected_route_needs_a_session_first() {
         upstream.seen_paths()
     );
 }
+
+// ---- siblings: other ways to make a hop carry what doorman did not decide ---------------------
+
+/// `CONNECT` is a tunnel to anywhere: 405 over HTTP/1.1 and HTTP/2 (hyper's HTTP/2 server does
+/// not advertise extended CONNECT, so `:protocol` streams are refused by the protocol itself).
+#[tokio::test]
+async fn connect_is_refused_on_both_protocols() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+        .await;
+    assert_eq!(conn.response(PATIENCE).await.map(|r| r.status), Some(405));
+
+    let stream = TcpStream::connect(doorman.addr).await.expect("connect");
+    let (mut sender, h2) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(h2);
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("127.0.0.1:22")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("an answer");
+    assert_eq!(resp.status(), 405);
+    assert!(
+        upstream.seen_paths().is_empty(),
+        "{:?}",
+        upstream.seen_paths()
+    );
+}
+
+/// `Connection` may name any header as hop-by-hop; naming the framing or the host must not
+/// leave the upstream with a body it cannot frame or a request without a host.
+#[tokio::test]
+async fn connection_naming_framing_headers_does_not_unframe_the_request() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(
+        b"POST /echo HTTP/1.1\r\nHost: app.test\r\nConnection: Content-Length, Host, X-Forwarded-For\r\n\
+          Content-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let resp = conn.response(PATIENCE).await.expect("a response");
+    assert_eq!(resp.status, 200);
+    let echo = echoed(&Bytes::from(resp.body));
+    assert_eq!(echo["body_len"], 5);
+    assert_eq!(echoed_header(&echo, "host"), [upstream.addr.to_string()]);
+    assert_eq!(echoed_header(&echo, "x-forwarded-for"), ["127.0.0.1"]);
+    // The connection is still in step: the next request is a request, not leftover body.
+    conn.send(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await;
+    let next = conn.response(PATIENCE).await.expect("a second response");
+    assert_eq!(echoed(&Bytes::from(next.body))["uri"], "/next");
+}
