@@ -340,3 +340,63 @@ async fn connection_naming_framing_headers_does_not_unframe_the_request() {
     let next = conn.response(PATIENCE).await.expect("a second response");
     assert_eq!(echoed(&Bytes::from(next.body))["uri"], "/next");
 }
+
+/// HTTP/2 reaches doorman only as HTTP/2 doorman terminates itself (prior knowledge here; ALPN
+/// under TLS): each stream is decided and forwarded as HTTP/1.1, so even an upstream that
+/// speaks h2c with prior knowledge receives no HTTP/2 from doorman.
+#[tokio::test]
+async fn http2_to_doorman_is_terminated_and_decided_per_stream() {
+    let upstream = H2cUpstream::start().await;
+    let doorman = doorman_for(&upstream.url(), ROUTES).await;
+    let stream = TcpStream::connect(doorman.addr).await.expect("connect");
+    let (mut sender, h2) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(h2);
+    let mut statuses = Vec::new();
+    for path in ["/admin", "/staff", "/private", "/open"] {
+        let req = http::Request::builder()
+            .uri(format!("http://localhost{path}"))
+            .header("x-auth-user", "alice")
+            .header("x-auth-groups", "admin")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request");
+        statuses.push(
+            sender
+                .send_request(req)
+                .await
+                .expect("answer")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [403, 401, 401, 200]);
+    assert!(upstream.h2_seen().is_empty(), "{:?}", upstream.h2_seen());
+    let h1 = upstream.h1_seen();
+    assert_eq!(h1.len(), 1, "{h1:?}");
+    assert_eq!(h1[0].path, "/open");
+    assert!(h1[0].header("x-auth-user").is_empty(), "{h1:?}");
+
+    // The support upstream really speaks h2c with prior knowledge: straight to it, a stream is
+    // served and recorded (so the empty record above means something).
+    let direct = TcpStream::connect(upstream.addr).await.expect("connect");
+    let (mut sender, h2) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(direct),
+    )
+    .await
+    .expect("h2 handshake with the upstream");
+    tokio::spawn(h2);
+    let req = http::Request::builder()
+        .uri("http://localhost/direct")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    assert_eq!(
+        sender.send_request(req).await.expect("answer").status(),
+        200
+    );
+    assert_eq!(upstream.h2_seen().len(), 1);
+}

@@ -3,7 +3,8 @@
 //!
 //! The upstream ([`H2cUpstream`]) serves HTTP/1.1; a request with `Connection: Upgrade,
 //! HTTP2-Settings` and `Upgrade: h2c` is answered `101 Switching Protocols` and the connection
-//! then serves HTTP/2 (hyper's server) — every HTTP/2 request it receives is recorded apart,
+//! then serves HTTP/2 (hyper's server); a connection that opens with the HTTP/2 preface is
+//! served HTTP/2 at once (prior knowledge). Every HTTP/2 request it receives is recorded apart,
 //! so a test can prove that none ever arrived. Plain HTTP/1.1 requests are answered with a JSON
 //! echo of their head.
 //!
@@ -25,6 +26,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The `HTTP2-Settings` value of the audit's request (SETTINGS_HEADER_TABLE_SIZE and friends).
 pub const SETTINGS: &str = "AAEAABAAAAIAAAABAAQAAP__AAUAAEAAAAgAAAAAAAMAAABkAAYAAQAA";
@@ -106,6 +110,25 @@ impl H2cUpstream {
                 };
                 let (h1_log, h2_log) = (Arc::clone(&h1_log), Arc::clone(&h2_log));
                 tokio::spawn(async move {
+                    // h2c with prior knowledge: the connection opens with the HTTP/2 preface.
+                    let mut first = [0u8; 24];
+                    let peeked = tokio::time::timeout(Duration::from_secs(5), async {
+                        loop {
+                            match stream.peek(&mut first).await {
+                                Ok(n) if n < first.len() && first[..n] == PREFACE[..n] && n > 0 => {
+                                    tokio::time::sleep(Duration::from_millis(5)).await
+                                }
+                                other => return other,
+                            }
+                        }
+                    })
+                    .await;
+                    if let Ok(Ok(24)) = peeked {
+                        if &first == PREFACE {
+                            serve_h2(TokioIo::new(stream), h2_log).await;
+                            return;
+                        }
+                    }
                     let service = service_fn(move |mut req: Request<Incoming>| {
                         let entry = seen(&req);
                         log(&h1_log, entry.clone());
