@@ -245,6 +245,17 @@ impl SessionStore for EmbeddedStore {
             .await
     }
 
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let counter = counter.to_owned();
+        self.blocking(move |inner| inner.reset(&counter)).await
+    }
+
+    async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
+        let counter = counter.to_owned();
+        self.blocking(move |inner| inner.unhit(&counter, now_millis()))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|inner| {
             let txn = inner.db.begin_read().map_err(unavailable)?;
@@ -499,6 +510,38 @@ impl Inner {
         };
         self.commit(txn, Durability::Immediate)?;
         Ok(count)
+    }
+
+    fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        txn.open_table(COUNTERS)
+            .map_err(unavailable)?
+            .remove(counter)
+            .map_err(unavailable)?;
+        self.commit(txn, Durability::Immediate)
+    }
+
+    fn unhit(&self, counter: &str, now: u64) -> Result<(), StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        {
+            let mut counters = txn.open_table(COUNTERS).map_err(unavailable)?;
+            let current = counters
+                .get(counter)
+                .map_err(unavailable)?
+                .map(|g| g.value());
+            match current {
+                Some((count, end)) if now < end && count > 1 => {
+                    counters
+                        .insert(counter, (count - 1, end))
+                        .map_err(unavailable)?;
+                }
+                Some(_) => {
+                    counters.remove(counter).map_err(unavailable)?;
+                }
+                None => {}
+            }
+        }
+        self.commit(txn, Durability::Immediate)
     }
 
     fn count(&self, counter: &str, now: u64) -> Result<u64, StoreError> {
