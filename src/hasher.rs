@@ -14,7 +14,7 @@
 //!   users file bounds it. The block is zeroed after each check: its first blocks are derived
 //!   from the password cheaply, so a core dump or swapped page must not keep them.
 //! * **Admission with a deadline.** One slot per thread; a check waits at most `wait`
-//!   ([`crate::login::HASH_WAIT`]) for one, then fails with [`HashError::Busy`] (503 with
+//!   (the login's `HASH_WAIT`) for one, then fails with [`HashError::Busy`] (503 with
 //!   `Retry-After`). The slot travels with the job and is released by the thread when the work
 //!   is done, so a client that hangs up cannot queue more work behind the threads' backs.
 //! * **No hang on a dead thread.** A thread that panics drops the job's reply, so its caller

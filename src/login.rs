@@ -39,6 +39,7 @@ use crate::cookie::{CookiePolicy, Presented};
 use crate::error::ProxyError;
 use crate::forward::ClientInfo;
 use crate::gate::{App, CookieAction, SessionState};
+use crate::hasher::HashError;
 use crate::login_page::{self, LoginPage};
 use crate::next::safe_next;
 use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
@@ -48,7 +49,7 @@ use crate::throttle::Admission;
 pub const HASH_WAIT: Duration = Duration::from_secs(2);
 
 /// The largest login form accepted.
-pub const MAX_FORM_BYTES: usize = 16 * 1024;
+const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// Answer a request for a path under the login prefix.
 pub async fn endpoint(
@@ -122,7 +123,11 @@ async fn login(
     let matched = match app.hasher.verify(hash.to_owned(), password).await {
         Ok(matched) => matched,
         Err(e) => {
-            warn!(peer = %client.peer, error = %e, "password not checked");
+            // Busy is the expected answer to a flood (logged once, as the 503); a thread that
+            // died is not.
+            if matches!(e, HashError::Failed) {
+                warn!(peer = %client.peer, error = %e, "password not checked");
+            }
             attempt.unchecked().await;
             return Err(ProxyError::Busy);
         }

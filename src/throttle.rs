@@ -113,8 +113,9 @@ impl Throttle {
         self.turns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many keys have a lock right now (tests: the map must not grow without bound).
-    pub fn locks_in_use(&self) -> usize {
+    /// How many keys have a lock right now (the map must not grow without bound).
+    #[cfg(test)]
+    fn locks_in_use(&self) -> usize {
         self.map().len()
     }
 }
