@@ -37,6 +37,10 @@ pub enum ProxyError {
     /// A login form larger than doorman reads.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A request body doorman reads itself (the login form) did not arrive within
+    /// `[listen] body_timeout`. The connection is closed: the rest of the body may still come.
+    #[error("request body not received in time")]
+    RequestBodyTimeout,
     /// A `deny` route, or a session whose user the route does not allow.
     #[error("forbidden")]
     Forbidden,
@@ -90,6 +94,7 @@ impl ProxyError {
             ProxyError::StoreUnavailable(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -112,6 +117,12 @@ impl ProxyError {
             let mut resp = fixed_response(self.status());
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+        if let ProxyError::RequestBodyTimeout = self {
+            let mut resp = fixed_response(self.status());
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return resp;
         }
         let challenge = match self {
@@ -160,6 +171,7 @@ pub fn fixed_response(status: StatusCode) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE => "Service unavailable: try again shortly\n",
         StatusCode::TOO_MANY_REQUESTS => "Too many failed logins: try again later\n",
         StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
+        StatusCode::REQUEST_TIMEOUT => "Request timeout: the body did not arrive in time\n",
         _ => "Error\n",
     };
     body::own_response(status, "text/plain; charset=utf-8", text)
@@ -185,6 +197,9 @@ mod tests {
             ProxyError::UpstreamTimeout(Duration::from_secs(1)).status(),
             504
         );
+        let timeout = ProxyError::RequestBodyTimeout.to_response();
+        assert_eq!(timeout.status(), 408);
+        assert_eq!(timeout.headers()[header::CONNECTION], "close");
     }
 
     #[test]

@@ -13,28 +13,30 @@ use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
-use tokio::sync::Semaphore;
-
 use crate::access::{Entry, Logged, Seen};
 use crate::body::Body;
 use crate::config::Config;
 use crate::cookie::{CookiePolicy, Presented};
 use crate::error::{Challenge, ProxyError};
 use crate::forward::{ClientInfo, Upstream};
+use crate::hasher::Hasher;
 use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics};
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 use crate::session::{
     now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Store, StoreError,
 };
+use crate::throttle::Throttle;
 
 /// What every request shares: the validated config, the upstream client, the session store.
 pub struct App {
     pub config: Arc<Config>,
     pub upstream: Upstream,
     pub store: Arc<Store>,
-    /// Password checks in flight: at most one per core (Argon2id is memory-hard).
-    pub hashing: Arc<Semaphore>,
+    /// The password-check threads, one per core (Argon2id is memory-hard).
+    pub hasher: Arc<Hasher>,
+    /// Login attempts counted before their check, one at a time per user and client.
+    pub throttle: Arc<Throttle>,
     /// The process's metrics, shared by every `App` a reload builds.
     pub metrics: Arc<Metrics>,
     /// The cookie as served over plain HTTP and over TLS, built once.
@@ -48,17 +50,19 @@ impl App {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Result<App, rustls::Error> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::build(config, store, Arc::new(Semaphore::new(cores)), metrics)
+        let hasher = Arc::new(Hasher::per_core(crate::login::HASH_WAIT));
+        let login = (hasher, Arc::new(Throttle::default()));
+        Self::build(config, store, login, metrics)
     }
 
     /// The state for a reloaded `config`: a new upstream client and cookie policy, the same
-    /// store, hashing slots and metrics (sessions, throttling counters and counts survive).
+    /// store, hashing threads, login locks and metrics (sessions, throttling counters and
+    /// counts survive).
     pub fn reloaded(&self, config: Arc<Config>) -> Result<App, rustls::Error> {
         Self::build(
             config,
             Arc::clone(&self.store),
-            Arc::clone(&self.hashing),
+            (Arc::clone(&self.hasher), Arc::clone(&self.throttle)),
             Arc::clone(&self.metrics),
         )
     }
@@ -66,7 +70,7 @@ impl App {
     fn build(
         config: Arc<Config>,
         store: Arc<Store>,
-        hashing: Arc<Semaphore>,
+        (hasher, throttle): (Arc<Hasher>, Arc<Throttle>),
         metrics: Arc<Metrics>,
     ) -> Result<App, rustls::Error> {
         let upstream = Upstream::new(Arc::clone(&config))?;
@@ -78,7 +82,8 @@ impl App {
             config,
             upstream,
             store,
-            hashing,
+            hasher,
+            throttle,
             metrics,
             cookies,
         })

@@ -12,7 +12,8 @@
 //!  └─ gate ── one request, in order:
 //!      head      refuse what no route should judge (CONNECT, lower-case methods, bad Host)
 //!      path      normalise once (400 for ambiguous paths)
-//!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff)
+//!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff,
+//!                throttle, hasher)
 //!      routes    first match → public / authenticated / deny
 //!      cookie    read doorman's cookie → session (SessionStore: embedded redb, or Redis)
 //!      decide    401 / 302 / 403 / 503, or:
@@ -28,7 +29,9 @@
 //! * [`path`], [`routes`]: the normaliser and the route table.
 //! * [`session`]: ids, records, the `SessionStore` seam and its two backends.
 //! * [`cookie`]: doorman's cookie in both directions.
-//! * [`login`], [`login_page`], [`next`], [`users`], [`handoff`]: logging in and out.
+//! * [`login`], [`login_page`], [`next`], [`users`], [`handoff`]: logging in and out;
+//!   [`throttle`]: attempts counted before their password is checked; [`hasher`]: the fixed
+//!   pool of threads that check passwords.
 //! * [`identity`]: which headers carry identity, stripped then set.
 //! * [`forward`]: the upstream client and the one function that builds upstream requests.
 //! * [`error`]: causes → status codes; [`body`]: the response body type.
@@ -55,6 +58,7 @@ pub mod error;
 pub mod forward;
 pub mod gate;
 pub mod handoff;
+pub mod hasher;
 pub mod head;
 pub mod identity;
 pub mod logging;
@@ -67,5 +71,6 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod throttle;
 pub mod tls;
 pub mod users;

@@ -6,13 +6,19 @@
 //!   an `Origin` that is not the public origin (`[login] public_origin`, else the scheme and
 //!   `Host`/`:authority` the request arrived with). Requests without either header (old
 //!   browsers, scripts) are same-site by default: they carry no ambient cookie to abuse.
-//! * Throttling: failures are counted in the session store (so replicas share them, and the
-//!   counters expire with their window): per user and client, `max_failures` within
-//!   `failure_window` before 429; and per client across user names, `4 × max_failures`, so one
-//!   client cannot spray passwords over many names.
-//! * Password checks run on blocking threads, at most one per core at a time (Argon2id is
-//!   memory-hard; unbounded parallel logins would be a denial of service). A login that cannot
-//!   get a slot within [`HASH_WAIT`] is answered 503.
+//! * Throttling ([`crate::throttle`]): every attempt is counted in the session store *before*
+//!   its password is checked, per user and client (`max_failures` within `failure_window`)
+//!   and per client across user names (`4 × max_failures`); over either limit it is answered
+//!   429 without a check. Attempts for one user and client take turns. A success clears the
+//!   user+client count and takes its own attempt back from the per-client count.
+//! * Password checks run on the [`crate::hasher`] pool, one thread per core, each reusing its
+//!   own Argon2 memory (Argon2id is memory-hard; unbounded parallel logins would be a denial of
+//!   service, in CPU and in memory). A login that cannot get a thread within [`HASH_WAIT`] is
+//!   answered 503. An unknown user is checked against a dummy hash: the same cost, the same
+//!   401.
+//! * The form is read under one deadline, `[listen] body_timeout` for the whole body (408 when
+//!   it passes), and a declared `Content-Length` over [`MAX_FORM_BYTES`] is refused (413)
+//!   before any of the body is read: a login cannot hold a connection open by dribbling.
 //! * Login rotates the session: any session the client presented is destroyed and a new id is
 //!   issued, so a session id planted before login (fixation) is worthless after it.
 
@@ -23,8 +29,9 @@ use crate::audit::{self, LoginFailure};
 use crate::metrics::Login;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tracing::warn;
 
 use crate::body::{self, Body};
 use crate::config::{Config, CookieSecure};
@@ -32,19 +39,17 @@ use crate::cookie::{CookiePolicy, Presented};
 use crate::error::ProxyError;
 use crate::forward::ClientInfo;
 use crate::gate::{App, CookieAction, SessionState};
+use crate::hasher::HashError;
 use crate::login_page::{self, LoginPage};
 use crate::next::safe_next;
 use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+use crate::throttle::Admission;
 
 /// How long a login waits for a free hashing slot before answering 503.
 pub const HASH_WAIT: Duration = Duration::from_secs(2);
 
 /// The largest login form accepted.
 const MAX_FORM_BYTES: usize = 16 * 1024;
-
-/// Per client, failures across all user names allowed per window, as a multiple of
-/// `max_failures`.
-const CLIENT_FAILURE_FACTOR: u64 = 4;
 
 /// Answer a request for a path under the login prefix.
 pub async fn endpoint(
@@ -91,55 +96,60 @@ async fn login(
         return Err(ProxyError::Forbidden);
     }
     let presented = cookies.read(req.headers());
-    let form = read_form(req).await?;
+    let form = read_form(req, config.listen.body_timeout).await?;
     let username = form_value(&form, "username").unwrap_or_default();
     let password = form_value(&form, "password").unwrap_or_default();
     let next = form_value(&form, "next");
 
     let store = &app.store;
     let window = config.login.failure_window;
-    let (pair, per_client) = throttle_keys(&username, &client);
-    let max = config.login.max_failures;
-    if store.count(&pair).await? >= max
-        || store.count(&per_client).await? >= max * CLIENT_FAILURE_FACTOR
-    {
+    let admission = app
+        .throttle
+        .admit(
+            store,
+            &username,
+            client.peer.ip(),
+            config.login.max_failures,
+            window,
+        )
+        .await?;
+    let Admission::Go(attempt) = admission else {
         app.metrics.login(Login::throttled);
         audit::login_failure(client.peer, Some(&username), LoginFailure::Throttled);
         return Err(ProxyError::Throttled(window));
-    }
-
-    let permit = tokio::time::timeout(
-        HASH_WAIT,
-        std::sync::Arc::clone(&app.hashing).acquire_owned(),
-    )
-    .await
-    .map_err(|_| ProxyError::Busy)?
-    .map_err(|_| ProxyError::Busy)?;
-    let users = std::sync::Arc::clone(&config.users);
-    let checked_name = username.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        users
-            .verify(&checked_name, &password)
-            .map(|u| u.groups.clone())
-    })
-    .await
-    .map_err(|_| ProxyError::Busy)?;
-
-    let Some(groups) = verified else {
-        store.hit(&pair, window).await?;
-        store.hit(&per_client, window).await?;
-        app.metrics.login(Login::bad_credentials);
-        audit::login_failure(client.peer, Some(&username), LoginFailure::BadCredentials);
-        let error = Some("Wrong user name or password.");
-        return Ok(page(
-            StatusCode::UNAUTHORIZED,
-            config,
-            next.as_deref(),
-            Some(&username),
-            error,
-        ));
     };
+
+    let (hash, user) = config.users.hash_for(&username);
+    let matched = match app.hasher.verify(hash.to_owned(), password).await {
+        Ok(matched) => matched,
+        Err(e) => {
+            // Busy is the expected answer to a flood (logged once, as the 503); a thread that
+            // died is not.
+            if matches!(e, HashError::Failed) {
+                warn!(peer = %client.peer, error = %e, "password not checked");
+            }
+            attempt.unchecked().await;
+            return Err(ProxyError::Busy);
+        }
+    };
+    let groups = match user {
+        Some(user) if matched => user.groups.clone(),
+        _ => {
+            // The attempt stays counted: dropping it ends this user+client's turn.
+            drop(attempt);
+            app.metrics.login(Login::bad_credentials);
+            audit::login_failure(client.peer, Some(&username), LoginFailure::BadCredentials);
+            let error = Some("Wrong user name or password.");
+            return Ok(page(
+                StatusCode::UNAUTHORIZED,
+                config,
+                next.as_deref(),
+                Some(&username),
+                error,
+            ));
+        }
+    };
+    attempt.succeeded().await?;
 
     if let Presented::Id(old) = presented {
         store.delete(&old.key()).await?;
@@ -313,28 +323,29 @@ pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     }
 }
 
-/// Counter names for one attempt: per user and client, and per client. Hashed, so names and
-/// addresses of any length make fixed-size keys.
-fn throttle_keys(username: &str, client: &ClientInfo) -> (String, String) {
-    let ip = client.peer.ip().to_string();
-    let pair = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{username}\0{ip}").as_bytes(),
-    );
-    let pair: String = pair.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    (format!("login:{pair}"), format!("login-client:{ip}"))
-}
-
-/// Read an `application/x-www-form-urlencoded` body of at most [`MAX_FORM_BYTES`].
-async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, ProxyError> {
-    let body: Bytes = Limited::new(req.into_body(), MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|_| ProxyError::PayloadTooLarge)?
-        .to_bytes();
+/// Read an `application/x-www-form-urlencoded` body of at most [`MAX_FORM_BYTES`], all of it
+/// within `deadline`.
+///
+/// A declared length over the limit (`Content-Length`, on h1 and h2 alike, as the body's size
+/// hint) is refused before a byte is read, so a client is not kept waiting to send what
+/// would be refused anyway. The deadline covers the whole body, not each read: a form is a few
+/// hundred bytes, and a per-read timeout would let one byte every few seconds hold the
+/// connection (and a turn in the throttle's queue) for minutes.
+async fn read_form(
+    req: Request<Incoming>,
+    deadline: Duration,
+) -> Result<Vec<(String, String)>, ProxyError> {
+    let declared = hyper::body::Body::size_hint(req.body()).lower();
+    if declared > MAX_FORM_BYTES as u64 {
+        return Err(ProxyError::PayloadTooLarge);
+    }
+    let read = Limited::new(req.into_body(), MAX_FORM_BYTES).collect();
+    let body: Bytes = match tokio::time::timeout(deadline, read).await {
+        Err(_) => return Err(ProxyError::RequestBodyTimeout),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(ProxyError::PayloadTooLarge),
+        Ok(Err(_)) => return Err(ProxyError::BadRequest("the login form could not be read")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
     Ok(parse_urlencoded(&body))
 }
 

@@ -9,13 +9,14 @@
 //! Passwords are Argon2id PHC strings (memory-hard, no 72-byte truncation as with bcrypt).
 //! [`Users::verify`] costs the same for a user that does not exist as for a wrong password: it
 //! checks a dummy hash with the same parameters, so response time does not reveal which user
-//! names exist. It is CPU- and memory-heavy: callers run it on a blocking thread, one per core.
+//! names exist. It is CPU- and memory-heavy: logins run it on the [`crate::hasher`] pool, with
+//! the hash [`Users::hash_for`] picks.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use toml::{Table, Value};
 
 use crate::config::KeyError;
@@ -163,15 +164,22 @@ impl Users {
         self.users.is_empty()
     }
 
-    /// Check a password. Blocking and deliberately slow; the same cost for unknown users.
-    pub fn verify(&self, name: &str, password: &str) -> Option<&User> {
+    /// The hash a password for `name` is checked against, and the user if there is one. An
+    /// unknown name gets the dummy hash, so both cost one Argon2id run and take the same time.
+    pub fn hash_for(&self, name: &str) -> (&str, Option<&User>) {
         match self.users.get(name) {
-            Some(user) => verify(&user.hash, password).then_some(user),
-            None => {
-                let _ = verify(&self.dummy, password);
-                None
-            }
+            Some(user) => (&user.hash, Some(user)),
+            None => (&self.dummy, None),
         }
+    }
+
+    /// Check a password on this thread. Blocking and deliberately slow (it allocates its own
+    /// Argon2 memory: logins use the [`crate::hasher`] pool instead); the same cost for unknown
+    /// users.
+    pub fn verify(&self, name: &str, password: &str) -> Option<&User> {
+        let (hash, user) = self.hash_for(name);
+        let matched = crate::hasher::check(&mut Vec::new(), hash, password);
+        user.filter(|_| matched)
     }
 }
 
@@ -181,12 +189,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes())
         .map(|h: PasswordHash| h.to_string())
         .map_err(|e| format!("hashing failed: {e}"))
-}
-
-fn verify(hash: &str, password: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
 }
 
 fn is_argon2id(hash: &str) -> bool {

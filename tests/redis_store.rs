@@ -356,6 +356,39 @@ async fn hit_counts_within_a_window_that_starts_at_the_first_event() {
     );
 }
 
+/// A successful login clears its user+client counter (`reset`, one `DEL`) and takes its own
+/// attempt back from the per-client counter (`unhit`): never below zero, never creating a
+/// counter, and keeping the window's TTL.
+#[tokio::test]
+async fn reset_forgets_a_counter_and_unhit_takes_one_event_back() {
+    let redis = RedisServer::start();
+    let store = store_at(&redis.url(), timeouts(60_000, 600_000));
+    let window = Duration::from_secs(60);
+    for _ in 0..3 {
+        store.hit("pair", window).await.unwrap();
+    }
+    store.reset("pair").await.unwrap();
+    assert_eq!(store.count("pair").await.unwrap(), 0);
+    store.reset("never-counted").await.unwrap();
+    assert_eq!(store.hit("pair", window).await.unwrap(), 1, "a new window");
+
+    assert_eq!(store.hit("client", window).await.unwrap(), 1);
+    assert_eq!(store.hit("client", window).await.unwrap(), 2);
+    store.unhit("client").await.unwrap();
+    assert_eq!(store.count("client").await.unwrap(), 1);
+    let ttl: i64 = q(&mut redis.client(), &["PTTL", &format!("{PREFIX}c:client")]);
+    assert!(ttl > 0 && ttl <= 60_000, "the window is kept: {ttl}");
+    store.unhit("client").await.unwrap();
+    store.unhit("client").await.unwrap();
+    assert_eq!(store.count("client").await.unwrap(), 0, "never below zero");
+    store.unhit("absent").await.unwrap();
+    let exists: i64 = q(
+        &mut redis.client(),
+        &["EXISTS", &format!("{PREFIX}c:absent")],
+    );
+    assert_eq!(exists, 0, "unhit created a counter");
+}
+
 #[tokio::test]
 async fn a_lookup_is_one_round_trip() {
     let redis = RedisServer::start();

@@ -257,6 +257,15 @@ pub trait SessionStore: Send + Sync {
     /// The current count of `counter` (0 when absent or expired), without counting.
     fn count(&self, counter: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Forget `counter` (a successful login clears its user+client failures). Resetting a
+    /// missing counter is not an error.
+    fn reset(&self, counter: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Take back one event [`hit`](SessionStore::hit) counted, in one operation: an attempt
+    /// counted before it was checked that turned out not to be a failure. Never goes below
+    /// zero, never creates a counter, and leaves the window where it is.
+    fn unhit(&self, counter: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Whether the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -328,6 +337,20 @@ impl SessionStore for Store {
         match self {
             Store::Embedded(s) => s.count(counter).await,
             Store::Redis(s) => s.count(counter).await,
+        }
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.reset(counter).await,
+            Store::Redis(s) => s.reset(counter).await,
+        }
+    }
+
+    async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.unhit(counter).await,
+            Store::Redis(s) => s.unhit(counter).await,
         }
     }
 

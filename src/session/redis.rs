@@ -142,12 +142,27 @@ end
 return n
 "#;
 
+/// Take back one counted event: decrement, or delete at the last one, so a counter never goes
+/// below zero and a missing one is not created (a bare `DECR` would make a `-1` without a TTL).
+/// `DECR` keeps the key's TTL, so the window does not move. KEYS[1] the counter.
+const UNHIT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 1 then
+  return redis.call('DECR', KEYS[1])
+end
+if n == 1 then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 /// The scripts, with their SHA1s computed once per process.
 struct Scripts {
     lookup: Script,
     create: Script,
     index: Script,
     hit: Script,
+    unhit: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -155,6 +170,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     create: Script::new(CREATE),
     index: Script::new(INDEX),
     hit: Script::new(HIT),
+    unhit: Script::new(UNHIT),
 });
 
 /// Sessions in Redis (standalone, Sentinel or Cluster). See the module docs for the layout.
@@ -481,6 +497,27 @@ impl SessionStore for RedisStore {
             })
             .await?;
         Ok(n.unwrap_or(0))
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let counter_key = self.counter_key(counter);
+        self.run(
+            |mut c| async move { redis::cmd("DEL").arg(&counter_key).exec_async(&mut c).await },
+        )
+        .await
+    }
+
+    async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
+        let counter_key = self.counter_key(counter);
+        self.run(|mut c| async move {
+            SCRIPTS
+                .unhit
+                .key(&counter_key)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

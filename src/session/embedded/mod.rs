@@ -71,6 +71,10 @@ pub struct EmbeddedStore {
 
 struct Inner {
     db: Database,
+    /// One permit: the write transaction redb allows at a time. Writers wait for it here, as a
+    /// task, rather than on redb's lock inside a blocking thread, so a burst of writes (logins
+    /// count each attempt) does not start a thread per write, each with its stack and memory.
+    writer: Arc<tokio::sync::Semaphore>,
     timeouts: Timeouts,
     cache: Mutex<Cache>,
     cache_cap: usize,
@@ -149,6 +153,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
+                writer: Arc::new(tokio::sync::Semaphore::new(1)),
                 timeouts,
                 cache: Mutex::new(Cache::default()),
                 cache_cap: cache_cap.max(1),
@@ -202,12 +207,30 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("session store task failed: {e}")))?
     }
+
+    /// [`blocking`](Self::blocking) for a write transaction: started once the write permit is
+    /// had, which the blocking task holds until it is done.
+    async fn blocking_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.inner.writer)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("session store closed".into()))?;
+        self.blocking(move |inner| {
+            let _permit = permit;
+            f(inner)
+        })
+        .await
+    }
 }
 
 impl SessionStore for EmbeddedStore {
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), StoreError> {
         let (key, record) = (*key, record.clone());
-        self.blocking(move |inner| inner.create(&key, &record))
+        self.blocking_write(move |inner| inner.create(&key, &record))
             .await
     }
 
@@ -224,24 +247,36 @@ impl SessionStore for EmbeddedStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         let key = *key;
-        self.blocking(move |inner| inner.delete(&key)).await
+        self.blocking_write(move |inner| inner.delete(&key)).await
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let user = user.to_owned();
-        self.blocking(move |inner| inner.delete_user(&user, now_millis()))
+        self.blocking_write(move |inner| inner.delete_user(&user, now_millis()))
             .await
     }
 
     async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let counter = counter.to_owned();
-        self.blocking(move |inner| inner.hit(&counter, window, now_millis()))
+        self.blocking_write(move |inner| inner.hit(&counter, window, now_millis()))
             .await
     }
 
     async fn count(&self, counter: &str) -> Result<u64, StoreError> {
         let counter = counter.to_owned();
         self.blocking(move |inner| inner.count(&counter, now_millis()))
+            .await
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let counter = counter.to_owned();
+        self.blocking_write(move |inner| inner.reset(&counter))
+            .await
+    }
+
+    async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
+        let counter = counter.to_owned();
+        self.blocking_write(move |inner| inner.unhit(&counter, now_millis()))
             .await
     }
 
@@ -499,6 +534,38 @@ impl Inner {
         };
         self.commit(txn, Durability::Immediate)?;
         Ok(count)
+    }
+
+    fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        txn.open_table(COUNTERS)
+            .map_err(unavailable)?
+            .remove(counter)
+            .map_err(unavailable)?;
+        self.commit(txn, Durability::Immediate)
+    }
+
+    fn unhit(&self, counter: &str, now: u64) -> Result<(), StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        {
+            let mut counters = txn.open_table(COUNTERS).map_err(unavailable)?;
+            let current = counters
+                .get(counter)
+                .map_err(unavailable)?
+                .map(|g| g.value());
+            match current {
+                Some((count, end)) if now < end && count > 1 => {
+                    counters
+                        .insert(counter, (count - 1, end))
+                        .map_err(unavailable)?;
+                }
+                Some(_) => {
+                    counters.remove(counter).map_err(unavailable)?;
+                }
+                None => {}
+            }
+        }
+        self.commit(txn, Durability::Immediate)
     }
 
     fn count(&self, counter: &str, now: u64) -> Result<u64, StoreError> {

@@ -307,6 +307,36 @@ async fn counters_count_within_a_window_from_the_first_hit() {
 }
 
 #[tokio::test]
+async fn reset_forgets_a_counter_and_unhit_takes_one_event_back() {
+    let dir = TempDir::new("unhit");
+    let store = EmbeddedStore::open(&dir.db(), LONG).unwrap();
+    let w = Duration::from_secs(60);
+    for _ in 0..3 {
+        store.hit("pair", w).await.unwrap();
+    }
+    store.reset("pair").await.unwrap();
+    assert_eq!(store.count("pair").await.unwrap(), 0);
+    store.reset("never-counted").await.unwrap();
+
+    assert_eq!(store.hit("client", w).await.unwrap(), 1);
+    assert_eq!(store.hit("client", w).await.unwrap(), 2);
+    store.unhit("client").await.unwrap();
+    assert_eq!(store.count("client").await.unwrap(), 1);
+    store.unhit("client").await.unwrap();
+    store.unhit("client").await.unwrap();
+    assert_eq!(store.count("client").await.unwrap(), 0, "never below zero");
+    store.unhit("absent").await.unwrap();
+
+    // The window stays where the first hit put it (deterministic clock).
+    let i = &store.inner;
+    i.hit("fixed", Duration::from_millis(100), 1_000).unwrap();
+    i.hit("fixed", Duration::from_millis(100), 1_010).unwrap();
+    i.unhit("fixed", 1_050).unwrap();
+    assert_eq!(i.count("fixed", 1_099).unwrap(), 1);
+    assert_eq!(i.count("fixed", 1_100).unwrap(), 0);
+}
+
+#[tokio::test]
 async fn the_sweep_removes_expired_sessions_index_entries_and_counters() {
     let dir = TempDir::new("sweep");
     let store = EmbeddedStore::open(&dir.db(), LONG).unwrap();
