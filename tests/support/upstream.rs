@@ -7,6 +7,8 @@
 //! * `/slow/{ms}`: the echo, after sleeping;
 //! * `/download/{bytes}`: that many bytes, streamed in 64 KiB chunks;
 //! * `/trailers`: a chunked body followed by the trailer `x-checksum: abc123`;
+//! * `/quiet/{ms}`: an event stream (`text/event-stream`) that sends `data: first`, stays
+//!   silent for that long, then sends `data: last` and ends (a quiet SSE stream or long poll);
 //! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
 //! * `/ws`: `101` and an echo of every byte, when asked to upgrade; `426` otherwise;
 //! * `/ws-refuse`: `403`, even to an upgrade request;
@@ -148,6 +150,7 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
         }
         ("download", Some(n)) => download(n.parse().unwrap_or(0)),
         ("trailers", None) => trailers(),
+        ("quiet", Some(ms)) => quiet(Duration::from_millis(ms.parse().unwrap_or(1000))),
         ("hop-headers", None) => Response::builder()
             .header("connection", "x-internal")
             .header("x-internal", "secret")
@@ -273,6 +276,23 @@ fn download(n: u64) -> Response<Body> {
     });
     Response::builder()
         .header("content-length", n.to_string())
+        .body(body.boxed())
+        .expect("response")
+}
+
+fn quiet(silence: Duration) -> Response<Body> {
+    let (tx, body) = ChannelBody::new();
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Frame::data(Bytes::from_static(b"data: first\n\n")))
+            .await;
+        tokio::time::sleep(silence).await;
+        let _ = tx
+            .send(Frame::data(Bytes::from_static(b"data: last\n\n")))
+            .await;
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
         .body(body.boxed())
         .expect("response")
 }
