@@ -149,6 +149,18 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     );
     check(
         &mut changed,
+        "listen.send_timeout",
+        &o.send_timeout,
+        &n.send_timeout,
+    );
+    check(
+        &mut changed,
+        "listen.max_connections_per_client",
+        &o.max_connections_per_client,
+        &n.max_connections_per_client,
+    );
+    check(
+        &mut changed,
         "listen.max_header_bytes",
         &o.max_header_bytes,
         &n.max_header_bytes,
@@ -189,12 +201,13 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         &o.timeouts.absolute,
         &n.timeouts.absolute,
     );
-    // The listener's settings are the start-up ones (trusted_proxies and hsts are read per
-    // request, so they change live; the TLS pair in service is re-read from the running
-    // paths); the store's are the opened store's.
+    // The listener's settings are the start-up ones (trusted_proxies, hsts and body_timeout are
+    // read per request, so they change live; the TLS pair in service is re-read from the
+    // running paths); the store's are the opened store's.
     new.listen = crate::config::ListenConfig {
         trusted_proxies: new.listen.trusted_proxies.clone(),
         hsts: new.listen.hsts,
+        body_timeout: new.listen.body_timeout,
         ..old.listen.clone()
     };
     new.admin = old.admin.clone();
