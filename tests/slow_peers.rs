@@ -75,6 +75,25 @@ async fn a_stalled_request_body_is_answered_408_and_the_connection_closed() {
     );
 }
 
+/// Once the upstream's response has started, a stalled body can no longer be answered 408: the
+/// exchange is cut, and the client sees its response end without its last chunk.
+#[tokio::test]
+async fn a_body_that_stalls_after_the_response_started_closes_the_connection() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman(&upstream, "body_timeout = \"1s\"", "").await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 16000\r\n\r\nab")
+        .await;
+    assert!(conn.closed_within(PATIENCE).await, "connection left open");
+    let text = String::from_utf8_lossy(conn.pending()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("first\n"), "{text}");
+    assert!(
+        !text.contains("read ") && !text.ends_with("0\r\n\r\n"),
+        "the response ended as if complete: {text}"
+    );
+}
+
 /// Over HTTP/2 a stalled body ends its own stream only: the connection and its other streams go
 /// on.
 #[tokio::test]
@@ -98,8 +117,9 @@ async fn over_h2_a_stalled_body_ends_its_stream_and_the_connection_keeps_serving
         .await
         .expect("the stalled stream ended within the patience window");
     // 408 on the stream (then reset, the body unread), or the reset alone.
-    if let Ok(resp) = stalled {
-        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    match stalled {
+        Ok(resp) => assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT),
+        Err(e) => eprintln!("stalled stream reset: {e}"),
     }
     drop(tx);
     let req = Request::get(format!("http://{}/after", doorman.addr))

@@ -85,7 +85,7 @@ pub fn client_fault(e: hyper::Error) -> Result<ProxyError, hyper::Error> {
 #[derive(Debug)]
 pub struct Progress {
     start: Instant,
-    /// Milliseconds from `start` to the last moment the body moved (a frame handed upstream,
+    /// Microseconds from `start` to the last moment the body moved (a frame handed upstream,
     /// or its end), with [`WAITING`] set while the upstream is waiting on the client. One word,
     /// so the reader always sees a consistent pair.
     state: AtomicU64,
@@ -103,8 +103,8 @@ impl Progress {
     }
 
     fn moved(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(WAITING - 1);
-        self.state.store(ms.min(WAITING - 1), Ordering::Release);
+        let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(WAITING - 1);
+        self.state.store(micros.min(WAITING - 1), Ordering::Release);
     }
 
     fn waiting_on_client(&self) {
@@ -115,7 +115,7 @@ impl Progress {
     /// the client (whose delays `body_timeout` governs).
     fn upstream_deadline(&self, timeout: Duration) -> Option<Instant> {
         let state = self.state.load(Ordering::Acquire);
-        (state & WAITING == 0).then(|| self.start + Duration::from_millis(state) + timeout)
+        (state & WAITING == 0).then(|| self.start + Duration::from_micros(state) + timeout)
     }
 }
 
@@ -163,9 +163,9 @@ pin_project_lite::pin_project! {
         ended: bool,
         timeout: Duration,
         // Armed when the upstream starts waiting on the client; created on first use, so a
-        // body that never keeps the upstream waiting never touches the timer.
-        #[pin]
-        stall: Option<Sleep>,
+        // request without a body never touches the timer. Boxed: every request's future
+        // carries a `ClientBody`, and an inline `Sleep` would triple its size.
+        stall: Option<Pin<Box<Sleep>>>,
         waiting: bool,
         progress: Option<Arc<Progress>>,
     }
@@ -303,15 +303,15 @@ impl Body for ClientBody {
                 if !*this.waiting {
                     *this.waiting = true;
                     let at = Instant::now() + *this.timeout;
-                    match this.stall.as_mut().as_pin_mut() {
-                        Some(stall) => stall.reset(at),
-                        None => this.stall.set(Some(tokio::time::sleep_until(at))),
+                    match this.stall {
+                        Some(stall) => stall.as_mut().reset(at),
+                        None => *this.stall = Some(Box::pin(tokio::time::sleep_until(at))),
                     }
                     if let Some(progress) = this.progress {
                         progress.waiting_on_client();
                     }
                 }
-                match this.stall.as_pin_mut().map(|stall| stall.poll(cx)) {
+                match this.stall.as_mut().map(|stall| stall.as_mut().poll(cx)) {
                     Some(Poll::Ready(())) => {
                         *this.ended = true;
                         Poll::Ready(Some(Err(BodyError::Stalled(*this.timeout))))
@@ -340,5 +340,70 @@ impl Body for ClientBody {
             return SizeHint::with_exact(len.sum::<usize>() as u64);
         }
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A `head_within` over a response that never comes, and when it gave up.
+    fn give_up(progress: Option<Arc<Progress>>) -> tokio::task::JoinHandle<Instant> {
+        tokio::spawn(async move {
+            let out = head_within(TIMEOUT, progress, std::future::pending::<()>()).await;
+            assert!(out.is_none());
+            Instant::now()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_body_the_timeout_runs_from_the_start() {
+        let start = Instant::now();
+        assert_eq!(give_up(None).await.unwrap() - start, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_on_the_client_stops_the_upstream_timeout_and_the_end_restarts_it() {
+        let progress = Arc::new(Progress::new());
+        let waiter = give_up(Some(Arc::clone(&progress)));
+        progress.moved();
+        progress.waiting_on_client();
+        // A slow client: far beyond the upstream timeout, the upstream is not blamed.
+        tokio::time::sleep(TIMEOUT * 7).await;
+        assert!(
+            !waiter.is_finished(),
+            "the upstream timed out while the client was slow"
+        );
+        // The body ends: the upstream has `timeout` from now for its head.
+        let ended = Instant::now();
+        progress.moved();
+        let gave_up = waiter.await.unwrap();
+        assert!(gave_up >= ended + TIMEOUT, "gave up early");
+        assert!(gave_up <= ended + TIMEOUT * 2, "gave up late");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_that_does_not_take_the_body_times_out() {
+        let progress = Arc::new(Progress::new());
+        let waiter = give_up(Some(Arc::clone(&progress)));
+        tokio::time::sleep(TIMEOUT / 2).await;
+        // A frame handed over, and the upstream never asks for the next one.
+        let moved = Instant::now();
+        progress.moved();
+        let gave_up = waiter.await.unwrap();
+        assert!(gave_up >= moved + TIMEOUT && gave_up <= moved + TIMEOUT * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_in_time_is_returned() {
+        let progress = Some(Arc::new(Progress::new()));
+        let out = head_within(TIMEOUT, progress, async {
+            tokio::time::sleep(TIMEOUT / 2).await;
+            7
+        })
+        .await;
+        assert_eq!(out, Some(7));
     }
 }
