@@ -232,3 +232,33 @@ pub async fn on_sighup(mut hup: Signal, reloader: Reloader) {
         let _ = reloader.reload().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(listen: &str) -> Config {
+        Config::parse(&format!("[listen]\n{listen}\n"), Path::new("proxy.toml")).unwrap()
+    }
+
+    #[test]
+    fn body_timeout_changes_live_and_the_per_connection_limits_need_a_restart() {
+        let old = parse("");
+        let mut new =
+            parse("body_timeout = \"5s\"\nsend_timeout = \"5s\"\nmax_connections_per_client = 3");
+        let changed = keep_restart_only(&old, &mut new);
+        assert_eq!(
+            changed,
+            ["listen.send_timeout", "listen.max_connections_per_client"]
+        );
+        assert_eq!(new.listen.body_timeout, Duration::from_secs(5));
+        assert_eq!(new.listen.send_timeout, old.listen.send_timeout);
+        assert_eq!(
+            new.listen.max_connections_per_client,
+            old.listen.max_connections_per_client
+        );
+    }
+}
