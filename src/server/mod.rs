@@ -3,7 +3,8 @@
 //! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
 //! bind `127.0.0.1:0` and stop it when they like; [`run_with`] also takes the `redirect_http`
 //! listener. Each accepted connection runs in its own task with a
-//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout` and `idle_timeout`; at most
+//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout`, `idle_timeout` and
+//! `send_timeout` (a client that stops reading its response is dropped); at most
 //! `max_connections` run at once (both listeners together), and accept waits for a free slot
 //! rather than failing; but one client (address, IPv6 /64) may hold only
 //! `max_connections_per_client` of them, and its connections beyond that are closed at accept
