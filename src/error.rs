@@ -34,6 +34,14 @@ pub enum ProxyError {
     /// Every password-hashing slot stayed busy for the whole wait.
     #[error("login busy")]
     Busy,
+    /// The upstream waited for request-body bytes and the client sent none for `body_timeout`
+    /// (DESIGN.md §14). The connection is not reused: the rest of the body never came.
+    #[error("request body stalled for {0:?}")]
+    BodyStalled(Duration),
+    /// The request body could not be read (a malformed chunk, DESIGN.md §5): the client's
+    /// fault, never the upstream's. The connection's framing is lost with it.
+    #[error("malformed request body: {0}")]
+    BadRequestBody(#[source] BoxError),
     /// A login form larger than doorman reads.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -88,7 +96,10 @@ impl ProxyError {
     /// The status this cause is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) | ProxyError::BadRequestBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Unauthenticated(Challenge::Redirect { .. }) => StatusCode::FOUND,
             ProxyError::Unauthenticated(_) | ProxyError::NoSession => StatusCode::UNAUTHORIZED,
             ProxyError::StoreUnavailable(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +114,15 @@ impl ProxyError {
             | ProxyError::UpgradeFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
+    }
+
+    /// Whether an HTTP/1 connection must close after this answer: the request body was left
+    /// unread or unreadable, so the next bytes cannot be trusted to start a request.
+    pub fn ends_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BodyStalled(_) | ProxyError::BadRequestBody(_)
+        )
     }
 
     /// The response the client sees: the status and a fixed one-line text.
@@ -171,7 +191,7 @@ pub fn fixed_response(status: StatusCode) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE => "Service unavailable: try again shortly\n",
         StatusCode::TOO_MANY_REQUESTS => "Too many failed logins: try again later\n",
         StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
-        StatusCode::REQUEST_TIMEOUT => "Request timeout: the body did not arrive in time\n",
+        StatusCode::REQUEST_TIMEOUT => "Request timeout: the request body did not arrive in time\n",
         _ => "Error\n",
     };
     body::own_response(status, "text/plain; charset=utf-8", text)
@@ -186,6 +206,13 @@ mod tests {
         let io = || -> BoxError { Box::new(std::io::Error::other("x")) };
         assert_eq!(ProxyError::BadRequest("x").status(), 400);
         assert_eq!(ProxyError::MethodNotAllowed.status(), 405);
+        assert_eq!(ProxyError::BadRequestBody(io()).status(), 400);
+        assert_eq!(
+            ProxyError::BodyStalled(Duration::from_secs(1)).status(),
+            408
+        );
+        assert!(ProxyError::BodyStalled(Duration::from_secs(1)).ends_connection());
+        assert!(!ProxyError::UpstreamFailed(io()).ends_connection());
         assert_eq!(
             ProxyError::BadPath(crate::path::PathError::AboveRoot).status(),
             400

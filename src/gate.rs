@@ -132,8 +132,8 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
     // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
     // (hyper drops it and reads the body as chunked). A front proxy that read it differently
     // may see the rest of the bytes as a second request, so the connection is not reused.
-    let close_after =
-        req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    let h1 = req.version() <= Version::HTTP_11;
+    let mut close_after = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
     let cookies = &app.cookies[usize::from(client.tls)];
     let mut cookie = CookieAction::Keep;
     let mut seen = Seen::default();
@@ -144,6 +144,8 @@ pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Re
             if matches!(error, ProxyError::StoreUnavailable(_)) {
                 app.metrics.store_error();
             }
+            // (HTTP/2 has no `Connection`: there the unread body's stream is reset instead.)
+            close_after |= h1 && error.ends_connection();
             let status = error.status().as_u16();
             if error.status().is_server_error() {
                 warn!(peer = %client.peer, %method, path = uri.path(), status, error = %error_chain(&error), "request failed");

@@ -149,6 +149,18 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     );
     check(
         &mut changed,
+        "listen.send_timeout",
+        &o.send_timeout,
+        &n.send_timeout,
+    );
+    check(
+        &mut changed,
+        "listen.max_connections_per_client",
+        &o.max_connections_per_client,
+        &n.max_connections_per_client,
+    );
+    check(
+        &mut changed,
         "listen.max_header_bytes",
         &o.max_header_bytes,
         &n.max_header_bytes,
@@ -189,12 +201,13 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         &o.timeouts.absolute,
         &n.timeouts.absolute,
     );
-    // The listener's settings are the start-up ones (trusted_proxies and hsts are read per
-    // request, so they change live; the TLS pair in service is re-read from the running
-    // paths); the store's are the opened store's.
+    // The listener's settings are the start-up ones (trusted_proxies, hsts and body_timeout are
+    // read per request, so they change live; the TLS pair in service is re-read from the
+    // running paths); the store's are the opened store's.
     new.listen = crate::config::ListenConfig {
         trusted_proxies: new.listen.trusted_proxies.clone(),
         hsts: new.listen.hsts,
+        body_timeout: new.listen.body_timeout,
         ..old.listen.clone()
     };
     new.admin = old.admin.clone();
@@ -217,5 +230,35 @@ pub async fn on_sighup(mut hup: Signal, reloader: Reloader) {
         info!(file = %reloader.file.display(), "SIGHUP received: reloading the config");
         // The outcome is logged and counted inside.
         let _ = reloader.reload().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(listen: &str) -> Config {
+        Config::parse(&format!("[listen]\n{listen}\n"), Path::new("proxy.toml")).unwrap()
+    }
+
+    #[test]
+    fn body_timeout_changes_live_and_the_per_connection_limits_need_a_restart() {
+        let old = parse("");
+        let mut new =
+            parse("body_timeout = \"5s\"\nsend_timeout = \"5s\"\nmax_connections_per_client = 3");
+        let changed = keep_restart_only(&old, &mut new);
+        assert_eq!(
+            changed,
+            ["listen.send_timeout", "listen.max_connections_per_client"]
+        );
+        assert_eq!(new.listen.body_timeout, Duration::from_secs(5));
+        assert_eq!(new.listen.send_timeout, old.listen.send_timeout);
+        assert_eq!(
+            new.listen.max_connections_per_client,
+            old.listen.max_connections_per_client
+        );
     }
 }

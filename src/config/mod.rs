@@ -102,7 +102,9 @@ pub struct UpstreamConfig {
     /// system trust store.
     pub ca: Option<Vec<CertificateDer<'static>>>,
     pub connect_timeout: Duration,
-    /// Until the whole response head has arrived; bodies stream without a deadline.
+    /// From the end of the request body to the whole response head (and, while a request body
+    /// is in flight, how long the upstream may leave it untaken); a slow client's upload is
+    /// `body_timeout`'s business. Response bodies stream without a deadline.
     pub timeout: Duration,
     /// Pooled connections idle longer than this are closed, so doorman never reuses a socket
     /// the upstream is about to close (Node closes idle sockets after 5s).

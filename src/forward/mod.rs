@@ -6,10 +6,13 @@
 //! doorman chose (`preserve_host`); the connection is HTTP/1.1 whatever the client spoke.
 //!
 //! Bodies are never buffered: the client's `Incoming` body becomes the upstream request's body
-//! and the upstream's `Incoming` becomes the client's, frame by frame, trailers included.
+//! and the upstream's `Incoming` becomes the client's, frame by frame, trailers included (a
+//! chunked request body's first frames are taken ahead, at most 64 KiB, so a malformed one is
+//! refused before the upstream sees it; [`client_body`] also holds the body deadlines).
 //! Request trailers are header fields too, and a client may declare `Trailer: X-Auth-User`: they
 //! get the same strip as the request head ([`UpstreamBody`]).
 
+mod client_body;
 pub mod headers;
 mod pool;
 mod upgrade;
@@ -29,6 +32,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::cookie;
 use crate::error::ProxyError;
 use crate::identity::Identity;
+use client_body::ClientBody;
 use headers::Forwarded;
 use pool::{Pool, SendError};
 
@@ -99,12 +103,20 @@ impl Upstream {
         let upgrade = upgrade::requested(&req, &self.config.upstream.upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let offered = upgrade.as_ref().map(|u| u.offered().clone());
+        // Only a chunked body can be malformed after its head was accepted (client_body).
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let mut req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
+        if chunked {
+            req.body_mut().prefetch().await?;
+        }
+        let progress = req.body_mut().track();
         let up_req = self.upstream_request(req, client, target, identity, offered)?;
         let up = &self.config.upstream;
-        let resp = match tokio::time::timeout(up.timeout, self.pool.send(up_req)).await {
-            Err(_) => return Err(ProxyError::UpstreamTimeout(up.timeout)),
-            Ok(Err(e)) => return Err(self.classify(e)),
-            Ok(Ok(resp)) => resp,
+        let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
+        let resp = match sent.await {
+            None => return Err(ProxyError::UpstreamTimeout(up.timeout)),
+            Some(Err(e)) => return Err(self.classify(e)),
+            Some(Ok(resp)) => resp,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return match (upgrade, client_side) {
@@ -130,7 +142,7 @@ impl Upstream {
     /// doorman's session cookie, then set doorman's own headers, identity last.
     fn upstream_request(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         client: &ClientInfo,
         target: PathAndQuery,
         identity: Option<&Identity>,
@@ -200,7 +212,8 @@ impl Upstream {
                 ProxyError::UpstreamTimeout(self.config.upstream.connect_timeout)
             }
             SendError::Connect(e) => ProxyError::UpstreamConnect(e),
-            SendError::Request(e) => ProxyError::UpstreamFailed(Box::new(e)),
+            SendError::Request(e) => client_body::client_fault(e)
+                .unwrap_or_else(|e| ProxyError::UpstreamFailed(Box::new(e))),
         }
     }
 }
@@ -329,19 +342,19 @@ pin_project_lite::pin_project! {
     /// deliver an identity claim after the body.
     pub struct UpstreamBody {
         #[pin]
-        inner: Incoming,
+        inner: ClientBody,
         config: Arc<Config>,
     }
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = client_body::BodyError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         let this = self.project();
         let config = &**this.config;
         this.inner.poll_frame(cx).map(|frame| {

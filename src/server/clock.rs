@@ -10,7 +10,15 @@
 //! * [`RequestGuard`] lives from the moment hyper hands doorman a complete request head until
 //!   the response body is finished or dropped.
 //!
-//! The clock is always in one of three phases: waiting for a head (deadline: `header_timeout`
+//! [`Watched`] also notes when a write to the client returned `Pending` and when one made
+//! progress again: a write blocked for `send_timeout` (the client stopped reading) ends the
+//! connection, in any phase and for HTTP/1 and HTTP/2 alike (DESIGN.md §14). A quiet response
+//! (SSE, long poll) writes nothing, so nothing is blocked. After an upgrade the socket belongs to
+//! the tunnel and nobody races the clock any more, so tunnels are exempt. What it cannot see:
+//! an HTTP/2 client that keeps reading but never opens its flow-control window (hyper then has
+//! nothing it may write).
+//!
+//! The clock is (apart from blocked writes) always in one of three phases: waiting for a head (deadline: `header_timeout`
 //! after accept, or after the first byte of the next request), busy (no deadline: the upstream
 //! `timeout` and the client govern), or idle (deadline: `idle_timeout` after the last response).
 //! The connection task races [`ConnClock::expired`] against hyper's connection future.
@@ -20,10 +28,12 @@
 //! shorter of the two timeouts (its *tick*) before looking again. Every deadline a phase change
 //! can set lies at least one tick after the change, so the timer already armed always fires
 //! first, and the deadline is still met exactly: once it is less than a tick away, the timer is
-//! armed for it.
+//! armed for it. A blocked write is the same: its deadline is `send_timeout` (at least a tick)
+//! after it is noted, and noting it is one atomic store, done only when a write first blocks.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,6 +49,8 @@ pub enum Expiry {
     Header,
     /// No request arrived on an idle connection.
     Idle,
+    /// A write to the client made no progress for `send_timeout`.
+    Send,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,12 +73,26 @@ pub struct ConnClock {
     state: Mutex<State>,
     header_timeout: Duration,
     idle_timeout: Duration,
+    send_timeout: Duration,
+    /// Where `write_blocked` counts from: when the clock was made.
+    start: Instant,
+    /// When the write that is blocked now first returned `Pending`, in nanoseconds after
+    /// `start`, plus one; 0 while writes are not blocked. Outside `state`: it is read on every
+    /// write, and an atomic load costs less than a lock.
+    write_blocked: AtomicU64,
 }
 
 impl ConnClock {
     /// A clock for a connection accepted now: a complete head is due within `header_timeout`.
-    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<ConnClock> {
+    pub fn new(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        send_timeout: Duration,
+    ) -> Arc<ConnClock> {
         Arc::new(ConnClock {
+            send_timeout,
+            start: Instant::now(),
+            write_blocked: AtomicU64::new(0),
             state: Mutex::new(State {
                 phase: Phase::Head {
                     since: Instant::now(),
@@ -103,6 +129,25 @@ impl ConnClock {
         }
     }
 
+    /// A write (or flush) to the client returned: `Pending` (`blocked`), or made progress.
+    fn on_write(&self, blocked: bool) {
+        let since = self.write_blocked.load(Ordering::Relaxed);
+        if blocked && since == 0 {
+            let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.write_blocked.store(nanos + 1, Ordering::Relaxed);
+        } else if !blocked && since != 0 {
+            self.write_blocked.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// When the write blocked now will have made no progress for `send_timeout`.
+    fn send_deadline(&self) -> Option<Instant> {
+        match self.write_blocked.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(self.start + Duration::from_nanos(since - 1) + self.send_timeout),
+        }
+    }
+
     /// hyper handed doorman a complete request head.
     pub fn start_request(self: &Arc<Self>) -> RequestGuard {
         let mut s = self.lock();
@@ -133,10 +178,15 @@ impl ConnClock {
     }
 
     fn deadline(&self) -> Option<(Instant, Expiry)> {
-        match self.lock().phase {
+        let phase = match self.lock().phase {
             Phase::Head { since } => Some((since + self.header_timeout, Expiry::Header)),
             Phase::Idle { since } => Some((since + self.idle_timeout, Expiry::Idle)),
             Phase::Busy { .. } => None,
+        };
+        match (phase, self.send_deadline()) {
+            (Some((at, expiry)), Some(send)) if at <= send => Some((at, expiry)),
+            (_, Some(send)) => Some((send, Expiry::Send)),
+            (phase, None) => phase,
         }
     }
 
@@ -146,6 +196,7 @@ impl ConnClock {
         let tick = self
             .header_timeout
             .min(self.idle_timeout)
+            .min(self.send_timeout)
             .max(Duration::from_millis(1));
         loop {
             let now = Instant::now();
@@ -229,7 +280,10 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let this = self.project();
+        let polled = this.io.poll_write(cx, buf);
+        this.clock.on_write(polled.is_pending());
+        polled
     }
 
     fn poll_write_vectored(
@@ -237,7 +291,10 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let polled = this.io.poll_write_vectored(cx, bufs);
+        this.clock.on_write(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -245,11 +302,17 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
+        let this = self.project();
+        let polled = this.io.poll_flush(cx);
+        this.clock.on_write(polled.is_pending());
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+        let this = self.project();
+        let polled = this.io.poll_shutdown(cx);
+        this.clock.on_write(polled.is_pending());
+        polled
     }
 }
 
@@ -259,10 +322,11 @@ mod tests {
 
     const HEAD: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(60);
+    const SEND: Duration = Duration::from_secs(20);
 
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_owes_a_head_within_header_timeout() {
-        let clock = ConnClock::new(HEAD, IDLE);
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
         let start = Instant::now();
         assert_eq!(clock.expired().await, Expiry::Header);
         assert_eq!(start.elapsed(), HEAD);
@@ -270,7 +334,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn busy_connections_have_no_deadline_and_idle_ones_get_idle_timeout() {
-        let clock = ConnClock::new(HEAD, IDLE);
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
         let guard = clock.start_request();
         let waiter = tokio::spawn({
@@ -288,7 +352,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_byte_of_the_next_request_starts_the_header_clock() {
-        let clock = ConnClock::new(HEAD, IDLE);
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
         drop(clock.start_request());
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -300,12 +364,39 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn h2_control_frames_do_not_turn_idle_into_header_wait() {
-        let clock = ConnClock::new(HEAD, IDLE);
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.serving_http2();
         drop(clock.start_request());
         let idle_from = Instant::now();
         clock.on_read(); // a PING frame
         assert_eq!(clock.expired().await, Expiry::Idle);
         assert_eq!(idle_from.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_blocked_for_send_timeout_expires_even_mid_request() {
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.on_read();
+        let _guard = clock.start_request();
+        clock.on_write(true);
+        tokio::time::sleep(SEND / 2).await;
+        let blocked_from = Instant::now();
+        // Still blocked: only the first `Pending` starts the clock...
+        clock.on_write(true);
+        tokio::time::sleep(SEND / 4).await;
+        // ...and any progress stops it.
+        clock.on_write(false);
+        let waiter = tokio::spawn({
+            let clock = Arc::clone(&clock);
+            async move { (clock.expired().await, Instant::now()) }
+        });
+        tokio::time::sleep(SEND * 3).await;
+        assert!(!waiter.is_finished(), "a write that progressed was cut");
+        let blocked_again = Instant::now();
+        clock.on_write(true);
+        let (expiry, at) = waiter.await.unwrap();
+        assert_eq!(expiry, Expiry::Send);
+        assert_eq!(at - blocked_again, SEND);
+        assert!(blocked_from < blocked_again);
     }
 }

@@ -3,9 +3,12 @@
 //! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
 //! bind `127.0.0.1:0` and stop it when they like; [`run_with`] also takes the `redirect_http`
 //! listener. Each accepted connection runs in its own task with a
-//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout` and `idle_timeout`; at most
+//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout`, `idle_timeout` and
+//! `send_timeout` (a client that stops reading its response is dropped); at most
 //! `max_connections` run at once (both listeners together), and accept waits for a free slot
-//! rather than failing.
+//! rather than failing; but one client (address, IPv6 /64) may hold only
+//! `max_connections_per_client` of them, and its connections beyond that are closed at accept
+//! ([`per_client`]), so its slow connections cannot fill every slot and starve other clients.
 //!
 //! Under `[listen] tls` the handshake runs inside the connection's task, never in the accept
 //! loop (a slow or silent client must not hold up everyone else's accept), and it is part of
@@ -15,6 +18,7 @@
 //! the same way with TLS or without. The sniff is under `header_timeout` too.
 
 mod clock;
+mod per_client;
 mod protocol;
 mod redirect;
 pub mod workers;
@@ -43,6 +47,7 @@ use crate::gate::{self, App};
 use crate::session::{self, Store};
 use arc_swap::ArcSwap;
 use clock::{ConnClock, Expiry, Watched};
+use per_client::PerClient;
 use protocol::{HttpServer, Version};
 
 pub use clock::RequestGuard;
@@ -137,6 +142,7 @@ pub async fn serve_on(
     let metrics = Arc::clone(&live.load().metrics);
     let http = Arc::new(HttpServer::new(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
+    let per_client = PerClient::new(config.listen.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
     let mut connections = JoinSet::new();
@@ -189,6 +195,11 @@ pub async fn serve_on(
                 continue;
             }
         };
+        let Some(client_slot) = per_client.try_acquire(peer.ip()) else {
+            // Closed, never queued: waiting would hold a global slot for this client anyway.
+            debug!(peer = %peer, "client at max_connections_per_client: connection closed");
+            continue;
+        };
         let open = metrics.open_connection();
         let conn = Connection {
             live: Arc::clone(&live),
@@ -204,6 +215,7 @@ pub async fn serve_on(
                     async move {
                         conn.serve(stream, peer).await;
                         drop(open);
+                        drop(client_slot);
                         drop(slot);
                     }
                     .instrument(span),
@@ -229,6 +241,7 @@ pub async fn serve_on(
                         }
                         drop(assigned);
                         drop(open);
+                        drop(client_slot);
                         drop(slot);
                     }
                     .instrument(span),
@@ -327,7 +340,11 @@ impl Connection {
         }
         let listen = &self.config.listen;
         // From accept: the handshake, if any, spends from the same header_timeout window.
-        let clock = ConnClock::new(listen.header_timeout, listen.idle_timeout);
+        let clock = ConnClock::new(
+            listen.header_timeout,
+            listen.idle_timeout,
+            listen.send_timeout,
+        );
         match self.role.clone() {
             Role::Http => {
                 let client = ClientInfo { peer, tls: false };
@@ -442,6 +459,11 @@ impl Connection {
                 expiry = clock.expired(), if !closing => match expiry {
                     Expiry::Header => {
                         debug!("header timeout: closing connection");
+                        return;
+                    }
+                    Expiry::Send => {
+                        // The client stopped reading; what is queued for it is dropped with it.
+                        debug!("send timeout: a write to the client made no progress; dropping connection");
                         return;
                     }
                     Expiry::Idle => {

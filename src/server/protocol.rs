@@ -194,7 +194,11 @@ mod tests {
     /// everything the connection replays and yields.
     async fn sniffed(chunks: &[&[u8]]) -> (Option<Version>, Vec<u8>) {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let clock = ConnClock::new(Duration::from_secs(10), Duration::from_secs(60));
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let mut io = Watched::new(server, Arc::clone(&clock));
         let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
         let writer = tokio::spawn(async move {

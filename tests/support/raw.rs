@@ -65,8 +65,14 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(addr: SocketAddr) -> RawConn {
+        RawConn::over(connect(addr).await)
+    }
+
+    /// A raw connection over a stream the test connected itself (from another source address,
+    /// with socket options set).
+    pub fn over(stream: TcpStream) -> RawConn {
         RawConn {
-            stream: connect(addr).await,
+            stream,
             buf: Vec::new(),
             closed: false,
         }

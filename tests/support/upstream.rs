@@ -7,6 +7,10 @@
 //! * `/slow/{ms}`: the echo, after sleeping;
 //! * `/download/{bytes}`: that many bytes, streamed in 64 KiB chunks;
 //! * `/trailers`: a chunked body followed by the trailer `x-checksum: abc123`;
+//! * `/early`: `200` at once, before reading the request body; the body then says `first\n`,
+//!   and `read N\n` once the request body has been read to its end (N bytes);
+//! * `/quiet/{ms}`: an event stream (`text/event-stream`) that sends `data: first`, stays
+//!   silent for that long, then sends `data: last` and ends (a quiet SSE stream or long poll);
 //! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
 //! * `/ws`: `101` (with the RFC 6455 `Sec-WebSocket-Accept`) and an echo of every byte, when
 //!   asked to upgrade; `426` otherwise; `/ws-bad-accept`, `/ws-no-accept` and `/ws-to-h2c`
@@ -151,6 +155,8 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
         }
         ("download", Some(n)) => download(n.parse().unwrap_or(0)),
         ("trailers", None) => trailers(),
+        ("early", None) => early(req),
+        ("quiet", Some(ms)) => quiet(Duration::from_millis(ms.parse().unwrap_or(1000))),
         ("hop-headers", None) => Response::builder()
             .header("connection", "x-internal")
             .header("x-internal", "secret")
@@ -279,6 +285,39 @@ fn download(n: u64) -> Response<Body> {
     });
     Response::builder()
         .header("content-length", n.to_string())
+        .body(body.boxed())
+        .expect("response")
+}
+
+fn early(req: Request<Incoming>) -> Response<Body> {
+    let (tx, body) = ChannelBody::new();
+    let mut incoming = req.into_body();
+    tokio::spawn(async move {
+        let _ = tx.send(Frame::data(Bytes::from_static(b"first\n"))).await;
+        let mut read = 0;
+        while let Some(Ok(frame)) = incoming.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+        }
+        let _ = tx
+            .send(Frame::data(Bytes::from(format!("read {read}\n"))))
+            .await;
+    });
+    Response::builder().body(body.boxed()).expect("response")
+}
+
+fn quiet(silence: Duration) -> Response<Body> {
+    let (tx, body) = ChannelBody::new();
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Frame::data(Bytes::from_static(b"data: first\n\n")))
+            .await;
+        tokio::time::sleep(silence).await;
+        let _ = tx
+            .send(Frame::data(Bytes::from_static(b"data: last\n\n")))
+            .await;
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
         .body(body.boxed())
         .expect("response")
 }
