@@ -747,9 +747,14 @@ access = "public"
     let names: Vec<&str> = c.routes.routes().iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["/dashboard/", "/api/*/admin/**"]);
     assert_eq!(c.routes.routes()[0].policy.groups, ["staff"]);
+    // A route listing GET also matches HEAD (DESIGN §3): the table carries it.
     assert_eq!(
         c.routes.routes()[1].methods,
-        Some(vec![http::Method::GET, http::Method::POST])
+        Some(vec![
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::HEAD
+        ])
     );
 
     assert_eq!(

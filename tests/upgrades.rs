@@ -48,6 +48,21 @@ default = "public"
 
 const PROTECTED: &[&str] = &["/admin", "/staff", "/private"];
 
+/// An HTTP/2 (prior knowledge) connection to `addr`, ready for requests.
+async fn h2_to(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 async fn doorman_for(upstream_url: &str, extra: &str) -> Doorman {
     Doorman::start(&support::doorman::config(upstream_url, "", extra)).await
 }
@@ -294,14 +309,7 @@ async fn connect_is_refused_on_both_protocols() {
         .await;
     assert_eq!(conn.response(PATIENCE).await.map(|r| r.status), Some(405));
 
-    let stream = TcpStream::connect(doorman.addr).await.expect("connect");
-    let (mut sender, h2) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(h2);
+    let mut sender = h2_to(doorman.addr).await;
     let req = http::Request::builder()
         .method(http::Method::CONNECT)
         .uri("127.0.0.1:22")
@@ -348,14 +356,7 @@ async fn connection_naming_framing_headers_does_not_unframe_the_request() {
 async fn http2_to_doorman_is_terminated_and_decided_per_stream() {
     let upstream = H2cUpstream::start().await;
     let doorman = doorman_for(&upstream.url(), ROUTES).await;
-    let stream = TcpStream::connect(doorman.addr).await.expect("connect");
-    let (mut sender, h2) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(h2);
+    let mut sender = h2_to(doorman.addr).await;
     let mut statuses = Vec::new();
     for path in ["/admin", "/staff", "/private", "/open"] {
         let req = http::Request::builder()
@@ -382,14 +383,7 @@ async fn http2_to_doorman_is_terminated_and_decided_per_stream() {
 
     // The support upstream really speaks h2c with prior knowledge: straight to it, a stream is
     // served and recorded (so the empty record above means something).
-    let direct = TcpStream::connect(upstream.addr).await.expect("connect");
-    let (mut sender, h2) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(direct),
-    )
-    .await
-    .expect("h2 handshake with the upstream");
-    tokio::spawn(h2);
+    let mut sender = h2_to(upstream.addr).await;
     let req = http::Request::builder()
         .uri("http://localhost/direct")
         .body(http_body_util::Empty::<Bytes>::new())
