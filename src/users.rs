@@ -7,9 +7,9 @@
 //! ```
 //!
 //! Passwords are Argon2id PHC strings (memory-hard, no 72-byte truncation as with bcrypt).
-//! [`Users::verify`] costs the same for a user that does not exist as for a wrong password: it
-//! checks a dummy hash with the same parameters, so response time does not reveal which user
-//! names exist. It is CPU- and memory-heavy: logins run it on the [`crate::hasher`] pool, with
+//! [`Users::hash_for`] gives a user that does not exist a dummy hash with the same parameters,
+//! so checking it costs the same as a wrong password and response time does not reveal which
+//! user names exist. It is CPU- and memory-heavy: logins run it on the [`crate::hasher`] pool, with
 //! the hash [`Users::hash_for`] picks.
 
 use std::collections::HashMap;
@@ -172,15 +172,6 @@ impl Users {
             None => (&self.dummy, None),
         }
     }
-
-    /// Check a password on this thread. Blocking and deliberately slow (it allocates its own
-    /// Argon2 memory: logins use the [`crate::hasher`] pool instead); the same cost for unknown
-    /// users.
-    pub fn verify(&self, name: &str, password: &str) -> Option<&User> {
-        let (hash, user) = self.hash_for(name);
-        let matched = crate::hasher::check(&mut Vec::new(), hash, password);
-        user.filter(|_| matched)
-    }
 }
 
 /// Hash a password for the users file (`doorman hash-password`).
@@ -230,14 +221,18 @@ mod tests {
             "[users.alice]\npassword = {hash:?}\ngroups = [\"admin\"]\n"
         ))
         .unwrap();
+        // As a login checks: the hash for the name, then the password against it.
+        let verify = |name: &str, password: &str| {
+            let (hash, user) = users.hash_for(name);
+            let matched = crate::hasher::check(&mut Vec::new(), hash, password);
+            user.filter(|_| matched).map(|u| u.groups.clone())
+        };
         assert_eq!(
-            users
-                .verify("alice", "correct horse")
-                .map(|u| u.groups.clone()),
+            verify("alice", "correct horse"),
             Some(vec!["admin".to_string()])
         );
-        assert!(users.verify("alice", "wrong").is_none());
-        assert!(users.verify("mallory", "correct horse").is_none());
+        assert!(verify("alice", "wrong").is_none());
+        assert!(verify("mallory", "correct horse").is_none());
     }
 
     #[test]
