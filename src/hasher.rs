@@ -22,7 +22,7 @@
 //!   left at all, the queue is closed and every check fails at once.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, PasswordHash};
@@ -161,10 +161,10 @@ impl Drop for Respawn {
     }
 }
 
-/// Recover the queue from a poisoned lock: a thread can only panic outside it, and the
-/// receiver has no state a panic could leave half-changed.
+/// The queue: a thread can only panic outside the lock, and the receiver has no state a panic
+/// could leave half-changed.
 fn lock(queue: &Queue) -> MutexGuard<'_, mpsc::Receiver<Job>> {
-    queue.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::lock::lock(queue)
 }
 
 /// Check `password` against the PHC string `hash`, computing in `memory` (grown to fit, zeroed

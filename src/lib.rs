@@ -61,6 +61,7 @@ pub mod handoff;
 pub mod hasher;
 pub mod head;
 pub mod identity;
+pub mod lock;
 pub mod logging;
 pub mod login;
 pub mod login_page;

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::OwnedMutexGuard;
@@ -110,7 +110,7 @@ impl Throttle {
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
         // Recovered: the map is consistent after every statement that changes it.
-        self.turns.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock::lock(&self.turns)
     }
 
     /// How many keys have a lock right now (the map must not grow without bound).

@@ -24,7 +24,7 @@
 //! Connection tasks are spawned on the caller's runtime (`tokio::spawn` from the request's
 //! task), which is the worker the pool belongs to.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -163,7 +163,7 @@ where
 
 fn lock<B>(idle: &Mutex<Idle<B>>) -> MutexGuard<'_, Idle<B>> {
     // Nothing panics while holding it; if something did, the `Vec` is still whole.
-    idle.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::lock::lock(idle)
 }
 
 impl<B: Send + 'static> Slot<B> {

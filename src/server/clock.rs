@@ -105,11 +105,8 @@ impl ConnClock {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is plain data, always consistent between statements; a panic elsewhere
-        // cannot leave it half-written, so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // The state is plain data, always consistent between statements.
+        crate::lock::lock(&self.state)
     }
 
     /// The connection turned out to speak HTTP/2 ([`super::protocol::sniff`]).

@@ -40,11 +40,8 @@ impl PerClient {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // Counts are updated in single statements; a panic elsewhere cannot leave one half
-        // written, so a poisoned lock is still usable.
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // Counts are updated in single statements.
+        crate::lock::lock(&self.open)
     }
 
     /// A slot for a connection from `peer`, or `None` if that client already holds `max`.

@@ -292,11 +292,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    // Nothing that runs under the lock can panic halfway through an update that matters: a
-    // poisoned shard is still a consistent map.
-    shard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    // Nothing that runs under the lock can panic halfway through an update that matters.
+    crate::lock::lock(shard)
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ use super::cache::SessionCache;
 use super::tracking;
 use super::{Origin, Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
 use crate::config::RedisTarget;
+use crate::lock::lock;
 
 /// Upper bound on one store operation's wait for Redis: connecting (or resolving a Sentinel
 /// master) included. An operation that takes longer fails with [`StoreError::Timeout`].
@@ -755,10 +756,6 @@ impl Backend {
             *lock(master) = None;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A connection of either kind, so the store's commands are written once.

@@ -37,7 +37,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use redb::{
@@ -308,7 +308,7 @@ enum Cached {
 
 impl Inner {
     fn cache(&self) -> MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock::lock(&self.cache)
     }
 
     /// The cache's view of `key` at `now`, and the epoch to fill it under afterwards.
