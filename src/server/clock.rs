@@ -18,9 +18,10 @@
 //! an HTTP/2 client that keeps reading but never opens its flow-control window (hyper then has
 //! nothing it may write).
 //!
-//! The clock is (apart from blocked writes) always in one of three phases: waiting for a head (deadline: `header_timeout`
-//! after accept, or after the first byte of the next request), busy (no deadline: the upstream
-//! `timeout` and the client govern), or idle (deadline: `idle_timeout` after the last response).
+//! The clock is (apart from blocked writes) always in one of three phases: waiting for a head
+//! (deadline: `header_timeout` after accept, or after the first byte of the next request), busy
+//! (no deadline: the upstream `timeout` and the client govern), or idle (deadline:
+//! `idle_timeout` after the last response).
 //! The connection task races [`ConnClock::expired`] against hyper's connection future.
 //!
 //! Phase changes happen twice or three times per request, so they only write the state: they
