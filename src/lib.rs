@@ -75,3 +75,4 @@ pub mod session;
 pub mod throttle;
 pub mod tls;
 pub mod users;
+pub mod worker;

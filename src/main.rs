@@ -166,7 +166,7 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         Ok(limit) => info!(limit, "open-file limit"),
         Err(e) => warn!(error = %e, "could not raise the open-file limit"),
     }
-    // Connections are served on one single-threaded runtime per core (doorman::server::workers);
+    // Connections are served on one single-threaded runtime per core (doorman::server::Workers);
     // this one accepts, and runs signals, reload, the admin listener and store upkeep.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -199,7 +199,7 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
 /// cores leaves cores to what shares the machine (the upstream, a load generator).
 fn worker_count() -> anyhow::Result<usize> {
     match std::env::var("DOORMAN_WORKERS") {
-        Err(std::env::VarError::NotPresent) => Ok(doorman::server::workers::default_count()),
+        Err(std::env::VarError::NotPresent) => Ok(doorman::worker::default_count()),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
             _ => anyhow::bail!("DOORMAN_WORKERS={v:?}: expected a whole number of at least 1"),

@@ -35,7 +35,7 @@ pub use admin::AdminConfig;
 pub use net::IpNet;
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
-pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind};
+pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};
 
 /// The validated configuration of one doorman process.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@ use super::policy::is_token;
 use super::reader::{KeyError, Section};
 use super::RedisTarget;
 use crate::path;
-use crate::session::Timeouts;
 
 /// Where sessions are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +18,13 @@ pub enum StoreKind {
         path: PathBuf,
     },
     Redis(RedisTarget),
+}
+
+/// The two session clocks (`[session] idle_timeout`, `absolute_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub absolute: Duration,
 }
 
 /// When the cookie gets `Secure` (and the `__Host-`/`__Secure-` prefix).

@@ -45,7 +45,7 @@ pub struct ClientInfo {
 }
 
 /// The connection pools for the configured upstream: one per worker
-/// ([`crate::server::workers`]), so a request and the upstream connection it uses stay on
+/// ([`crate::worker`]), so a request and the upstream connection it uses stay on
 /// the same thread. A reload builds a new `Upstream`; the old pools drain and their idle
 /// connections expire.
 #[derive(Clone)]
@@ -78,12 +78,7 @@ impl Upstream {
             parts
         })
         .map_err(|e| rustls::Error::General(format!("upstream url: {e}")))?;
-        let pool = Pool::new(
-            https,
-            target,
-            crate::server::workers::count(),
-            up.pool_idle_timeout,
-        );
+        let pool = Pool::new(https, target, crate::worker::count(), up.pool_idle_timeout);
         Ok(Upstream {
             pool: Arc::new(pool),
             config,

@@ -108,7 +108,7 @@ where
     /// worker, or a new one, and return the response head; its body hands the connection back
     /// when read to the end.
     pub async fn send(&self, req: Request<B>) -> Result<Response<PooledBody<B>>, SendError> {
-        let slot = &self.workers[crate::server::workers::current() % self.workers.len()];
+        let slot = &self.workers[crate::worker::current() % self.workers.len()];
         let (mut sender, pooled) = match slot.checkout() {
             Some(sender) => (sender, true),
             None => (self.connect().await?, false),

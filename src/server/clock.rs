@@ -314,6 +314,46 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A response body that holds its request's [`RequestGuard`] until hyper has finished
+    /// sending it (or dropped it because the client left), so the connection's clock knows when
+    /// the connection turns idle.
+    pub struct Tracked {
+        #[pin]
+        inner: crate::body::Body,
+        _guard: RequestGuard,
+    }
+}
+
+impl Tracked {
+    pub fn new(inner: crate::body::Body, guard: RequestGuard) -> Self {
+        Tracked {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

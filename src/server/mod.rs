@@ -440,7 +440,7 @@ impl Connection {
                         resp
                     }
                 };
-                Ok::<_, Infallible>(resp.map(|body| crate::body::Tracked::new(body, guard)))
+                Ok::<_, Infallible>(resp.map(|body| clock::Tracked::new(body, guard)))
             }
             .instrument(span))
         });

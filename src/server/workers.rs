@@ -7,52 +7,18 @@
 //! and a context switch). Profiles showed those wake-ups as the largest single cost after the
 //! TCP work itself. Here a connection lives on one worker for its whole life, and so do the
 //! upstream connections it uses: each worker has its own upstream pool
-//! ([`Upstream`](crate::forward::Upstream) picks the pool of the worker it runs on, by
-//! [`current`]), and the pool spawns their tasks on the current (that same) runtime. That is
+//! (the upstream client picks the pool of the worker it runs on, by
+//! [`crate::worker::current`]), and the pool spawns their tasks on the current (that same) runtime. That is
 //! nginx's worker model; the accept loop, signals, reload, admin and store upkeep stay on the
 //! main runtime.
 
-use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-
-thread_local! {
-    /// The index of the worker this thread runs, or 0 off the workers.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-    /// Whether this thread is a serving worker at all.
-    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// `Some(index)` on a serving worker, `None` on any other thread (the main runtime, tests
-/// serving in-process): for resources kept per worker *and* once for everything else, such as
-/// the Redis store's connections.
-pub fn on_worker() -> Option<usize> {
-    ON_WORKER.with(Cell::get).then(current)
-}
-
-/// The index of the worker running the caller (0 on any other thread, so code run outside
-/// the workers — tests serving in-process, the main runtime — shares worker 0's resources).
-pub fn current() -> usize {
-    WORKER.with(Cell::get)
-}
-
-/// How many workers a process runs by default: one per core.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// How many workers this process runs: as started by [`Workers::start`], else
-/// [`default_count`]. The upstream keeps one connection pool per worker.
-pub fn count() -> usize {
-    COUNT.get().copied().unwrap_or_else(default_count)
-}
-
-static COUNT: OnceLock<usize> = OnceLock::new();
 
 /// The blocking-thread ceiling of the whole process, shared by the workers (tokio's default for
 /// one runtime).
@@ -85,7 +51,7 @@ impl Drop for Assigned {
 impl Workers {
     /// Start `count` (at least one) worker threads, each with its own single-threaded runtime.
     pub fn start(count: usize) -> io::Result<Workers> {
-        let _ = COUNT.set(count.max(1));
+        crate::worker::set_count(count);
         let mut workers = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,8 +67,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("doorman-worker-{index}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(index));
-                    ON_WORKER.with(|w| w.set(true));
+                    crate::worker::enter(index);
                     // Runs the tasks spawned onto `handle` until told to stop (or the sender is
                     // dropped); dropping the runtime then cancels what is left.
                     let _ = runtime.block_on(stopped);

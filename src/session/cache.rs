@@ -34,12 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-
 use super::{Record, SessionKey, Timeouts};
-use crate::metrics::{CacheLabel, CacheResult};
+use crate::metrics::CacheStats;
 
 /// How long after the last successful health check of the tracking connection the cache keeps
 /// serving. The tracker checks every second, so this tolerates one slow answer, not an outage.
@@ -62,35 +58,6 @@ pub struct SessionCache {
     generation: AtomicU64,
     origin: Instant,
     stats: CacheStats,
-}
-
-/// What `/metrics` shows of the cache (see [`crate::metrics`]); shared with the registry.
-#[derive(Clone)]
-pub struct CacheStats {
-    /// Lookups by whether the cache answered them.
-    pub lookups: Family<CacheLabel, Counter>,
-    /// The family's two series, held so a lookup counts without the family's lock.
-    hits: Counter,
-    misses: Counter,
-    /// Sessions cached now.
-    pub entries: Gauge,
-    /// 1 while the cache may serve (tracking on and healthy), else 0.
-    pub trusted: Gauge,
-}
-
-impl Default for CacheStats {
-    fn default() -> Self {
-        let lookups = Family::<CacheLabel, Counter>::default();
-        let series = |result| lookups.get_or_create(&CacheLabel { result }).clone();
-        let (hits, misses) = (series(CacheResult::hit), series(CacheResult::miss));
-        CacheStats {
-            lookups,
-            hits,
-            misses,
-            entries: Gauge::default(),
-            trusted: Gauge::default(),
-        }
-    }
 }
 
 #[derive(Default)]
@@ -142,8 +109,8 @@ impl SessionCache {
         });
         let found = found.flatten();
         match found {
-            Some(_) => self.stats.hits.inc(),
-            None => self.stats.misses.inc(),
+            Some(_) => self.stats.hit(),
+            None => self.stats.miss(),
         };
         found
     }
@@ -400,5 +367,34 @@ mod tests {
         cache.distrust();
         assert_eq!(cache.stats().entries.get(), 0);
         assert_eq!(cache.stats().trusted.get(), 0);
+    }
+
+    #[test]
+    fn the_session_cache_is_exported_when_on() {
+        use crate::metrics::Metrics;
+        use crate::session::Origin;
+        let t = Timeouts {
+            idle: Duration::from_secs(100),
+            absolute: Duration::from_secs(1000),
+        };
+        assert!(!Metrics::new().encode().unwrap().contains("session_cache"));
+        let cache = SessionCache::new();
+        let mut m = Metrics::new();
+        m.register_session_cache(cache.stats());
+        let key = SessionKey([1; 32]);
+        assert!(cache.get(&key, 0, &t).is_none());
+        assert!(cache.trust(cache.current()));
+        let record = Record::new("alice".into(), vec![], Origin::Login, 0, &t);
+        cache.fill(&key, &record, cache.ticket(&key), 0);
+        assert!(cache.get(&key, 1, &t).is_some());
+        let text = m.encode().unwrap();
+        for line in [
+            "doorman_session_cache_lookups_total{result=\"hit\"} 1",
+            "doorman_session_cache_lookups_total{result=\"miss\"} 1",
+            "doorman_session_cache_entries 1",
+            "doorman_session_cache_trusted 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -25,6 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::Timeouts;
+
 /// The record format written by this build; readers refuse other versions (treated as absent).
 pub const RECORD_VERSION: u8 = 1;
 
@@ -187,13 +189,6 @@ impl Record {
         let absolute_left = self.absolute_expiry.saturating_sub(now);
         Duration::from_millis(idle_left.min(absolute_left))
     }
-}
-
-/// The two session clocks (`[session] idle_timeout`, `absolute_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub idle: Duration,
-    pub absolute: Duration,
 }
 
 /// Unix time now, in milliseconds.

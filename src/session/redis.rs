@@ -216,7 +216,7 @@ impl RedisStore {
         let backend = match target {
             RedisTarget::Standalone(url) => Backend::Standalone {
                 client: Client::open(url.as_str()).map_err(config_error)?,
-                managers: (0..=crate::server::workers::count())
+                managers: (0..=crate::worker::count())
                     .map(|_| OnceLock::new())
                     .collect(),
             },
@@ -663,9 +663,9 @@ enum Backend {
 impl Backend {
     /// Which of `len` per-thread connections the caller uses: one per serving worker, created
     /// on that worker's runtime by its first use, so a lookup and its reply never change
-    /// thread (as the upstream pools, see `server::workers`); slot 0 for everything else.
+    /// thread (as the upstream pools, see `crate::worker`); slot 0 for everything else.
     fn slot(len: usize) -> usize {
-        match crate::server::workers::on_worker() {
+        match crate::worker::on_worker() {
             Some(index) if len > 1 => 1 + index % (len - 1),
             _ => 0,
         }
