@@ -1,155 +1,234 @@
-//! The access log and the per-request metrics, written once the response body is done.
+//! Access: which session a request carries, and whether its route lets it pass.
 //!
-//! [`gate::handle`](crate::gate::handle) wraps every response body in [`Logged`], which counts
-//! the body bytes as hyper takes them and, when the body is finished or dropped (the client
-//! left), writes one line on the `doorman::access` target and counts the request in
-//! `doorman_requests_total` / `doorman_request_duration_seconds`. So `bytes` is the response
-//! body bytes actually handed to the connection (not the `Content-Length`, and not headers),
-//! `duration_ms` runs to the end of the body, and `complete = false` marks a body the client did
-//! not wait for.
-//!
-//! Fields: `peer`, `method`, `path` (normalised; the raw path when normalisation refused it),
-//! `route`, `status`, `bytes`, `duration_ms`, `complete`, and when there is one `user` and
-//! `session` — a short tag of the session's store key ([`SessionKey::tag`]), which cannot be
-//! turned back into the cookie.
-//!
-//! [`SessionKey::tag`]: crate::session::SessionKey::tag
+//! [`Shared`] is what the decision (and the login endpoints above it) need from the process:
+//! the validated config, the session store, the metrics. [`lookup`] turns the cookie the
+//! request presented into a [`SessionState`] on the [`Exchange`]; [`authorise`] applies the
+//! route's access rule to it, answering with the cause doorman refuses with (401 with the
+//! route's challenge, 403, 503 when the store cannot answer for a protected route).
 
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::{Buf, Bytes};
-use http::Method;
-use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::BodyExt;
-use tracing::info;
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap};
+use tracing::warn;
 
-use crate::body::Body;
-use crate::metrics::Metrics;
+use crate::config::Config;
+use crate::cookie::{CookiePolicy, Presented};
+use crate::encoding::percent_encode_component;
+use crate::error::{Challenge, ProxyError};
+use crate::exchange::{CookieAction, Exchange, SessionState};
+use crate::identity::Identity;
+use crate::metrics::{Lookup, Metrics};
+use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
+use crate::session::{now_millis, Origin, SessionStore, Store};
 
-/// What the gate learnt about a request while deciding, for its log line.
-#[derive(Debug, Default, Clone)]
-pub struct Seen {
-    /// The normalised path (unset when normalisation refused the path).
-    pub path: Option<String>,
-    /// The route label (see [`crate::metrics`]).
-    pub route: Option<String>,
-    /// The authenticated user, or the one who just logged in.
-    pub user: Option<String>,
-    /// [`SessionKey::tag`](crate::session::SessionKey::tag) of the session in use.
-    pub session: Option<String>,
-}
-
-/// One request's log line, finished when the body is.
-pub struct Entry {
-    pub peer: SocketAddr,
-    pub method: Method,
-    /// The request target as received; its path is logged when normalisation refused it.
-    pub raw_target: http::Uri,
-    pub seen: Seen,
-    pub status: u16,
-    pub started: Instant,
+/// What every request shares below the proxy: the config, the session store, the metrics, and
+/// doorman's cookie as served over plain HTTP and over TLS (built once per config).
+pub struct Shared {
+    /// The validated config this state was built for.
+    pub config: Arc<Config>,
+    /// The session store (the same one across reloads).
+    pub store: Arc<Store>,
+    /// The process's metrics, shared by every state a reload builds.
     pub metrics: Arc<Metrics>,
-    /// The request's span, so the line carries the same context as the rest of the request.
-    pub span: tracing::Span,
+    cookies: [CookiePolicy; 2],
 }
 
-/// Counts bytes and writes the entry exactly once, when dropped.
-struct Finish {
-    entry: Entry,
-    bytes: u64,
-    complete: bool,
-}
-
-impl Drop for Finish {
-    fn drop(&mut self) {
-        let e = &self.entry;
-        let took = e.started.elapsed();
-        let route = e
-            .seen
-            .route
-            .as_deref()
-            .unwrap_or(crate::metrics::ROUTE_NONE);
-        e.metrics.request(route, e.status, took);
-        let path = e.seen.path.as_deref().unwrap_or(e.raw_target.path());
-        e.span.in_scope(|| {
-            info!(
-                target: "doorman::access",
-                peer = %e.peer,
-                method = %e.method,
-                path,
-                route,
-                status = e.status,
-                bytes = self.bytes,
-                duration_ms = took.as_secs_f64() * 1000.0,
-                complete = self.complete,
-                user = e.seen.user.as_deref(),
-                session = e.seen.session.as_deref(),
-                "request"
-            );
-        });
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that counts what it yields and logs the request when done.
-    pub struct Logged {
-        #[pin]
-        inner: Body,
-        finish: Finish,
-    }
-}
-
-impl Logged {
-    /// Wrap `body`; the entry is written when the result is finished or dropped.
-    pub fn wrap(body: Body, entry: Entry) -> Body {
-        let complete = body.is_end_stream();
-        Logged {
-            inner: body,
-            finish: Finish {
-                entry,
-                bytes: 0,
-                complete,
-            },
+impl Shared {
+    /// The shared state for `config` around an opened store.
+    pub fn new(config: Arc<Config>, store: Arc<Store>, metrics: Arc<Metrics>) -> Shared {
+        let cookies = [
+            CookiePolicy::new(&config.session, false),
+            CookiePolicy::new(&config.session, true),
+        ];
+        Shared {
+            config,
+            store,
+            metrics,
+            cookies,
         }
-        .boxed_unsync()
+    }
+
+    /// Doorman's cookie as served to a client over TLS (`tls`) or plain HTTP.
+    pub fn cookies(&self, tls: bool) -> &CookiePolicy {
+        &self.cookies[usize::from(tls)]
     }
 }
 
-impl http_body::Body for Logged {
-    type Data = Bytes;
-    type Error = hyper::Error;
+/// Look up the session the exchange's cookie presents and record the outcome on it; groups of
+/// password sessions come from the users file as it is now.
+pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
+    let state = session_state(shared, &ex.presented).await;
+    shared.metrics.session_lookup(match &state {
+        SessionState::Valid { .. } => Lookup::hit,
+        SessionState::None => Lookup::miss,
+        SessionState::Stale { looked_up: false } => Lookup::miss,
+        SessionState::Stale { looked_up: true } => Lookup::expired,
+        SessionState::Down(_) => Lookup::store_error,
+    });
+    if let SessionState::Valid { identity, key, .. } = &state {
+        ex.log_session(Some(identity.user().to_string()), key);
+    }
+    ex.session = state;
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.finish.bytes += data.remaining() as u64;
-                }
-                // hyper stops polling a body of known length once it has all of it.
-                if this.inner.is_end_stream() {
-                    this.finish.complete = true;
-                }
+async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
+    let id = match presented {
+        Presented::Absent => return SessionState::None,
+        Presented::Invalid => return SessionState::Stale { looked_up: false },
+        Presented::Id(id) => id,
+    };
+    let key = id.key();
+    let record = match shared.store.lookup(&key, now_millis()).await {
+        Err(error) => return SessionState::Down(error),
+        Ok(None) => return SessionState::Stale { looked_up: true },
+        Ok(Some(record)) => record,
+    };
+    let identity = match record.origin {
+        Origin::Login => shared
+            .config
+            .users
+            .get(&record.user)
+            .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
+        Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+    };
+    match identity {
+        Some(identity) => SessionState::Valid {
+            key,
+            identity,
+            record,
+        },
+        None => SessionState::Stale { looked_up: true },
+    }
+}
+
+/// Apply `policy` (a route that is not `deny`) to the session looked up on `ex`: `Ok` when
+/// the request may be forwarded (with the exchange's identity, if any), else the refusal.
+/// `target` is the normalised path and query, for the login redirect's `next`.
+///
+/// A stale cookie is expired on the way out. A store outage fails closed on an authenticated
+/// route (503); a public route still works, anonymously, and the cookie is kept.
+pub fn authorise(
+    shared: &Shared,
+    ex: &mut Exchange,
+    policy: &RoutePolicy,
+    headers: &HeaderMap,
+    target: &PathAndQuery,
+) -> Result<(), ProxyError> {
+    let authenticated = policy.access == Access::Authenticated;
+    match &ex.session {
+        SessionState::Stale { .. } => ex.cookie = CookieAction::Expire,
+        SessionState::Down(_) if authenticated => {
+            if let SessionState::Down(error) = std::mem::take(&mut ex.session) {
+                return Err(ProxyError::StoreUnavailable(error));
             }
-            Poll::Ready(None) => this.finish.complete = true,
-            _ => {}
         }
-        polled
+        SessionState::Down(error) => {
+            shared.metrics.store_error();
+            warn!(peer = %ex.client.peer, error = %error, "session store unavailable: forwarding anonymously");
+        }
+        SessionState::None | SessionState::Valid { .. } => {}
+    }
+    if !authenticated {
+        return Ok(());
+    }
+    match ex.identity() {
+        None => Err(ProxyError::Unauthenticated(challenge(
+            &shared.config,
+            policy,
+            headers,
+            target,
+        ))),
+        Some(who) if !policy.allows(who.user(), who.groups()) => Err(ProxyError::Forbidden),
+        Some(_) => Ok(()),
+    }
+}
+
+/// How to tell a client without a session to log in.
+fn challenge(
+    config: &Config,
+    policy: &RoutePolicy,
+    headers: &HeaderMap,
+    target: &PathAndQuery,
+) -> Challenge {
+    match policy.on_unauthenticated {
+        OnUnauthenticated::Status401 => Challenge::Plain,
+        OnUnauthenticated::Redirect => {
+            let login_url = format!(
+                "{}/login?next={}",
+                config.login.prefix,
+                percent_encode_component(target.as_str())
+            );
+            if is_page_load(headers) {
+                Challenge::Redirect {
+                    location: login_url,
+                }
+            } else {
+                Challenge::Json { login_url }
+            }
+        }
+    }
+}
+
+/// A top-level page load: `Sec-Fetch-Mode: navigate`, or — from clients that send no Fetch
+/// metadata — an `Accept` that ranks `text/html` at least as high as anything else. Fetches,
+/// XHR and API clients get a 401 they can act on instead of a redirect to an HTML form.
+fn is_page_load(headers: &HeaderMap) -> bool {
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut html = None;
+    let mut best_other: f32 = 0.0;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media.eq_ignore_ascii_case("text/html") {
+            html = Some(q);
+        } else {
+            best_other = best_other.max(q);
+        }
+    }
+    html.is_some_and(|q| q > 0.0 && q >= best_other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    #[test]
+    fn page_loads_are_told_apart_from_api_calls() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(is_page_load(&headers(&[("sec-fetch-mode", "navigate")])));
+        assert!(!is_page_load(&headers(&[
+            ("sec-fetch-mode", "cors"),
+            ("accept", browser)
+        ])));
+        assert!(is_page_load(&headers(&[("accept", browser)])));
+        assert!(!is_page_load(&headers(&[("accept", "application/json")])));
+        assert!(!is_page_load(&headers(&[("accept", "*/*")])));
+        assert!(!is_page_load(&headers(&[(
+            "accept",
+            "application/json, text/html;q=0.5"
+        )])));
+        assert!(!is_page_load(&headers(&[("accept", "text/html;q=0")])));
+        assert!(!is_page_load(&headers(&[])));
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, Instrument};
 
 use crate::body::{self, Body};
-use crate::server::Live;
+use crate::gate::Live;
 use crate::session::SessionStore;
 
 /// How long `/readyz` waits for the store's answer before calling it not ready.
@@ -107,7 +107,7 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Response<Body> {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
         },
-        _ => match live.load().metrics.encode() {
+        _ => match live.load().shared.metrics.encode() {
             Ok(exposition) => {
                 let mut resp = Response::new(body::full(exposition));
                 resp.headers_mut().insert(
@@ -130,7 +130,7 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Response<Body> {
 /// once [`crate::server::start`] returned) and the session store answers in time.
 async fn readiness(live: &Live) -> Result<(), String> {
     let app = live.load_full();
-    match tokio::time::timeout(READY_PING, app.store.ping()).await {
+    match tokio::time::timeout(READY_PING, app.shared.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(format!(
             "not ready: {}",

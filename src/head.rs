@@ -18,7 +18,7 @@
 //! The head size itself is hyper's to enforce: `max_header_size` counts the request line and
 //! headers exactly as received (see `server::protocol`).
 
-use http::{header, Method, Request, Version};
+use http::{header, HeaderMap, Method, Request, Uri, Version};
 
 use crate::error::ProxyError;
 
@@ -116,6 +116,15 @@ fn is_authority(value: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     host_ok && port_ok
+}
+
+/// The host the client addressed: the h2 `:authority` / absolute-form authority, else `Host`
+/// (both refused by [`check`] unless they are a plain authority).
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    }
 }
 
 #[cfg(test)]

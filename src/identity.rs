@@ -63,6 +63,18 @@ pub fn canonical(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// Remove every header whose canonical name (lower case, `_` and `.` read as `-`) matches.
+pub fn remove_where(headers: &mut HeaderMap, mut matches: impl FnMut(&str) -> bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| matches(&canonical(name.as_str())))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
 /// The `[identity]` settings: which headers carry identity and which are stripped.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
@@ -117,7 +129,7 @@ impl IdentityHeaders {
 
     /// Remove every identity header the client sent, in any spelling.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        crate::forward::headers::remove_where(headers, |name| self.is_identity(name));
+        remove_where(headers, |name| self.is_identity(name));
     }
 
     /// Set the user and groups headers — once each, replacing anything left. Call after

@@ -49,30 +49,27 @@
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
 pub mod access;
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
 pub mod cookie;
+pub mod encoding;
 pub mod error;
+pub mod exchange;
 pub mod forward;
 pub mod gate;
-pub mod handoff;
-pub mod hasher;
 pub mod head;
 pub mod identity;
 pub mod lock;
 pub mod logging;
 pub mod login;
-pub mod login_page;
 pub mod metrics;
-pub mod next;
 pub mod path;
 pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;
-pub mod throttle;
 pub mod tls;
-pub mod users;
 pub mod worker;

@@ -112,7 +112,7 @@ fn hash_password() -> ExitCode {
         eprintln!("doorman: empty password; type it on standard input");
         return ExitCode::from(EXIT_CONFIG);
     }
-    match doorman::users::hash_password(password) {
+    match doorman::config::hash_password(password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

@@ -1,6 +1,6 @@
 //! The Prometheus metrics `/metrics` serves (prometheus-client, no global registry).
 //!
-//! One [`Metrics`] per process, shared by every [`App`](crate::gate::App) a reload builds, so
+//! One [`Metrics`] per process, shared by every state a reload builds, so
 //! counters survive a reload. Names follow the Prometheus conventions: counters end in
 //! `_total`, durations are `_seconds` histograms.
 //!
@@ -338,7 +338,7 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// What `/metrics` shows of the cache ; shared with the registry, and
-/// counted by the session cache (`crate::session::cache`).
+/// counted by the Redis store's session cache.
 #[derive(Clone)]
 pub struct CacheStats {
     /// Lookups by whether the cache answered them.

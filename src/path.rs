@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use crate::encoding::{hex_pair, push_escape};
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -99,19 +101,12 @@ fn rewrite(raw: &str) -> Result<String, PathError> {
         match b {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
-                let value = hex_value(hex[0])
-                    .zip(hex_value(hex[1]))
-                    .ok_or(PathError::BadEscape)?;
-                let value = value.0 << 4 | value.1;
+                let value = hex_pair(hex[0], hex[1]).ok_or(PathError::BadEscape)?;
                 match value {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0x00..=0x1f | 0x7f => return Err(PathError::EncodedControl),
                     v if is_unreserved(v) => decoded.push(char::from(v)),
-                    v => {
-                        decoded.push('%');
-                        decoded.push(char::from(HEX[usize::from(v >> 4)]));
-                        decoded.push(char::from(HEX[usize::from(v & 0xf)]));
-                    }
+                    v => push_escape(&mut decoded, v),
                 }
                 i += 3;
                 continue;
@@ -150,17 +145,6 @@ fn rewrite(raw: &str) -> Result<String, PathError> {
         path.push('/');
     }
     Ok(path)
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// RFC 3986 §2.3 unreserved characters.

@@ -26,8 +26,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigErrors};
+use crate::gate::Live;
 use crate::metrics::Reload;
-use crate::server::Live;
 
 /// Re-reads the config file into the live state.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ impl Reloader {
     /// Reload now; logs the outcome and counts it. Returns the settings that need a restart.
     pub async fn reload(&self) -> Result<Vec<&'static str>, ReloadError> {
         let result = self.try_reload().await;
-        let metrics = Arc::clone(&self.live.load().metrics);
+        let metrics = Arc::clone(&self.live.load().shared.metrics);
         match &result {
             Ok(_) => metrics.reload(Reload::success),
             Err(ReloadError::Invalid(errors)) => {
@@ -86,16 +86,16 @@ impl Reloader {
             .map_err(|e| ReloadError::Task(e.to_string()))?;
         let mut config = loaded.map_err(ReloadError::Invalid)?;
         let current = self.live.load_full();
-        let restart = keep_restart_only(&current.config, &mut config);
+        let restart = keep_restart_only(&current.shared.config, &mut config);
         // The certificate and key in service are re-read too (the new config validated this
         // very pair a moment ago): one SIGHUP, one mechanism, for config, users and TLS.
-        if let Some(tls) = &current.config.listen.tls {
+        if let Some(tls) = &current.shared.config.listen.tls {
             tls.reload().map_err(|e| ReloadError::Tls(e.to_string()))?;
             let certs = tls.certificates();
             info!(cert = %certs.cert_path().display(), key = %certs.key_path().display(), "TLS certificate reloaded; new handshakes use it");
         }
         let app = current.reloaded(Arc::new(config))?;
-        let summary = app.config.summary();
+        let summary = app.shared.config.summary();
         self.live.store(Arc::new(app));
         info!(%summary, "config reloaded");
         Ok(restart)

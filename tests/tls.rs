@@ -450,7 +450,7 @@ async fn pkcs8_rsa_and_ec_keys_are_all_served() {
 #[tokio::test]
 async fn a_login_under_tls_sets_a_host_prefixed_secure_cookie() {
     let pair = Pair::generate();
-    let hash = doorman::users::hash_password("correct horse").expect("hash");
+    let hash = doorman::config::hash_password("correct horse").expect("hash");
     let users = format!("[users.alice]\npassword = \"{hash}\"\ngroups = []\n");
     let upstream = Upstream::start().await;
     let toml = config(

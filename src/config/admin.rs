@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use toml::Table;
 
-use super::reader::{KeyError, Section};
+use crate::config::reader::{KeyError, Section};
 
 /// `[admin]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,6 +15,7 @@ mod net;
 mod policy;
 mod reader;
 mod session;
+pub mod users;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use toml::Table;
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
 use crate::tls::Tls;
-use crate::users::{Users, UsersError};
+pub use users::{hash_password, User, Users, UsersError};
 
 pub use admin::AdminConfig;
 pub use net::IpNet;
@@ -438,7 +439,7 @@ fn read_upgrades(s: &mut Section<'_>) -> Vec<String> {
     }
     s.list("upgrades", |token| {
         let name = token.split('/').next().unwrap_or_default();
-        if name.is_empty() || !token.bytes().all(is_token_byte) {
+        if name.is_empty() || !token.bytes().all(|b| reader::is_tchar(b) || b == b'/') {
             return Err(format!("{token:?} is not a protocol name"));
         }
         if name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("h2") {
@@ -449,11 +450,6 @@ fn read_upgrades(s: &mut Section<'_>) -> Vec<String> {
         }
         Ok(token.to_ascii_lowercase())
     })
-}
-
-/// A `tchar` of RFC 9110 §5.6.2, or the `/` between a protocol's name and version.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
 }
 
 /// `http://host:port` or `https://host:port`, with nothing after the authority: doorman forwards

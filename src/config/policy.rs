@@ -3,8 +3,8 @@
 use http::{HeaderName, Method};
 use toml::{Table, Value};
 
-use super::reader::{KeyError, Section};
-use super::session::LoginConfig;
+use crate::config::reader::{KeyError, Section};
+use crate::config::session::LoginConfig;
 use crate::identity::{canonical, IdentityHeaders};
 use crate::path;
 use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, RouteTable};
@@ -280,13 +280,6 @@ fn parse_method(m: &str) -> Result<Method, String> {
         ));
     }
     Method::from_bytes(m.as_bytes()).map_err(|_| format!("invalid method {m:?}"))
-}
-
-/// RFC 9110 token characters (a cookie name is a token).
-pub(super) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Identity must survive to the upstream: a hop-by-hop header would be dropped on the way.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use toml::Table;
 
-use super::policy::is_token;
-use super::reader::{KeyError, Section};
-use super::RedisTarget;
+use crate::config::reader::is_token;
+use crate::config::reader::{KeyError, Section};
+use crate::config::RedisTarget;
 use crate::path;
 
 /// Where sessions are stored.

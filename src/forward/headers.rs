@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
-use crate::identity::canonical;
+pub use crate::identity::remove_where;
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
@@ -66,18 +66,6 @@ const FORWARDING: &[&str] = &[
     "x-http-method",
     "x-method-override",
 ];
-
-/// Remove every header whose canonical name (lower case, `_` and `.` read as `-`) matches.
-pub fn remove_where(headers: &mut HeaderMap, mut matches: impl FnMut(&str) -> bool) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| matches(&canonical(name.as_str())))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
-}
 
 /// Remove every forwarding and rewrite header ([`FORWARDING`]), in any spelling.
 pub fn remove_forwarding(headers: &mut HeaderMap) {

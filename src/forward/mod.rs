@@ -17,10 +17,9 @@ pub mod headers;
 mod pool;
 mod upgrade;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -31,18 +30,13 @@ use crate::body::{self, Body};
 use crate::config::{Config, UpstreamConfig};
 use crate::cookie;
 use crate::error::ProxyError;
+use crate::exchange::ClientInfo;
+use crate::head::request_host;
 use crate::identity::Identity;
+use crate::login::handoff::Handoff;
 use client_body::ClientBody;
 use headers::Forwarded;
 use pool::{Pool, SendError};
-
-/// Where a request came from, as far as forwarding cares.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
-    pub peer: SocketAddr,
-    /// Whether the client reached doorman over TLS.
-    pub tls: bool,
-}
 
 /// The connection pools for the configured upstream: one per worker
 /// ([`crate::worker`]), so a request and the upstream connection it uses stay on
@@ -146,7 +140,7 @@ impl Upstream {
         let config = &*self.config;
         let up = &config.upstream;
         let (mut parts, body) = req.into_parts();
-        let host = client_host(&parts.uri, &parts.headers);
+        let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
         let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
@@ -220,64 +214,6 @@ fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
     headers::remove_where(h, |name| name.starts_with("x-doorman-"));
     cookie::remove_from_response(h, &config.session.cookie_name);
-}
-
-/// Doorman's handoff headers (DESIGN.md §6) as the upstream sent them. They are removed from
-/// every response whatever is done with them; the gate decides whether to honour them.
-#[derive(Debug, Default)]
-pub struct Handoff {
-    /// `X-Doorman-Login`: the user to log in.
-    pub login: Option<HeaderValue>,
-    /// `X-Doorman-Groups`: comma-separated groups for that user.
-    pub groups: Option<HeaderValue>,
-    /// `X-Doorman-Logout: 1`.
-    pub logout: bool,
-}
-
-static X_DOORMAN_LOGIN: HeaderName = HeaderName::from_static("x-doorman-login");
-static X_DOORMAN_GROUPS: HeaderName = HeaderName::from_static("x-doorman-groups");
-static X_DOORMAN_LOGOUT: HeaderName = HeaderName::from_static("x-doorman-logout");
-
-impl Handoff {
-    /// Nothing to act on: no login, no logout (`X-Doorman-Groups` alone means nothing).
-    pub fn is_empty(&self) -> bool {
-        self.login.is_none() && !self.logout
-    }
-
-    fn read(h: &http::HeaderMap) -> Handoff {
-        // Nearly every response has none: one pass over its few names instead of three lookups.
-        if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
-            return Handoff::default();
-        }
-        // Exactly one of each, or none: two logins in one response are ambiguous, and two
-        // groups headers could smuggle a group past a check made on one of them.
-        let only = |name: &HeaderName| {
-            let mut values = h.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (Some(v), None) => Some(v.clone()),
-                _ => None,
-            }
-        };
-        let login = only(&X_DOORMAN_LOGIN);
-        let groups_ok = h.get_all(&X_DOORMAN_GROUPS).iter().count() <= 1;
-        Handoff {
-            login: login.filter(|_| groups_ok),
-            groups: only(&X_DOORMAN_GROUPS),
-            logout: h
-                .get(&X_DOORMAN_LOGOUT)
-                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
-        }
-    }
-}
-
-/// The host the client addressed: the h2 `:authority` / absolute-form authority, else `Host`.
-fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<String> {
-    uri.authority().map(|a| a.as_str().to_string()).or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    })
 }
 
 fn authority_value(authority: &Authority) -> HeaderValue {

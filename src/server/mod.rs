@@ -42,7 +42,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, StoreKind};
-use crate::forward::ClientInfo;
+use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
 use crate::session::{self, Store};
 use arc_swap::ArcSwap;
@@ -94,10 +94,7 @@ pub async fn run_with(
     serve(listeners, config, live, shutdown).await
 }
 
-/// The state every request reads: the current [`App`], replaced whole by a reload
-/// ([`crate::reload`]). Each request loads it once and keeps its `Arc` to the end, so a
-/// request in flight finishes under the config it started with.
-pub type Live = Arc<ArcSwap<App>>;
+pub use crate::gate::Live;
 
 /// Open the session store and build the first [`App`] (with fresh metrics).
 pub fn start(config: &Arc<Config>) -> io::Result<Live> {
@@ -138,8 +135,8 @@ pub async fn serve_on(
     workers: Option<&Workers>,
 ) -> io::Result<()> {
     let Listeners { main, redirect } = listeners;
-    let store = Arc::clone(&live.load().store);
-    let metrics = Arc::clone(&live.load().metrics);
+    let store = Arc::clone(&live.load().shared.store);
+    let metrics = Arc::clone(&live.load().shared.metrics);
     let http = Arc::new(HttpServer::new(&config));
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let per_client = PerClient::new(config.listen.max_connections_per_client);

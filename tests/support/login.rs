@@ -25,7 +25,7 @@ pub const COOKIE: &str = "doorman_session";
 pub fn hashes() -> &'static (String, String) {
     static HASHES: OnceLock<(String, String)> = OnceLock::new();
     HASHES.get_or_init(|| {
-        let hash = |pw| doorman::users::hash_password(pw).expect("hash password");
+        let hash = |pw| doorman::config::hash_password(pw).expect("hash password");
         (hash(ALICE_PW), hash(BOB_PW))
     })
 }

@@ -176,10 +176,7 @@ fn counter_names(username: &str, client: IpAddr) -> (String, String) {
         &ring::digest::SHA256,
         format!("{username}\0{ip}").as_bytes(),
     );
-    let pair: String = pair.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let pair = crate::encoding::hex_lower(&pair.as_ref()[..16]);
     (format!("login:{pair}"), format!("login-client:{ip}"))
 }
 

@@ -40,6 +40,8 @@
 /// The longest `next` kept, in bytes (before and after encoding).
 pub const MAX_LEN: usize = 2048;
 
+use crate::encoding::hex_pair;
+
 /// The local path to redirect to after login: `raw` when it is a safe local path (see the
 /// module documentation for the rules), else `/`.
 pub fn safe_next(raw: Option<&str>) -> String {
@@ -75,9 +77,9 @@ fn starts_with_slash_decoded(rest: &[u8]) -> bool {
     loop {
         match head.as_slice() {
             [b'/' | b'\\', ..] => return true,
-            [b'%', hi, lo, tail @ ..] => match (hex(*hi), hex(*lo)) {
-                (Some(hi), Some(lo)) => {
-                    let mut next = vec![hi << 4 | lo];
+            [b'%', hi, lo, tail @ ..] => match hex_pair(*hi, *lo) {
+                Some(byte) => {
+                    let mut next = vec![byte];
                     next.extend_from_slice(tail);
                     head = next;
                 }
@@ -90,46 +92,14 @@ fn starts_with_slash_decoded(rest: &[u8]) -> bool {
 
 /// Decode `%XX` escapes once; a `%` not followed by two hex digits stays as it is.
 fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() {
-            if let (Some(hi), Some(lo)) = (hex(s[i + 1]), hex(s[i + 2])) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode(s).collect()
 }
 
 /// Percent-encode the bytes a `Location` header value cannot carry as-is (non-ASCII) or that
 /// an HTTP parser would trim (space). `s` holds no control characters by now.
 fn encode_for_location(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b == b' ' || !b.is_ascii() {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
+    const LOCATION: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ');
+    percent_encoding::utf8_percent_encode(s, LOCATION).to_string()
 }
 
 #[cfg(test)]

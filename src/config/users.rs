@@ -9,8 +9,11 @@
 //! Passwords are Argon2id PHC strings (memory-hard, no 72-byte truncation as with bcrypt).
 //! [`Users::hash_for`] gives a user that does not exist a dummy hash with the same parameters,
 //! so checking it costs the same as a wrong password and response time does not reveal which
-//! user names exist. It is CPU- and memory-heavy: logins run it on the [`crate::hasher`] pool, with
-//! the hash [`Users::hash_for`] picks.
+//! user names exist. It is CPU- and memory-heavy: logins run it on their hashing
+//! pool (`login::hasher`), with the hash [`Users::hash_for`] picks.
+//!
+//! The file lives with the config because it is loaded, validated (`doorman check`) and
+//! reloaded (`SIGHUP`) with it; what is done with it at login is the login room's.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +22,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher};
 use toml::{Table, Value};
 
-use crate::config::KeyError;
+use crate::config::reader::KeyError;
 use crate::identity::check_name;
 
 /// One local user.
@@ -192,10 +195,7 @@ fn is_argon2id(hash: &str) -> bool {
 fn dummy_hash(like: Option<&str>) -> String {
     let mut secret = [0u8; 16];
     let _ = getrandom::fill(&mut secret);
-    let password = secret
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let password = crate::encoding::hex_lower(&secret);
     let params = like
         .and_then(|h| h.parse::<PasswordHash>().ok())
         .and_then(|h| argon2::Params::try_from(&h).ok());
@@ -224,7 +224,14 @@ mod tests {
         // As a login checks: the hash for the name, then the password against it.
         let verify = |name: &str, password: &str| {
             let (hash, user) = users.hash_for(name);
-            let matched = crate::hasher::check(&mut Vec::new(), hash, password);
+            let matched = PasswordHash::new(hash).is_ok_and(|h| {
+                argon2::PasswordVerifier::verify_password(
+                    &Argon2::default(),
+                    password.as_bytes(),
+                    &h,
+                )
+                .is_ok()
+            });
             user.filter(|_| matched).map(|u| u.groups.clone())
         };
         assert_eq!(

@@ -212,7 +212,7 @@ pub fn check(memory: &mut Vec<Block>, hash: &str, password: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::hash_password;
+    use crate::config::hash_password;
 
     #[tokio::test]
     async fn the_pool_tells_right_from_wrong_passwords() {

@@ -1,0 +1,137 @@
+//! One request's exchange: everything doorman learns about a request between its head arriving
+//! and its access-log line, in one value.
+//!
+//! The gate creates an [`Exchange`] per request and hands it down the pipeline by `&mut`: the
+//! path normaliser records the path, the route table the route, the cookie reader what the
+//! client presented, the session lookup its outcome, the login endpoints and the handoff the
+//! session they created or ended. The finishing step (`gate::finish`) then reads it once to
+//! set `Set-Cookie` and write the access log. Nothing is passed back through separate
+//! out-parameters, so a new stage (a forward-auth check, a signed assertion) adds a field here
+//! instead of a parameter to every function on the way.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::{Method, Uri};
+
+use crate::cookie::Presented;
+use crate::identity::Identity;
+use crate::session::{Record, SessionId, SessionKey, StoreError};
+
+/// Who is on the other end of the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The TCP peer (a front proxy's address when there is one).
+    pub peer: SocketAddr,
+    /// Whether the client reached doorman over TLS.
+    pub tls: bool,
+}
+
+/// What to do with doorman's cookie on the way out.
+#[derive(Debug, Default)]
+pub enum CookieAction {
+    /// Leave the browser's cookie as it is (including on store errors: an outage must not log
+    /// everyone out).
+    #[default]
+    Keep,
+    /// Set a new session cookie.
+    Set(SessionId),
+    /// Expire a stale, unknown or malformed cookie.
+    Expire,
+}
+
+/// What the request's cookie amounts to.
+#[derive(Debug, Default)]
+pub enum SessionState {
+    /// No cookie of doorman's name, or not looked up (yet).
+    #[default]
+    None,
+    /// A cookie that names no valid session (unknown, expired, malformed, duplicated, or its
+    /// user left the users file). `looked_up`: whether the store was asked (a well-formed id)
+    /// or the value was unusable (malformed, duplicated).
+    Stale { looked_up: bool },
+    /// A valid session.
+    Valid {
+        /// The session's store key (the hash of the id in the cookie).
+        key: SessionKey,
+        /// Who it belongs to, with the groups that apply now.
+        identity: Identity,
+        /// The stored record.
+        record: Record,
+    },
+    /// The store could not answer.
+    Down(StoreError),
+}
+
+/// One request, as doorman has understood it so far.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The connection's client.
+    pub client: ClientInfo,
+    /// The request method.
+    pub method: Method,
+    /// The request target as received (a reference-counted clone of hyper's buffer, no copy),
+    /// for the log when normalisation refuses the path.
+    pub raw_target: Uri,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The normalised path (unset until normalised, or when normalisation refused it).
+    pub path: Option<String>,
+    /// The route label for logs and metrics (see [`crate::metrics`]).
+    pub route: Option<String>,
+    /// Doorman's cookie as the request presented it (read once, by the gate).
+    pub presented: Presented,
+    /// The session the presented cookie names, once looked up.
+    pub session: SessionState,
+    /// What to do with doorman's cookie on the response.
+    pub cookie: CookieAction,
+    /// The user the access log names: the session's, or the one who just logged in or out.
+    pub user: Option<String>,
+    /// [`SessionKey::tag`] of the session in use, created or ended, for the access log.
+    pub session_tag: Option<String>,
+    /// Whether the connection must close after this response (HTTP/1 only).
+    pub close: bool,
+}
+
+impl Exchange {
+    /// A new exchange for a request with this head.
+    pub fn new(client: ClientInfo, method: Method, raw_target: Uri, started: Instant) -> Self {
+        Exchange {
+            client,
+            method,
+            raw_target,
+            started,
+            path: None,
+            route: None,
+            presented: Presented::Absent,
+            session: SessionState::None,
+            cookie: CookieAction::Keep,
+            user: None,
+            session_tag: None,
+            close: false,
+        }
+    }
+
+    /// The authenticated identity, when the request carries a valid session.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.session {
+            SessionState::Valid { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// The store key of the session the cookie names, valid or not (`None` without a
+    /// well-formed cookie).
+    pub fn presented_key(&self) -> Option<SessionKey> {
+        match &self.presented {
+            Presented::Id(id) => Some(id.key()),
+            _ => None,
+        }
+    }
+
+    /// Record, for the log, that the request acts as `user` in the session `key`.
+    pub fn log_session(&mut self, user: Option<String>, key: &SessionKey) {
+        self.user = user;
+        self.session_tag = Some(key.tag());
+    }
+}

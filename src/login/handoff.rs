@@ -1,0 +1,201 @@
+//! Login handoff (DESIGN.md §6): an existing app that keeps its own login form tells doorman who
+//! logged in, with response headers doorman consumes.
+//!
+//! An upstream response to a request on one of `[login] handoff_paths` carrying
+//! `X-Doorman-Login: <user>` (and optionally `X-Doorman-Groups: a,b`) makes doorman create a
+//! fresh session for that user and set the cookie on that very response; `X-Doorman-Logout: 1`
+//! on any response destroys the session the request presented. Handoff is off unless
+//! `handoff_paths` is set, and the headers are removed from every response either way (and from
+//! every request, as identity headers).
+//!
+//! The rules keep an app bug from becoming a log-in-as-anyone hole: an endpoint that reflects a
+//! query parameter into a response header is only dangerous on a handoff path; a login is only
+//! honoured for requests that were not cross-site (so another site cannot make a browser log in
+//! as the attacker); the user name must be a safe header value; and the groups a handoff may
+//! grant are limited to `handoff_groups`, others are dropped.
+
+use http::{HeaderName, HeaderValue, Request};
+use tracing::warn;
+
+use crate::access::Shared;
+use crate::audit;
+use crate::config::Config;
+use crate::exchange::{CookieAction, Exchange};
+use crate::identity::check_name;
+use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+
+use super::origin::is_cross_site;
+
+/// Doorman's handoff headers (DESIGN.md §6) as the upstream sent them. They are removed from
+/// every response whatever is done with them; the gate decides whether to honour them.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    /// `X-Doorman-Login`: the user to log in.
+    pub login: Option<HeaderValue>,
+    /// `X-Doorman-Groups`: comma-separated groups for that user.
+    pub groups: Option<HeaderValue>,
+    /// `X-Doorman-Logout: 1`.
+    pub logout: bool,
+}
+
+static X_DOORMAN_LOGIN: HeaderName = HeaderName::from_static("x-doorman-login");
+static X_DOORMAN_GROUPS: HeaderName = HeaderName::from_static("x-doorman-groups");
+static X_DOORMAN_LOGOUT: HeaderName = HeaderName::from_static("x-doorman-logout");
+
+impl Handoff {
+    /// Nothing to act on: no login, no logout (`X-Doorman-Groups` alone means nothing).
+    pub fn is_empty(&self) -> bool {
+        self.login.is_none() && !self.logout
+    }
+
+    /// Read the handoff headers of an upstream response (the caller removes them).
+    pub fn read(h: &http::HeaderMap) -> Handoff {
+        // Nearly every response has none: one pass over its few names instead of three lookups.
+        if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
+            return Handoff::default();
+        }
+        // Exactly one of each, or none: two logins in one response are ambiguous, and two
+        // groups headers could smuggle a group past a check made on one of them.
+        let only = |name: &HeaderName| {
+            let mut values = h.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => Some(v.clone()),
+                _ => None,
+            }
+        };
+        let login = only(&X_DOORMAN_LOGIN);
+        let groups_ok = h.get_all(&X_DOORMAN_GROUPS).iter().count() <= 1;
+        Handoff {
+            login: login.filter(|_| groups_ok),
+            groups: only(&X_DOORMAN_GROUPS),
+            logout: h
+                .get(&X_DOORMAN_LOGOUT)
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
+        }
+    }
+}
+
+/// What the request allows a handoff in its response to do, decided before forwarding (the
+/// request is consumed by then).
+#[derive(Debug, Clone, Copy)]
+pub struct Permit {
+    enabled: bool,
+    on_handoff_path: bool,
+    cross_site: bool,
+}
+
+/// Work out what a handoff on the response to `req` (for the exchange's normalised path) may
+/// do.
+pub fn permit<B>(config: &Config, ex: &Exchange, req: &Request<B>) -> Permit {
+    let paths = &config.login.handoff_paths;
+    if paths.is_empty() {
+        return Permit {
+            enabled: false,
+            on_handoff_path: false,
+            cross_site: true,
+        };
+    }
+    let path = ex.path.as_deref().unwrap_or_default();
+    let case_sensitive = config.routes.case_sensitive();
+    let on_handoff_path = paths.iter().any(|p| {
+        if case_sensitive {
+            p == path
+        } else {
+            p.eq_ignore_ascii_case(path)
+        }
+    });
+    Permit {
+        enabled: true,
+        on_handoff_path,
+        cross_site: is_cross_site(config, &ex.client, req),
+    }
+}
+
+/// Act on the handoff headers of one upstream response: end the session the request presented
+/// (a logout, or the rotation before a login) and start the handed-off user's.
+pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit: Permit) {
+    if handoff.is_empty() {
+        return;
+    }
+    let peer = ex.client.peer;
+    if !permit.enabled {
+        warn!(peer = %peer, "upstream sent X-Doorman-* handoff headers, but handoff is off: ignored");
+        return;
+    }
+    if permit.cross_site {
+        warn!(peer = %peer, "handoff on a cross-site request refused");
+        return;
+    }
+    let store = &shared.store;
+    if handoff.logout || handoff.login.is_some() {
+        // Logout, and rotation before a handoff login: the presented session ends either way.
+        if let Some(key) = ex.presented_key() {
+            if let Err(error) = store.delete(&key).await {
+                shared.metrics.store_error();
+                warn!(peer = %peer, %error, "handoff could not end the presented session");
+                return;
+            }
+            let user = ex.identity().map(|who| who.user());
+            audit::handoff_logout(peer, user, &key.tag());
+            ex.cookie = CookieAction::Expire;
+        }
+    }
+    let Some(login) = handoff.login else { return };
+    if !permit.on_handoff_path {
+        warn!(peer = %peer, "X-Doorman-Login on a path not in handoff_paths: ignored");
+        return;
+    }
+    let Some(user) = login
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|u| check_name(u).is_ok())
+    else {
+        warn!(peer = %peer, "X-Doorman-Login with an unsafe user name: ignored");
+        return;
+    };
+    let allowed = &shared.config.login.handoff_groups;
+    let mut groups = Vec::new();
+    for g in handoff
+        .groups
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let g = g.trim();
+        if g.is_empty() {
+            continue;
+        }
+        if allowed.iter().any(|a| a == g) {
+            groups.push(g.to_string());
+        } else {
+            warn!(peer = %peer, user, group = g, "handoff group not in handoff_groups: dropped");
+        }
+    }
+    let id = match SessionId::generate() {
+        Ok(id) => id,
+        Err(error) => {
+            warn!(%error, "handoff login failed");
+            return;
+        }
+    };
+    let record = Record::new(
+        user.to_string(),
+        groups,
+        Origin::Handoff,
+        now_millis(),
+        &shared.config.session.timeouts,
+    );
+    let key = id.key();
+    match store.create(&key, &record).await {
+        Ok(()) => {
+            audit::handoff_login(peer, user, &key.tag());
+            ex.log_session(Some(user.to_string()), &key);
+            ex.cookie = CookieAction::Set(id);
+        }
+        Err(error) => {
+            shared.metrics.store_error();
+            warn!(peer = %peer, user, %error, "handoff login failed: session store")
+        }
+    }
+}

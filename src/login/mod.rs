@@ -1,0 +1,296 @@
+//! Logging in and out: doorman's own endpoints under `[login] prefix` (DESIGN.md §4) — the
+//! login form, login, logout and the session probe — and the login handoff (§6).
+//!
+//! The room's files: this one answers the endpoints; [`form`] reads the login form; [`origin`]
+//! tells cross-site requests apart; [`throttle`] counts attempts; [`hasher`] checks passwords;
+//! [`page`] renders the form; [`next`] keeps the post-login redirect local; [`handoff`] acts
+//! on an upstream's `X-Doorman-*` headers. The users file they check against is part of the
+//! config (`config::users`): it is loaded, validated and reloaded with it.
+//!
+//! * Cross-site protection ([`origin`]): a state-changing request (`POST` login or logout, a
+//!   handoff) is refused when the browser says it came from another site.
+//! * Throttling ([`throttle`]): every attempt is counted in the session store *before*
+//!   its password is checked, per user and client (`max_failures` within `failure_window`)
+//!   and per client across user names (`4 × max_failures`); over either limit it is answered
+//!   429 without a check. Attempts for one user and client take turns. A success clears the
+//!   user+client count and takes its own attempt back from the per-client count.
+//! * Password checks run on the [`hasher`] pool, one thread per core, each reusing its
+//!   own Argon2 memory (Argon2id is memory-hard; unbounded parallel logins would be a denial of
+//!   service, in CPU and in memory). A login that cannot get a thread within [`HASH_WAIT`] is
+//!   answered 503. An unknown user is checked against a dummy hash: the same cost, the same
+//!   401.
+//! * The form is read under one deadline, `[listen] body_timeout` for the whole body (408 when
+//!   it passes), and a declared `Content-Length` over [`form::MAX_FORM_BYTES`] is refused (413)
+//!   before any of the body is read: a login cannot hold a connection open by dribbling.
+//! * Login rotates the session: any session the client presented is destroyed and a new id is
+//!   issued, so a session id planted before login (fixation) is worthless after it.
+
+pub mod form;
+pub mod handoff;
+pub mod hasher;
+pub mod next;
+pub mod origin;
+pub mod page;
+pub mod throttle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::warn;
+
+use crate::access::{self, Shared};
+use crate::audit::{self, LoginFailure};
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::cookie::Presented;
+use crate::error::ProxyError;
+use crate::exchange::{CookieAction, Exchange, SessionState};
+use crate::metrics::Login as LoginResult;
+use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+use form::Form;
+use hasher::{HashError, Hasher};
+use next::safe_next;
+use origin::is_cross_site;
+use page::LoginPage;
+use throttle::{Admission, Throttle};
+
+/// How long a login waits for a free hashing slot before answering 503.
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+
+/// What logins share across requests and reloads: the password-check threads and the attempt
+/// counters' turns.
+#[derive(Clone)]
+pub struct Login {
+    /// The password-check threads, one per core (Argon2id is memory-hard).
+    pub hasher: Arc<Hasher>,
+    /// Login attempts counted before their check, one at a time per user and client.
+    pub throttle: Arc<Throttle>,
+}
+
+impl Login {
+    /// One hashing thread per core, waiting at most [`HASH_WAIT`] for one.
+    pub fn new() -> Login {
+        Login {
+            hasher: Arc::new(Hasher::per_core(HASH_WAIT)),
+            throttle: Arc::new(Throttle::default()),
+        }
+    }
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login::new()
+    }
+}
+
+/// Answer a request for a path under the login prefix (`ex.path`, normalised).
+pub async fn endpoint(
+    shared: &Shared,
+    login: &Login,
+    ex: &mut Exchange,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &*shared.config;
+    let path = ex.path.as_deref().unwrap_or_default();
+    let rest = path
+        .get(config.login.prefix.len()..)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match (rest.as_str(), req.method().clone()) {
+        ("/login", Method::GET | Method::HEAD) => {
+            let query = Form::query(req.uri().query());
+            Ok(page(StatusCode::OK, config, query.get("next"), None, None))
+        }
+        ("/login", Method::POST) => log_in(shared, login, ex, req).await,
+        ("/logout", Method::POST) => log_out(shared, ex, req).await,
+        ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
+        ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
+        _ => Err(ProxyError::NotFound),
+    }
+}
+
+async fn log_in(
+    shared: &Shared,
+    login: &Login,
+    ex: &mut Exchange,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &*shared.config;
+    let peer = ex.client.peer;
+    if is_cross_site(config, &ex.client, &req) {
+        // The form of a cross-site post is not read: the user is not known.
+        shared.metrics.login(LoginResult::cross_site);
+        audit::login_failure(peer, None, LoginFailure::CrossSite);
+        return Err(ProxyError::Forbidden);
+    }
+    let form = form::read(req.into_body(), config.listen.body_timeout).await?;
+    let username = form.get("username").unwrap_or_default().to_owned();
+    let password = form.get("password").unwrap_or_default().to_owned();
+    let next = form.get("next");
+
+    let store = &shared.store;
+    let window = config.login.failure_window;
+    let admission = login
+        .throttle
+        .admit(
+            store,
+            &username,
+            peer.ip(),
+            config.login.max_failures,
+            window,
+        )
+        .await?;
+    let Admission::Go(attempt) = admission else {
+        shared.metrics.login(LoginResult::throttled);
+        audit::login_failure(peer, Some(&username), LoginFailure::Throttled);
+        return Err(ProxyError::Throttled(window));
+    };
+
+    let (hash, user) = config.users.hash_for(&username);
+    let matched = match login.hasher.verify(hash.to_owned(), password).await {
+        Ok(matched) => matched,
+        Err(e) => {
+            // Busy is the expected answer to a flood (logged once, as the 503); a thread that
+            // died is not.
+            if matches!(e, HashError::Failed) {
+                warn!(peer = %peer, error = %e, "password not checked");
+            }
+            attempt.unchecked().await;
+            return Err(ProxyError::Busy);
+        }
+    };
+    let groups = match user {
+        Some(user) if matched => user.groups.clone(),
+        _ => {
+            // The attempt stays counted: dropping it ends this user+client's turn.
+            drop(attempt);
+            shared.metrics.login(LoginResult::bad_credentials);
+            audit::login_failure(peer, Some(&username), LoginFailure::BadCredentials);
+            let error = Some("Wrong user name or password.");
+            return Ok(page(
+                StatusCode::UNAUTHORIZED,
+                config,
+                next,
+                Some(&username),
+                error,
+            ));
+        }
+    };
+    attempt.succeeded().await?;
+
+    if let Some(old) = ex.presented_key() {
+        store.delete(&old).await?;
+    }
+    let id = SessionId::generate()?;
+    let record = Record::new(
+        username.clone(),
+        groups,
+        Origin::Login,
+        now_millis(),
+        &config.session.timeouts,
+    );
+    let key = id.key();
+    store.create(&key, &record).await?;
+    shared.metrics.login(LoginResult::success);
+    ex.log_session(Some(username), &key);
+    audit::login(peer, ex.user.as_deref().unwrap_or_default(), &key.tag());
+    ex.cookie = CookieAction::Set(id);
+    Ok(see_other(&safe_next(next)))
+}
+
+async fn log_out(
+    shared: &Shared,
+    ex: &mut Exchange,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    if is_cross_site(&shared.config, &ex.client, &req) {
+        audit::logout_refused(ex.client.peer);
+        return Err(ProxyError::Forbidden);
+    }
+    match ex.presented_key() {
+        Some(key) => {
+            // Who is logging out, for the audit trail (a stale session has no user; a store
+            // error here surfaces on the delete below).
+            access::lookup(shared, ex).await;
+            let user = ex.identity().map(|who| who.user().to_string());
+            shared.store.delete(&key).await?;
+            audit::logout(ex.client.peer, user.as_deref(), &key.tag());
+            ex.log_session(user, &key);
+            ex.cookie = CookieAction::Expire;
+        }
+        None if ex.presented == Presented::Invalid => ex.cookie = CookieAction::Expire,
+        None => {}
+    }
+    Ok(see_other("/"))
+}
+
+async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Body>, ProxyError> {
+    access::lookup(shared, ex).await;
+    let (identity, record) = match std::mem::take(&mut ex.session) {
+        SessionState::Valid {
+            identity, record, ..
+        } => (identity, record),
+        SessionState::Down(e) => return Err(ProxyError::StoreUnavailable(e)),
+        SessionState::Stale { .. } => {
+            ex.cookie = CookieAction::Expire;
+            return Err(ProxyError::NoSession);
+        }
+        SessionState::None => return Err(ProxyError::NoSession),
+    };
+    let json = serde_json::json!({
+        "user": identity.user(),
+        "groups": identity.groups(),
+        "created": record.created / 1000,
+        "expires": record.absolute_expiry / 1000,
+    });
+    Ok(body::own_response(
+        StatusCode::OK,
+        "application/json",
+        json.to_string(),
+    ))
+}
+
+/// The login page with `status` (200, or 401 after a failed attempt).
+fn page(
+    status: StatusCode,
+    config: &Config,
+    next: Option<&str>,
+    username: Option<&str>,
+    error: Option<&str>,
+) -> Response<Body> {
+    let action = format!("{}/login", config.login.prefix);
+    let html = page::render(&LoginPage {
+        action: &action,
+        next,
+        username,
+        error,
+        notice: None,
+    });
+    let mut resp = body::own_response(status, "text/html; charset=utf-8", html);
+    let h = resp.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(page::content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp
+}
+
+fn see_other(location: &str) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    // `safe_next` returns visible ASCII only.
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
