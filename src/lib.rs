@@ -4,47 +4,62 @@
 //! forwards a trusted identity. `../DESIGN.md` (the product contract) says what users can rely
 //! on; this crate is how.
 //!
-//! ## Layout: the request's path through the modules
+//! ## Layers, lowest first
+//!
+//! A module uses only modules of its own layer or the layers above it in this table (below it
+//! in the stack); within a layer, no two modules import each other. `tests/layers.rs` reads
+//! this table and the imports of `src/` and fails on any import that points up, so the table
+//! is the rule, not a picture of it.
 //!
 //! ```text
-//! server ── accept (max_connections), TLS handshake (tls), per-connection deadlines (clock),
-//!           h1/h2 (hyper-util auto); the redirect listener answers 308 to https
-//!  └─ gate ── one request, in order:
-//!      head      refuse what no route should judge (CONNECT, lower-case methods, bad Host)
-//!      path      normalise once (400 for ambiguous paths)
-//!      login     doorman's own endpoints under [login] prefix (login_page, next, users, handoff,
-//!                throttle, hasher)
-//!      routes    first match → public / authenticated / deny
-//!      cookie    read doorman's cookie → session (SessionStore: embedded redb, or Redis)
-//!      decide    401 / 302 / 403 / 503, or:
-//!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
-//!                removed, X-Forwarded-*), per-worker pool, timeouts, upgrades; clean the response
-//!  error ── every cause doorman answers itself, mapped to one status in one place
+//! base:       lock worker encoding body metrics audit logging
+//! vocabulary: path identity routes tls
+//! config:     config
+//! store:      session
+//! request:    cookie error head exchange
+//! access:     access
+//! login:      login
+//! proxy:      forward
+//! gate:       access_log gate
+//! serve:      reload admin server
 //! ```
 //!
-//! * [`config`]: `proxy.toml` (and the users file) → validated, typed [`config::Config`].
-//! * [`server`]: listeners (plain, TLS, and the http→https redirect), accept loop, connection
-//!   deadlines, graceful shutdown, store upkeep; [`tls`]: certificates and their reload.
-//! * [`gate`]: the per-request decision and the session lookup.
-//! * [`path`], [`routes`]: the normaliser and the route table.
-//! * [`session`]: ids, records, the `SessionStore` seam and its two backends.
-//! * [`cookie`]: doorman's cookie in both directions.
-//! * [`login`], [`login_page`], [`next`], [`users`], [`handoff`]: logging in and out;
-//!   [`throttle`]: attempts counted before their password is checked; [`hasher`]: the fixed
-//!   pool of threads that check passwords.
-//! * [`identity`]: which headers carry identity, stripped then set.
-//! * [`forward`]: the upstream client and the one function that builds upstream requests.
-//! * [`error`]: causes → status codes; [`body`]: the response body type.
-//! * [`logging`]: `tracing` subscriber set-up.
+//! * **base**: no doorman imports. [`lock`] (a poison-tolerant lock), [`worker`] (which
+//!   serving thread runs the caller), [`encoding`] (hex and percent escapes), [`body`] (the
+//!   response body type), [`metrics`] (the Prometheus registry), [`audit`] and [`logging`].
+//! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
+//!   (identity headers, stripped then set), [`routes`] (the route table), [`tls`].
+//! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
+//! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
+//! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
+//!   [`error`] (every cause doorman answers itself, mapped to one status in one place),
+//!   [`head`] (heads refused before anything reads them), [`exchange`] (the per-request value).
+//! * **access**: [`access`]: the session a request carries and whether its route lets it pass.
+//! * **login**: [`login`]: doorman's endpoints under `[login] prefix`, throttling, password
+//!   checks, the handoff.
+//! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
+//!   requests.
+//! * **gate**: [`gate`]: one request in and out; [`access_log`]: its log line.
+//! * **serve**: [`server`] (listeners, connections, workers, shutdown), [`reload`] (SIGHUP),
+//!   [`admin`] (`/healthz`, `/readyz`, `/metrics`).
 //!
-//! Operations, beside the request path:
+//! ## A request's path through the modules
 //!
-//! * [`access`]: the access log line (target `doorman::access`) and per-request metrics,
-//!   written when the response body is done; [`audit`]: logins, logouts, revokes (target
-//!   `doorman::audit`).
-//! * [`metrics`]: the Prometheus registry; [`admin`]: `/healthz`, `/readyz`, `/metrics` on
-//!   `[admin] addr`.
-//! * [`reload`]: SIGHUP re-reads the config and users file and swaps the live [`gate::App`].
+//! ```text
+//! server ── accept (max_connections, per client), TLS handshake (tls), per-connection
+//!           deadlines (server::clock), h1/h2; the redirect listener answers 308 to https
+//!  └─ gate::handle ── opens the request's Exchange, then in order:
+//!      head      refuse what no route should judge (CONNECT, lower-case methods, bad Host)
+//!      path      normalise once (400 for ambiguous paths)
+//!      cookie    read doorman's cookie into the exchange
+//!      login     doorman's own endpoints under [login] prefix
+//!      routes    first match → public / authenticated / deny
+//!      access    look the session up (SessionStore), then 401 / 302 / 403 / 503, or:
+//!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
+//!                removed, X-Forwarded-*), per-worker pool, timeouts, upgrades; clean the
+//!                response; login::handoff acts on X-Doorman-* headers
+//!     gate::finish ── Set-Cookie, HSTS, Connection: close, the access log when the body ends
+//! ```
 
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
