@@ -129,38 +129,17 @@ fn read_route(
             None
         }
         (None, None) => None, // a wrong type, already reported
-        (Some(p), None) => {
-            route_path(&mut s, login, p).map(|p| (p.clone(), PathMatcher::prefix(&p)))
+        (Some(p), None) if !route_path(&mut s, "path", login, p, str::to_string) => None,
+        (Some(p), None) => Some((p.to_string(), PathMatcher::prefix(p))),
+        (None, Some(g)) if !route_path(&mut s, "glob", login, g, |_| glob_literal_prefix(g)) => {
+            None
         }
-        (None, Some(g)) => match path::normalise(g) {
-            Err(e) => {
-                s.error("glob", format!("invalid glob {g:?}: {e}"));
+        (None, Some(g)) => match PathMatcher::glob(g) {
+            Ok(m) => Some((g.to_string(), m)),
+            Err(message) => {
+                s.error("glob", message);
                 None
             }
-            Ok(n) if n.trim_end_matches('/') != g.trim_end_matches('/') => {
-                s.error(
-                    "glob",
-                    format!("{g:?} is not a normalised path; write {n:?}"),
-                );
-                None
-            }
-            Ok(_) if login.owns(&glob_literal_prefix(g)) => {
-                s.error(
-                    "glob",
-                    format!(
-                        "{g:?} is under [login] prefix {:?}, which doorman answers itself",
-                        login.prefix
-                    ),
-                );
-                None
-            }
-            Ok(_) => match PathMatcher::glob(g) {
-                Ok(m) => Some((g.to_string(), m)),
-                Err(message) => {
-                    s.error("glob", message);
-                    None
-                }
-            },
         },
     };
     let access = match s.opt_str("access") {
@@ -218,33 +197,33 @@ fn read_route(
     })
 }
 
-/// A route `path` must already be in normalised form (so what is written is what matches) and
-/// must not lie under doorman's own prefix (such a route could never apply).
-fn route_path(s: &mut Section<'_>, login: &LoginConfig, p: &str) -> Option<String> {
-    match path::normalise(p) {
-        Err(e) => {
-            s.error("path", format!("invalid path {p:?}: {e}"));
-            None
-        }
-        Ok(n) if n.trim_end_matches('/') != p.trim_end_matches('/') => {
-            s.error(
-                "path",
-                format!("{p:?} is not a normalised path; write {n:?}"),
-            );
-            None
-        }
-        Ok(n) if login.owns(&n) => {
-            s.error(
-                "path",
-                format!(
-                    "{p:?} is under [login] prefix {:?}, which doorman answers itself",
-                    login.prefix
-                ),
-            );
-            None
-        }
-        Ok(_) => Some(p.to_string()),
+/// A route's `path` or `glob` (`key`) must already be in normalised form (so what is written
+/// is what matches) and must not lie under doorman's own prefix (such a route could never
+/// apply): `covered` gives, from the normalised value, the literal path it covers (a glob's
+/// segments before its first wildcard). Reports what is wrong under `key` and answers whether the value is usable.
+fn route_path(
+    s: &mut Section<'_>,
+    key: &'static str,
+    login: &LoginConfig,
+    value: &str,
+    covered: impl FnOnce(&str) -> String,
+) -> bool {
+    match path::normalise(value) {
+        Err(e) => s.error(key, format!("invalid {key} {value:?}: {e}")),
+        Ok(n) if n.trim_end_matches('/') != value.trim_end_matches('/') => s.error(
+            key,
+            format!("{value:?} is not a normalised path; write {n:?}"),
+        ),
+        Ok(n) if login.owns(&covered(&n)) => s.error(
+            key,
+            format!(
+                "{value:?} is under [login] prefix {:?}, which doorman answers itself",
+                login.prefix
+            ),
+        ),
+        Ok(_) => return true,
     }
+    false
 }
 
 /// The segments of a glob before its first wildcard, as a path (`/_doorman/*` → `/_doorman`).
