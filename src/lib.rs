@@ -47,7 +47,7 @@
 //!
 //! ```text
 //! server ── accept (max_connections, per client), TLS handshake (tls), per-connection
-//!           deadlines (server::clock), h1/h2; the redirect listener answers 308 to https
+//!           deadlines (server::deadlines), h1/h2; the redirect listener answers 308 to https
 //!  └─ gate::handle ── opens the request's Exchange, then in order:
 //!      head      refuse what no route should judge (CONNECT, lower-case methods, bad Host)
 //!      path      normalise once (400 for ambiguous paths)

@@ -3,7 +3,7 @@
 //! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
 //! bind `127.0.0.1:0` and stop it when they like; [`run_with`] also takes the `redirect_http`
 //! listener. Each accepted connection runs in its own task with a
-//! [`ConnClock`](clock::ConnClock) enforcing `header_timeout`, `idle_timeout` and
+//! [`ConnClock`](deadlines::ConnClock) enforcing `header_timeout`, `idle_timeout` and
 //! `send_timeout` (a client that stops reading its response is dropped); at most
 //! `max_connections` run at once (both listeners together), and accept waits for a free slot
 //! rather than failing; but one client (address, IPv6 /64) may hold only
@@ -17,7 +17,7 @@
 //! what the clock watches and what [`protocol::sniff`] reads, so HTTP/2 is told from HTTP/1
 //! the same way with TLS or without. The sniff is under `header_timeout` too.
 
-mod clock;
+mod deadlines;
 mod per_client;
 mod protocol;
 mod redirect;
@@ -46,11 +46,11 @@ use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
 use crate::session::{self, Store};
 use arc_swap::ArcSwap;
-use clock::{ConnClock, Expiry, Watched};
+use deadlines::{ConnClock, Expiry, Watched};
 use per_client::PerClient;
 use protocol::{HttpServer, Version};
 
-pub use clock::RequestGuard;
+pub use deadlines::RequestGuard;
 pub use workers::Workers;
 
 /// How long accept pauses after running out of file descriptors (or memory) before trying again,
@@ -437,7 +437,7 @@ impl Connection {
                         resp
                     }
                 };
-                Ok::<_, Infallible>(resp.map(|body| clock::Tracked::new(body, guard)))
+                Ok::<_, Infallible>(resp.map(|body| deadlines::Tracked::new(body, guard)))
             }
             .instrument(span))
         });

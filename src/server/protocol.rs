@@ -28,7 +28,7 @@ use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::clock::Watched;
+use super::deadlines::Watched;
 use crate::config::Config;
 use crate::error::BoxError;
 
@@ -188,7 +188,7 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
-    use crate::server::clock::ConnClock;
+    use crate::server::deadlines::ConnClock;
 
     /// Sniff what `chunks` deliver (each one write, with a pause between them), then read back
     /// everything the connection replays and yields.
