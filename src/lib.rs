@@ -12,7 +12,7 @@
 //! is the rule, not a picture of it.
 //!
 //! ```text
-//! base:       lock worker encoding body metrics audit logging
+//! base:       lock worker clock encoding body metrics audit logging
 //! vocabulary: path identity routes tls
 //! config:     config
 //! store:      session
@@ -25,8 +25,9 @@
 //! ```
 //!
 //! * **base**: no doorman imports. [`lock`] (a poison-tolerant lock), [`worker`] (which
-//!   serving thread runs the caller), [`encoding`] (hex and percent escapes), [`body`] (the
-//!   response body type), [`metrics`] (the Prometheus registry), [`audit`] and [`logging`].
+//!   serving thread runs the caller), [`clock`] (the time decisions are made against),
+//!   [`encoding`] (hex and percent escapes), [`body`] (the response body type), [`metrics`]
+//!   (the Prometheus registry), [`audit`] and [`logging`].
 //! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
 //!   (identity headers, stripped then set), [`routes`] (the route table), [`tls`].
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
@@ -68,6 +69,7 @@ pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod encoding;
