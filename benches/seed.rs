@@ -14,8 +14,8 @@
 //!   [`EmbeddedStore::insert_many`], the store's own tables and encoding (no doorman may hold
 //!   the file meanwhile).
 //! * `redis` writes, on stdout, the Redis protocol stream of one `HSET` (the record's fields as
-//!   the Redis store's module docs lay them out) and one `PEXPIRE` (the TTL the store would
-//!   set) per session, for `redis-cli --pipe`.
+//!   the Redis store's key schema and codec lay them out, `src/session/redis/{keys,codec}.rs`)
+//!   and one `PEXPIRE` (the TTL the store would set) per session, for `redis-cli --pipe`.
 //!
 //! Sessions are deterministic: session `i`'s id is `SHA-256("doorman-bench-seed/" + i)`, so
 //! `cookie --index i` can print a cookie for it and the harness can check that doorman accepts
