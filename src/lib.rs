@@ -44,6 +44,8 @@
 //!   `doorman::audit`).
 //! * [`metrics`]: the Prometheus registry; [`admin`]: `/healthz`, `/readyz`, `/metrics` on
 //!   `[admin] addr`.
+//! * [`control`]: the control socket a running doorman answers `doorman sessions revoke` on,
+//!   when its sessions are in the embedded store.
 //! * [`reload`]: SIGHUP re-reads the config and users file and swaps the live [`gate::App`].
 
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
@@ -53,6 +55,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod control;
 pub mod cookie;
 pub mod error;
 pub mod forward;
