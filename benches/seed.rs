@@ -4,11 +4,16 @@
 //! Run with:
 //!
 //! ```sh
-//! cargo run --release --example bench-seed -- embedded --path sessions.db --count 1000000
-//! cargo run --release --example bench-seed -- redis --prefix doorman: --count 1000000 \
-//!     | redis-cli -p 6379 --pipe
-//! cargo run --release --example bench-seed -- cookie --index 7   # seeded session 7's cookie
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     embedded --path sessions.db --count 1000000
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     redis --prefix doorman: --count 1000000 | redis-cli -p 6379 --pipe
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     cookie --index 7   # seeded session 7's cookie
 //! ```
+//!
+//! The `bench-seed` feature turns on [`EmbeddedStore::insert_many`], which the library leaves
+//! out of its default build.
 //!
 //! * `embedded` writes every record in one transaction with
 //!   [`EmbeddedStore::insert_many`], the store's own tables and encoding (no doorman may hold

@@ -725,6 +725,9 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+// Bench-only (benches/seed.rs): outside the default build, but compiled for the unit tests so
+// the seeded layout is checked against the store's on every `cargo test`.
+#[cfg(any(test, feature = "bench-seed"))]
 mod seed;
 #[cfg(test)]
 mod tests;
