@@ -35,7 +35,8 @@
 #              no warm-up, no waiting for quiet. Figures from it mean nothing;
 #              tests/bench_scale.rs runs it.
 #   --doorman PATH, --seed PATH  use these binaries (doorman, and the bench-seed example)
-#              instead of `cargo build --release --bin doorman --example bench-seed`.
+#              instead of `cargo build --release --features bench-seed --bin doorman
+#              --example bench-seed`.
 #   Other options as in benches/run.sh. Env: DOORMAN_BENCH_LOG (RUST_LOG, default warn).
 #
 # Needs: nginx, wrk, redis-server, redis-cli, curl, python3 (installed with apt-get when
@@ -86,8 +87,10 @@ fi
 install_pkgs "${pkgs[@]}"
 
 if [ -z "$DOORMAN" ] || { part sessions && [ -z "$SEED" ]; }; then
-  log "cargo build --release --bin doorman --example bench-seed"
-  (cd "$ROOT" && cargo build --release --quiet --bin doorman --example bench-seed) || die "cargo build --release failed"
+  # One build for both: the seeder needs the bench-seed feature (EmbeddedStore::insert_many),
+  # which only adds a function doorman never calls, so the doorman binary behaves the same.
+  log "cargo build --release --features bench-seed --bin doorman --example bench-seed"
+  (cd "$ROOT" && cargo build --release --quiet --features bench-seed --bin doorman --example bench-seed) || die "cargo build --release failed"
   target="${CARGO_TARGET_DIR:-$ROOT/target}/release"
   DOORMAN=${DOORMAN:-$target/doorman}; SEED=${SEED:-$target/examples/bench-seed}
 fi

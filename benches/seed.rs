@@ -4,18 +4,23 @@
 //! Run with:
 //!
 //! ```sh
-//! cargo run --release --example bench-seed -- embedded --path sessions.db --count 1000000
-//! cargo run --release --example bench-seed -- redis --prefix doorman: --count 1000000 \
-//!     | redis-cli -p 6379 --pipe
-//! cargo run --release --example bench-seed -- cookie --index 7   # seeded session 7's cookie
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     embedded --path sessions.db --count 1000000
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     redis --prefix doorman: --count 1000000 | redis-cli -p 6379 --pipe
+//! cargo run --release --features bench-seed --example bench-seed -- \
+//!     cookie --index 7   # seeded session 7's cookie
 //! ```
+//!
+//! The `bench-seed` feature turns on [`EmbeddedStore::insert_many`], which the library leaves
+//! out of its default build.
 //!
 //! * `embedded` writes every record in one transaction with
 //!   [`EmbeddedStore::insert_many`], the store's own tables and encoding (no doorman may hold
 //!   the file meanwhile).
 //! * `redis` writes, on stdout, the Redis protocol stream of one `HSET` (the record's fields as
-//!   the Redis store's module docs lay them out) and one `PEXPIRE` (the TTL the store would
-//!   set) per session, for `redis-cli --pipe`.
+//!   the Redis store's key schema and codec lay them out, `src/session/redis/{keys,codec}.rs`)
+//!   and one `PEXPIRE` (the TTL the store would set) per session, for `redis-cli --pipe`.
 //!
 //! Sessions are deterministic: session `i`'s id is `SHA-256("doorman-bench-seed/" + i)`, so
 //! `cookie --index i` can print a cookie for it and the harness can check that doorman accepts

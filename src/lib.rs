@@ -21,7 +21,7 @@
 //! login:      login
 //! proxy:      forward
 //! gate:       access_log gate
-//! serve:      reload admin server
+//! serve:      reload admin control server
 //! ```
 //!
 //! * **base**: no doorman imports. [`lock`] (a poison-tolerant lock), [`worker`] (which
@@ -42,7 +42,8 @@
 //!   requests.
 //! * **gate**: [`gate`]: one request in and out; [`access_log`]: its log line.
 //! * **serve**: [`server`] (listeners, connections, workers, shutdown), [`reload`] (SIGHUP),
-//!   [`admin`] (`/healthz`, `/readyz`, `/metrics`).
+//!   [`admin`] (`/healthz`, `/readyz`, `/metrics`), [`control`] (the embedded store's control
+//!   socket, through which the CLI revokes sessions).
 //!
 //! ## A request's path through the modules
 //!
@@ -71,6 +72,7 @@ pub mod audit;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod cookie;
 pub mod encoding;
 pub mod error;

@@ -128,6 +128,7 @@ fn hash_password() -> ExitCode {
 /// or (no doorman running) in the embedded file itself.
 fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<usize> {
     use doorman::config::StoreKind;
+    use doorman::control;
     use doorman::session::{embedded, SessionStore};
     // The audit event of a revoke done here (not by a running doorman) goes to stderr.
     let _log = logging::init(log_format)?;
@@ -138,8 +139,8 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
     runtime.block_on(async {
         match &config.session.store {
             StoreKind::Embedded { path } => {
-                let socket = embedded::control_socket_path(path);
-                if let Some(n) = embedded::revoke_via_socket(&socket, user).await? {
+                let socket = control::control_socket_path(path);
+                if let Some(n) = control::revoke_via_socket(&socket, user).await? {
                     return Ok(n); // the running doorman wrote the audit event
                 }
                 let store = embedded::EmbeddedStore::open(path, config.session.timeouts)

@@ -15,13 +15,14 @@ use std::process::Command;
 mod support;
 
 /// The `bench-seed` example, built by the same cargo that runs this test (`cargo test` builds
-/// examples only with `--all-targets`).
+/// examples only with `--all-targets`, and this one only with its `bench-seed` feature).
 fn seed_binary(root: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .current_dir(root)
-        .args(["build", "--quiet", "--example", "bench-seed"]);
+        .args(["build", "--quiet", "--features", "bench-seed"])
+        .args(["--example", "bench-seed"]);
     // Cargo gives this test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...).
     // Build scripts that track them (ring's does) would see a changed environment and rebuild
     // half the graph here, and again at the next plain `cargo build`: build as from a shell.
@@ -40,10 +41,10 @@ fn seed_binary(root: &Path) -> PathBuf {
     }
     let out = build
         .output()
-        .expect("run cargo build --example bench-seed");
+        .expect("run cargo build --features bench-seed --example bench-seed");
     assert!(
         out.status.success(),
-        "cargo build --example bench-seed failed:\n{}",
+        "cargo build --features bench-seed --example bench-seed failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The test binary is target/<profile>/deps/bench_scale-<hash>.

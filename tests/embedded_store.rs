@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use doorman::session::embedded::{
-    control_socket_path, revoke_via_socket, serve_control, ControlSocket, EmbeddedStore,
-};
+use doorman::control::{control_socket_path, revoke_via_socket, serve_control, ControlSocket};
+use doorman::session::embedded::EmbeddedStore;
 use doorman::session::{now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Timeouts};
 
 const T: Timeouts = Timeouts {

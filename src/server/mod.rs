@@ -42,9 +42,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, StoreKind};
+use crate::control;
 use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
-use crate::session::{self, Store};
+use crate::session::Store;
 use arc_swap::ArcSwap;
 use deadlines::{ConnClock, Expiry, Watched};
 use per_client::PerClient;
@@ -307,8 +308,8 @@ fn start_housekeeping(
     else {
         return Ok(Vec::new());
     };
-    let socket = session::embedded::control_socket_path(path);
-    let control = session::embedded::ControlSocket::bind(&socket).map_err(io::Error::other)?;
+    let socket = control::control_socket_path(path);
+    let control = control::ControlSocket::bind(&socket).map_err(io::Error::other)?;
     let sweeper = embedded.spawn_sweeper(SWEEP_EVERY);
     let store = Arc::new(embedded.clone());
     let control = tokio::spawn(async move {

@@ -24,9 +24,9 @@
 //!   transaction runs under [`tokio::task::spawn_blocking`], never on an async worker thread.
 //! * **One process holds the file.** redb locks its file exclusively (even a read-only open
 //!   fails while doorman runs), so `doorman sessions revoke` reaches a running doorman through a
-//!   control socket beside the store ([`control_socket_path`], mode 0600, peers checked to be the
-//!   same user or root) — [`serve_control`] and [`revoke_via_socket`] — and opens the file itself
-//!   only when no doorman listens.
+//!   control socket beside the store (the top-level `control` module, an operations endpoint
+//!   that calls [`SessionStore::delete_user`] here), and opens the file itself only when no
+//!   doorman listens.
 //!
 //! Layout: `sessions` (SHA-256 key → JSON [`Record`]), `users` (a multimap user → keys, for
 //! revoke), `counters` (name → (count, window end in Unix ms), for login throttling).
@@ -725,9 +725,9 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-mod control;
+// Bench-only (benches/seed.rs): outside the default build, but compiled for the unit tests so
+// the seeded layout is checked against the store's on every `cargo test`.
+#[cfg(any(test, feature = "bench-seed"))]
 mod seed;
 #[cfg(test)]
 mod tests;
-
-pub use control::{control_socket_path, revoke_via_socket, serve_control, ControlSocket};

@@ -4,7 +4,9 @@
 //! Inserting through [`SessionStore::create`](super::SessionStore::create) costs one durable
 //! transaction (an fsync) per session, hours for a million. This writes many records in one
 //! transaction instead, through the same tables and the same record encoding as `create`, so a
-//! seeded store has exactly the layout doorman reads. Doorman itself never calls it.
+//! seeded store has exactly the layout doorman reads. Doorman itself never calls it, so it is
+//! compiled only with the `bench-seed` cargo feature (which the seeder requires) and for the
+//! unit tests.
 
 use redb::Durability;
 

@@ -483,11 +483,3 @@ async fn a_fill_that_raced_a_delete_is_dropped() {
     assert_eq!(store.cached_len(), 0);
     assert_eq!(store.lookup(&key, now).await.unwrap(), None);
 }
-
-#[test]
-fn the_control_socket_sits_beside_the_store() {
-    assert_eq!(
-        control_socket_path(Path::new("var/sessions.db")),
-        PathBuf::from("var/sessions.db.sock")
-    );
-}

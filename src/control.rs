@@ -1,5 +1,14 @@
-//! The control socket beside the store file (`<path>.sock`, mode 0600): how `doorman sessions
-//! revoke` reaches the running doorman that holds the redb file's exclusive lock.
+//! The control socket beside the embedded store's file (`<path>.sock`, mode 0600): how
+//! `doorman sessions revoke` reaches the running doorman that holds the redb file's lock.
+//!
+//! An operations endpoint, like the `admin` listener: it listens, checks its peer, parses a
+//! line protocol and writes audit events. So it sits beside `admin`, above the storage layer,
+//! and uses the embedded store only through its public API ([`SessionStore::delete_user`]);
+//! the store knows nothing of it. `server` binds and serves it when the embedded store is in
+//! use; the command line calls [`revoke_via_socket`].
+//!
+//! The protocol is one request per line, `revoke <user>`, answered `ok <count>` or
+//! `error <message>`. Only doorman's own user, or root, is served; other peers are refused.
 
 use std::ffi::OsString;
 use std::fs;
@@ -13,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::EmbeddedStore;
+use crate::session::embedded::EmbeddedStore;
 use crate::session::{SessionStore, StoreError};
 
 /// A control-socket request line longer than this is refused.
@@ -239,4 +248,17 @@ pub async fn revoke_via_socket(
     Err(StoreError::Corrupt(format!(
         "control socket answered {line:?}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_socket_sits_beside_the_store() {
+        assert_eq!(
+            control_socket_path(Path::new("var/sessions.db")),
+            PathBuf::from("var/sessions.db.sock")
+        );
+    }
 }

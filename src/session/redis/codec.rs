@@ -1,0 +1,135 @@
+//! A session [`Record`] as the fields of its Redis hash, and back from the lookup script's reply.
+//!
+//! **A hash, not JSON**: the lookup script reads and updates single fields (`seen`) in place,
+//! without a JSON library in Lua or a read-modify-write race between instances. The script
+//! reads the fields with one `HMGET` in [`FIELDS`] order and returns bare values, so the field
+//! order here and in the script must match (a test in the scripts' file checks it).
+//!
+//! A record this build cannot read (another format version, a damaged field) decodes to an
+//! `Err` saying why; the store then treats it as absent rather than failing the request.
+
+use redis::Value;
+
+use crate::session::{Origin, Record, RECORD_VERSION};
+
+/// A record's hash fields, in the order [`encode`] writes them and the lookup script reads them.
+pub(super) const FIELDS: [&str; 7] = ["v", "user", "groups", "origin", "created", "exp", "seen"];
+
+/// The record as hash fields, in the layout the key schema describes, in [`FIELDS`] order.
+pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
+    let origin = match record.origin {
+        Origin::Login => "login",
+        Origin::Handoff => "handoff",
+    };
+    let values = [
+        record.version.to_string(),
+        record.user.clone(),
+        record.groups.join(","),
+        origin.to_string(),
+        record.created.to_string(),
+        record.absolute_expiry.to_string(),
+        record.last_seen.to_string(),
+    ];
+    FIELDS.into_iter().zip(values).collect()
+}
+
+/// The lookup script's reply: nil, or the values of [`FIELDS`] in order. `Err` says why a
+/// present record could not be read (it is then treated as absent).
+pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
+    let values: [Value; FIELDS.len()] = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) => items
+            .try_into()
+            .map_err(|_| "unexpected number of values")?,
+        _ => return Err("unexpected reply shape"),
+    };
+    let [v, user, groups, origin, created, exp, seen] = values;
+    let version: u8 = text(v)?.parse().map_err(|_| "malformed version")?;
+    if version != RECORD_VERSION {
+        return Err("another format version");
+    }
+    let number = |value: Value| -> Result<u64, &'static str> {
+        text(value)?.parse().map_err(|_| "malformed number")
+    };
+    let groups = text(groups)?;
+    let origin = match text(origin)?.as_str() {
+        "login" => Origin::Login,
+        "handoff" => Origin::Handoff,
+        _ => return Err("unknown origin"),
+    };
+    Ok(Some(Record {
+        version,
+        user: text(user)?,
+        groups: if groups.is_empty() {
+            Vec::new()
+        } else {
+            groups.split(',').map(str::to_string).collect()
+        },
+        origin,
+        created: number(created)?,
+        absolute_expiry: number(exp)?,
+        last_seen: number(seen)?,
+    }))
+}
+
+/// A field's value; a missing field (nil) is an unreadable record.
+fn text(value: Value) -> Result<String, &'static str> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| "field is not UTF-8"),
+        Value::SimpleString(s) => Ok(s),
+        Value::Nil => Err("missing field"),
+        _ => Err("field is not a string"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::session::Timeouts;
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(100),
+        absolute: Duration::from_secs(1000),
+    };
+
+    /// What LOOKUP returns for `record` (HMGET of FIELDS).
+    fn reply(record: &Record) -> Value {
+        Value::Array(
+            encode(record)
+                .into_iter()
+                .map(|(_, v)| Value::BulkString(v.into_bytes()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn records_round_trip_through_hash_fields() {
+        for groups in [
+            vec![],
+            vec!["admin".to_string()],
+            vec!["a".into(), "b".into()],
+        ] {
+            let mut r = Record::new("alice".into(), groups, Origin::Handoff, 5, &T);
+            r.last_seen = 7;
+            assert_eq!(decode(reply(&r)), Ok(Some(r)));
+        }
+        assert_eq!(decode(Value::Nil), Ok(None));
+    }
+
+    #[test]
+    fn unreadable_records_are_reported_not_decoded() {
+        let mut r = Record::new("alice".into(), vec![], Origin::Login, 5, &T);
+        r.version = RECORD_VERSION + 1;
+        assert!(decode(reply(&r)).is_err());
+        assert!(decode(Value::Array(vec![Value::BulkString(b"1".to_vec())])).is_err());
+        assert!(decode(Value::Int(1)).is_err());
+        r.version = RECORD_VERSION;
+        let Value::Array(mut values) = reply(&r) else {
+            unreachable!()
+        };
+        values[1] = Value::Nil;
+        assert!(decode(Value::Array(values)).is_err(), "missing user");
+    }
+}

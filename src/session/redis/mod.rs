@@ -1,0 +1,354 @@
+//! The Redis store: sessions shared by every doorman instance pointed at the same Redis.
+//!
+//! This file is the store's public surface: [`RedisStore`] and its [`SessionStore`] commands.
+//! The rest is split by concern, each file depending only on those listed before it:
+//!
+//! * [`keys`]: the key schema (record hash, per-user index, throttling counters).
+//! * [`codec`]: a record as the fields of its hash, and back.
+//! * [`scripts`]: the Lua scripts, one atomic single-key step each.
+//! * [`topology`]: standalone / Sentinel / Cluster connections, per-worker slots, and the
+//!   bounded exchange ([`COMMAND_TIMEOUT`]) every command runs through.
+//! * [`cached`]: `cache = true`, the local session cache in front of lookups and its tracker's
+//!   start-up.
+//!
+//! Why the store is shaped this way:
+//!
+//! * **One round trip per lookup.** Every authenticated request runs one `EVALSHA` of the
+//!   lookup script on the record key: it reads the record, checks both clocks against the
+//!   record's own timestamps, deletes an expired record, slides `seen` (at most once per
+//!   `idle / 10`, so most requests write nothing) and sets the key's TTL.
+//! * **No command touches two keys.** Creating a session is two single-key scripts (the user
+//!   index first, then the record), revoking is one command per key. So every command hashes to
+//!   one slot, and Redis Cluster works without hash tags.
+//! * **TTLs only clean up.** Validity is decided from `exp` and `seen` in the record; the key's
+//!   TTL (`min(idle left, absolute left)`) just makes Redis drop dead records on its own. The user
+//!   index is trimmed of expired members on every login and expires with its last session.
+//!
+//! # Failure
+//!
+//! Redis down at start-up does not stop doorman (connections are lazy), and every command is
+//! bounded by [`COMMAND_TIMEOUT`]. Any Redis error is a [`StoreError`], so protected routes
+//! fail closed; only a record doorman cannot read (another format version, a damaged field) is
+//! reported as "no session".
+//!
+//! # `cache = true`
+//!
+//! [`RedisStore::with_cache`] puts a [`SessionCache`] in front of lookups, kept honest by a
+//! tracking connection: a hot session is answered from memory until Redis says its record
+//! changed (see [`cached`]). Standalone and Sentinel only.
+
+mod cached;
+mod codec;
+mod keys;
+mod scripts;
+mod topology;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use tracing::debug;
+
+use self::cached::{Answer, Cached};
+use self::codec::{decode, encode};
+use self::keys::Keys;
+use self::scripts::SCRIPTS;
+use self::topology::{tracking_source, Backend};
+use super::cache::SessionCache;
+use super::{Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
+use crate::config::RedisTarget;
+
+pub use self::topology::COMMAND_TIMEOUT;
+
+/// Sessions in Redis (standalone, Sentinel or Cluster). See [`keys`] for the layout.
+/// Clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    backend: Arc<Backend>,
+    keys: Keys,
+    timeouts: Timeouts,
+    /// `cache = true`: the local cache and its tracker (started by
+    /// [`RedisStore::start_background`], or else by the first lookup).
+    cache: Option<Arc<Cached>>,
+}
+
+impl RedisStore {
+    /// A store for `target`; connects lazily, so a Redis that is down at start-up does not
+    /// stop doorman. Fails only on a malformed URL.
+    pub fn new(
+        target: &RedisTarget,
+        key_prefix: &str,
+        timeouts: Timeouts,
+    ) -> Result<RedisStore, StoreError> {
+        Ok(RedisStore {
+            backend: Arc::new(Backend::new(target)?),
+            keys: Keys::new(key_prefix),
+            timeouts,
+            cache: None,
+        })
+    }
+
+    /// The same store with `[session] cache = true`: see the module docs. `target` must be the
+    /// one the store was made for; Cluster is refused.
+    pub fn with_cache(mut self, target: &RedisTarget) -> Result<RedisStore, StoreError> {
+        self.cache = Some(Arc::new(Cached::new(tracking_source(target)?)));
+        Ok(self)
+    }
+
+    /// Put the store's background work on the calling runtime, now: the connection driver for
+    /// work off the serving workers (standalone: slot 0, the workers make their own on first
+    /// use; Cluster: the one connection; a Sentinel master is resolved on first use, wherever
+    /// that is) and the session cache's tracker. `server::start` calls this on the main runtime, so
+    /// neither lands on whichever serving worker happens to use the store first, and the
+    /// tracker's health checks never queue behind a busy worker's requests. Does no I/O; does
+    /// nothing outside a runtime (the command line's store stays lazy).
+    pub fn start_background(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.backend.prepare();
+        if let Some(cache) = &self.cache {
+            cache.start(|| self.keys.records());
+        }
+    }
+
+    /// The local session cache, when `cache = true` (for tests and diagnostics).
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.cache.as_deref().map(Cached::sessions)
+    }
+
+    /// Revoke every session of `user` (`doorman sessions revoke`): the same as
+    /// [`SessionStore::delete_user`], named for the command line.
+    pub async fn revoke(&self, user: &str) -> Result<usize, StoreError> {
+        self.delete_user(user).await
+    }
+
+    fn idle_millis(&self) -> u64 {
+        u64::try_from(self.timeouts.idle.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The lookup itself: one `EVALSHA` of the lookup script.
+    async fn lookup_in_redis(
+        &self,
+        key: &SessionKey,
+        now: u64,
+    ) -> Result<Option<Record>, StoreError> {
+        let record_key = self.keys.record(key);
+        let reply = self
+            .backend
+            .run(|mut c| async move {
+                SCRIPTS
+                    .lookup
+                    .key(&record_key)
+                    .arg(now)
+                    .arg(self.idle_millis())
+                    .arg(RECORD_VERSION)
+                    .invoke_async::<Value>(&mut c)
+                    .await
+            })
+            .await?;
+        let record = match decode(reply) {
+            Ok(record) => record,
+            Err(why) => {
+                debug!(session = %key.tag(), why, "unreadable session record treated as absent");
+                return Ok(None);
+            }
+        };
+        // The script already checked the clocks; checking again here keeps the two definitions
+        // of "live" from drifting apart silently.
+        Ok(record.filter(|r| r.is_live(now, &self.timeouts)))
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), StoreError> {
+        let now = super::now_millis();
+        let ttl = record.ttl(now, &self.timeouts).as_millis().max(1);
+        let hex = key.hex();
+        // The index first: a record that exists must be reachable by revoke-all; an index
+        // member without a record is harmless (revoke deletes nothing for it, trimming drops it).
+        let user_key = self.keys.user(&record.user);
+        self.backend
+            .run(|mut c| async move {
+                SCRIPTS
+                    .index
+                    .key(&user_key)
+                    .arg(&hex)
+                    .arg(record.absolute_expiry)
+                    .arg(now)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await?;
+        let record_key = self.keys.record(key);
+        let fields = encode(record);
+        self.backend
+            .run(|mut c| async move {
+                let mut call = SCRIPTS.create.key(&record_key);
+                call.arg(u64::try_from(ttl).unwrap_or(u64::MAX));
+                for (name, value) in &fields {
+                    call.arg(*name).arg(value);
+                }
+                call.invoke_async::<i64>(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn lookup(&self, key: &SessionKey, now: u64) -> Result<Option<Record>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.lookup_in_redis(key, now).await;
+        };
+        let ticket = match cache.answer(key, now, &self.timeouts, || self.keys.records()) {
+            Answer::Hit(record) => return Ok(Some(record)),
+            Answer::Miss(ticket) => ticket,
+        };
+        let record = self.lookup_in_redis(key, now).await?;
+        if let Some(record) = &record {
+            cache.fill(key, record, ticket, now);
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        // The user index is left alone (it would be a second key and a read of the record
+        // first); it trims itself, and revoke-all tolerates members without a record.
+        let record_key = self.keys.record(key);
+        let deleted = self
+            .backend
+            .run(|mut c| async move { redis::cmd("DEL").arg(&record_key).exec_async(&mut c).await })
+            .await;
+        // Forgotten locally whatever Redis said: a logout must not be answered from the cache.
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key);
+        }
+        deleted
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let user_key = self.keys.user(user);
+        let members: Vec<String> = self
+            .backend
+            .run(|mut c| {
+                let user_key = &user_key;
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(user_key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut deleted = 0usize;
+        // One key per command, each bounded on its own: this works the same on Cluster, and a
+        // user has few sessions.
+        for member in &members {
+            let record_key = self.keys.record_hex(member);
+            let n: i64 =
+                self.backend
+                    .run(|mut c| async move {
+                        redis::cmd("DEL").arg(&record_key).query_async(&mut c).await
+                    })
+                    .await?;
+            deleted += usize::try_from(n).unwrap_or(0);
+            // Redis tells every tracking instance; this one need not wait for the echo.
+            if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(member)) {
+                cache.invalidate(&key);
+            }
+        }
+        if !members.is_empty() {
+            // ZREM what was read rather than DEL the index: a login racing this revoke keeps
+            // its index entry.
+            self.backend
+                .run(|mut c| {
+                    let user_key = &user_key;
+                    let members = &members;
+                    async move {
+                        redis::cmd("ZREM")
+                            .arg(user_key)
+                            .arg(members)
+                            .exec_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
+        let counter_key = self.keys.counter(counter);
+        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.backend
+            .run(|mut c| async move {
+                SCRIPTS
+                    .hit
+                    .key(&counter_key)
+                    .arg(window)
+                    .invoke_async::<u64>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
+        let counter_key = self.keys.counter(counter);
+        let n: Option<u64> = self
+            .backend
+            .run(|mut c| async move {
+                redis::cmd("GET")
+                    .arg(&counter_key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        let counter_key = self.keys.counter(counter);
+        self.backend
+            .run(
+                |mut c| async move { redis::cmd("DEL").arg(&counter_key).exec_async(&mut c).await },
+            )
+            .await
+    }
+
+    async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
+        let counter_key = self.keys.counter(counter);
+        self.backend
+            .run(|mut c| async move {
+                SCRIPTS
+                    .unhit
+                    .key(&counter_key)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.backend
+            .run(|mut c| async move { redis::cmd("PING").exec_async(&mut c).await })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(100),
+        absolute: Duration::from_secs(1000),
+    };
+
+    #[test]
+    fn a_malformed_url_is_a_construction_error() {
+        let target = RedisTarget::Standalone("http://nope".into());
+        assert!(RedisStore::new(&target, "p:", T).is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! How the store reaches Redis: standalone, Sentinel or Cluster connection set-up, the
+//! per-worker connection slots, and the one bounded exchange every command goes through.
+//!
+//! Connections are made lazily (Redis down at start-up does not stop doorman) and reconnect on
+//! their own; every exchange is bounded by [`COMMAND_TIMEOUT`], connecting included, and any
+//! Redis error becomes a [`StoreError`], so protected routes fail closed.
+//!
+//! * **Standalone** (`redis://`, `rediss://`) uses a [`ConnectionManager`] per serving worker
+//!   (and one for the main runtime), each driven on its own thread, so a lookup never crosses
+//!   threads (one connection per worker, as with the upstream pools).
+//! * **Sentinel** resolves the master through the Sentinels and re-resolves after a connection
+//!   error or a `READONLY` reply, because a `ConnectionManager` keeps reconnecting to the old
+//!   address after a failover.
+//! * **Cluster** uses the crate's async cluster connection, which follows slot moves itself.
+//!
+//! The session cache's tracking connection is found the same way ([`tracking_source`]), so it
+//! always watches the Redis the store talks to.
+
+use std::future::Future;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use crate::config::RedisTarget;
+use crate::lock::lock;
+use crate::session::{tracking, StoreError};
+
+/// Upper bound on one store operation's wait for Redis: connecting (or resolving a Sentinel
+/// master) included. An operation that takes longer fails with [`StoreError::Timeout`].
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long one TCP (and TLS) connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command may wait for its reply on an established connection.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The three ways to reach Redis. Connections are created on first use: that needs a Tokio
+/// runtime, which [`Backend::new`] then does not.
+pub(super) enum Backend {
+    Standalone {
+        client: Client,
+        /// Slot 0 for the main runtime (readiness, housekeeping, in-process use), then one per
+        /// serving worker ([`Backend::slot`]).
+        managers: Box<[OnceLock<ConnectionManager>]>,
+    },
+    Sentinel {
+        /// Asks the Sentinels for the master; one resolution at a time.
+        resolver: tokio::sync::Mutex<SentinelClient>,
+        /// The current master's connection; `None` after an error, so the next use resolves
+        /// the master again.
+        master: Mutex<Option<ConnectionManager>>,
+    },
+    Cluster {
+        client: ClusterClient,
+        connection: OnceLock<ClusterConnection>,
+    },
+}
+
+impl Backend {
+    /// The way to reach `target`; no I/O. Fails only on a malformed URL.
+    pub(super) fn new(target: &RedisTarget) -> Result<Backend, StoreError> {
+        Ok(match target {
+            RedisTarget::Standalone(url) => Backend::Standalone {
+                client: Client::open(url.as_str()).map_err(config_error)?,
+                managers: (0..=crate::worker::count())
+                    .map(|_| OnceLock::new())
+                    .collect(),
+            },
+            RedisTarget::Sentinel { master, nodes } => Backend::Sentinel {
+                resolver: tokio::sync::Mutex::new(sentinel_client(master, nodes)?),
+                master: Mutex::new(None),
+            },
+            RedisTarget::Cluster(nodes) => Backend::Cluster {
+                client: ClusterClient::new(nodes.clone()).map_err(config_error)?,
+                connection: OnceLock::new(),
+            },
+        })
+    }
+
+    /// Which of `len` per-thread connections the caller uses: one per serving worker, created
+    /// on that worker's runtime by its first use, so a lookup and its reply never change
+    /// thread (as the upstream pools, see `crate::worker`); slot 0 for everything else.
+    fn slot(len: usize) -> usize {
+        match crate::worker::on_worker() {
+            Some(index) if len > 1 => 1 + index % (len - 1),
+            _ => 0,
+        }
+    }
+
+    /// Create the connection object now, on the calling runtime (no I/O: it connects on first
+    /// use). A failure is left for the first use to report.
+    pub(super) fn prepare(&self) {
+        match self {
+            Backend::Standalone { client, managers } => {
+                let manager = &managers[Backend::slot(managers.len())];
+                if manager.get().is_none() {
+                    if let Ok(fresh) =
+                        ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                    {
+                        let _ = manager.set(fresh);
+                    }
+                }
+            }
+            Backend::Cluster { client, connection } => {
+                connection.get_or_init(|| {
+                    client.get_pending_async_connection_with_config(cluster_config())
+                });
+            }
+            Backend::Sentinel { .. } => {}
+        }
+    }
+
+    /// Run one Redis exchange against a connection, bounded by [`COMMAND_TIMEOUT`] (getting
+    /// the connection included), mapping errors and noting broken connections.
+    pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let exchange = async {
+            let conn = self.connection().await?;
+            op(conn).await.map_err(|e| {
+                self.failed(&e);
+                store_error(e)
+            })
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.timed_out();
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        match self {
+            Backend::Standalone { client, managers } => {
+                let manager = &managers[Backend::slot(managers.len())];
+                if let Some(m) = manager.get() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let fresh =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                        .map_err(store_error)?;
+                // A racing first use may have won; either manager is fine, keep one.
+                Ok(Conn::Manager(manager.get_or_init(|| fresh).clone()))
+            }
+            Backend::Sentinel { resolver, master } => {
+                if let Some(m) = lock(master).as_ref() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let mut sentinels = resolver.lock().await;
+                if let Some(m) = lock(master).as_ref() {
+                    return Ok(Conn::Manager(m.clone()));
+                }
+                let client = sentinels.async_get_client().await.map_err(store_error)?;
+                let fresh = ConnectionManager::new_lazy_with_config(client, manager_config())
+                    .map_err(store_error)?;
+                *lock(master) = Some(fresh.clone());
+                Ok(Conn::Manager(fresh))
+            }
+            Backend::Cluster { client, connection } => {
+                if let Some(c) = connection.get() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let fresh = client.get_pending_async_connection_with_config(cluster_config());
+                Ok(Conn::Cluster(connection.get_or_init(|| fresh).clone()))
+            }
+        }
+    }
+
+    /// A command failed: a Sentinel-resolved master is dropped on anything that suggests it
+    /// moved (connection trouble, or it became a read-only replica).
+    fn failed(&self, e: &RedisError) {
+        if let Backend::Sentinel { master, .. } = self {
+            let moved = e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || matches!(
+                    e.kind(),
+                    redis::ErrorKind::Server(
+                        redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown
+                    )
+                );
+            if moved {
+                *lock(master) = None;
+            }
+        }
+    }
+
+    fn timed_out(&self) {
+        if let Backend::Sentinel { master, .. } = self {
+            *lock(master) = None;
+        }
+    }
+}
+
+/// Where the session cache's tracking connection goes for `target`: the store's own Redis,
+/// found the same way. Cluster is refused: the tracking would need a connection per master that
+/// follows resharding, which this build does not do.
+pub(super) fn tracking_source(target: &RedisTarget) -> Result<tracking::Source, StoreError> {
+    match target {
+        RedisTarget::Standalone(url) => Ok(tracking::Source::Standalone(
+            Client::open(url.as_str()).map_err(config_error)?,
+        )),
+        RedisTarget::Sentinel { master, nodes } => {
+            Ok(tracking::Source::Sentinel(sentinel_client(master, nodes)?))
+        }
+        RedisTarget::Cluster(_) => Err(StoreError::Unavailable(
+            "the session cache does not support Redis Cluster".into(),
+        )),
+    }
+}
+
+/// A connection of either kind, so the store's commands are written once.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Manager(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A client that finds `master` through the Sentinels `nodes` (TLS if any node is rediss://).
+fn sentinel_client(master: &str, nodes: &[String]) -> Result<SentinelClient, StoreError> {
+    let mut node_info = SentinelNodeConnectionInfo::default();
+    if nodes.iter().any(|n| n.starts_with("rediss://")) {
+        node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
+    }
+    SentinelClient::build(
+        nodes.to_vec(),
+        master,
+        Some(node_info),
+        SentinelServerType::Master,
+    )
+    .map_err(config_error)
+}
+
+fn config_error(e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("invalid Redis address: {e}"))
+}
+
+fn store_error(e: RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn cluster_config() -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    // Few, quick retries inside the manager: a request is better served by failing within
+    // COMMAND_TIMEOUT than by waiting out a long backoff; the next request reconnects again.
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200))
+}
