@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use support::doorman::{config, free_port};
-use support::{echoed, get, h1_client, send, Doorman, DoormanProcess, Upstream};
+use support::doorman::config;
+use support::{echoed, free_port, get, h1_client, send, Doorman, DoormanProcess, Upstream};
 
 /// A config for the binary: `{addr}` is filled in by `DoormanProcess::spawn`.
 fn process_config(upstream_url: &str, listen_extra: &str) -> String {

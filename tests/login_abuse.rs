@@ -255,7 +255,7 @@ async fn bursts_of_logins_do_not_grow_memory_for_good() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
 
     let upstream = Upstream::start().await;
-    let admin: SocketAddr = format!("127.0.0.1:{}", support::doorman::free_port())
+    let admin: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .expect("addr");
     let conf = Conf {

@@ -10,9 +10,9 @@ use support::login::{
     get_as, post_login, post_logout, request, unknown_id, users_toml, users_toml_with_alice,
     write_users, Backend, Conf, ALICE_PW, BOB_PW, DASHBOARD,
 };
-use support::ops::{eventually, get, Exposition, Operated};
+use support::ops::{get, Exposition, Operated};
 use support::redis::RedisServer;
-use support::{h1_client, Upstream};
+use support::{eventually, h1_client, Upstream};
 
 /// `/pub` is public, `/dashboard` and everything else need a session; failures throttle after
 /// two.
@@ -437,7 +437,7 @@ async fn a_request_in_flight_finishes_under_the_old_config() {
     assert!(arrived.iter().any(|p| p == "/slow/1500"));
 
     // The new config points at an upstream that is not there.
-    let dead = format!("http://127.0.0.1:{}", support::doorman::free_port());
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
     std::fs::write(&doorman.file, open.toml(&dead, &backend, &users)).expect("config");
     assert!(doorman.reload().await);
     let after = get(&h1_client(), &doorman.url("/new")).await;

@@ -22,7 +22,7 @@ use support::{h1_client, DoormanProcess, Upstream};
 async fn cli(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        support::doorman::run_cli(&args)
+        support::process::run_cli(&args)
     })
     .await
     .expect("cli thread")
@@ -52,7 +52,7 @@ fn stop(mut process: DoormanProcess) {
 #[tokio::test]
 async fn hash_password_prints_an_argon2id_hash_doorman_logs_in_with() {
     let hash = |password: &str| {
-        let mut child = Command::new(support::doorman::binary())
+        let mut child = Command::new(support::process::binary())
             .arg("hash-password")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

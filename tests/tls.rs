@@ -25,7 +25,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use support::doorman::{config, run_cli};
+use support::doorman::config;
+use support::process::run_cli;
 use support::raw::{RawConn, RawResponse};
 use support::{echoed, echoed_header, Doorman, DoormanProcess, Upstream};
 

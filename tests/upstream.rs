@@ -63,7 +63,7 @@ async fn hang_up_upstream(reset: bool) -> (SocketAddr, tokio::task::JoinHandle<(
 /// learn nothing about the network behind doorman: no address, no OS error text.
 #[tokio::test]
 async fn a_refused_upstream_is_a_502_with_a_fixed_body() {
-    let port = support::doorman::free_port();
+    let port = support::free_port();
     let doorman = Doorman::start(&config(&format!("http://127.0.0.1:{port}"), "")).await;
     let (status, headers, body) = send(&h1_client(), get(&doorman.url("/x"), &[])).await;
     assert_eq!(status, 502);

@@ -387,7 +387,7 @@ impl Stack {
         let config = config.to_str().expect("utf-8 path").to_string();
         let user = user.to_string();
         tokio::task::spawn_blocking(move || {
-            super::doorman::run_cli(&["sessions", "revoke", "--user", &user, "--config", &config])
+            super::process::run_cli(&["sessions", "revoke", "--user", &user, "--config", &config])
         })
         .await
         .expect("cli")

@@ -211,22 +211,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Poll `check` until it holds or `limit` passes; the last answer either way.
-pub async fn eventually<T>(
-    limit: Duration,
-    mut probe: impl AsyncFnMut() -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let got = probe().await;
-        if check(&got) || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `GET url` without a cookie.
 pub async fn get(client: &HttpClient, url: &str) -> Answer {
     request(client, "GET", url, &[], "").await
