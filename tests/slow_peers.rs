@@ -445,7 +445,7 @@ async fn tls_doorman(upstream: &Upstream, listen: &str) -> (Doorman, TlsConnecto
         ("cert.pem", cert_pem.as_bytes()),
         ("key.pem", key_pem.as_bytes()),
     ];
-    let doorman = Doorman::start_with_files(&toml, &files).await;
+    let doorman = Doorman::toml(&toml).files(&files).start().await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).expect("trust");
     let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -407,11 +407,10 @@ async fn tls_upstream() -> (Upstream, String) {
 async fn an_https_upstream_verified_by_the_configured_ca_is_reached() {
     let (upstream, ca_pem) = tls_upstream().await;
     let url = format!("https://localhost:{}", upstream.addr.port());
-    let doorman = Doorman::start_with_files(
-        &config(&url, "ca = \"ca.pem\""),
-        &[("ca.pem", ca_pem.as_bytes())],
-    )
-    .await;
+    let doorman = Doorman::toml(&config(&url, "ca = \"ca.pem\""))
+        .file("ca.pem", ca_pem.as_bytes())
+        .start()
+        .await;
     let client = h1_client();
     for i in 0..3 {
         let (status, _, body) = send(&client, get(&doorman.url(&format!("/tls/{i}")), &[])).await;
