@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{echoed, echoed_header, get, h1_client, send, Doorman, Upstream};
+use support::{echoed, echoed_header, eventually, get, h1_client, send, Doorman, Upstream};
 
 /// The fixed body doorman answers a 502 with (src/error.rs).
 const BAD_GATEWAY_BODY: &str = "Bad gateway: the upstream could not be reached\n";
@@ -370,8 +370,15 @@ async fn a_response_body_dropped_half_read_does_not_return_its_connection() {
         }
     }
     drop(raw);
-    // Give doorman time to notice the client left and drop the half-read body.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Doorman notices the client left and drops the half-read body, and with it that upstream
+    // connection: wait for the upstream to see it close (a connection put back in the pool
+    // would stay open, and the requests below would catch it).
+    eventually(
+        Duration::from_secs(5),
+        async || upstream.closed.load(Ordering::SeqCst),
+        |closed| *closed >= 1,
+    )
+    .await;
     let client = h1_client();
     for i in 0..3 {
         let (status, _, body) = send(&client, get(&doorman.url(&format!("/after/{i}")), &[])).await;
