@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use doorman::server::Workers;
 use support::doorman::config;
-use support::{echoed, get, h1_client, h2_client, send, Doorman, Upstream};
+use support::{echoed, eventually, get, h1_client, h2_client, send, Doorman, Upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_served_by_worker_runtimes_are_proxied() {
@@ -60,7 +60,14 @@ async fn shutdown_waits_for_a_request_in_flight_on_a_worker() {
         tokio::spawn(
             async move { send(&client, get(&format!("http://{addr}/slow/500"), &[])).await },
         );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // In flight once the upstream has it.
+    let seen = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| paths.iter().any(|p| p == "/slow/500"),
+    )
+    .await;
+    assert!(seen.iter().any(|p| p == "/slow/500"), "{seen:?}");
     let task = doorman.shutdown();
     let (status, _, _) = slow.await.expect("request task");
     assert_eq!(status, 200, "the request in flight finished");
