@@ -19,7 +19,7 @@ use support::login::{
     COOKIE,
 };
 use support::raw::RawConn;
-use support::{Doorman, DoormanProcess, Upstream};
+use support::{eventually, Doorman, DoormanProcess, Upstream};
 
 /// An HTTP client whose connections come from `127.0.0.N`, so each scenario is its own client
 /// to the throttle (its own per-client counter).
@@ -256,7 +256,13 @@ async fn bursts_of_logins_do_not_grow_memory_for_good() {
         let m = support::ops::scrape(&support::h1_client(), &metrics).await;
         m.get("doorman_logins_total", &[("result", "bad_credentials")]) as u64
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle once start-up is over: the store open, the hashers ready, the listener serving.
+    eventually(
+        Duration::from_secs(10),
+        async || doorman.logs(),
+        |logs| logs.contains("doorman listening"),
+    )
+    .await;
     let idle = doorman.status_kb("VmRSS");
 
     // A first burst warms what any burst of 200 needs and keeps: each hashing thread makes its

@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use support::doorman::config;
 use support::raw::{get_request, RawConn};
 use support::upstream::ChannelBody;
-use support::{echoed, Doorman, Upstream};
+use support::{echoed, eventually, Doorman, Upstream};
 
 /// Longer than every timeout under test here: a peer not cut by then never would be.
 const PATIENCE: Duration = Duration::from_secs(6);
@@ -248,7 +248,14 @@ async fn a_malformed_chunk_arriving_later_is_400() {
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Later: once the head has gone upstream.
+    let seen = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| !paths.is_empty(),
+    )
+    .await;
+    assert_eq!(seen, ["/upload"], "the head never reached the upstream");
     conn.send(b"zz\r\n").await;
     let resp = conn.response(PATIENCE).await.expect("a response");
     assert_eq!(resp.status, 400);
