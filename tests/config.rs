@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use doorman::config::Config;
-use support::doorman::{binary, free_port, run_cli};
-use support::temp_dir;
+use support::process::{binary, run_cli};
+use support::{free_port, temp_dir};
 
 /// Write `text` as `proxy.toml` in a fresh temp dir and return its path.
 fn write_config(tag: &str, text: &str) -> PathBuf {

@@ -9,8 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use support::doorman::{config, free_port};
-use support::{echoed, get, h1_client, send, Doorman, DoormanProcess, Upstream};
+use support::doorman::config;
+use support::{
+    echoed, eventually, free_port, get, h1_client, send, Doorman, DoormanProcess, Upstream,
+};
 
 /// A config for the binary: `{addr}` is filled in by `DoormanProcess::spawn`.
 fn process_config(upstream_url: &str, listen_extra: &str) -> String {
@@ -27,6 +29,20 @@ async fn assert_serving(doorman: &DoormanProcess, path: &str) {
     let (status, _, body) = send(&h1_client(), get(&doorman.url(path), &[])).await;
     assert_eq!(status, 200);
     assert_eq!(echoed(&body)["uri"], path);
+}
+
+/// Wait until the upstream has received `path` (the request is in flight).
+async fn until_upstream_has(upstream: &Upstream, path: &str) {
+    let seen = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| paths.iter().any(|p| p == path),
+    )
+    .await;
+    assert!(
+        seen.iter().any(|p| p == path),
+        "{path} never reached the upstream"
+    );
 }
 
 /// Try to connect until a connection is refused or `limit` passes; true if one was refused.
@@ -51,7 +67,7 @@ async fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
 
     let url = doorman.url("/slow/1500");
     let in_flight = tokio::spawn(async move { send(&h1_client(), get(&url, &[])).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_upstream_has(&upstream, "/slow/1500").await;
     assert!(
         !in_flight.is_finished(),
         "the slow request is still in flight"
@@ -101,7 +117,7 @@ async fn shutdown_grace_bounds_how_long_in_flight_requests_may_run() {
         let body = resp.into_body().collect().await?.to_bytes();
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_upstream_has(&upstream, "/slow/10000").await;
     let sent = Instant::now();
     doorman.signal(libc::SIGTERM);
 
@@ -158,7 +174,14 @@ async fn sighup_does_not_stop_doorman() {
     let mut doorman = DoormanProcess::spawn(&process_config(&upstream.url(), ""), &[]);
     assert_serving(&doorman, "/before").await;
     doorman.signal(libc::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Handled once the reload's outcome is logged ("config reloaded", or "config reload
+    // refused/failed"); a process SIGHUP killed never logs it, and the checks below say so.
+    eventually(
+        Duration::from_secs(10),
+        async || doorman.logs(),
+        |logs| logs.contains("config reload"),
+    )
+    .await;
     assert!(
         doorman.child.try_wait().expect("try_wait").is_none(),
         "doorman exited on SIGHUP; log:\n{}",
@@ -311,7 +334,7 @@ async fn in_process_shutdown_drains_and_resolves_ok() {
 
     let url = doorman.url("/slow/500");
     let in_flight = tokio::spawn(async move { send(&h1_client(), get(&url, &[])).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_upstream_has(&upstream, "/slow/500").await;
     let task = doorman.shutdown();
     let result = tokio::time::timeout(Duration::from_secs(5), task)
         .await

@@ -7,9 +7,10 @@ mod support;
 use std::time::Duration;
 
 use support::login::{
-    get_as, post_login, post_logout, request, upstream_saw, Answer, Conf, Stack, StoreChoice,
-    ALICE_PW, BOB_PW, COOKIE,
+    get_as, post_login, post_logout, request, upstream_saw, Answer, Conf, StoreChoice, ALICE_PW,
+    BOB_PW, COOKIE,
 };
+use support::Doorman;
 
 // ---- next: no open redirect ---------------------------------------------------------------
 
@@ -19,7 +20,7 @@ use support::login::{
 /// not become a phishing redirector.
 #[tokio::test]
 async fn login_redirects_only_to_local_paths() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let cases: &[(&str, &str)] = &[
         ("/dashboard", "/dashboard"),
         ("/ok?x=1", "/ok?x=1"),
@@ -68,7 +69,7 @@ async fn login_redirects_only_to_local_paths() {
 /// escaped, and the page must forbid scripts and framing (clickjacking, injected markup).
 #[tokio::test]
 async fn the_login_page_escapes_next_and_forbids_scripts_and_framing() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let page = s
         .get(
             "/_doorman/login?next=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E",
@@ -114,7 +115,7 @@ async fn the_login_page_escapes_next_and_forbids_scripts_and_framing() {
 /// `Sec-Fetch-Site` say where a POST came from.
 #[tokio::test]
 async fn cross_site_login_and_logout_are_refused() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let own_origin = s.base.clone();
     let refused: &[&[(&str, &str)]] = &[
         &[("origin", "http://evil.test")],
@@ -154,7 +155,7 @@ async fn cross_site_login_and_logout_are_refused() {
 /// same-origin login works and a foreign `Origin` is still refused.
 #[tokio::test]
 async fn over_http2_the_origin_is_checked_against_the_authority() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let h2 = support::h2_client();
     let own_origin = s.base.clone();
     let answer = post_login(
@@ -190,7 +191,7 @@ async fn with_public_origin_only_that_origin_may_log_in() {
         login: "public_origin = \"https://app.example.com\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let ok = post_login(
         &s.client,
         &s.base,
@@ -243,7 +244,7 @@ async fn throttling(store: StoreChoice) {
         login: "max_failures = 3\nfailure_window = \"3s\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(store, &conf).await;
+    let s = Doorman::conf(&conf).store(store).start().await;
     for i in 0..3 {
         let answer = post_login(&s.client, &s.base, "alice", "guess", None, &[]).await;
         assert_eq!(answer.status, 401, "{store:?}: attempt {i}");
@@ -283,7 +284,7 @@ async fn throttling(store: StoreChoice) {
         login: "max_failures = 3\nfailure_window = \"10m\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(store, &conf).await;
+    let s = Doorman::conf(&conf).store(store).start().await;
     for i in 0..12 {
         let answer = post_login(&s.client, &s.base, &format!("user{i}"), "guess", None, &[]).await;
         assert_eq!(answer.status, 401, "{store:?}: spray {i}");
@@ -329,7 +330,7 @@ fn leaked_handoff_headers(answer: &Answer) -> Vec<String> {
 /// handoff headers, and later requests carry that user and only the groups a handoff may grant.
 #[tokio::test]
 async fn a_handoff_on_a_handoff_path_creates_a_session() {
-    let s = Stack::start(StoreChoice::Embedded, &handoff_conf()).await;
+    let s = Doorman::conf(&handoff_conf()).start().await;
     let answer = s
         .get("/app-login?user=carol&groups=staff,admin", None)
         .await;
@@ -375,7 +376,7 @@ async fn a_handoff_on_a_handoff_path_creates_a_session() {
 /// a user name that is not a safe header value are ignored, and stripped all the same.
 #[tokio::test]
 async fn handoffs_off_path_cross_site_or_with_unsafe_names_are_ignored() {
-    let s = Stack::start(StoreChoice::Embedded, &handoff_conf()).await;
+    let s = Doorman::conf(&handoff_conf()).start().await;
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("/app-login/elsewhere?user=carol", &[]),
         ("/app-login?user=carol", &[("sec-fetch-site", "cross-site")]),
@@ -401,7 +402,7 @@ async fn handoffs_off_path_cross_site_or_with_unsafe_names_are_ignored() {
 /// stripped, so an app's stray `X-Doorman-Login` never leaks nor logs anyone in.
 #[tokio::test]
 async fn without_handoff_paths_the_headers_are_ignored_and_stripped() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let answer = s.get("/app-login?user=carol&groups=staff", None).await;
     assert_eq!(answer.status, 200);
     assert!(answer.headers.get("set-cookie").is_none());
@@ -417,7 +418,7 @@ async fn without_handoff_paths_the_headers_are_ignored_and_stripped() {
 /// the cookie is expired on that response.
 #[tokio::test]
 async fn x_doorman_logout_ends_the_session() {
-    let s = Stack::start(StoreChoice::Embedded, &handoff_conf()).await;
+    let s = Doorman::conf(&handoff_conf()).start().await;
     let handed = s
         .get("/app-login?user=carol", None)
         .await
@@ -441,7 +442,7 @@ async fn x_doorman_logout_ends_the_session() {
 /// reach the app (which might trust them) and never create a session.
 #[tokio::test]
 async fn client_sent_handoff_headers_never_reach_the_app() {
-    let s = Stack::start(StoreChoice::Embedded, &handoff_conf()).await;
+    let s = Doorman::conf(&handoff_conf()).start().await;
     for path in ["/anything", "/app-login"] {
         let answer = request(
             &s.client,

@@ -18,10 +18,8 @@ use support::login::{
     post_login, users_toml, write_users, Backend, Conf, HttpClient, StoreChoice, ALICE_PW, BOB_PW,
     COOKIE,
 };
-use support::ops::Operated;
 use support::raw::RawConn;
-use support::redis::RedisServer;
-use support::{DoormanProcess, Upstream};
+use support::{eventually, Doorman, DoormanProcess, Upstream};
 
 /// An HTTP client whose connections come from `127.0.0.N`, so each scenario is its own client
 /// to the throttle (its own per-client counter).
@@ -33,37 +31,20 @@ fn client_from(n: u8) -> HttpClient {
 
 /// Doorman in-process with its admin listener, on `store`, with extra `[login]` keys.
 struct Guarded {
-    doorman: Operated,
+    doorman: Doorman,
     base: String,
-    _upstream: Upstream,
-    _redis: Option<RedisServer>,
 }
 
 impl Guarded {
     async fn start(store: StoreChoice, login: &str, listen: &str) -> Guarded {
-        let upstream = Upstream::start().await;
-        let redis = match store {
-            StoreChoice::Redis => Some(RedisServer::start()),
-            StoreChoice::Embedded => None,
-        };
-        let backend = match &redis {
-            Some(redis) => Backend::redis(redis),
-            None => Backend::embedded(),
-        };
         let conf = Conf {
             login: login.into(),
             listen: listen.into(),
             ..Conf::dashboard()
         };
-        let users = write_users(&users_toml());
-        let doorman = Operated::start(&conf.toml(&upstream.url(), &backend, &users)).await;
-        let base = format!("http://{}", doorman.addr);
-        Guarded {
-            doorman,
-            base,
-            _upstream: upstream,
-            _redis: redis,
-        }
+        let doorman = Doorman::conf(&conf).store(store).admin().start().await;
+        let base = doorman.base.clone();
+        Guarded { doorman, base }
     }
 
     /// `(checks that failed, checks that succeeded, attempts refused by the throttle)` so far.
@@ -255,7 +236,7 @@ async fn bursts_of_logins_do_not_grow_memory_for_good() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
 
     let upstream = Upstream::start().await;
-    let admin: SocketAddr = format!("127.0.0.1:{}", support::doorman::free_port())
+    let admin: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .expect("addr");
     let conf = Conf {
@@ -275,7 +256,13 @@ async fn bursts_of_logins_do_not_grow_memory_for_good() {
         let m = support::ops::scrape(&support::h1_client(), &metrics).await;
         m.get("doorman_logins_total", &[("result", "bad_credentials")]) as u64
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle once start-up is over: the store open, the hashers ready, the listener serving.
+    eventually(
+        Duration::from_secs(10),
+        async || doorman.logs(),
+        |logs| logs.contains("doorman listening"),
+    )
+    .await;
     let idle = doorman.status_kb("VmRSS");
 
     // A first burst warms what any burst of 200 needs and keeps: each hashing thread makes its

@@ -10,9 +10,9 @@ use support::login::{
     get_as, post_login, post_logout, request, unknown_id, users_toml, users_toml_with_alice,
     write_users, Backend, Conf, ALICE_PW, BOB_PW, DASHBOARD,
 };
-use support::ops::{eventually, get, Exposition, Operated};
+use support::ops::{get, Exposition};
 use support::redis::RedisServer;
-use support::{h1_client, Upstream};
+use support::{eventually, h1_client, Doorman, Upstream};
 
 /// `/pub` is public, `/dashboard` and everything else need a session; failures throttle after
 /// two.
@@ -26,10 +26,13 @@ fn conf() -> Conf {
     }
 }
 
-async fn start(backend: &Backend, conf: &Conf) -> (Upstream, Operated) {
+async fn start(backend: &Backend, conf: &Conf) -> (Upstream, Doorman) {
     let upstream = Upstream::start().await;
     let users = write_users(&users_toml());
-    let doorman = Operated::start(&conf.toml(&upstream.url(), backend, &users)).await;
+    let doorman = Doorman::toml(&conf.toml(&upstream.url(), backend, &users))
+        .admin()
+        .start()
+        .await;
     (upstream, doorman)
 }
 
@@ -377,7 +380,10 @@ async fn reload_keeps_sessions_and_refuses_removed_users() {
     let upstream = Upstream::start().await;
     let backend = Backend::embedded();
     let users = write_users(&users_toml());
-    let doorman = Operated::start(&conf().toml(&upstream.url(), &backend, &users)).await;
+    let doorman = Doorman::toml(&conf().toml(&upstream.url(), &backend, &users))
+        .admin()
+        .start()
+        .await;
     let client = h1_client();
     let base = doorman.url("");
     let alice = support::login::log_in(&client, &base, "alice", ALICE_PW).await;
@@ -421,7 +427,10 @@ async fn a_request_in_flight_finishes_under_the_old_config() {
     let backend = Backend::embedded();
     let users = write_users(&users_toml());
     let open = Conf::default();
-    let doorman = Operated::start(&open.toml(&upstream.url(), &backend, &users)).await;
+    let doorman = Doorman::toml(&open.toml(&upstream.url(), &backend, &users))
+        .admin()
+        .start()
+        .await;
     let client = h1_client();
 
     let slow_url = doorman.url("/slow/1500");
@@ -437,7 +446,7 @@ async fn a_request_in_flight_finishes_under_the_old_config() {
     assert!(arrived.iter().any(|p| p == "/slow/1500"));
 
     // The new config points at an upstream that is not there.
-    let dead = format!("http://127.0.0.1:{}", support::doorman::free_port());
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
     std::fs::write(&doorman.file, open.toml(&dead, &backend, &users)).expect("config");
     assert!(doorman.reload().await);
     let after = get(&h1_client(), &doorman.url("/new")).await;

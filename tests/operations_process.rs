@@ -7,13 +7,13 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::doorman::{free_port, run_cli};
 use support::login::{
     get_as, log_in, post_login, post_logout, users_toml, users_toml_with_alice, write_users,
     Backend, Conf, ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
 };
-use support::ops::{eventually, records, scrape};
-use support::{h1_client, DoormanProcess, Upstream};
+use support::ops::{records, scrape};
+use support::process::run_cli;
+use support::{eventually, free_port, h1_client, DoormanProcess, Upstream};
 
 fn conf(extra_rest: &str, admin_port: u16) -> Conf {
     Conf {

@@ -11,10 +11,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::login::{
-    post_logout, upstream_saw, Backend, Conf, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
-    DASHBOARD,
+    post_logout, upstream_saw, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
 };
 use support::redis::{calls_since, RedisServer};
+use support::Doorman;
 
 /// A config with `/dashboard` protected and the cache on, plus `session` keys.
 fn cached(session: &str) -> Conf {
@@ -32,7 +32,7 @@ fn lookups(redis: &RedisServer) -> u64 {
 
 /// Request `/dashboard` with `cookie` until one answer (200, as alice) costs Redis no lookup:
 /// the tracking connection is up and the session is cached. Panics after 10 s.
-async fn until_cached(s: &Stack, redis: &RedisServer, cookie: &str) {
+async fn until_cached(s: &Doorman, redis: &RedisServer, cookie: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let before = lookups(redis);
@@ -51,7 +51,7 @@ async fn until_cached(s: &Stack, redis: &RedisServer, cookie: &str) {
 
 /// Request `/dashboard` with `cookie` until it answers `status`; how long that took. Panics
 /// after `within`.
-async fn until_status(s: &Stack, cookie: &str, status: u16, within: Duration) -> Duration {
+async fn until_status(s: &Doorman, cookie: &str, status: u16, within: Duration) -> Duration {
     let start = Instant::now();
     loop {
         let answer = s.get("/dashboard", Some(cookie)).await;
@@ -71,7 +71,10 @@ async fn until_status(s: &Stack, cookie: &str, status: u16, within: Duration) ->
 /// the upstream still gets the identity from the cached record.
 #[tokio::test]
 async fn a_hot_session_costs_no_redis_round_trip() {
-    let s = Stack::start(StoreChoice::Redis, &cached("")).await;
+    let s = Doorman::conf(&cached(""))
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
     until_cached(&s, redis, &cookie).await;
@@ -101,9 +104,16 @@ async fn a_hot_session_costs_no_redis_round_trip() {
 /// same for every instance; and an unknown cookie is never cached into validity.
 #[tokio::test]
 async fn a_logout_or_revoke_anywhere_is_seen_by_every_cached_instance() {
-    let a = Stack::start(StoreChoice::Redis, &cached("")).await;
+    let a = Doorman::conf(&cached(""))
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = a.redis.as_ref().expect("redis");
-    let b = Stack::start_on(Backend::redis(redis), None, &a.users, &cached("")).await;
+    let b = Doorman::conf(&cached(""))
+        .backend(Backend::redis(redis))
+        .users(a.users())
+        .start()
+        .await;
 
     let cookie = a.log_in("alice", ALICE_PW).await;
     until_cached(&a, redis, &cookie).await;
@@ -143,7 +153,10 @@ async fn a_logout_or_revoke_anywhere_is_seen_by_every_cached_instance() {
 /// `FLUSHALL` (a null invalidation) empties every cache: no session outlives its record.
 #[tokio::test]
 async fn a_flushed_redis_flushes_the_cache() {
-    let s = Stack::start(StoreChoice::Redis, &cached("")).await;
+    let s = Doorman::conf(&cached(""))
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
     until_cached(&s, redis, &cookie).await;
@@ -160,11 +173,10 @@ async fn a_flushed_redis_flushes_the_cache() {
 /// and a session left idle expires on time although it is cached.
 #[tokio::test]
 async fn cached_sessions_still_slide_and_still_expire() {
-    let s = Stack::start(
-        StoreChoice::Redis,
-        &cached("idle_timeout = \"2s\"\nabsolute_timeout = \"1h\""),
-    )
-    .await;
+    let s = Doorman::conf(&cached("idle_timeout = \"2s\"\nabsolute_timeout = \"1h\""))
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
     until_cached(&s, redis, &cookie).await;
@@ -195,7 +207,10 @@ async fn cached_sessions_still_slide_and_still_expire() {
 /// A restarted Redis (its tracking state gone) is picked up the same way.
 #[tokio::test]
 async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
-    let mut s = Stack::on_redis(RedisServer::start_persistent(), &cached("")).await;
+    let mut s = Doorman::conf(&cached(""))
+        .redis(RedisServer::start_persistent())
+        .start()
+        .await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let redis = s.redis.as_ref().expect("redis");
     until_cached(&s, redis, &cookie).await;
@@ -203,14 +218,14 @@ async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
     redis.pause();
     let took = until_status(&s, &cookie, 503, Duration::from_secs(8)).await;
     eprintln!("cache off {took:?} after the pause");
-    let served = s.upstream.seen_paths().len();
+    let served = s.upstream().seen_paths().len();
     for _ in 0..3 {
         let answer = s.get("/dashboard", Some(&cookie)).await;
         assert_eq!(answer.status, 503);
         assert!(answer.headers.get("set-cookie").is_none(), "cookie kept");
     }
     assert_eq!(
-        s.upstream.seen_paths().len(),
+        s.upstream().seen_paths().len(),
         served,
         "upstream called while paused"
     );

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use support::login::{
     get_as, post_login, post_logout, unknown_id, upstream_saw, users_toml, users_toml_with_alice,
-    write_users, Backend, Conf, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
+    write_users, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
 };
 use support::redis::RedisServer;
-use support::{h1_client, DoormanProcess};
+use support::{h1_client, Doorman, DoormanProcess};
 
 /// The tutorial's app (examples/demo/app.rs) on a free port: `/dashboard` greets `X-Auth-User`.
 async fn demo_app() -> String {
@@ -122,7 +122,7 @@ async fn redirect_mode_sends_page_loads_through_the_login_form_and_back() {
             .into(),
         ..Conf::default()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let url = s.url("/dashboard/x?y=1");
     let page = get_as(&s.client, &url, None, &[("sec-fetch-mode", "navigate")]).await;
     assert_eq!(page.status, 302);
@@ -151,7 +151,7 @@ async fn redirect_mode_sends_page_loads_through_the_login_form_and_back() {
     let json: serde_json::Value = serde_json::from_slice(&fetch.body).expect("json");
     assert_eq!(json["error"], "unauthenticated");
     // Only the one authenticated request reached the app.
-    assert_eq!(s.upstream.seen_paths(), ["/dashboard/x?y=1"]);
+    assert_eq!(s.upstream().seen_paths(), ["/dashboard/x?y=1"]);
 }
 
 // ---- the cookie -----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ async fn redirect_mode_sends_page_loads_through_the_login_form_and_back() {
 /// response that sets it, and the app behind doorman must never see it.
 #[tokio::test]
 async fn the_session_cookie_is_http_only_lax_site_wide_and_never_reaches_the_app() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let login = post_login(&s.client, &s.base, "alice", ALICE_PW, None, &[]).await;
     assert_eq!(login.status, 303);
     assert_eq!(login.header("location"), Some("/"));
@@ -214,7 +214,7 @@ async fn persistent_cookies_live_as_long_as_the_absolute_timeout() {
         session: "persistent = true\nabsolute_timeout = \"2h\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let login = post_login(&s.client, &s.base, "alice", ALICE_PW, None, &[]).await;
     let line = login.set_cookie(COOKIE).expect("Set-Cookie");
     assert!(line.contains("; Max-Age=7200"), "{line}");
@@ -234,7 +234,7 @@ async fn secure_cookies_carry_the_host_or_secure_prefix() {
         session: "cookie_secure = \"always\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let login = post_login(&s.client, &s.base, "alice", ALICE_PW, None, &[]).await;
     assert_eq!(login.status, 303, "{}", login.text());
     let name = format!("__Host-{COOKIE}");
@@ -272,7 +272,7 @@ async fn secure_cookies_carry_the_host_or_secure_prefix() {
         session: "cookie_secure = \"always\"\ncookie_domain = \"example.com\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let login = post_login(&s.client, &s.base, "alice", ALICE_PW, None, &[]).await;
     let name = format!("__Secure-{COOKIE}");
     let line = login.set_cookie(&name).expect("__Secure- cookie");
@@ -288,7 +288,7 @@ async fn secure_cookies_carry_the_host_or_secure_prefix() {
 /// session presented at login is destroyed and a different id issued.
 #[tokio::test]
 async fn login_destroys_the_presented_session_and_issues_a_new_id() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let first = s.log_in("alice", ALICE_PW).await;
     assert_eq!(s.get("/dashboard", Some(&first)).await.status, 200);
 
@@ -328,7 +328,7 @@ async fn login_destroys_the_presented_session_and_issues_a_new_id() {
 /// dead afterwards too.
 #[tokio::test]
 async fn logout_destroys_the_session_and_expires_the_cookie() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let out = post_logout(&s.client, &s.base, &cookie, &[]).await;
     assert_eq!(out.status, 303);
@@ -348,7 +348,7 @@ async fn the_session_endpoint_answers_json_or_401() {
         session: "absolute_timeout = \"2h\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -378,7 +378,7 @@ async fn the_session_endpoint_answers_json_or_401() {
 
 /// The cookies that name no session: unknown (never issued or already gone), malformed, and
 /// two of doorman's name at once (a planted duplicate must not win).
-async fn stale_cookie_headers(s: &Stack) -> Vec<(&'static str, String)> {
+async fn stale_cookie_headers(s: &Doorman) -> Vec<(&'static str, String)> {
     let valid = s.log_in("alice", ALICE_PW).await;
     let other = s.log_in("bob", BOB_PW).await;
     vec![
@@ -397,7 +397,7 @@ async fn stale_cookie_headers(s: &Stack) -> Vec<(&'static str, String)> {
 /// the browser is told to drop it so it stops sending it.
 #[tokio::test]
 async fn stale_cookies_on_a_protected_route_get_401_and_are_expired() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     for (what, cookie) in stale_cookie_headers(&s).await {
         let answer = get_as(
             &s.client,
@@ -420,9 +420,9 @@ async fn stale_cookies_on_a_protected_route_get_401_and_are_expired() {
         assert_eq!(answer.header("cache-control"), Some("no-store"), "{what}");
     }
     assert!(
-        s.upstream.seen_paths().is_empty(),
+        s.upstream().seen_paths().is_empty(),
         "{:?}",
-        s.upstream.seen_paths()
+        s.upstream().seen_paths()
     );
 }
 
@@ -430,7 +430,7 @@ async fn stale_cookies_on_a_protected_route_get_401_and_are_expired() {
 /// anonymously (no identity for the app), and the cookie is expired.
 #[tokio::test]
 async fn stale_cookies_on_a_public_route_are_forwarded_anonymously_and_expired() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     for (what, cookie) in stale_cookie_headers(&s).await {
         let answer = get_as(&s.client, &s.url("/home"), None, &[("cookie", &cookie)]).await;
         assert!(upstream_saw(&answer, "x-auth-user").is_empty(), "{what}");
@@ -454,7 +454,7 @@ async fn idle_timeout_slides(store: StoreChoice) {
         session: "idle_timeout = \"1s\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(store, &conf).await;
+    let s = Doorman::conf(&conf).store(store).start().await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1_700) {
@@ -492,7 +492,7 @@ async fn absolute_timeout_holds(store: StoreChoice) {
         session: "idle_timeout = \"1s\"\nabsolute_timeout = \"2s\"\n".into(),
         ..Conf::dashboard()
     };
-    let s = Stack::start(store, &conf).await;
+    let s = Doorman::conf(&conf).store(store).start().await;
     let sent = Instant::now();
     let cookie = s.log_in("alice", ALICE_PW).await;
     let logged_in = Instant::now();
@@ -547,7 +547,7 @@ async fn route_groups_and_users_are_enforced_with_403() {
         rest: ROLE_ROUTES.into(),
         ..Conf::default()
     };
-    let s = Stack::start(StoreChoice::Embedded, &conf).await;
+    let s = Doorman::conf(&conf).start().await;
     let alice = s.log_in("alice", ALICE_PW).await;
     let bob = s.log_in("bob", BOB_PW).await;
     assert_eq!(s.get("/admin", Some(&alice)).await.status, 200);
@@ -555,7 +555,7 @@ async fn route_groups_and_users_are_enforced_with_403() {
     assert_eq!(s.get("/bobs", Some(&alice)).await.status, 403);
     assert_eq!(s.get("/bobs", Some(&bob)).await.status, 200);
     assert_eq!(s.get("/admin", None).await.status, 401);
-    assert_eq!(s.upstream.seen_paths(), ["/admin", "/bobs"]);
+    assert_eq!(s.upstream().seen_paths(), ["/admin", "/bobs"]);
 }
 
 /// Groups are read from the users file at request time, not frozen into the session: two
@@ -568,17 +568,22 @@ async fn groups_and_membership_come_from_the_users_file_at_request_time() {
         rest: ROLE_ROUTES.into(),
         ..Conf::default()
     };
-    let a = Stack::start_on(
-        Backend::redis(&redis),
-        None,
-        &write_users(&users_toml()),
-        &conf,
-    )
-    .await;
+    let a = Doorman::conf(&conf)
+        .backend(Backend::redis(&redis))
+        .start()
+        .await;
     let demoted = write_users(&users_toml_with_alice(Some(&["ops"])));
-    let b = Stack::start_on(Backend::redis(&redis), None, &demoted, &conf).await;
+    let b = Doorman::conf(&conf)
+        .backend(Backend::redis(&redis))
+        .users(&demoted)
+        .start()
+        .await;
     let gone = write_users(&users_toml_with_alice(None));
-    let c = Stack::start_on(Backend::redis(&redis), None, &gone, &conf).await;
+    let c = Doorman::conf(&conf)
+        .backend(Backend::redis(&redis))
+        .users(&gone)
+        .start()
+        .await;
 
     let cookie = a.log_in("alice", ALICE_PW).await;
     let on_a = a.get("/dashboard", Some(&cookie)).await;
@@ -593,7 +598,7 @@ async fn groups_and_membership_come_from_the_users_file_at_request_time() {
     let on_c = c.get("/dashboard", Some(&cookie)).await;
     assert_eq!(on_c.status, 401);
     assert!(on_c.expires_cookie(COOKIE));
-    assert!(c.upstream.seen_paths().is_empty());
+    assert!(c.upstream().seen_paths().is_empty());
 }
 
 /// A user removed from the users file is logged out at the next restart, on the embedded store

@@ -14,15 +14,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 use support::login::{
     form_encode, get_as, log_in, post_login, post_logout, unknown_id, upstream_saw, users_toml,
-    write_users, Backend, Conf, HttpClient, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
+    write_users, Backend, Conf, HttpClient, ALICE_PW, BOB_PW, COOKIE,
 };
-use support::{h1_client, DoormanProcess, Upstream};
+use support::{h1_client, Doorman, DoormanProcess, Upstream};
 
 /// `doorman ARGS` on another thread (a running in-process doorman must keep serving meanwhile).
 async fn cli(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        support::doorman::run_cli(&args)
+        support::process::run_cli(&args)
     })
     .await
     .expect("cli thread")
@@ -52,7 +52,7 @@ fn stop(mut process: DoormanProcess) {
 #[tokio::test]
 async fn hash_password_prints_an_argon2id_hash_doorman_logs_in_with() {
     let hash = |password: &str| {
-        let mut child = Command::new(support::doorman::binary())
+        let mut child = Command::new(support::process::binary())
             .arg("hash-password")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -95,7 +95,10 @@ async fn hash_password_prints_an_argon2id_hash_doorman_logs_in_with() {
     let users = write_users(&format!(
         "[users.carol]\npassword = {phc:?}\ngroups = [\"ops\"]\n"
     ));
-    let s = Stack::start_on(Backend::embedded(), None, &users, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .users(&users)
+        .start()
+        .await;
     let wrong = post_login(&s.client, &s.base, "carol", "not it", None, &[]).await;
     assert_eq!(wrong.status, 401);
     let cookie = s.log_in("carol", password).await;
@@ -109,14 +112,14 @@ async fn hash_password_prints_an_argon2id_hash_doorman_logs_in_with() {
 /// its cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_revoke_reaches_a_running_doorman_on_the_embedded_store() {
-    let s = Stack::start(StoreChoice::Embedded, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
     let alice1 = s.log_in("alice", ALICE_PW).await;
     let alice2 = s.log_in("alice", ALICE_PW).await;
     let bob = s.log_in("bob", BOB_PW).await;
     for cookie in [&alice1, &alice2, &bob] {
         assert_eq!(s.get("/dashboard", Some(cookie)).await.status, 200);
     }
-    let Backend::Embedded(store) = &s.backend else {
+    let Backend::Embedded(store) = s.backend() else {
         unreachable!()
     };
     let socket = std::path::PathBuf::from(format!("{}.sock", store.display()));
@@ -127,7 +130,7 @@ async fn sessions_revoke_reaches_a_running_doorman_on_the_embedded_store() {
     );
     assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
 
-    let (code, out, err) = revoke("alice", &s.doorman.dir.join("proxy.toml")).await;
+    let (code, out, err) = revoke("alice", &s.file).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("revoked 2 session"), "{out}");
     for cookie in [&alice1, &alice2] {

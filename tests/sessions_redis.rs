@@ -9,10 +9,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::login::{
-    post_login, post_logout, unknown_id, upstream_saw, users_toml, write_users, Answer, Backend,
-    Conf, Stack, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
+    post_login, post_logout, unknown_id, upstream_saw, Answer, Backend, Conf, StoreChoice,
+    ALICE_PW, BOB_PW, COOKIE,
 };
 use support::redis::{calls_since, free_port, RedisServer};
+use support::Doorman;
 
 /// How long a recovery may take: reconnects are lazy and bounded by doorman's timeouts.
 const RECOVERY: Duration = Duration::from_secs(15);
@@ -43,7 +44,7 @@ fn assert_forwarded_anonymously(answer: &Answer, what: &str) {
 }
 
 /// Repeat `GET /dashboard` with `cookie` until it answers 200 (allowing only 503 meanwhile).
-async fn until_served(s: &Stack, cookie: &str) -> Answer {
+async fn until_served(s: &Doorman, cookie: &str) -> Answer {
     let deadline = Instant::now() + RECOVERY;
     loop {
         let answer = s.get("/dashboard", Some(cookie)).await;
@@ -60,17 +61,20 @@ async fn until_served(s: &Stack, cookie: &str) -> Answer {
 /// through, must not log users out, and must not need a doorman restart once it answers again.
 #[tokio::test]
 async fn a_paused_redis_fails_closed_and_recovers_with_the_same_cookie() {
-    let s = Stack::start(StoreChoice::Redis, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
     assert_eq!(s.get("/dashboard", Some(&cookie)).await.status, 200);
-    let served = s.upstream.seen_paths().len();
+    let served = s.upstream().seen_paths().len();
 
     redis.pause();
     let answer = s.get("/dashboard", Some(&cookie)).await;
     assert_fails_closed(&answer, "paused, protected");
     assert_eq!(
-        s.upstream.seen_paths().len(),
+        s.upstream().seen_paths().len(),
         served,
         "the upstream was called during the outage"
     );
@@ -89,17 +93,20 @@ async fn a_paused_redis_fails_closed_and_recovers_with_the_same_cookie() {
 /// (persistence on): 503 meanwhile, then the same session again, with no doorman restart.
 #[tokio::test]
 async fn a_stopped_redis_fails_closed_and_recovers_after_a_restart() {
-    let mut s = Stack::on_redis(RedisServer::start_persistent(), &Conf::dashboard()).await;
+    let mut s = Doorman::conf(&Conf::dashboard())
+        .redis(RedisServer::start_persistent())
+        .start()
+        .await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     assert_eq!(s.get("/dashboard", Some(&cookie)).await.status, 200);
-    let served = s.upstream.seen_paths().len();
+    let served = s.upstream().seen_paths().len();
 
     s.redis.as_mut().expect("redis").stop();
     for _ in 0..3 {
         let answer = s.get("/dashboard", Some(&cookie)).await;
         assert_fails_closed(&answer, "stopped, protected");
     }
-    assert_eq!(s.upstream.seen_paths().len(), served);
+    assert_eq!(s.upstream().seen_paths().len(), served);
     let answer = s.get("/home", Some(&cookie)).await;
     assert_forwarded_anonymously(&answer, "stopped, public");
     let answer = s.get("/_doorman/session", Some(&cookie)).await;
@@ -119,13 +126,10 @@ async fn redis_down_at_start_then_up_works_without_restarting_doorman() {
         url: format!("redis://127.0.0.1:{port}"),
         prefix: "dm:".into(),
     };
-    let s = Stack::start_on(
-        backend,
-        None,
-        &write_users(&users_toml()),
-        &Conf::dashboard(),
-    )
-    .await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .backend(backend)
+        .start()
+        .await;
     // No cookie: nothing to look up, a plain 401.
     assert_eq!(s.get("/dashboard", None).await.status, 401);
     let answer = s.get("/dashboard", Some(&unknown_id())).await;
@@ -134,7 +138,7 @@ async fn redis_down_at_start_then_up_works_without_restarting_doorman() {
     assert_forwarded_anonymously(&answer, "redis down, public");
     let login = post_login(&s.client, &s.base, "alice", ALICE_PW, None, &[]).await;
     assert_eq!(login.status, 503);
-    assert!(s.upstream.seen_paths().iter().all(|p| p == "/home"));
+    assert!(s.upstream().seen_paths().iter().all(|p| p == "/home"));
 
     let _redis = RedisServer::start_on(port);
     let deadline = Instant::now() + RECOVERY;
@@ -155,9 +159,16 @@ async fn redis_down_at_start_then_up_works_without_restarting_doorman() {
 /// logout on either ends the session everywhere.
 #[tokio::test]
 async fn two_doorman_instances_share_sessions_through_one_redis() {
-    let a = Stack::start(StoreChoice::Redis, &Conf::dashboard()).await;
+    let a = Doorman::conf(&Conf::dashboard())
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = a.redis.as_ref().expect("redis");
-    let b = Stack::start_on(Backend::redis(redis), None, &a.users, &Conf::dashboard()).await;
+    let b = Doorman::conf(&Conf::dashboard())
+        .backend(Backend::redis(redis))
+        .users(a.users())
+        .start()
+        .await;
 
     let cookie = a.log_in("alice", ALICE_PW).await;
     let on_b = b.get("/dashboard", Some(&cookie)).await;
@@ -174,7 +185,10 @@ async fn two_doorman_instances_share_sessions_through_one_redis() {
 /// user index, from another process) and no one else's.
 #[tokio::test]
 async fn sessions_revoke_ends_every_session_of_one_user_on_redis() {
-    let s = Stack::start(StoreChoice::Redis, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let alice1 = s.log_in("alice", ALICE_PW).await;
     let alice2 = s.log_in("alice", ALICE_PW).await;
     let bob = s.log_in("bob", BOB_PW).await;
@@ -200,7 +214,10 @@ async fn sessions_revoke_ends_every_session_of_one_user_on_redis() {
 #[tokio::test]
 async fn redis_holds_only_the_sha256_of_the_session_id() {
     use base64::Engine;
-    let s = Stack::start(StoreChoice::Redis, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&cookie)
@@ -231,7 +248,10 @@ async fn redis_holds_only_the_sha256_of_the_session_id() {
 #[tokio::test]
 async fn each_authenticated_request_costs_one_redis_round_trip() {
     // /dashboard needs a session; everything else (here /public) is public.
-    let s = Stack::start(StoreChoice::Redis, &Conf::dashboard()).await;
+    let s = Doorman::conf(&Conf::dashboard())
+        .store(StoreChoice::Redis)
+        .start()
+        .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
     // One request first, so the script is loaded (EVALSHA falls back to SCRIPT LOAD once).

@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use support::doorman::config;
 use support::raw::{get_request, RawConn};
 use support::upstream::ChannelBody;
-use support::{echoed, Doorman, Upstream};
+use support::{echoed, eventually, Doorman, Upstream};
 
 /// Longer than every timeout under test here: a peer not cut by then never would be.
 const PATIENCE: Duration = Duration::from_secs(6);
@@ -248,7 +248,14 @@ async fn a_malformed_chunk_arriving_later_is_400() {
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Later: once the head has gone upstream.
+    let seen = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| !paths.is_empty(),
+    )
+    .await;
+    assert_eq!(seen, ["/upload"], "the head never reached the upstream");
     conn.send(b"zz\r\n").await;
     let resp = conn.response(PATIENCE).await.expect("a response");
     assert_eq!(resp.status, 400);
@@ -445,7 +452,7 @@ async fn tls_doorman(upstream: &Upstream, listen: &str) -> (Doorman, TlsConnecto
         ("cert.pem", cert_pem.as_bytes()),
         ("key.pem", key_pem.as_bytes()),
     ];
-    let doorman = Doorman::start_with_files(&toml, &files).await;
+    let doorman = Doorman::toml(&toml).files(&files).start().await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).expect("trust");
     let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -25,7 +25,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use support::doorman::{config, run_cli};
+use support::doorman::config;
+use support::process::run_cli;
 use support::raw::{RawConn, RawResponse};
 use support::{echoed, echoed_header, Doorman, DoormanProcess, Upstream};
 
@@ -260,7 +261,7 @@ async fn start(pair: &Pair, listen_extra: &str, extra: &str) -> (Doorman, Upstre
         ("cert.pem", pair.cert_pem.as_bytes()),
         ("key.pem", pair.key_pem.as_bytes()),
     ];
-    (Doorman::start_with_files(&toml, &files).await, upstream)
+    (Doorman::toml(&toml).files(&files).start().await, upstream)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +416,7 @@ async fn an_h2c_upgrade_inside_tls_is_never_tunnelled() {
         ("cert.pem", pair.cert_pem.as_bytes()),
         ("key.pem", pair.key_pem.as_bytes()),
     ];
-    let doorman = Doorman::start_with_files(&toml, &files).await;
+    let doorman = Doorman::toml(&toml).files(&files).start().await;
     let stream = connect(doorman.addr, &client(&[&pair], BOTH, H1)).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let outcome = support::h2c::h2c_attack(stream, "/", &["/admin", "/private"]).await;
@@ -463,7 +464,7 @@ async fn a_login_under_tls_sets_a_host_prefixed_secure_cookie() {
         ("key.pem", pair.key_pem.as_bytes()),
         ("users.toml", users.as_bytes()),
     ];
-    let doorman = Doorman::start_with_files(&toml, &files).await;
+    let doorman = Doorman::toml(&toml).files(&files).start().await;
     let mut sender = h1_over(connect(doorman.addr, &client(&[&pair], BOTH, H1)).await).await;
     let req = request(
         "POST",

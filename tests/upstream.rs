@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{echoed, echoed_header, get, h1_client, send, Doorman, Upstream};
+use support::{echoed, echoed_header, eventually, get, h1_client, send, Doorman, Upstream};
 
 /// The fixed body doorman answers a 502 with (src/error.rs).
 const BAD_GATEWAY_BODY: &str = "Bad gateway: the upstream could not be reached\n";
@@ -63,7 +63,7 @@ async fn hang_up_upstream(reset: bool) -> (SocketAddr, tokio::task::JoinHandle<(
 /// learn nothing about the network behind doorman: no address, no OS error text.
 #[tokio::test]
 async fn a_refused_upstream_is_a_502_with_a_fixed_body() {
-    let port = support::doorman::free_port();
+    let port = support::free_port();
     let doorman = Doorman::start(&config(&format!("http://127.0.0.1:{port}"), "")).await;
     let (status, headers, body) = send(&h1_client(), get(&doorman.url("/x"), &[])).await;
     assert_eq!(status, 502);
@@ -370,8 +370,15 @@ async fn a_response_body_dropped_half_read_does_not_return_its_connection() {
         }
     }
     drop(raw);
-    // Give doorman time to notice the client left and drop the half-read body.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Doorman notices the client left and drops the half-read body, and with it that upstream
+    // connection: wait for the upstream to see it close (a connection put back in the pool
+    // would stay open, and the requests below would catch it).
+    eventually(
+        Duration::from_secs(5),
+        async || upstream.closed.load(Ordering::SeqCst),
+        |closed| *closed >= 1,
+    )
+    .await;
     let client = h1_client();
     for i in 0..3 {
         let (status, _, body) = send(&client, get(&doorman.url(&format!("/after/{i}")), &[])).await;
@@ -407,11 +414,10 @@ async fn tls_upstream() -> (Upstream, String) {
 async fn an_https_upstream_verified_by_the_configured_ca_is_reached() {
     let (upstream, ca_pem) = tls_upstream().await;
     let url = format!("https://localhost:{}", upstream.addr.port());
-    let doorman = Doorman::start_with_files(
-        &config(&url, "ca = \"ca.pem\""),
-        &[("ca.pem", ca_pem.as_bytes())],
-    )
-    .await;
+    let doorman = Doorman::toml(&config(&url, "ca = \"ca.pem\""))
+        .file("ca.pem", ca_pem.as_bytes())
+        .start()
+        .await;
     let client = h1_client();
     for i in 0..3 {
         let (status, _, body) = send(&client, get(&doorman.url(&format!("/tls/{i}")), &[])).await;

@@ -7,48 +7,19 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorman::config::Config;
-use doorman::server::{Listeners, Workers};
+use doorman::server::Workers;
 use support::doorman::config;
-use support::{echoed, get, h1_client, h2_client, send, Upstream};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-/// Doorman on `workers` worker runtimes, stopped by the returned sender.
-async fn start(
-    toml: &str,
-    workers: Arc<Workers>,
-) -> (
-    std::net::SocketAddr,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let dir = support::temp_dir("workers");
-    let file = dir.join("proxy.toml");
-    std::fs::write(&file, toml).expect("write config");
-    let config = Arc::new(Config::load(&file).expect("valid config"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let live = doorman::server::start(&config).expect("start");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let listeners = Listeners {
-            main: listener,
-            redirect: None,
-        };
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        doorman::server::serve_on(listeners, config, live, shutdown, Some(&workers)).await
-    });
-    (addr, tx, task)
-}
+use support::{echoed, eventually, get, h1_client, h2_client, send, Doorman, Upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_served_by_worker_runtimes_are_proxied() {
     let upstream = Upstream::start().await;
     let workers = Arc::new(Workers::start(2).expect("workers"));
-    let (addr, stop, task) = start(&config(&upstream.url(), "", ""), Arc::clone(&workers)).await;
+    let mut doorman = Doorman::toml(&config(&upstream.url(), "", ""))
+        .workers(Arc::clone(&workers))
+        .start()
+        .await;
+    let addr = doorman.addr;
 
     // Several connections, so both workers get some; h1 and h2 (prior knowledge).
     for round in 0..4 {
@@ -65,7 +36,7 @@ async fn connections_served_by_worker_runtimes_are_proxied() {
             assert_eq!(echo["uri"], format!("/w/{round}/{i}?q=1"), "{echo}");
         }
     }
-    let _ = stop.send(());
+    let task = doorman.shutdown();
     task.await.expect("server task").expect("server result");
     if let Ok(workers) = Arc::try_unwrap(workers) {
         workers.shutdown();
@@ -77,7 +48,11 @@ async fn shutdown_waits_for_a_request_in_flight_on_a_worker() {
     let upstream = Upstream::start().await;
     let workers = Arc::new(Workers::start(2).expect("workers"));
     let toml = config(&upstream.url(), "shutdown_grace = \"10s\"", "");
-    let (addr, stop, task) = start(&toml, Arc::clone(&workers)).await;
+    let mut doorman = Doorman::toml(&toml)
+        .workers(Arc::clone(&workers))
+        .start()
+        .await;
+    let addr = doorman.addr;
 
     // The echo upstream holds this one for a while (see support/upstream.rs: /slow/<ms>).
     let client = h1_client();
@@ -85,8 +60,15 @@ async fn shutdown_waits_for_a_request_in_flight_on_a_worker() {
         tokio::spawn(
             async move { send(&client, get(&format!("http://{addr}/slow/500"), &[])).await },
         );
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let _ = stop.send(());
+    // In flight once the upstream has it.
+    let seen = eventually(
+        Duration::from_secs(10),
+        async || upstream.seen_paths(),
+        |paths| paths.iter().any(|p| p == "/slow/500"),
+    )
+    .await;
+    assert!(seen.iter().any(|p| p == "/slow/500"), "{seen:?}");
+    let task = doorman.shutdown();
     let (status, _, _) = slow.await.expect("request task");
     assert_eq!(status, 200, "the request in flight finished");
     task.await.expect("server task").expect("server result");

@@ -1,16 +1,39 @@
-//! Doorman under test: in-process through the library (`Doorman`), or as the real binary
-//! (`DoormanProcess`) when a test needs signals, exit codes, logs or the process's memory.
+//! Doorman under test, in this process: one builder for every in-process test.
+//!
+//! ```ignore
+//! let d = Doorman::start(&config(&upstream.url(), "", "")).await;      // config text
+//! let d = Doorman::toml(&toml).file("ca.pem", pem).admin().start().await;
+//! let s = Doorman::conf(&Conf::dashboard()).store(StoreChoice::Redis).start().await;
+//! ```
+//!
+//! It serves as `doorman` does, through the library: `server::start` builds the live state,
+//! `server::serve_on` serves the public listener (and the `redirect_http` one) on it, on worker
+//! runtimes if asked, `admin::serve` the admin endpoints on their own listener if asked, and
+//! [`Doorman::reload`] re-reads the config file through `reload::Reloader`, as SIGHUP does.
+//!
+//! Built from a [`Conf`], it also owns what the config names: the echo upstream, the users file
+//! (alice and bob) and the session store (a fresh redb file, or a Redis server of its own).
+//!
+//! The real binary, for signals, exit codes and logs, is [`super::process::DoormanProcess`].
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use doorman::config::Config;
+use doorman::reload::Reloader;
+use doorman::server::{Listeners, Live, Workers};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::login::{
+    get_as, log_in, users_toml, write_users, Answer, Backend, Conf, HttpClient, StoreChoice,
+};
+use super::ops::{scrape, Exposition};
+use super::redis::RedisServer;
+use super::Upstream;
 
 /// A config that fronts `upstream_url`, with `extra` TOML appended (extra keys for `[listen]`
 /// go in `listen_extra`, since a table cannot be opened twice).
@@ -26,79 +49,143 @@ pub fn config(upstream_url: &str, listen_extra: &str, extra: &str) -> String {
     format!("[listen]\n{listen_extra}\n[upstream]\nurl = \"{upstream_url}\"\n{extra}\n{access}")
 }
 
-/// Doorman running in this test process on a `127.0.0.1:0` listener.
+/// Doorman running in this test process on `127.0.0.1:0` listeners; stopped when dropped.
 pub struct Doorman {
+    /// The public listener.
     pub addr: SocketAddr,
+    /// `http://ADDR` (`https://` with `[listen] tls`).
+    pub base: String,
     /// The redirect listener, when the config has `[listen] redirect_http` (bound on a free
     /// loopback port, whatever address the config names).
     pub redirect: Option<SocketAddr>,
+    /// The admin listener, when built with [`Builder::admin`] (whatever `[admin] addr` says).
+    pub admin: Option<SocketAddr>,
+    /// The state every request reads; a reload replaces it.
+    pub live: Live,
+    /// The config's folder.
     pub dir: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// The config file, `DIR/proxy.toml` (rewrite it, then [`Doorman::reload`]).
+    pub file: PathBuf,
+    /// An HTTP/1.1 client for this doorman.
+    pub client: HttpClient,
+    /// Built from a [`Conf`] on a Redis server of its own: that server.
+    pub redis: Option<RedisServer>,
+    upstream: Option<Upstream>,
+    backend: Option<Backend>,
+    users: Option<PathBuf>,
+    stop: Option<watch::Sender<bool>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+    admin_task: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// How to build a [`Doorman`]; [`Builder::start`] starts it.
+#[must_use]
+pub struct Builder {
+    source: Source,
+    files: Vec<(String, Vec<u8>)>,
+    admin: bool,
+    workers: Option<Arc<Workers>>,
+    store: StoreChoice,
+    redis: Option<RedisServer>,
+    backend: Option<Backend>,
+    users: Option<PathBuf>,
+}
+
+enum Source {
+    Toml(String),
+    Conf(Conf),
 }
 
 impl Doorman {
-    /// Validate `toml` (as `DIR/proxy.toml`) and serve it.
+    /// Serve `toml` (written as `DIR/proxy.toml` and validated).
     pub async fn start(toml: &str) -> Doorman {
-        Self::start_with_files(toml, &[]).await
+        Doorman::toml(toml).start().await
     }
 
-    /// `http://127.0.0.1:PORT` + `path`
+    /// A doorman serving this config text, as is.
+    pub fn toml(toml: &str) -> Builder {
+        Builder::new(Source::Toml(toml.to_string()))
+    }
+
+    /// A doorman serving `conf` in front of an echo upstream of its own, with the standard users
+    /// file (alice, bob), on a fresh embedded store unless told otherwise.
+    pub fn conf(conf: &Conf) -> Builder {
+        Builder::new(Source::Conf(conf.clone()))
+    }
+
+    /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}{path}", self.base)
     }
 
-    /// As [`start`](Self::start), with more files (`(name, contents)`) written beside the config
-    /// first, for keys whose relative paths resolve against the config's folder (`ca = "ca.pem"`).
-    pub async fn start_with_files(toml: &str, files: &[(&str, &[u8])]) -> Doorman {
-        let dir = super::temp_dir("inproc");
-        for (name, contents) in files {
-            std::fs::write(dir.join(name), contents).expect("write file beside config");
-        }
-        let file = dir.join("proxy.toml");
-        std::fs::write(&file, toml).expect("write config");
-        let config = Config::load(&file).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind doorman");
-        let addr = listener.local_addr().expect("doorman addr");
-        let redirect = match config.listen.redirect_http {
-            Some(_) => Some(
-                TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind redirect listener"),
-            ),
-            None => None,
-        };
-        let redirect_addr = redirect
+    /// `http://ADMIN` + `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.expect("no admin listener: build with .admin()");
+        format!("http://{admin}{path}")
+    }
+
+    /// The echo upstream (built from a [`Conf`]).
+    pub fn upstream(&self) -> &Upstream {
+        self.upstream
             .as_ref()
-            .map(|l| l.local_addr().expect("redirect addr"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let listeners = doorman::server::Listeners {
-            main: listener,
-            redirect,
-        };
-        let task = tokio::spawn(doorman::server::run_with(
-            listeners,
-            Arc::new(config),
-            shutdown,
-        ));
-        Doorman {
-            addr,
-            redirect: redirect_addr,
-            dir,
-            stop: Some(tx),
-            task: Some(task),
-        }
+            .expect("no upstream of its own: built from config text")
+    }
+
+    /// The users file (built from a [`Conf`]).
+    pub fn users(&self) -> &Path {
+        self.users
+            .as_deref()
+            .expect("no users file of its own: built from config text")
+    }
+
+    /// Where the sessions are (built from a [`Conf`]).
+    pub fn backend(&self) -> &Backend {
+        self.backend
+            .as_ref()
+            .expect("no store of its own: built from config text")
+    }
+
+    /// A reloader for the config file on the live state, as the SIGHUP handler has.
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(self.file.clone(), Arc::clone(&self.live))
+    }
+
+    /// Re-read the config file, as SIGHUP does; whether the new config was taken.
+    pub async fn reload(&self) -> bool {
+        self.reloader().reload().await.is_ok()
+    }
+
+    /// Scrape the admin listener's `/metrics`.
+    pub async fn metrics(&self, client: &HttpClient) -> Exposition {
+        scrape(client, &self.admin_url("/metrics")).await
+    }
+
+    /// Log in as `user` with `password`; the new cookie's value.
+    pub async fn log_in(&self, user: &str, password: &str) -> String {
+        log_in(&self.client, &self.base, user, password).await
+    }
+
+    /// `GET path` presenting cookie `value`.
+    pub async fn get(&self, path: &str, value: Option<&str>) -> Answer {
+        get_as(&self.client, &self.url(path), value, &[]).await
+    }
+
+    /// `doorman sessions revoke --user USER --config <this doorman's proxy.toml>`, run as its
+    /// own process: (exit code, stdout, stderr).
+    pub async fn revoke(&self, user: &str) -> (i32, String, String) {
+        let config = self.file.to_str().expect("utf-8 path").to_string();
+        let user = user.to_string();
+        tokio::task::spawn_blocking(move || {
+            super::process::run_cli(&["sessions", "revoke", "--user", &user, "--config", &config])
+        })
+        .await
+        .expect("cli")
     }
 
     /// Begin a graceful shutdown and return the server task, which ends when it is done.
-    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<io::Result<()>> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+    pub fn shutdown(&mut self) -> JoinHandle<io::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
         }
         self.task.take().expect("doorman already shut down")
     }
@@ -106,163 +193,192 @@ impl Doorman {
 
 impl Drop for Doorman {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        for task in [self.task.take(), self.admin_task.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
 }
 
-/// The `doorman` binary built for this test run.
-pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_doorman"))
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The real `doorman` binary, serving a config file; killed when dropped.
-pub struct DoormanProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub dir: PathBuf,
-    pub log_file: PathBuf,
-}
-
-impl DoormanProcess {
-    /// Write `toml` with every `{addr}` replaced by a free loopback address, start the binary
-    /// with `args` appended, and wait until it accepts connections.
-    pub fn spawn(toml: &str, args: &[&str]) -> DoormanProcess {
-        Self::spawn_with(toml, args, |_| {})
-    }
-
-    /// As [`spawn`](Self::spawn), with a hook to adjust the command (environment, limits).
-    pub fn spawn_with(toml: &str, args: &[&str], adjust: impl Fn(&mut Command)) -> DoormanProcess {
-        let dir = super::temp_dir("proc");
-        for _attempt in 0..5 {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-            let file = dir.join("proxy.toml");
-            std::fs::write(&file, toml.replace("{addr}", &addr.to_string())).expect("write config");
-            let log_file = dir.join("doorman.log");
-            let log = std::fs::File::create(&log_file).expect("log file");
-            let mut cmd = Command::new(binary());
-            cmd.arg("--config")
-                .arg(&file)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log);
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "info");
-            }
-            adjust(&mut cmd);
-            let mut child = cmd.spawn().expect("spawn doorman");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    return DoormanProcess {
-                        child,
-                        addr,
-                        dir,
-                        log_file,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // most likely the port was taken in between: try another
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+impl Builder {
+    fn new(source: Source) -> Builder {
+        Builder {
+            source,
+            files: Vec::new(),
+            admin: false,
+            workers: None,
+            store: StoreChoice::Embedded,
+            redis: None,
+            backend: None,
+            users: None,
         }
-        panic!(
-            "doorman did not start; log:\n{}",
-            std::fs::read_to_string(dir.join("doorman.log")).unwrap_or_default()
-        );
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+    /// Write a file beside the config first, for keys whose relative paths resolve against the
+    /// config's folder (`ca = "ca.pem"`).
+    pub fn file(mut self, name: &str, contents: &[u8]) -> Builder {
+        self.files.push((name.to_string(), contents.to_vec()));
+        self
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    /// [`Builder::file`] for each `(name, contents)`.
+    pub fn files(self, files: &[(&str, &[u8])]) -> Builder {
+        files
+            .iter()
+            .fold(self, |b, (name, contents)| b.file(name, contents))
     }
 
-    /// Send a signal (`libc::SIGTERM`, ...).
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({sig}) failed");
+    /// Serve the admin endpoints too, on their own `127.0.0.1:0` listener.
+    pub fn admin(mut self) -> Builder {
+        self.admin = true;
+        self
     }
 
-    /// Wait up to `limit` for the process to exit.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
+    /// Hand each accepted connection to one of these worker runtimes, as the binary does.
+    pub fn workers(mut self, workers: Arc<Workers>) -> Builder {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// ([`Doorman::conf`]) Which store: a fresh redb file (the default), or a Redis server of
+    /// its own.
+    pub fn store(mut self, store: StoreChoice) -> Builder {
+        self.store = store;
+        self
+    }
+
+    /// ([`Doorman::conf`]) Keep sessions on this Redis server, kept alive with the doorman.
+    pub fn redis(mut self, redis: RedisServer) -> Builder {
+        self.redis = Some(redis);
+        self
+    }
+
+    /// ([`Doorman::conf`]) Keep sessions here (another doorman's Redis, a Redis that is down).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// ([`Doorman::conf`]) Read users from this file instead of the standard one.
+    pub fn users(mut self, users: &Path) -> Builder {
+        self.users = Some(users.to_path_buf());
+        self
+    }
+
+    /// Write the config (and files), validate it, bind the listeners and serve.
+    pub async fn start(self) -> Doorman {
+        let Builder {
+            source,
+            files,
+            admin,
+            workers,
+            store,
+            redis,
+            backend,
+            users,
+        } = self;
+        let (toml, upstream, backend, users, redis) = match source {
+            Source::Toml(toml) => {
+                assert!(
+                    redis.is_none() && backend.is_none() && users.is_none(),
+                    "store and users are chosen by the config text: use Doorman::conf"
+                );
+                (toml, None, None, None, None)
             }
-            std::thread::sleep(Duration::from_millis(20));
+            Source::Conf(conf) => {
+                assert!(
+                    redis.is_none() || backend.is_none(),
+                    "either a Redis server or a backend"
+                );
+                let redis = match (redis, &backend, store) {
+                    (None, None, StoreChoice::Redis) => Some(RedisServer::start()),
+                    (redis, _, _) => redis,
+                };
+                let backend = backend.unwrap_or_else(|| match &redis {
+                    Some(redis) => Backend::redis(redis),
+                    None => Backend::embedded(),
+                });
+                let users = users.unwrap_or_else(|| write_users(&users_toml()));
+                let upstream = Upstream::start().await;
+                let toml = conf.toml(&upstream.url(), &backend, &users);
+                (toml, Some(upstream), Some(backend), Some(users), redis)
+            }
+        };
+
+        let dir = super::temp_dir("doorman");
+        for (name, contents) in &files {
+            std::fs::write(dir.join(name), contents).expect("write file beside config");
         }
-        None
-    }
+        let file = dir.join("proxy.toml");
+        std::fs::write(&file, toml).expect("write config");
+        let config =
+            Arc::new(Config::load(&file).unwrap_or_else(|e| panic!("test config invalid:\n{e}")));
+        let live = doorman::server::start(&config).expect("start doorman");
 
-    /// What the process logged so far (stderr).
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
-
-    /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`).
-    pub fn status_kb(&self, field: &str) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(field)
-                    .and_then(|r| r.trim_start_matches(':').trim().strip_suffix("kB"))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} not in /proc status"))
-    }
-
-    /// CPU time (user + system) the process has used so far.
-    pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
-        // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (1-based).
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_millis(ticks * 1000 / hz)
+        let main = bind("doorman").await;
+        let addr = main.local_addr().expect("doorman addr");
+        let redirect = match config.listen.redirect_http {
+            Some(_) => Some(bind("redirect listener").await),
+            None => None,
+        };
+        let redirect_addr = redirect
+            .as_ref()
+            .map(|l| l.local_addr().expect("redirect addr"));
+        let (stop, stopped) = watch::channel(false);
+        let admin_listener = if admin {
+            Some(bind("admin listener").await)
+        } else {
+            None
+        };
+        let admin_task = admin_listener.map(|listener| {
+            let admin_addr = listener.local_addr().expect("admin addr");
+            let serving = doorman::admin::serve(listener, Arc::clone(&live), until(&stopped));
+            (admin_addr, tokio::spawn(serving))
+        });
+        let scheme = match config.listen.tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        let listeners = Listeners { main, redirect };
+        let serving_live = Arc::clone(&live);
+        let shutdown = until(&stopped);
+        let task = tokio::spawn(async move {
+            let workers = workers.as_deref();
+            doorman::server::serve_on(listeners, config, serving_live, shutdown, workers).await
+        });
+        Doorman {
+            addr,
+            base: format!("{scheme}://{addr}"),
+            redirect: redirect_addr,
+            admin: admin_task.as_ref().map(|(addr, _)| *addr),
+            live,
+            dir,
+            file,
+            client: super::h1_client(),
+            redis,
+            upstream,
+            backend,
+            users,
+            stop: Some(stop),
+            task: Some(task),
+            admin_task: admin_task.map(|(_, task)| task),
+        }
     }
 }
 
-impl Drop for DoormanProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `127.0.0.1:0` listener.
+async fn bind(what: &str) -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind {what}: {e}"))
 }
 
-/// Run `doorman ARGS` to completion and return (exit code, stdout, stderr).
-pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run doorman");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// A future that resolves once `stop` says so (or its sender is gone).
+fn until(stop: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
 }

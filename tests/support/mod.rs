@@ -8,19 +8,23 @@ pub mod doorman;
 pub mod h2c;
 pub mod login;
 pub mod ops;
+pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod upstream;
 
+use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-pub use self::doorman::{Doorman, DoormanProcess};
+pub use self::doorman::Doorman;
+pub use self::process::DoormanProcess;
 pub use self::upstream::Upstream;
 
 /// A fresh, empty directory under the system temp dir, unique to this process and call.
@@ -38,6 +42,34 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Poll `probe` until `check` holds or `limit` passes; the last answer either way.
+///
+/// This is how a test waits for something to happen (a request to reach the upstream, a log
+/// line, a metric to move) instead of sleeping for a guessed while: it returns as soon as the
+/// event is there, and a test that needs it asserts on the answer.
+pub async fn eventually<T>(
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = probe().await;
+        if check(&got) || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Run `benches/<script> --quick --no-install --doorman <this build's doorman> --out <out>`

@@ -1,97 +1,9 @@
-//! Operations under test: doorman in-process with its admin listener and a reloader, the
-//! Prometheus exposition parsed into `(name, labels) → value`, and JSON log records.
+//! Operations under test: the Prometheus exposition parsed into `(name, labels) → value`, and
+//! JSON log records.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use doorman::config::Config;
-use doorman::reload::Reloader;
-use doorman::server::Live;
-use tokio::net::TcpListener;
 
 use super::login::{request, Answer, HttpClient};
-
-/// Doorman in this process, with `[admin]` served on its own `127.0.0.1:0` listener.
-pub struct Operated {
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    pub live: Live,
-    /// The config file (rewrite it, then [`Operated::reload`]).
-    pub file: PathBuf,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Operated {
-    /// Validate `toml` (as `DIR/proxy.toml`), then serve it and its admin endpoints.
-    pub async fn start(toml: &str) -> Operated {
-        let dir = super::temp_dir("ops");
-        let file = dir.join("proxy.toml");
-        std::fs::write(&file, toml).expect("write config");
-        let config =
-            Arc::new(Config::load(&file).unwrap_or_else(|e| panic!("test config invalid:\n{e}")));
-        let live = doorman::server::start(&config).expect("start doorman");
-        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let addr = public.local_addr().expect("addr");
-        let admin_addr = admin.local_addr().expect("admin addr");
-        let listeners = doorman::server::Listeners {
-            main: public,
-            redirect: None,
-        };
-        let serving =
-            doorman::server::serve(listeners, config, Arc::clone(&live), std::future::pending());
-        let admin_serving = doorman::admin::serve(admin, Arc::clone(&live), std::future::pending());
-        let tasks = vec![
-            tokio::spawn(async move {
-                let _ = serving.await;
-            }),
-            tokio::spawn(async move {
-                let _ = admin_serving.await;
-            }),
-        ];
-        Operated {
-            addr,
-            admin: admin_addr,
-            live,
-            file,
-            tasks,
-        }
-    }
-
-    /// `http://PUBLIC` + `path`
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// `http://ADMIN` + `path`
-    pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin)
-    }
-
-    /// Re-read the config file, as SIGHUP does.
-    pub async fn reload(&self) -> bool {
-        Reloader::new(self.file.clone(), Arc::clone(&self.live))
-            .reload()
-            .await
-            .is_ok()
-    }
-
-    /// Scrape `/metrics`.
-    pub async fn metrics(&self, client: &HttpClient) -> Exposition {
-        scrape(client, &self.admin_url("/metrics")).await
-    }
-}
-
-impl Drop for Operated {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
 
 /// `GET url` and parse the exposition (asserting a 200).
 pub async fn scrape(client: &HttpClient, url: &str) -> Exposition {
@@ -209,22 +121,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         rest = after[end + 1..].trim_start_matches(',');
     }
     out
-}
-
-/// Poll `check` until it holds or `limit` passes; the last answer either way.
-pub async fn eventually<T>(
-    limit: Duration,
-    mut probe: impl AsyncFnMut() -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let got = probe().await;
-        if check(&got) || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `GET url` without a cookie.

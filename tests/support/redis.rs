@@ -9,7 +9,7 @@
 //! A missing `redis-server` is a test failure, never a skip (`.ci/run` installs it).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,13 +246,7 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use super::free_port;
 
 /// Panic with a clear message when `redis-server` is not installed: these tests must fail,
 /// never pass silently, without it.

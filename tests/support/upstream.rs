@@ -47,6 +47,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Connections ended so far (closed by either side).
+    pub closed: Arc<AtomicUsize>,
     /// The path (and query) of every request received, in arrival order.
     pub paths: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
@@ -72,6 +74,8 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let closed_counter = Arc::clone(&closed);
         let paths = Arc::new(Mutex::new(Vec::new()));
         let recorder = Arc::clone(&paths);
         let task = tokio::spawn(async move {
@@ -82,33 +86,37 @@ impl Upstream {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let recorder = Arc::clone(&recorder);
                 let tls = tls.clone();
+                let closed = Arc::clone(&closed_counter);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         record(&recorder, &req);
                         async move { Ok::<_, Infallible>(route(req).await) }
                     });
                     let http = hyper::server::conn::http1::Builder::new();
-                    let _ = match tls {
+                    match tls {
                         None => {
-                            http.serve_connection(TokioIo::new(stream), service)
+                            let _ = http
+                                .serve_connection(TokioIo::new(stream), service)
                                 .with_upgrades()
-                                .await
+                                .await;
                         }
                         Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            http.serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades()
-                                .await
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
                         }
-                    };
+                    }
+                    closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
         Upstream {
             addr,
             connections,
+            closed,
             paths,
             task,
         }
