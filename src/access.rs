@@ -1,7 +1,7 @@
 //! Access: which session a request carries, and whether its route lets it pass.
 //!
 //! [`Shared`] is what the decision (and the login endpoints above it) need from the process:
-//! the validated config, the session store, the metrics. [`lookup`] turns the cookie the
+//! the validated config, the session store, the metrics, the clock. [`lookup`] turns the cookie the
 //! request presented into a [`SessionState`] on the [`Exchange`]; [`authorise`] applies the
 //! route's access rule to it, answering with the cause doorman refuses with (401 with the
 //! route's challenge, 403, 503 when the store cannot answer for a protected route).
@@ -12,6 +12,7 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap};
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::cookie::{CookiePolicy, Presented};
 use crate::encoding::percent_encode_component;
@@ -20,7 +21,7 @@ use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics};
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
-use crate::session::{now_millis, Origin, SessionStore, Store};
+use crate::session::{Origin, SessionStore, Store};
 
 /// What every request shares below the proxy: the config, the session store, the metrics, and
 /// doorman's cookie as served over plain HTTP and over TLS (built once per config).
@@ -31,12 +32,19 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The process's metrics, shared by every state a reload builds.
     pub metrics: Arc<Metrics>,
+    /// The time sessions are judged against (the store's clock too).
+    pub clock: Clock,
     cookies: [CookiePolicy; 2],
 }
 
 impl Shared {
     /// The shared state for `config` around an opened store.
-    pub fn new(config: Arc<Config>, store: Arc<Store>, metrics: Arc<Metrics>) -> Shared {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Shared {
         let cookies = [
             CookiePolicy::new(&config.session, false),
             CookiePolicy::new(&config.session, true),
@@ -45,6 +53,7 @@ impl Shared {
             config,
             store,
             metrics,
+            clock,
             cookies,
         }
     }
@@ -79,7 +88,7 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
         Presented::Id(id) => id,
     };
     let key = id.key();
-    let record = match shared.store.lookup(&key, now_millis()).await {
+    let record = match shared.store.lookup(&key, shared.clock.now_millis()).await {
         Err(error) => return SessionState::Down(error),
         Ok(None) => return SessionState::Stale { looked_up: true },
         Ok(Some(record)) => record,

@@ -127,7 +127,7 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Response<Body> {
 }
 
 /// `Ok` when the process can serve protected routes: a config is loaded (there always is one
-/// once [`crate::server::start`] returned) and the session store answers in time.
+/// once `server::Server::open` returned) and the session store answers in time.
 async fn readiness(live: &Live) -> Result<(), String> {
     let app = live.load_full();
     match tokio::time::timeout(READY_PING, app.shared.store.ping()).await {

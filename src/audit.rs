@@ -23,12 +23,16 @@ use tracing::info;
 /// Why a login was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginFailure {
+    /// Unknown user or wrong password.
     BadCredentials,
+    /// Over the failure limit: refused before any check.
     Throttled,
+    /// A cross-site post: the form was not read.
     CrossSite,
 }
 
 impl LoginFailure {
+    /// The reason as the audit log writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             LoginFailure::BadCredentials => "bad_credentials",
@@ -38,6 +42,7 @@ impl LoginFailure {
     }
 }
 
+/// A successful login with the password form.
 pub fn login(peer: SocketAddr, user: &str, session: &str) {
     info!(target: "doorman::audit", event = "login", user, peer = %peer, session, "login succeeded");
 }
@@ -50,10 +55,12 @@ pub fn login_failure(peer: SocketAddr, user: Option<&str>, reason: LoginFailure)
     );
 }
 
+/// A logout (`user` is unknown when the session had already ended).
 pub fn logout(peer: SocketAddr, user: Option<&str>, session: &str) {
     info!(target: "doorman::audit", event = "logout", user, peer = %peer, session, "logout");
 }
 
+/// A cross-site logout, refused.
 pub fn logout_refused(peer: SocketAddr) {
     info!(
         target: "doorman::audit", event = "logout_refused", peer = %peer,
@@ -61,10 +68,12 @@ pub fn logout_refused(peer: SocketAddr) {
     );
 }
 
+/// A login the upstream handed over (`X-Doorman-Login`).
 pub fn handoff_login(peer: SocketAddr, user: &str, session: &str) {
     info!(target: "doorman::audit", event = "handoff_login", user, peer = %peer, session, "handoff login");
 }
 
+/// A session ended by the upstream (`X-Doorman-Logout`, or the rotation before a handoff login).
 pub fn handoff_logout(peer: SocketAddr, user: Option<&str>, session: &str) {
     info!(target: "doorman::audit", event = "handoff_logout", user, peer = %peer, session, "handoff logout");
 }

@@ -32,10 +32,7 @@ impl Clock {
 
     /// Unix time now, in milliseconds.
     pub fn now_millis(&self) -> u64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        system.saturating_add(self.ahead.load(Ordering::Relaxed))
+        system_millis().saturating_add(self.ahead.load(Ordering::Relaxed))
     }
 
     /// A monotonic instant now (for durations measured within this process).
@@ -48,6 +45,13 @@ impl Clock {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.ahead.fetch_add(by, Ordering::Relaxed);
     }
+}
+
+/// Unix time now on the system clock, in milliseconds (0 before 1970).
+pub fn system_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl fmt::Debug for Clock {

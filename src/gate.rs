@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use crate::access::{self, Shared};
 use crate::access_log::{Entry, Logged};
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::cookie::Presented;
 use crate::error::ProxyError;
@@ -50,19 +51,21 @@ impl App {
         config: Arc<Config>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        clock: Clock,
     ) -> Result<App, rustls::Error> {
-        Self::build(config, store, Login::new(), metrics)
+        Self::build(config, store, Login::new(), metrics, clock)
     }
 
     /// The state for a reloaded `config`: a new upstream client and cookie policy, the same
-    /// store, hashing threads, login locks and metrics (sessions, throttling counters and
-    /// counts survive).
+    /// store, hashing threads, login locks, metrics and clock (sessions, throttling counters
+    /// and counts survive).
     pub fn reloaded(&self, config: Arc<Config>) -> Result<App, rustls::Error> {
         Self::build(
             config,
             Arc::clone(&self.shared.store),
             self.login.clone(),
             Arc::clone(&self.shared.metrics),
+            self.shared.clock.clone(),
         )
     }
 
@@ -71,18 +74,14 @@ impl App {
         store: Arc<Store>,
         login: Login,
         metrics: Arc<Metrics>,
+        clock: Clock,
     ) -> Result<App, rustls::Error> {
         let upstream = Upstream::new(Arc::clone(&config))?;
         Ok(App {
-            shared: Shared::new(config, store, metrics),
+            shared: Shared::new(config, store, metrics, clock),
             login,
             upstream,
         })
-    }
-
-    /// The validated config this state serves.
-    pub fn config(&self) -> &Config {
-        &self.shared.config
     }
 }
 

@@ -144,12 +144,16 @@ impl IdentityHeaders {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error("empty name")]
+    /// The name is empty.
     Empty,
     #[error("name longer than 256 characters")]
+    /// More than 256 characters.
     TooLong,
     #[error("name contains a character that is not printable ASCII, or a comma")]
+    /// A character outside printable ASCII, or a comma (the groups separator).
     Unsafe,
     #[error("name starts or ends with a space")]
+    /// Leading or trailing spaces.
     Padded,
 }
 
@@ -171,10 +175,12 @@ impl Identity {
         Ok(Identity { user, groups })
     }
 
+    /// The user name.
     pub fn user(&self) -> &str {
         &self.user
     }
 
+    /// The user's groups.
     pub fn groups(&self) -> &[String] {
         &self.groups
     }

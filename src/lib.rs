@@ -63,32 +63,33 @@
 //!     gate::finish ── Set-Cookie, HSTS, Connection: close, the access log when the body ends
 //! ```
 
+#![warn(missing_docs)]
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
-pub mod access;
-pub mod access_log;
+pub(crate) mod access;
+pub(crate) mod access_log;
 pub mod admin;
 pub mod audit;
-pub mod body;
+pub(crate) mod body;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod cookie;
-pub mod encoding;
-pub mod error;
-pub mod exchange;
+pub(crate) mod encoding;
+pub(crate) mod error;
+pub(crate) mod exchange;
 pub mod forward;
-pub mod gate;
-pub mod head;
+pub(crate) mod gate;
+pub(crate) mod head;
 pub mod identity;
-pub mod lock;
+pub(crate) mod lock;
 pub mod logging;
-pub mod login;
-pub mod metrics;
+pub(crate) mod login;
+pub(crate) mod metrics;
 pub mod path;
 pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;
-pub mod tls;
+pub(crate) mod tls;
 pub mod worker;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use doorman::clock::Clock;
 use doorman::config::Config;
 use doorman::logging::{self, LogFormat};
 use tokio::signal::unix::{signal, SignalKind};
@@ -150,7 +151,7 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
                 Ok(n)
             }
             StoreKind::Redis(_) => {
-                let store = doorman::session::open(&config.session)?;
+                let store = doorman::session::open(&config.session, &Clock::system())?;
                 let n = store.delete_user(user).await?;
                 doorman::audit::revoke("cli", user, n);
                 Ok(n)
@@ -187,9 +188,9 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
         };
         let listeners = doorman::server::Listeners { main, redirect };
         let config = Arc::new(config);
-        let live = doorman::server::start(&config)?;
-        operations(&config, &live, hup).await?;
-        doorman::server::serve_on(listeners, config, live, shutdown, Some(&workers)).await?;
+        let server = doorman::server::Server::open(Arc::clone(&config))?;
+        operations(&config, server.live(), hup).await?;
+        server.serve(listeners, Some(&workers), shutdown).await?;
         Ok(())
     });
     workers.shutdown();

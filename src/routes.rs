@@ -45,11 +45,14 @@ pub enum OnUnauthenticated {
 /// The access rule a matched route (or the default) imposes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePolicy {
+    /// `access`: public, authenticated or deny.
     pub access: Access,
     /// Allowed users; with `groups`, a user passes if listed here OR in one of the groups.
     /// Both empty: any authenticated user.
     pub users: Vec<String>,
+    /// `groups`: members of any of these pass (with `users`: either list).
     pub groups: Vec<String>,
+    /// `on_unauthenticated`: what a request without a session gets.
     pub on_unauthenticated: OnUnauthenticated,
 }
 
@@ -84,6 +87,7 @@ pub enum PathMatcher {
 /// One segment of a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GlobSegment {
+    /// A segment matched as written.
     Literal(String),
     /// `*`: exactly one segment.
     One,
@@ -96,9 +100,11 @@ pub enum GlobSegment {
 pub struct Route {
     /// The pattern as written, for logs and metrics (`/dashboard`, `/api/*/admin/**`).
     pub name: String,
+    /// Which paths the route covers (`path` or `glob`).
     pub matcher: PathMatcher,
     /// `None`: any method.
     pub methods: Option<Vec<Method>>,
+    /// What the route allows.
     pub policy: RoutePolicy,
 }
 
@@ -107,6 +113,7 @@ pub struct Route {
 pub struct Matched<'a> {
     /// The route that matched, or `None` for the default.
     pub route: Option<&'a Route>,
+    /// The policy that applies: the route's, or the default.
     pub policy: &'a RoutePolicy,
 }
 
@@ -178,6 +185,7 @@ impl RouteTable {
         }
     }
 
+    /// The routes, in the order they are tried.
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }

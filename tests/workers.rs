@@ -1,4 +1,4 @@
-//! Thread-per-core serving (`server::serve_on` with `Workers`), as `doorman` runs: connections
+//! Thread-per-core serving (`Server::serve` with `Workers`), as `doorman` runs: connections
 //! handed to worker runtimes are proxied, h1 and h2, and a graceful shutdown waits for a
 //! request in flight on a worker.
 

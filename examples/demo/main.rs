@@ -43,7 +43,13 @@ async fn main() -> anyhow::Result<()> {
         "doorman: open http://{proxy_addr}/ and http://{proxy_addr}/dashboard  (Ctrl-C stops)"
     );
 
-    doorman::server::run(listener, Arc::new(config), shutdown_signal())
+    let listeners = doorman::server::Listeners {
+        main: listener,
+        redirect: None,
+    };
+    doorman::server::Server::open(Arc::new(config))
+        .context("opening the session store")?
+        .serve(listeners, None, shutdown_signal())
         .await
         .context("running doorman")?;
     Ok(())

@@ -43,13 +43,17 @@ pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind,
 pub struct Config {
     /// The file it was read from, as given (used in messages).
     pub file: PathBuf,
+    /// `[listen]`.
     pub listen: ListenConfig,
+    /// `[upstream]`.
     pub upstream: UpstreamConfig,
     /// `[access]` and `[[routes]]`: which rule applies to each request.
     pub routes: RouteTable,
     /// `[identity]`: the headers that carry identity, and what else to strip.
     pub identity: IdentityHeaders,
+    /// `[login]`.
     pub login: LoginConfig,
+    /// `[session]`.
     pub session: SessionConfig,
     /// The users file's users (none without a users file).
     pub users: Arc<Users>,
@@ -60,6 +64,7 @@ pub struct Config {
 /// `[listen]`: the public listener and the limits that protect it.
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
+    /// `addr`: where the main listener binds.
     pub addr: SocketAddr,
     /// How long in-flight requests may run after SIGTERM/SIGINT before connections are dropped.
     pub shutdown_grace: Duration,
@@ -97,11 +102,14 @@ pub struct ListenConfig {
 /// `[upstream]`: the one app doorman fronts.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
+    /// `http` or `https`, from `url`.
     pub scheme: Scheme,
+    /// Host and port, from `url`.
     pub authority: Authority,
     /// Extra trust anchors for an `https://` upstream (`ca = "ca.pem"`); `None` means the
     /// system trust store.
     pub ca: Option<Vec<CertificateDer<'static>>>,
+    /// `connect_timeout`: how long a new upstream connection may take.
     pub connect_timeout: Duration,
     /// From the end of the request body to the whole response head (and, while a request body
     /// is in flight, how long the upstream may leave it untaken); a slow client's upload is
@@ -132,7 +140,12 @@ pub enum RedisTarget {
     /// `redis://` or `rediss://` URL of one server.
     Standalone(String),
     /// A master name and the Sentinel URLs that know it.
-    Sentinel { master: String, nodes: Vec<String> },
+    Sentinel {
+        /// The master's name as the Sentinels know it.
+        master: String,
+        /// `redis://` URLs of the Sentinels.
+        nodes: Vec<String>,
+    },
     /// Seed URLs of a Redis Cluster.
     Cluster(Vec<String>),
 }
@@ -146,18 +159,29 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 pub enum ConfigError {
     /// The file could not be read at all.
     Io {
+        /// The file concerned.
         file: PathBuf,
+        /// What reading it failed with.
         error: std::io::Error,
     },
     /// The TOML itself is malformed; the position is 1-based.
     Syntax {
+        /// The file concerned.
         file: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         col: usize,
+        /// The parser's message.
         message: String,
     },
     /// A key is unknown, has the wrong type, or a value that cannot be used.
-    Key { file: PathBuf, error: KeyError },
+    Key {
+        /// The file concerned.
+        file: PathBuf,
+        /// The key and what is wrong with it.
+        error: KeyError,
+    },
 }
 
 impl fmt::Display for ConfigError {

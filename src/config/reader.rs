@@ -15,7 +15,9 @@ use toml::{Table, Value};
 /// One validation problem, addressed by its dotted key path (`listen.header_timeout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError {
+    /// The key's dotted path (`routes[0].path`).
     pub key: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

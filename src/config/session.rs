@@ -15,15 +15,19 @@ use crate::path;
 pub enum StoreKind {
     /// A local redb file (resolved against the config's folder).
     Embedded {
+        /// `path`: the store's file.
         path: PathBuf,
     },
+    /// `redis`, `redis_sentinel` or `redis_cluster`.
     Redis(RedisTarget),
 }
 
 /// The two session clocks (`[session] idle_timeout`, `absolute_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// `idle_timeout`: how long a session lives unused (slides with use).
     pub idle: Duration,
+    /// `absolute_timeout`: how long a session lives at most (never moves).
     pub absolute: Duration,
 }
 
@@ -39,26 +43,34 @@ pub enum CookieSecure {
 /// The cookie's `SameSite`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
+    /// `SameSite=Strict`.
     Strict,
+    /// `SameSite=Lax` (the default).
     Lax,
+    /// `SameSite=None` (needs `Secure`).
     None,
 }
 
 /// `[session]`.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// `store`: where sessions live.
     pub store: StoreKind,
     /// `cache = true`: hot sessions served from memory, invalidated by Redis (RESP3 client
     /// tracking). Redis standalone or Sentinel only.
     pub cache: bool,
     /// Prefix of every Redis key doorman writes.
     pub key_prefix: String,
+    /// `idle_timeout` and `absolute_timeout`.
     pub timeouts: Timeouts,
     /// The configured base name; the cookie actually used may carry a `__Host-`/`__Secure-`
     /// prefix (see `cookie::CookiePolicy`).
     pub cookie_name: String,
+    /// `cookie_domain`: the cookie's `Domain`, if any (never with `__Host-`).
     pub cookie_domain: Option<String>,
+    /// `cookie_secure`: when the cookie is `Secure`.
     pub cookie_secure: CookieSecure,
+    /// `same_site`.
     pub same_site: SameSite,
     /// `Max-Age = absolute_timeout` instead of a browser-session cookie.
     pub persistent: bool,
@@ -80,6 +92,7 @@ pub struct LoginConfig {
     pub handoff_groups: Vec<String>,
     /// Failed logins per user and client within `failure_window` before 429.
     pub max_failures: u64,
+    /// `failure_window`: the window `max_failures` is counted in.
     pub failure_window: Duration,
 }
 

@@ -30,6 +30,7 @@ use crate::identity::check_name;
 pub struct User {
     /// The PHC string, validated as Argon2id at load.
     hash: String,
+    /// The user's groups, as the file lists them.
     pub groups: Vec<String>,
 }
 
@@ -159,10 +160,12 @@ impl Users {
         self.users.get(name)
     }
 
+    /// How many users the file has.
     pub fn len(&self) -> usize {
         self.users.len()
     }
 
+    /// Whether the file has no users (or there is no file).
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }

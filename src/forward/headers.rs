@@ -33,7 +33,9 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 
 /// `X-Forwarded-For`, `-Proto` and `-Host`, which doorman sets.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme the client used.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the host the client addressed.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe where the request came from. From a peer that is not a trusted proxy
@@ -123,6 +125,7 @@ pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 
 /// What the `X-Forwarded-*` headers describe about the client side of one request.
 pub struct Forwarded<'a> {
+    /// The client's address.
     pub peer: IpAddr,
     /// The peer is in `[listen] trusted_proxies`: its forwarding headers are kept and extended.
     pub trusted: bool,

@@ -22,7 +22,7 @@ use crate::audit;
 use crate::config::Config;
 use crate::exchange::{CookieAction, Exchange};
 use crate::identity::check_name;
-use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+use crate::session::{Origin, Record, SessionId, SessionStore};
 
 use super::origin::is_cross_site;
 
@@ -183,7 +183,7 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
         user.to_string(),
         groups,
         Origin::Handoff,
-        now_millis(),
+        shared.clock.now_millis(),
         &shared.config.session.timeouts,
     );
     let key = id.key();

@@ -48,7 +48,7 @@ use crate::cookie::Presented;
 use crate::error::ProxyError;
 use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::metrics::Login as LoginResult;
-use crate::session::{now_millis, Origin, Record, SessionId, SessionStore};
+use crate::session::{Origin, Record, SessionId, SessionStore};
 use form::Form;
 use hasher::{HashError, Hasher};
 use next::safe_next;
@@ -188,7 +188,7 @@ async fn log_in(
         username.clone(),
         groups,
         Origin::Login,
-        now_millis(),
+        shared.clock.now_millis(),
         &config.session.timeouts,
     );
     let key = id.key();

@@ -1,8 +1,8 @@
 //! Listeners, accept loop, TLS handshake, per-connection serving, and graceful shutdown.
 //!
-//! [`run`] takes an already-bound listener and a shutdown future (as mini-redis does), so tests
-//! bind `127.0.0.1:0` and stop it when they like; [`run_with`] also takes the `redirect_http`
-//! listener. Each accepted connection runs in its own task with a
+//! One way in: [`Server::open`] opens the store and builds the first state, and
+//! [`Server::serve`] takes already-bound listeners and a shutdown future (as mini-redis does), so
+//! tests bind `127.0.0.1:0` and stop it when they like. Each accepted connection runs in its own task with a
 //! [`ConnClock`](deadlines::ConnClock) enforcing `header_timeout`, `idle_timeout` and
 //! `send_timeout` (a client that stops reading its response is dropped); at most
 //! `max_connections` run at once (both listeners together), and accept waits for a free slot
@@ -41,6 +41,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::control;
 use crate::exchange::ClientInfo;
@@ -70,65 +71,65 @@ pub struct Listeners {
     pub redirect: Option<TcpListener>,
 }
 
-/// Serve `listener` until `shutdown` resolves; then stop accepting, let in-flight requests
-/// finish within `shutdown_grace`, and return. TLS follows `config.listen.tls`; no redirect
-/// listener is started (see [`run_with`]).
-pub async fn run(
-    listener: TcpListener,
-    config: Arc<Config>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let listeners = Listeners {
-        main: listener,
-        redirect: None,
-    };
-    run_with(listeners, config, shutdown).await
-}
-
-/// As [`run`], with the redirect listener too; both stop on the same `shutdown`.
-pub async fn run_with(
-    listeners: Listeners,
-    config: Arc<Config>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let live = start(&config)?;
-    serve(listeners, config, live, shutdown).await
-}
-
 pub use crate::gate::Live;
 
-/// Open the session store and build the first [`App`] (with fresh metrics).
-pub fn start(config: &Arc<Config>) -> io::Result<Live> {
-    let store = Arc::new(crate::session::open(&config.session).map_err(io::Error::other)?);
-    let mut metrics = crate::metrics::Metrics::new();
-    if let Store::Redis(redis) = &*store {
-        // On the runtime calling `start` (the main one), not on a serving worker.
-        redis.start_background();
-        if let Some(cache) = redis.session_cache() {
-            metrics.register_session_cache(cache.stats());
-        }
-    }
-    let metrics = Arc::new(metrics);
-    let app = App::new(Arc::clone(config), store, metrics).map_err(io::Error::other)?;
-    Ok(Arc::new(ArcSwap::from_pointee(app)))
-}
-
-/// As [`run_with`], on state made by [`start`] (which an admin listener and the reloader
-/// share). `config` is the start-up config: the listeners' settings never change live.
-/// Connections are served on the runtime that runs this future (see [`serve_on`]).
-pub async fn serve(
-    listeners: Listeners,
+/// A doorman ready to serve: its session store open and its first [`App`] built, not yet
+/// accepting. The one way in: `main` and the tests open one, hand [`Server::live`] to the admin
+/// listener and the reloader, then [`Server::serve`] it.
+pub struct Server {
+    /// The start-up config: the listeners' settings never change live.
     config: Arc<Config>,
     live: Live,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    serve_on(listeners, config, live, shutdown, None).await
 }
 
-/// As [`serve`]; with `workers`, each accepted connection is handed to the least busy worker
-/// runtime and served there for its whole life (see [`workers`]). Accept, `max_connections`
-/// and graceful shutdown stay here, across all workers.
-pub async fn serve_on(
+impl Server {
+    /// Open the session store `config` names and build the first [`App`], with fresh metrics,
+    /// on the system clock.
+    pub fn open(config: Arc<Config>) -> io::Result<Server> {
+        Server::open_with_clock(config, Clock::system())
+    }
+
+    /// As [`Server::open`], judging session expiry, login windows and cache trust by `clock`
+    /// (tests advance it instead of sleeping).
+    pub fn open_with_clock(config: Arc<Config>, clock: Clock) -> io::Result<Server> {
+        let store = crate::session::open(&config.session, &clock).map_err(io::Error::other)?;
+        let mut metrics = crate::metrics::Metrics::new();
+        // On the runtime opening the server (the main one), not on a serving worker.
+        store.start(&mut metrics);
+        let app = App::new(
+            Arc::clone(&config),
+            Arc::new(store),
+            Arc::new(metrics),
+            clock,
+        )
+        .map_err(io::Error::other)?;
+        let live = Arc::new(ArcSwap::from_pointee(app));
+        Ok(Server { config, live })
+    }
+
+    /// The state every request reads, which the admin listener and the reloader share.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Serve `listeners` until `shutdown` resolves; then stop accepting, let in-flight
+    /// requests finish within `shutdown_grace`, and return. TLS follows `[listen] tls`.
+    ///
+    /// With `workers`, each accepted connection is handed to the least busy worker runtime and
+    /// served there for its whole life (see [`workers`]); without, on the runtime that runs
+    /// this future. Accept, `max_connections` and graceful shutdown stay here, across all
+    /// workers.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        workers: Option<&Workers>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        serve(listeners, self.config, self.live, shutdown, workers).await
+    }
+}
+
+async fn serve(
     listeners: Listeners,
     config: Arc<Config>,
     live: Live,

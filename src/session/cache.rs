@@ -35,6 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Record, SessionKey, Timeouts};
+use crate::clock::Clock;
 use crate::metrics::CacheStats;
 
 /// How long after the last successful health check of the tracking connection the cache keeps
@@ -56,7 +57,10 @@ pub struct SessionCache {
     /// Bumped by every [`SessionCache::distrust`]: a health check that succeeded on a
     /// connection that has since been lost must not renew the trust.
     generation: AtomicU64,
+    /// When the cache was made, on `clock`.
     origin: Instant,
+    /// The time trust is judged against.
+    clock: Clock,
     stats: CacheStats,
 }
 
@@ -81,13 +85,19 @@ impl Default for SessionCache {
 }
 
 impl SessionCache {
-    /// An empty, untrusted cache.
+    /// An empty, untrusted cache on the system clock.
     pub fn new() -> SessionCache {
+        SessionCache::with_clock(Clock::system())
+    }
+
+    /// An empty, untrusted cache whose trust window runs on `clock`.
+    pub fn with_clock(clock: Clock) -> SessionCache {
         SessionCache {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             trusted_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
-            origin: Instant::now(),
+            origin: clock.instant(),
+            clock,
             stats: CacheStats::default(),
         }
     }
@@ -250,7 +260,7 @@ impl SessionCache {
 
     fn elapsed_ms(&self) -> u64 {
         // Starts at 1, so a fresh cache (trusted_until = 0) is never trusted.
-        millis(self.origin.elapsed()) + 1
+        millis(self.clock.instant().saturating_duration_since(self.origin)) + 1
     }
 }
 

@@ -19,12 +19,13 @@ mod tracking;
 
 use std::fmt;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 pub use crate::config::Timeouts;
 
 /// The record format written by this build; readers refuse other versions (treated as absent).
@@ -134,10 +135,15 @@ pub enum Origin {
 /// One session as stored. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// [`RECORD_VERSION`] when written.
     pub version: u8,
+    /// Who the session belongs to.
     pub user: String,
+    /// Groups granted at creation (handoff sessions; login sessions read the users file).
     pub groups: Vec<String>,
+    /// How the session was made.
     pub origin: Origin,
+    /// When it was made.
     pub created: u64,
     /// Never extended.
     pub absolute_expiry: u64,
@@ -191,12 +197,10 @@ impl Record {
     }
 }
 
-/// Unix time now, in milliseconds.
+/// Unix time now on the system clock, in milliseconds: for tools and tests. Request handling
+/// reads the process's [`Clock`] instead, so tests can advance it.
 pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or(0)
+    crate::clock::system_millis()
 }
 
 fn millis(d: Duration) -> u64 {
@@ -207,12 +211,16 @@ fn millis(d: Duration) -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
+    /// The store could not be reached or refused the operation.
     Unavailable(String),
     #[error("session store timed out")]
+    /// The store did not answer in time.
     Timeout,
     #[error("session store data is corrupt: {0}")]
+    /// A stored record could not be read.
     Corrupt(String),
     #[error("the operating system's random source failed: {0}")]
+    /// No session id could be made.
     Random(String),
 }
 
@@ -267,14 +275,17 @@ pub trait SessionStore: Send + Sync {
 
 /// Open the store `[session]` configures. Redis connects lazily: a Redis that is down now
 /// does not stop doorman (protected routes fail closed until it answers).
-pub fn open(config: &crate::config::SessionConfig) -> Result<Store, StoreError> {
+///
+/// `clock` is the time the store judges expiry and counter windows against: the process's one
+/// [`Clock`].
+pub fn open(config: &crate::config::SessionConfig, clock: &Clock) -> Result<Store, StoreError> {
     use crate::config::StoreKind;
     match &config.store {
-        StoreKind::Embedded { path } => {
-            embedded::EmbeddedStore::open(path, config.timeouts).map(Store::Embedded)
-        }
+        StoreKind::Embedded { path } => embedded::EmbeddedStore::open(path, config.timeouts)
+            .map(|store| Store::Embedded(store.with_clock(clock.clone()))),
         StoreKind::Redis(target) => {
-            let store = redis::RedisStore::new(target, &config.key_prefix, config.timeouts)?;
+            let store = redis::RedisStore::new(target, &config.key_prefix, config.timeouts)?
+                .with_clock(clock.clone());
             if config.cache {
                 store.with_cache(target).map(Store::Redis)
             } else {
@@ -288,8 +299,25 @@ pub fn open(config: &crate::config::SessionConfig) -> Result<Store, StoreError> 
 /// difference between the variants costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
+    /// `store = "embedded"`.
     Embedded(embedded::EmbeddedStore),
+    /// `store = "redis"`, `"redis_sentinel"` or `"redis_cluster"`.
     Redis(redis::RedisStore),
+}
+
+impl Store {
+    /// Start the store's background work on the calling runtime (a Redis store's connection
+    /// driver and cache tracker), and export its figures on `metrics` (the Redis session
+    /// cache's). The embedded store's upkeep (sweeper, control socket) is the server's: it
+    /// lives and stops with the listeners.
+    pub fn start(&self, metrics: &mut crate::metrics::Metrics) {
+        if let Store::Redis(redis) = self {
+            redis.start_background();
+            if let Some(cache) = redis.session_cache() {
+                metrics.register_session_cache(cache.stats());
+            }
+        }
+    }
 }
 
 impl SessionStore for Store {

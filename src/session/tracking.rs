@@ -18,7 +18,7 @@
 //! cache, because invalidations sent while it was away are lost.
 //!
 //! The tracker runs as one task, started on the main runtime when doorman starts (or on the
-//! first lookup, for a store used without `server::start`; a store built outside a runtime,
+//! first lookup, for a store used without `server::Server::open`; a store built outside a runtime,
 //! such as the command line's, never starts one), and ends when its cache is dropped.
 
 use std::sync::{Arc, Weak};

@@ -6,9 +6,9 @@
 //! let s = Doorman::conf(&Conf::dashboard()).store(StoreChoice::Redis).start().await;
 //! ```
 //!
-//! It serves as `doorman` does, through the library: `server::start` builds the live state,
-//! `server::serve_on` serves the public listener (and the `redirect_http` one) on it, on worker
-//! runtimes if asked, `admin::serve` the admin endpoints on their own listener if asked, and
+//! It serves as `doorman` does, through the library: `server::Server::open` builds the live
+//! state (on a clock the test can advance: [`Doorman::clock`]), `Server::serve` serves the
+//! public listener (and the `redirect_http` one) on it, on worker runtimes if asked, `admin::serve` the admin endpoints on their own listener if asked, and
 //! [`Doorman::reload`] re-reads the config file through `reload::Reloader`, as SIGHUP does.
 //!
 //! Built from a [`Conf`], it also owns what the config names: the echo upstream, the users file
@@ -21,9 +21,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use doorman::clock::Clock;
 use doorman::config::Config;
 use doorman::reload::Reloader;
-use doorman::server::{Listeners, Live, Workers};
+use doorman::server::{Listeners, Live, Server, Workers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -62,6 +63,9 @@ pub struct Doorman {
     pub admin: Option<SocketAddr>,
     /// The state every request reads; a reload replaces it.
     pub live: Live,
+    /// The clock session expiry, login windows and cache trust are judged by: advance it
+    /// instead of sleeping.
+    pub clock: Clock,
     /// The config's folder.
     pub dir: PathBuf,
     /// The config file, `DIR/proxy.toml` (rewrite it, then [`Doorman::reload`]).
@@ -315,7 +319,10 @@ impl Builder {
         std::fs::write(&file, toml).expect("write config");
         let config =
             Arc::new(Config::load(&file).unwrap_or_else(|e| panic!("test config invalid:\n{e}")));
-        let live = doorman::server::start(&config).expect("start doorman");
+        let clock = Clock::system();
+        let server =
+            Server::open_with_clock(Arc::clone(&config), clock.clone()).expect("start doorman");
+        let live = Arc::clone(server.live());
 
         let main = bind("doorman").await;
         let addr = main.local_addr().expect("doorman addr");
@@ -342,11 +349,10 @@ impl Builder {
             None => "http",
         };
         let listeners = Listeners { main, redirect };
-        let serving_live = Arc::clone(&live);
         let shutdown = until(&stopped);
         let task = tokio::spawn(async move {
             let workers = workers.as_deref();
-            doorman::server::serve_on(listeners, config, serving_live, shutdown, workers).await
+            server.serve(listeners, workers, shutdown).await
         });
         Doorman {
             addr,
@@ -354,6 +360,7 @@ impl Builder {
             redirect: redirect_addr,
             admin: admin_task.as_ref().map(|(addr, _)| *addr),
             live,
+            clock,
             dir,
             file,
             client: super::h1_client(),

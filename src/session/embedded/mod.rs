@@ -46,7 +46,8 @@ use redb::{
 };
 use tokio::task::JoinHandle;
 
-use super::{now_millis, Record, SessionKey, SessionStore, StoreError, Timeouts};
+use super::{Record, SessionKey, SessionStore, StoreError, Timeouts};
+use crate::clock::Clock;
 
 /// Sessions: SHA-256 of the id → the JSON-encoded [`Record`].
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
@@ -67,6 +68,8 @@ pub const LAZY_COMMITS_MAX: u32 = 64;
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// The time expiry and counter windows are judged against.
+    clock: Clock,
 }
 
 struct Inner {
@@ -151,6 +154,7 @@ impl EmbeddedStore {
         txn.open_table(COUNTERS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
+            clock: Clock::system(),
             inner: Arc::new(Inner {
                 db,
                 writer: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -164,22 +168,33 @@ impl EmbeddedStore {
         })
     }
 
+    /// The same store, judging time by `clock` (the system clock unless set).
+    pub fn with_clock(mut self, clock: Clock) -> EmbeddedStore {
+        self.clock = clock;
+        self
+    }
+
     /// Remove expired sessions, dangling index entries and expired counters now.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
-        self.blocking(|inner| inner.sweep(now_millis())).await
+        let now = self.clock.now_millis();
+        self.blocking(move |inner| inner.sweep(now)).await
     }
 
     /// Sweep every `every` on the current runtime. The task holds the store weakly: it ends
     /// when the last handle is dropped (so the file is closed), or when the handle is aborted.
     pub fn spawn_sweeper(&self, every: Duration) -> JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let store = EmbeddedStore { inner };
+                let store = EmbeddedStore {
+                    inner,
+                    clock: clock.clone(),
+                };
                 match store.sweep().await {
                     Ok(swept) if swept != Swept::default() => {
                         tracing::debug!(
@@ -252,20 +267,22 @@ impl SessionStore for EmbeddedStore {
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let user = user.to_owned();
-        self.blocking_write(move |inner| inner.delete_user(&user, now_millis()))
+        let now = self.clock.now_millis();
+        self.blocking_write(move |inner| inner.delete_user(&user, now))
             .await
     }
 
     async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let counter = counter.to_owned();
-        self.blocking_write(move |inner| inner.hit(&counter, window, now_millis()))
+        let now = self.clock.now_millis();
+        self.blocking_write(move |inner| inner.hit(&counter, window, now))
             .await
     }
 
     async fn count(&self, counter: &str) -> Result<u64, StoreError> {
         let counter = counter.to_owned();
-        self.blocking(move |inner| inner.count(&counter, now_millis()))
-            .await
+        let now = self.clock.now_millis();
+        self.blocking(move |inner| inner.count(&counter, now)).await
     }
 
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
@@ -276,7 +293,8 @@ impl SessionStore for EmbeddedStore {
 
     async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
         let counter = counter.to_owned();
-        self.blocking_write(move |inner| inner.unhit(&counter, now_millis()))
+        let now = self.clock.now_millis();
+        self.blocking_write(move |inner| inner.unhit(&counter, now))
             .await
     }
 

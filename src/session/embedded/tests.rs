@@ -1,7 +1,7 @@
 //! Unit tests of the embedded store.
 
 use super::*;
-use crate::session::{Origin, SessionId};
+use crate::session::{now_millis, Origin, SessionId};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;

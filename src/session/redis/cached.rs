@@ -7,11 +7,12 @@
 //! instance's own deletes invalidate its cache at once; other instances hear of them through
 //! Redis within milliseconds. Standalone and Sentinel only (the config refuses Cluster).
 //!
-//! The tracker is started once, on whichever runtime asks first: `server::start` asks on the
+//! The tracker is started once, on whichever runtime asks first: `server::Server::open` asks on the
 //! main runtime (through `RedisStore::start_background`), so the tracker's health checks never
 //! queue behind a busy serving worker; a store used without it starts the tracker on its first
 //! lookup.
 
+use crate::clock::Clock;
 use std::sync::{Arc, Mutex, Once};
 
 use crate::lock::lock;
@@ -34,10 +35,11 @@ pub(super) struct Cached {
 }
 
 impl Cached {
-    /// An empty cache whose tracker, once started, connects through `source`.
-    pub(super) fn new(source: tracking::Source) -> Cached {
+    /// An empty cache whose tracker, once started, connects through `source`; its trust runs
+    /// on `clock`.
+    pub(super) fn new(source: tracking::Source, clock: Clock) -> Cached {
         Cached {
-            sessions: Arc::new(SessionCache::new()),
+            sessions: Arc::new(SessionCache::with_clock(clock)),
             source: Mutex::new(Some(source)),
             started: Once::new(),
         }

@@ -43,6 +43,7 @@ mod keys;
 mod scripts;
 mod topology;
 
+use crate::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct RedisStore {
     /// `cache = true`: the local cache and its tracker (started by
     /// [`RedisStore::start_background`], or else by the first lookup).
     cache: Option<Arc<Cached>>,
+    /// The time records' TTLs and the cache's trust are judged against.
+    clock: Clock,
 }
 
 impl RedisStore {
@@ -85,20 +88,31 @@ impl RedisStore {
             keys: Keys::new(key_prefix),
             timeouts,
             cache: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same store, judging time by `clock` (the system clock unless set). Set it before
+    /// [`RedisStore::with_cache`], so the cache's trust runs on the same clock.
+    pub fn with_clock(mut self, clock: Clock) -> RedisStore {
+        self.clock = clock;
+        self
     }
 
     /// The same store with `[session] cache = true`: see the module docs. `target` must be the
     /// one the store was made for; Cluster is refused.
     pub fn with_cache(mut self, target: &RedisTarget) -> Result<RedisStore, StoreError> {
-        self.cache = Some(Arc::new(Cached::new(tracking_source(target)?)));
+        self.cache = Some(Arc::new(Cached::new(
+            tracking_source(target)?,
+            self.clock.clone(),
+        )));
         Ok(self)
     }
 
     /// Put the store's background work on the calling runtime, now: the connection driver for
     /// work off the serving workers (standalone: slot 0, the workers make their own on first
     /// use; Cluster: the one connection; a Sentinel master is resolved on first use, wherever
-    /// that is) and the session cache's tracker. `server::start` calls this on the main runtime, so
+    /// that is) and the session cache's tracker. `server::Server::open` calls this on the main runtime, so
     /// neither lands on whichever serving worker happens to use the store first, and the
     /// tracker's health checks never queue behind a busy worker's requests. Does no I/O; does
     /// nothing outside a runtime (the command line's store stays lazy).
@@ -162,7 +176,7 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), StoreError> {
-        let now = super::now_millis();
+        let now = self.clock.now_millis();
         let ttl = record.ttl(now, &self.timeouts).as_millis().max(1);
         let hex = key.hex();
         // The index first: a record that exists must be reachable by revoke-all; an index
