@@ -58,6 +58,11 @@ pub enum Lookup {
     store_error,
 }
 
+impl Lookup {
+    /// Every result, for series that exist from the start.
+    const ALL: [Lookup; 4] = [Self::hit, Self::miss, Self::expired, Self::store_error];
+}
+
 /// Whether the session cache answered a lookup
 /// (`doorman_session_cache_lookups_total{result}`).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -85,6 +90,16 @@ pub enum Login {
     throttled,
     /// Refused with 403: a cross-site POST.
     cross_site,
+}
+
+impl Login {
+    /// Every result, for series that exist from the start.
+    const ALL: [Login; 4] = [
+        Self::success,
+        Self::bad_credentials,
+        Self::throttled,
+        Self::cross_site,
+    ];
 }
 
 /// `doorman_config_reloads_total{result}`.
@@ -151,59 +166,67 @@ impl Default for Metrics {
     }
 }
 
+/// A new metric of type `M`, registered under `name` with `help`; the registry keeps a clone
+/// (the handles share one value).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Default + Clone + prometheus_client::registry::Metric,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A new duration histogram in seconds (buckets from [`duration_buckets`]), registered.
+fn seconds(registry: &mut Registry, name: &str, help: &str) -> Histogram {
+    let histogram = Histogram::new(duration_buckets());
+    registry.register_with_unit(name, help, Unit::Seconds, histogram.clone());
+    histogram
+}
+
 impl Metrics {
     /// A fresh registry with every family registered (and build info set).
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("doorman");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests: Family<RequestLabels, Counter> = registered(
+            &mut registry,
             "requests",
             "Responses sent, by route pattern and status class",
-            requests.clone(),
         );
-        let request_duration = Histogram::new(duration_buckets());
-        registry.register_with_unit(
+        let request_duration = seconds(
+            &mut registry,
             "request_duration",
             "From the request head to the last byte of the response body",
-            Unit::Seconds,
-            request_duration.clone(),
         );
-        let upstream_duration = Histogram::new(duration_buckets());
-        registry.register_with_unit(
+        let upstream_duration = seconds(
+            &mut registry,
             "upstream_duration",
             "From sending a request upstream to its response head (failed attempts included)",
-            Unit::Seconds,
-            upstream_duration.clone(),
         );
-        let session_lookups = Family::<LookupLabel, Counter>::default();
-        registry.register(
+        let session_lookups: Family<LookupLabel, Counter> = registered(
+            &mut registry,
             "session_lookups",
             "Session lookups by result (hit, miss, expired, store_error)",
-            session_lookups.clone(),
         );
-        let logins = Family::<LoginLabel, Counter>::default();
-        registry.register(
+        let logins: Family<LoginLabel, Counter> = registered(
+            &mut registry,
             "logins",
             "Password logins by result (success, bad_credentials, throttled, cross_site)",
-            logins.clone(),
         );
-        let store_errors = Counter::<u64, AtomicU64>::default();
-        registry.register(
+        let store_errors: Counter<u64, AtomicU64> = registered(
+            &mut registry,
             "store_errors",
             "Session store operations on the request path that failed",
-            store_errors.clone(),
         );
-        let open_connections = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        registry.register(
+        let open_connections: Gauge<i64, std::sync::atomic::AtomicI64> = registered(
+            &mut registry,
             "open_connections",
             "Client connections open on the public listener",
-            open_connections.clone(),
         );
-        let reloads = Family::<ReloadLabel, Counter>::default();
-        registry.register(
+        let reloads: Family<ReloadLabel, Counter> = registered(
+            &mut registry,
             "config_reloads",
             "Configuration reloads (SIGHUP) by result",
-            reloads.clone(),
         );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
@@ -218,20 +241,10 @@ impl Metrics {
         );
         // Every result label exists from the start at 0, so a dashboard's rate() has a series
         // before the first event (request routes appear as they are first seen).
-        for result in [
-            Lookup::hit,
-            Lookup::miss,
-            Lookup::expired,
-            Lookup::store_error,
-        ] {
+        for result in Lookup::ALL {
             let _ = session_lookups.get_or_create(&LookupLabel { result });
         }
-        for result in [
-            Login::success,
-            Login::bad_credentials,
-            Login::throttled,
-            Login::cross_site,
-        ] {
+        for result in Login::ALL {
             let _ = logins.get_or_create(&LoginLabel { result });
         }
         for result in [Reload::success, Reload::failure] {

@@ -161,17 +161,14 @@ fn read_route(
     }
     let users = s.list("users", |u| Ok(u.to_string()));
     let groups = s.list("groups", |g| Ok(g.to_string()));
-    let on_unauthenticated = match s.opt_str("on_unauthenticated") {
-        None | Some("401") => OnUnauthenticated::Status401,
-        Some("redirect") => OnUnauthenticated::Redirect,
-        Some(other) => {
-            s.error(
-                "on_unauthenticated",
-                format!("expected \"401\" or \"redirect\", found {other:?}"),
-            );
-            OnUnauthenticated::Status401
-        }
-    };
+    let on_unauthenticated = s.choice(
+        "on_unauthenticated",
+        OnUnauthenticated::Status401,
+        &[
+            ("401", OnUnauthenticated::Status401),
+            ("redirect", OnUnauthenticated::Redirect),
+        ],
+    );
     if access != Access::Authenticated {
         for key in ["users", "groups", "on_unauthenticated"] {
             if s.has(key) {

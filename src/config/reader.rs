@@ -143,6 +143,25 @@ impl<'a> Section<'a> {
         self.convert(key, "a string", |v| v.as_str().map(Ok))
     }
 
+    /// One of a fixed set of strings (`choices`, in the order the error message lists them),
+    /// or `default` when the key is absent; anything else is reported and gives `default`.
+    pub fn choice<T: Copy>(&mut self, key: &'static str, default: T, choices: &[(&str, T)]) -> T {
+        let Some(value) = self.opt_str(key) else {
+            return default;
+        };
+        if let Some((_, chosen)) = choices.iter().find(|(name, _)| *name == value) {
+            return *chosen;
+        }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+        let expected = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        self.error(key, format!("expected {expected}, found {value:?}"));
+        default
+    }
+
     /// A boolean with a default.
     pub fn bool(&mut self, key: &'static str, default: bool) -> bool {
         self.convert(key, "true or false", |v| v.as_bool().map(Ok))

@@ -240,29 +240,23 @@ pub(super) fn read_session(
             None
         }
     });
-    let cookie_secure = match s.opt_str("cookie_secure") {
-        None | Some("auto") => CookieSecure::Auto,
-        Some("always") => CookieSecure::Always,
-        Some(other) => {
-            s.error(
-                "cookie_secure",
-                format!("expected \"auto\" or \"always\", found {other:?}"),
-            );
-            CookieSecure::Auto
-        }
-    };
-    let same_site = match s.opt_str("same_site") {
-        None | Some("lax") => SameSite::Lax,
-        Some("strict") => SameSite::Strict,
-        Some("none") => SameSite::None,
-        Some(other) => {
-            s.error(
-                "same_site",
-                format!("expected \"strict\", \"lax\" or \"none\", found {other:?}"),
-            );
-            SameSite::Lax
-        }
-    };
+    let cookie_secure = s.choice(
+        "cookie_secure",
+        CookieSecure::Auto,
+        &[
+            ("auto", CookieSecure::Auto),
+            ("always", CookieSecure::Always),
+        ],
+    );
+    let same_site = s.choice(
+        "same_site",
+        SameSite::Lax,
+        &[
+            ("strict", SameSite::Strict),
+            ("lax", SameSite::Lax),
+            ("none", SameSite::None),
+        ],
+    );
     // Browsers drop SameSite=None cookies without Secure, and the cookie is Secure only when
     // doorman terminates TLS or is told a load balancer in front does.
     if same_site == SameSite::None && !tls && cookie_secure != CookieSecure::Always {

@@ -77,6 +77,96 @@ impl Login {
             throttle: Arc::new(Throttle::default()),
         }
     }
+
+    /// A password login: cross-site check, form, throttle, password check, then a new session.
+    async fn log_in(
+        &self,
+        shared: &Shared,
+        ex: &mut Exchange,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let config = &*shared.config;
+        let peer = ex.client.peer;
+        if is_cross_site(config, &ex.client, &req) {
+            // The form of a cross-site post is not read: the user is not known.
+            shared.metrics.login(LoginResult::cross_site);
+            audit::login_failure(peer, None, LoginFailure::CrossSite);
+            return Err(ProxyError::Forbidden);
+        }
+        let form = form::read(req.into_body(), config.listen.body_timeout).await?;
+        let username = form.get("username").unwrap_or_default().to_owned();
+        let password = form.get("password").unwrap_or_default().to_owned();
+        let next = form.get("next");
+
+        let store = &shared.store;
+        let window = config.login.failure_window;
+        let admission = self
+            .throttle
+            .admit(
+                store,
+                &username,
+                peer.ip(),
+                config.login.max_failures,
+                window,
+            )
+            .await?;
+        let Admission::Go(attempt) = admission else {
+            shared.metrics.login(LoginResult::throttled);
+            audit::login_failure(peer, Some(&username), LoginFailure::Throttled);
+            return Err(ProxyError::Throttled(window));
+        };
+
+        let (hash, user) = config.users.hash_for(&username);
+        let matched = match self.hasher.verify(hash.to_owned(), password).await {
+            Ok(matched) => matched,
+            Err(e) => {
+                // Busy is the expected answer to a flood (logged once, as the 503); a thread that
+                // died is not.
+                if matches!(e, HashError::Failed) {
+                    warn!(peer = %peer, error = %e, "password not checked");
+                }
+                attempt.unchecked().await;
+                return Err(ProxyError::Busy);
+            }
+        };
+        let groups = match user {
+            Some(user) if matched => user.groups.clone(),
+            _ => {
+                // The attempt stays counted: dropping it ends this user+client's turn.
+                drop(attempt);
+                shared.metrics.login(LoginResult::bad_credentials);
+                audit::login_failure(peer, Some(&username), LoginFailure::BadCredentials);
+                let error = Some("Wrong user name or password.");
+                return Ok(page(
+                    StatusCode::UNAUTHORIZED,
+                    config,
+                    next,
+                    Some(&username),
+                    error,
+                ));
+            }
+        };
+        attempt.succeeded().await?;
+
+        if let Some(old) = ex.presented_key() {
+            store.delete(&old).await?;
+        }
+        let id = SessionId::generate()?;
+        let record = Record::new(
+            username.clone(),
+            groups,
+            Origin::Login,
+            shared.clock.now_millis(),
+            &config.session.timeouts,
+        );
+        let key = id.key();
+        store.create(&key, &record).await?;
+        shared.metrics.login(LoginResult::success);
+        ex.log_session(Some(username), &key);
+        audit::login(peer, ex.user.as_deref().unwrap_or_default(), &key.tag());
+        ex.cookie = CookieAction::Set(id);
+        Ok(see_other(&safe_next(next)))
+    }
 }
 
 impl Default for Login {
@@ -103,101 +193,12 @@ pub async fn endpoint(
             let query = Form::query(req.uri().query());
             Ok(page(StatusCode::OK, config, query.get("next"), None, None))
         }
-        ("/login", Method::POST) => log_in(shared, login, ex, req).await,
+        ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
         ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
-}
-
-async fn log_in(
-    shared: &Shared,
-    login: &Login,
-    ex: &mut Exchange,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ProxyError> {
-    let config = &*shared.config;
-    let peer = ex.client.peer;
-    if is_cross_site(config, &ex.client, &req) {
-        // The form of a cross-site post is not read: the user is not known.
-        shared.metrics.login(LoginResult::cross_site);
-        audit::login_failure(peer, None, LoginFailure::CrossSite);
-        return Err(ProxyError::Forbidden);
-    }
-    let form = form::read(req.into_body(), config.listen.body_timeout).await?;
-    let username = form.get("username").unwrap_or_default().to_owned();
-    let password = form.get("password").unwrap_or_default().to_owned();
-    let next = form.get("next");
-
-    let store = &shared.store;
-    let window = config.login.failure_window;
-    let admission = login
-        .throttle
-        .admit(
-            store,
-            &username,
-            peer.ip(),
-            config.login.max_failures,
-            window,
-        )
-        .await?;
-    let Admission::Go(attempt) = admission else {
-        shared.metrics.login(LoginResult::throttled);
-        audit::login_failure(peer, Some(&username), LoginFailure::Throttled);
-        return Err(ProxyError::Throttled(window));
-    };
-
-    let (hash, user) = config.users.hash_for(&username);
-    let matched = match login.hasher.verify(hash.to_owned(), password).await {
-        Ok(matched) => matched,
-        Err(e) => {
-            // Busy is the expected answer to a flood (logged once, as the 503); a thread that
-            // died is not.
-            if matches!(e, HashError::Failed) {
-                warn!(peer = %peer, error = %e, "password not checked");
-            }
-            attempt.unchecked().await;
-            return Err(ProxyError::Busy);
-        }
-    };
-    let groups = match user {
-        Some(user) if matched => user.groups.clone(),
-        _ => {
-            // The attempt stays counted: dropping it ends this user+client's turn.
-            drop(attempt);
-            shared.metrics.login(LoginResult::bad_credentials);
-            audit::login_failure(peer, Some(&username), LoginFailure::BadCredentials);
-            let error = Some("Wrong user name or password.");
-            return Ok(page(
-                StatusCode::UNAUTHORIZED,
-                config,
-                next,
-                Some(&username),
-                error,
-            ));
-        }
-    };
-    attempt.succeeded().await?;
-
-    if let Some(old) = ex.presented_key() {
-        store.delete(&old).await?;
-    }
-    let id = SessionId::generate()?;
-    let record = Record::new(
-        username.clone(),
-        groups,
-        Origin::Login,
-        shared.clock.now_millis(),
-        &config.session.timeouts,
-    );
-    let key = id.key();
-    store.create(&key, &record).await?;
-    shared.metrics.login(LoginResult::success);
-    ex.log_session(Some(username), &key);
-    audit::login(peer, ex.user.as_deref().unwrap_or_default(), &key.tag());
-    ex.cookie = CookieAction::Set(id);
-    Ok(see_other(&safe_next(next)))
 }
 
 async fn log_out(

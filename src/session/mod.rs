@@ -385,14 +385,18 @@ impl SessionStore for Store {
     }
 }
 
+/// Timeouts for unit tests that do not wait for either clock: 100 s idle, 1,000 s absolute.
+#[cfg(test)]
+pub(crate) const TEST_TIMEOUTS: Timeouts = Timeouts {
+    idle: Duration::from_secs(100),
+    absolute: Duration::from_secs(1000),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const T: Timeouts = Timeouts {
-        idle: Duration::from_secs(100),
-        absolute: Duration::from_secs(1000),
-    };
+    use crate::session::TEST_TIMEOUTS as T;
 
     #[test]
     fn ids_round_trip_through_the_cookie_and_never_show_in_debug() {

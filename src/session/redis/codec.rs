@@ -84,15 +84,8 @@ fn text(value: Value) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::session::Timeouts;
-
-    const T: Timeouts = Timeouts {
-        idle: Duration::from_secs(100),
-        absolute: Duration::from_secs(1000),
-    };
+    use crate::session::TEST_TIMEOUTS as T;
 
     /// What LOOKUP returns for `record` (HMGET of FIELDS).
     fn reply(record: &Record) -> Value {

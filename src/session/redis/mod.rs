@@ -355,10 +355,7 @@ impl SessionStore for RedisStore {
 mod tests {
     use super::*;
 
-    const T: Timeouts = Timeouts {
-        idle: Duration::from_secs(100),
-        absolute: Duration::from_secs(1000),
-    };
+    use crate::session::TEST_TIMEOUTS as T;
 
     #[test]
     fn a_malformed_url_is_a_construction_error() {

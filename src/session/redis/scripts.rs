@@ -114,16 +114,11 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::session::redis::codec::{encode, FIELDS};
-    use crate::session::{Origin, Record, Timeouts};
+    use crate::session::{Origin, Record};
 
-    const T: Timeouts = Timeouts {
-        idle: Duration::from_secs(100),
-        absolute: Duration::from_secs(1000),
-    };
+    use crate::session::TEST_TIMEOUTS as T;
 
     #[test]
     fn the_lookup_script_reads_the_fields_encode_writes_in_order() {
