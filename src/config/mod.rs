@@ -15,7 +15,7 @@ mod net;
 mod policy;
 mod reader;
 mod session;
-pub mod users;
+mod users;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -21,7 +21,7 @@ mod deadlines;
 mod per_client;
 mod protocol;
 mod redirect;
-pub mod workers;
+mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -12,7 +12,7 @@
 //! [`SessionStore`] is the small async seam both backends implement; [`Store`] is the concrete
 //! choice made at start-up, so the rest of doorman calls one type without boxing futures.
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod embedded;
 pub mod redis;
 mod tracking;
