@@ -24,23 +24,23 @@
 //! serve:      reload admin control server
 //! ```
 //!
-//! * **base**: no doorman imports. [`lock`] (a poison-tolerant lock), [`worker`] (which
+//! * **base**: no doorman imports. `lock` (a poison-tolerant lock), [`worker`] (which
 //!   serving thread runs the caller), [`clock`] (the time decisions are made against),
-//!   [`encoding`] (hex and percent escapes), [`body`] (the response body type), [`metrics`]
+//!   `encoding` (hex and percent escapes), `body` (the response body type), `metrics`
 //!   (the Prometheus registry), [`audit`] and [`logging`].
 //! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
-//!   (identity headers, stripped then set), [`routes`] (the route table), [`tls`].
+//!   (identity headers, stripped then set), [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
 //! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
 //! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
-//!   [`error`] (every cause doorman answers itself, mapped to one status in one place),
-//!   [`head`] (heads refused before anything reads them), [`exchange`] (the per-request value).
-//! * **access**: [`access`]: the session a request carries and whether its route lets it pass.
-//! * **login**: [`login`]: doorman's endpoints under `[login] prefix`, throttling, password
+//!   `error` (every cause doorman answers itself, mapped to one status in one place),
+//!   `head` (heads refused before anything reads them), `exchange` (the per-request value).
+//! * **access**: `access`: the session a request carries and whether its route lets it pass.
+//! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
 //!   checks, the handoff.
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
 //!   requests.
-//! * **gate**: [`gate`]: one request in and out; [`access_log`]: its log line.
+//! * **gate**: `gate`: one request in and out; `access_log`: its log line.
 //! * **serve**: [`server`] (listeners, connections, workers, shutdown), [`reload`] (SIGHUP),
 //!   [`admin`] (`/healthz`, `/readyz`, `/metrics`), [`control`] (the embedded store's control
 //!   socket, through which the CLI revokes sessions).
