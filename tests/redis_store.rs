@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use doorman::clock::Clock;
 use doorman::config::RedisTarget;
 use doorman::session::redis::{RedisStore, COMMAND_TIMEOUT};
 use doorman::session::{
@@ -35,9 +36,21 @@ async fn login(
     groups: &[&str],
     t: &Timeouts,
 ) -> (SessionKey, Record) {
+    login_at(store, user, groups, t, now_millis()).await
+}
+
+/// A new session for `user` starting at `now` (Unix ms; the store's clock's now, for a store
+/// on an advanced clock), stored.
+async fn login_at(
+    store: &RedisStore,
+    user: &str,
+    groups: &[&str],
+    t: &Timeouts,
+    now: u64,
+) -> (SessionKey, Record) {
     let key = SessionId::generate().expect("id").key();
     let groups = groups.iter().map(|g| g.to_string()).collect();
-    let record = Record::new(user.into(), groups, Origin::Login, now_millis(), t);
+    let record = Record::new(user.into(), groups, Origin::Login, now, t);
     store.create(&key, &record).await.expect("create");
     (key, record)
 }
@@ -173,13 +186,18 @@ async fn lookups_slide_last_seen_at_most_once_per_tenth_of_idle() {
 #[tokio::test]
 async fn an_idle_session_expires_and_is_deleted() {
     let redis = RedisServer::start();
-    let t = timeouts(400, 1_000);
-    let store = store_at(&redis.url(), t);
-    let (key, _) = login(&store, "alice", &[], &t).await;
-    assert!(store.lookup(&key, now_millis()).await.unwrap().is_some());
+    let t = timeouts(600_000, 1_500_000);
+    let clock = Clock::system();
+    let store = store_at(&redis.url(), t).with_clock(clock.clone());
+    let (key, _) = login_at(&store, "alice", &[], &t, clock.now_millis()).await;
+    assert!(store
+        .lookup(&key, clock.now_millis())
+        .await
+        .unwrap()
+        .is_some());
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.lookup(&key, now_millis()).await.unwrap(), None);
+    clock.advance(Duration::from_secs(12 * 60));
+    assert_eq!(store.lookup(&key, clock.now_millis()).await.unwrap(), None);
     let exists: i64 = q(&mut redis.client(), &["EXISTS", &record_key(&key)]);
     assert_eq!(exists, 0);
 }
@@ -222,14 +240,17 @@ async fn the_clocks_are_checked_against_the_record_not_the_ttl() {
 #[tokio::test]
 async fn use_never_extends_the_absolute_expiry_and_the_ttl_stays_within_both_clocks() {
     let redis = RedisServer::start();
-    let t = timeouts(1_000, 2_500);
-    let store = store_at(&redis.url(), t);
-    let (key, record) = login(&store, "alice", &[], &t).await;
+    // Idle 10 min, absolute 25 min, used every minute of the store's clock: the lookups' `now`
+    // and the TTLs the store sets follow it, while Redis counts the TTLs down in real time.
+    let t = timeouts(600_000, 1_500_000);
+    let clock = Clock::system();
+    let store = store_at(&redis.url(), t).with_clock(clock.clone());
+    let (key, record) = login_at(&store, "alice", &[], &t, clock.now_millis()).await;
     let mut raw = redis.client();
 
     let mut live_lookups = 0;
     loop {
-        let now = now_millis();
+        let now = clock.now_millis();
         let found = store.lookup(&key, now).await.unwrap();
         if now + 50 < record.absolute_expiry {
             let found =
@@ -237,8 +258,8 @@ async fn use_never_extends_the_absolute_expiry_and_the_ttl_stays_within_both_clo
             assert_eq!(found.absolute_expiry, record.absolute_expiry);
             live_lookups += 1;
             let ttl: i64 = q(&mut raw, &["PTTL", &record_key(&key)]);
-            let absolute_left = record.absolute_expiry.saturating_sub(now_millis()) as i64;
-            assert!(ttl > 0 && ttl <= 1_000, "TTL {ttl} beyond idle");
+            let absolute_left = record.absolute_expiry.saturating_sub(clock.now_millis()) as i64;
+            assert!(ttl > 0 && ttl <= 600_000, "TTL {ttl} beyond idle");
             assert!(
                 ttl <= absolute_left + 50,
                 "TTL {ttl} beyond absolute left {absolute_left}"
@@ -247,7 +268,7 @@ async fn use_never_extends_the_absolute_expiry_and_the_ttl_stays_within_both_clo
             assert_eq!(found, None, "used past its absolute expiry");
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        clock.advance(Duration::from_secs(60));
     }
     assert!(live_lookups >= 10, "{live_lookups}");
     let exists: i64 = q(&mut raw, &["EXISTS", &record_key(&key)]);
@@ -302,12 +323,14 @@ async fn delete_user_removes_all_of_that_users_sessions_and_no_others() {
 #[tokio::test]
 async fn the_user_index_drops_sessions_past_their_absolute_expiry() {
     let redis = RedisServer::start();
-    let short = timeouts(200, 300);
+    let short = timeouts(30_000, 60_000);
     let long = timeouts(60_000, 600_000);
-    let store = store_at(&redis.url(), short);
-    let (old, _) = login(&store, "alice", &[], &short).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let (new, _) = login(&store, "alice", &[], &long).await;
+    let clock = Clock::system();
+    let store = store_at(&redis.url(), short).with_clock(clock.clone());
+    let (old, _) = login_at(&store, "alice", &[], &short, clock.now_millis()).await;
+    // The trim compares the scores with the store's clock.
+    clock.advance(Duration::from_secs(2 * 60));
+    let (new, _) = login_at(&store, "alice", &[], &long, clock.now_millis()).await;
     let mut raw = redis.client();
     let members: Vec<String> = q(
         &mut raw,
@@ -321,6 +344,8 @@ async fn hit_counts_within_a_window_that_starts_at_the_first_event() {
     let redis = RedisServer::start();
     let t = timeouts(60_000, 600_000);
     let store = store_at(&redis.url(), t);
+    // Real waits in this test on purpose: the counters expire by Redis's own clock (PEXPIRE),
+    // which doorman's clock cannot move.
     let window = Duration::from_millis(1_000);
     assert_eq!(store.count("alice|1.2.3.4").await.unwrap(), 0);
     assert_eq!(store.hit("alice|1.2.3.4", window).await.unwrap(), 1);

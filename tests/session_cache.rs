@@ -10,6 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use doorman::session::cache::TRUST_WINDOW;
 use support::login::{
     post_logout, upstream_saw, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
 };
@@ -181,6 +182,10 @@ async fn cached_sessions_still_slide_and_still_expire() {
     let cookie = s.log_in("alice", ALICE_PW).await;
     until_cached(&s, redis, &cookie).await;
     let before = lookups(redis);
+    // Real time on purpose, here and below: the cache's trust is renewed by the tracker's
+    // health checks once a second of real time. Advancing doorman's clock faster than that
+    // would let the trust lapse (and the tracker flush the cache), so the lookups counted and
+    // the final 401 would no longer be those of a trusted cache holding the session.
     let start = Instant::now();
     let mut requests = 0u64;
     while start.elapsed() < Duration::from_secs(5) {
@@ -216,6 +221,10 @@ async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
     until_cached(&s, redis, &cookie).await;
 
     redis.pause();
+    // The trust window runs on doorman's clock: move it a whole window on rather than wait
+    // for the window to run out (the tracker's health checks, on real time, fail meanwhile
+    // and turn the cache off too; a renewal answered just before the pause only delays this).
+    s.clock.advance(TRUST_WINDOW);
     let took = until_status(&s, &cookie, 503, Duration::from_secs(8)).await;
     eprintln!("cache off {took:?} after the pause");
     let served = s.upstream().seen_paths().len();

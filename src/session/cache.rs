@@ -361,6 +361,24 @@ mod tests {
     }
 
     #[test]
+    fn trust_ends_when_the_clock_passes_the_trust_window() {
+        let clock = Clock::system();
+        let cache = SessionCache::with_clock(clock.clone());
+        assert!(cache.trust(cache.current()));
+        let r = record(0);
+        cache.fill(&key(1), &r, cache.ticket(&key(1)), 0);
+        clock.advance(TRUST_WINDOW / 2);
+        assert_eq!(cache.get(&key(1), 1, &T), Some(r), "within the window");
+        clock.advance(TRUST_WINDOW / 2 + Duration::from_millis(1));
+        assert!(!cache.trusted());
+        assert_eq!(
+            cache.get(&key(1), 1, &T),
+            None,
+            "served past its trust window without a renewal"
+        );
+    }
+
+    #[test]
     fn capacity_is_bounded() {
         let cache = SessionCache::new();
         assert!(cache.trust(cache.current()));
