@@ -271,7 +271,10 @@ async fn delete_user_counts_only_live_sessions_but_removes_all() {
 #[tokio::test]
 async fn counters_count_within_a_window_from_the_first_hit() {
     let dir = TempDir::new("counters");
-    let store = EmbeddedStore::open(&dir.db(), LONG).unwrap();
+    let clock = crate::clock::Clock::system();
+    let store = EmbeddedStore::open(&dir.db(), LONG)
+        .unwrap()
+        .with_clock(clock.clone());
     let w = Duration::from_secs(60);
     assert_eq!(store.count("alice|1.2.3.4").await.unwrap(), 0);
     assert_eq!(store.hit("alice|1.2.3.4", w).await.unwrap(), 1);
@@ -284,7 +287,7 @@ async fn counters_count_within_a_window_from_the_first_hit() {
     // A window that has ended reads as 0 and starts again at the next hit.
     let short = Duration::from_millis(200);
     assert_eq!(store.hit("brief", short).await.unwrap(), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_millis(300));
     assert_eq!(store.count("brief").await.unwrap(), 0);
     assert_eq!(store.hit("brief", short).await.unwrap(), 1);
 
@@ -339,7 +342,10 @@ async fn reset_forgets_a_counter_and_unhit_takes_one_event_back() {
 #[tokio::test]
 async fn the_sweep_removes_expired_sessions_index_entries_and_counters() {
     let dir = TempDir::new("sweep");
-    let store = EmbeddedStore::open(&dir.db(), LONG).unwrap();
+    let clock = crate::clock::Clock::system();
+    let store = EmbeddedStore::open(&dir.db(), LONG)
+        .unwrap()
+        .with_clock(clock.clone());
     let now = now_millis();
     let mut expired = Vec::new();
     for when in [now - 11_000, now - 200_000] {
@@ -365,7 +371,7 @@ async fn the_sweep_removes_expired_sessions_index_entries_and_counters() {
             .unwrap();
         txn.commit().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_millis(5));
     assert_eq!(store.rows(), (3, 4, 6));
 
     let swept = store.sweep().await.unwrap();
