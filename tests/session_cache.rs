@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use doorman::session::cache::TRUST_WINDOW;
+use doorman::session::redis::TRUST_WINDOW;
 use support::login::{
     post_logout, upstream_saw, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
 };

@@ -60,6 +60,7 @@ use super::{Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSI
 use crate::config::RedisTarget;
 
 pub use self::topology::COMMAND_TIMEOUT;
+pub use crate::session::cache::TRUST_WINDOW;
 
 /// Sessions in Redis (standalone, Sentinel or Cluster). See [`keys`] for the layout.
 /// Clones share the connection.
