@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, Instrument};
 
+use crate::accept;
 use crate::body::{self, Body};
 use crate::gate::Live;
 use crate::session::SessionStore;
@@ -55,16 +56,10 @@ pub async fn serve(
             },
             () = &mut shutdown => return Ok(()),
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    debug!(%error, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return Ok(()),
+        let Some((stream, peer)) =
+            accept::next("admin", || listener.accept(), shutdown.as_mut()).await
+        else {
+            return Ok(());
         };
         let live = Arc::clone(&live);
         let span = tracing::debug_span!("admin", peer = %peer);

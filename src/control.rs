@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::accept;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::{SessionStore, StoreError};
 
@@ -95,30 +96,19 @@ impl ControlSocket {
     /// Answer `revoke <user>` requests until `shutdown` completes, then remove the socket file.
     pub async fn serve(self, store: Arc<EmbeddedStore>, shutdown: impl Future) {
         tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let store = Arc::clone(&store);
-                        tokio::spawn(async move {
-                            let served = tokio::time::timeout(
-                                CONTROL_TIMEOUT,
-                                serve_connection(&store, stream),
-                            );
-                            match served.await {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => tracing::warn!(error = %e, "control connection failed"),
-                                Err(_) => tracing::warn!("control connection timed out"),
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "control socket accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
+        while let Some((stream, _)) =
+            accept::next("control", || self.listener.accept(), shutdown.as_mut()).await
+        {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let served =
+                    tokio::time::timeout(CONTROL_TIMEOUT, serve_connection(&store, stream));
+                match served.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "control connection failed"),
+                    Err(_) => tracing::warn!("control connection timed out"),
+                }
+            });
         }
         let _ = fs::remove_file(&self.path);
     }

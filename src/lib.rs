@@ -12,7 +12,7 @@
 //! is the rule, not a picture of it.
 //!
 //! ```text
-//! base:       lock worker clock encoding body metrics audit logging
+//! base:       lock worker clock encoding accept body metrics audit logging
 //! vocabulary: path identity routes tls
 //! config:     config
 //! store:      session
@@ -26,8 +26,9 @@
 //!
 //! * **base**: no doorman imports. `lock` (a poison-tolerant lock), [`worker`] (which
 //!   serving thread runs the caller), [`clock`] (the time decisions are made against),
-//!   `encoding` (hex and percent escapes), `body` (the response body type), `metrics`
-//!   (the Prometheus registry), [`audit`] and [`logging`].
+//!   `encoding` (hex and percent escapes), `accept` (the accept step every listener shares),
+//!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
+//!   [`logging`].
 //! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
 //!   (identity headers, stripped then set), [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
@@ -66,6 +67,7 @@
 #![warn(missing_docs)]
 #![recursion_limit = "256"] // the session store futures nest deeply enough to need it
 
+pub(crate) mod accept;
 pub(crate) mod access;
 pub(crate) mod access_log;
 pub mod admin;

@@ -41,6 +41,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::accept;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::control;
@@ -54,10 +55,6 @@ use protocol::{HttpServer, Version};
 
 pub use deadlines::RequestGuard;
 pub use workers::Workers;
-
-/// How long accept pauses after running out of file descriptors (or memory) before trying again,
-/// instead of spinning on an error that only a closing connection can clear.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long an idle connection told to close gracefully (HTTP/2 GOAWAY) may take before it is
 /// dropped.
@@ -174,25 +171,20 @@ async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (accepted, role) = tokio::select! {
-            accepted = main.accept() => (accepted, &main_role),
-            accepted = accept_maybe(redirect.as_ref()) => (accepted, &redirect_role),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                if is_resource_exhaustion(&error) {
-                    warn!(%error, "accept failed: out of resources; backing off");
-                    tokio::select! {
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                        () = &mut shutdown => break,
+        let accepted = accept::next(
+            "public",
+            || async {
+                tokio::select! {
+                    accepted = main.accept() => accepted.map(|pair| (pair, &main_role)),
+                    accepted = accept_maybe(redirect.as_ref()) => {
+                        accepted.map(|pair| (pair, &redirect_role))
                     }
-                } else {
-                    debug!(%error, "accept failed");
                 }
-                continue;
-            }
+            },
+            shutdown.as_mut(),
+        );
+        let Some(((stream, peer), role)) = accepted.await else {
+            break;
         };
         let Some(client_slot) = per_client.try_acquire(peer.ip()) else {
             // Closed, never queued: waiting would hold a global slot for this client anyway.
@@ -483,14 +475,6 @@ impl Connection {
             }
         }
     }
-}
-
-/// Accept errors that mean "no file descriptors or buffers left": retrying at once would spin.
-fn is_resource_exhaustion(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
 }
 
 /// Raise the soft open-file limit so `max_connections` client sockets, as many upstream
