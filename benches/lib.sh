@@ -63,8 +63,11 @@ install_pkgs() {  # install_pkgs PKG...: apt-get install, unless --no-install (I
 
 build_doorman() {  # sets DOORMAN to an absolute path; builds the release binary unless given
   if [ -z "$DOORMAN" ]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    # With bench-seed, as scale.sh builds: run.sh and scale.sh (and tests/bench_quick.rs and
+    # tests/bench_scale.rs after it) then share one release build of the library. The feature
+    # only adds EmbeddedStore::insert_many, which doorman never calls.
+    log "cargo build --release --features bench-seed --bin doorman"
+    (cd "$ROOT" && cargo build --release --quiet --features bench-seed --bin doorman) || die "cargo build --release failed"
     DOORMAN="${CARGO_TARGET_DIR:-$ROOT/target}/release/doorman"
   fi
   [ -x "$DOORMAN" ] || die "no doorman binary at $DOORMAN"
