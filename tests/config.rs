@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use doorman::config::Config;
-use support::process::{binary, run_cli};
+use support::process::{binary, run_cli, run_cli_in};
 use support::{free_port, temp_dir};
 
 /// Write `text` as `proxy.toml` in a fresh temp dir and return its path.
@@ -307,21 +307,6 @@ fn the_session_cache_needs_redis_standalone_or_sentinel() {
     );
 }
 
-/// Run `doorman ARGS` from `cwd` and return (exit code, stdout, stderr).
-fn run_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run doorman");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Relative paths in proxy.toml resolve against the config file's folder, so doorman started by
 /// a service manager (whose working directory is `/`) reads the same files `check` did.
 #[test]
@@ -336,8 +321,8 @@ fn relative_paths_resolve_against_the_config_folder_not_the_cwd() {
 
     // Missing: the message names the path resolved under the config folder.
     let abs_config = conf_dir.join("proxy.toml");
-    let (code, stdout, stderr) = run_in(
-        &elsewhere,
+    let (code, stdout, stderr) = run_cli_in(
+        Some(&elsewhere),
         &["check", "--config", abs_config.to_str().unwrap()],
     );
     assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
@@ -354,8 +339,8 @@ fn relative_paths_resolve_against_the_config_folder_not_the_cwd() {
     let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("generate CA");
     std::fs::write(conf_dir.join("ca.pem"), ca.cert.pem()).expect("write ca.pem");
     assert!(!elsewhere.join("ca.pem").exists());
-    let (code, stdout, stderr) = run_in(
-        &elsewhere,
+    let (code, stdout, stderr) = run_cli_in(
+        Some(&elsewhere),
         &["check", "--config", abs_config.to_str().unwrap()],
     );
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
@@ -363,13 +348,13 @@ fn relative_paths_resolve_against_the_config_folder_not_the_cwd() {
     assert!(stdout.contains("https://localhost:8443"), "{stdout:?}");
 
     // A relative --config from a cwd other than its folder resolves the same way.
-    let (code, stdout, stderr) = run_in(&root, &["check", "--config", "conf/proxy.toml"]);
+    let (code, stdout, stderr) = run_cli_in(Some(&root), &["check", "--config", "conf/proxy.toml"]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("conf/proxy.toml: "), "{stdout:?}");
 
     // A file that is not PEM is refused, naming the resolved path.
     std::fs::write(conf_dir.join("ca.pem"), "not a certificate\n").expect("write bad ca");
-    let (code, _, stderr) = run_in(&root, &["check", "--config", "conf/proxy.toml"]);
+    let (code, _, stderr) = run_cli_in(Some(&root), &["check", "--config", "conf/proxy.toml"]);
     assert_eq!(code, 2);
     assert_eq!(
         stderr.trim_end(),

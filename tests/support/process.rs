@@ -2,7 +2,7 @@
 //! codes, its log, its memory; and `doorman` subcommands run to completion (`run_cli`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -143,11 +143,18 @@ impl Drop for DoormanProcess {
 
 /// Run `doorman ARGS` to completion and return (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run doorman");
+    run_cli_in(None, args)
+}
+
+/// As [`run_cli`], from the working directory `cwd` when given (relative paths in ARGS and in
+/// the config then resolve against it).
+pub fn run_cli_in(cwd: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command.args(args).stdin(Stdio::null());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let out = command.output().expect("run doorman");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
