@@ -2,9 +2,9 @@
 //! and its access-log line, in one value.
 //!
 //! The gate creates an [`Exchange`] per request and hands it down the pipeline by `&mut`: the
-//! path normaliser records the path, the route table the route, the cookie reader what the
-//! client presented, the session lookup its outcome, the login endpoints and the handoff the
-//! session they created or ended. The finishing step (`gate::finish`) then reads it once to
+//! gate records the normalised path, the route and the cookie the client presented; the
+//! session lookup (`access::lookup`) its outcome; the login endpoints and the handoff the
+//! session they created or ended, and what to do with the cookie. The finishing step (`gate::finish`) then reads it once to
 //! set `Set-Cookie` and write the access log. Nothing is passed back through separate
 //! out-parameters, so a new stage (a forward-auth check, a signed assertion) adds a field here
 //! instead of a parameter to every function on the way.
