@@ -5,7 +5,7 @@
 //! * `GET /readyz`: `200 ready` when a config is loaded and the session store answers a ping
 //!   within [`READY_PING`]; otherwise `503` with a one-line reason. It follows the store:
 //!   Redis going away flips it to 503, Redis coming back flips it to 200, without a restart.
-//! * `GET /metrics`: Prometheus exposition text ([`crate::metrics`]).
+//! * `GET /metrics`: Prometheus exposition text (`crate::metrics`).
 //!
 //! Anything else is `404` (`405` for another method on those paths). The listener speaks
 //! HTTP/1.1 only, with a header deadline and a cap on concurrent connections: it is meant for a

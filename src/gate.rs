@@ -40,7 +40,7 @@ pub struct App {
     pub upstream: Upstream,
 }
 
-/// The state every request reads: the current [`App`], replaced whole by a reload
+/// The state every request reads: the current `App`, replaced whole by a reload
 /// (SIGHUP). Each request loads it once and keeps its `Arc` to the end, so a request
 /// in flight finishes under the config it started with.
 pub type Live = Arc<ArcSwap<App>>;

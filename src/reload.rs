@@ -4,7 +4,7 @@
 //! [`Reloader::reload`] loads `proxy.toml` and the users file exactly as start-up and
 //! `doorman check` do. If that fails, every problem is logged with the message `doorman check`
 //! prints, `doorman_config_reloads_total{result="failure"}` counts it, and the running config
-//! keeps serving. Otherwise a new [`App`](crate::gate::App) is built around the *same* session
+//! keeps serving. Otherwise a new `App` is built around the *same* session
 //! store (sessions, throttling counters and metrics carry over) and stored in the
 //! [`Live`] pointer with one atomic swap: new requests see the new routes, identity headers,
 //! upstream (a fresh client and pool), timeouts and users; requests in flight hold an `Arc` of

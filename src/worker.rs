@@ -36,7 +36,7 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// How many workers this process runs: as fixed by [`set_count`] when the workers started,
+/// How many workers this process runs: as fixed by `set_count` when the workers started,
 /// else [`default_count`]. The upstream keeps one connection pool per worker.
 pub fn count() -> usize {
     COUNT.get().copied().unwrap_or_else(default_count)

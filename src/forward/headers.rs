@@ -69,7 +69,7 @@ const FORWARDING: &[&str] = &[
     "x-method-override",
 ];
 
-/// Remove every forwarding and rewrite header ([`FORWARDING`]), in any spelling.
+/// Remove every forwarding and rewrite header (`FORWARDING`), in any spelling.
 pub fn remove_forwarding(headers: &mut HeaderMap) {
     remove_where(headers, |name| FORWARDING.contains(&name));
 }

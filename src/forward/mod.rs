@@ -1,4 +1,4 @@
-//! The way to the upstream: one connection pool per worker ([`pool`], doorman's own: see
+//! The way to the upstream: one connection pool per worker (`pool`, doorman's own: see
 //! there why, and what it guarantees), one function that builds every upstream request, and
 //! the cleaning of what comes back.
 //!
@@ -8,7 +8,7 @@
 //! Bodies are never buffered: the client's `Incoming` body becomes the upstream request's body
 //! and the upstream's `Incoming` becomes the client's, frame by frame, trailers included (a
 //! chunked request body's first frames are taken ahead, at most 64 KiB, so a malformed one is
-//! refused before the upstream sees it; [`client_body`] also holds the body deadlines).
+//! refused before the upstream sees it; `client_body` also holds the body deadlines).
 //! Request trailers are header fields too, and a client may declare `Trailer: X-Auth-User`: they
 //! get the same strip as the request head ([`UpstreamBody`]).
 

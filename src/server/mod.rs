@@ -3,18 +3,18 @@
 //! One way in: [`Server::open`] opens the store and builds the first state, and
 //! [`Server::serve`] takes already-bound listeners and a shutdown future (as mini-redis does), so
 //! tests bind `127.0.0.1:0` and stop it when they like. Each accepted connection runs in its own task with a
-//! [`ConnClock`](deadlines::ConnClock) enforcing `header_timeout`, `idle_timeout` and
+//! `ConnClock` enforcing `header_timeout`, `idle_timeout` and
 //! `send_timeout` (a client that stops reading its response is dropped); at most
 //! `max_connections` run at once (both listeners together), and accept waits for a free slot
 //! rather than failing; but one client (address, IPv6 /64) may hold only
 //! `max_connections_per_client` of them, and its connections beyond that are closed at accept
-//! ([`per_client`]), so its slow connections cannot fill every slot and starve other clients.
+//! (`per_client`), so its slow connections cannot fill every slot and starve other clients.
 //!
 //! Under `[listen] tls` the handshake runs inside the connection's task, never in the accept
 //! loop (a slow or silent client must not hold up everyone else's accept), and it is part of
 //! the `header_timeout` window that starts at accept: a client that never finishes its
 //! handshake is closed like one that never finishes its request head. The decrypted stream is
-//! what the clock watches and what [`protocol::sniff`] reads, so HTTP/2 is told from HTTP/1
+//! what the clock watches and what `protocol::sniff` reads, so HTTP/2 is told from HTTP/1
 //! the same way with TLS or without. The sniff is under `header_timeout` too.
 
 mod deadlines;
@@ -70,7 +70,7 @@ pub struct Listeners {
 
 pub use crate::gate::Live;
 
-/// A doorman ready to serve: its session store open and its first [`App`] built, not yet
+/// A doorman ready to serve: its session store open and its first `App` built, not yet
 /// accepting. The one way in: `main` and the tests open one, hand [`Server::live`] to the admin
 /// listener and the reloader, then [`Server::serve`] it.
 pub struct Server {
@@ -80,7 +80,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the session store `config` names and build the first [`App`], with fresh metrics,
+    /// Open the session store `config` names and build the first `App`, with fresh metrics,
     /// on the system clock.
     pub fn open(config: Arc<Config>) -> io::Result<Server> {
         Server::open_with_clock(config, Clock::system())
@@ -113,7 +113,7 @@ impl Server {
     /// requests finish within `shutdown_grace`, and return. TLS follows `[listen] tls`.
     ///
     /// With `workers`, each accepted connection is handed to the least busy worker runtime and
-    /// served there for its whole life (see [`workers`]); without, on the runtime that runs
+    /// served there for its whole life (see `workers`); without, on the runtime that runs
     /// this future. Accept, `max_connections` and graceful shutdown stay here, across all
     /// workers.
     pub async fn serve(

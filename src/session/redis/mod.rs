@@ -3,12 +3,12 @@
 //! This file is the store's public surface: [`RedisStore`] and its [`SessionStore`] commands.
 //! The rest is split by concern, each file depending only on those listed before it:
 //!
-//! * [`keys`]: the key schema (record hash, per-user index, throttling counters).
-//! * [`codec`]: a record as the fields of its hash, and back.
-//! * [`scripts`]: the Lua scripts, one atomic single-key step each.
-//! * [`topology`]: standalone / Sentinel / Cluster connections, per-worker slots, and the
+//! * `keys`: the key schema (record hash, per-user index, throttling counters).
+//! * `codec`: a record as the fields of its hash, and back.
+//! * `scripts`: the Lua scripts, one atomic single-key step each.
+//! * `topology`: standalone / Sentinel / Cluster connections, per-worker slots, and the
 //!   bounded exchange ([`COMMAND_TIMEOUT`]) every command runs through.
-//! * [`cached`]: `cache = true`, the local session cache in front of lookups and its tracker's
+//! * `cached`: `cache = true`, the local session cache in front of lookups and its tracker's
 //!   start-up.
 //!
 //! Why the store is shaped this way:
@@ -33,9 +33,9 @@
 //!
 //! # `cache = true`
 //!
-//! [`RedisStore::with_cache`] puts a [`SessionCache`] in front of lookups, kept honest by a
+//! [`RedisStore::with_cache`] puts a `SessionCache` in front of lookups, kept honest by a
 //! tracking connection: a hot session is answered from memory until Redis says its record
-//! changed (see [`cached`]). Standalone and Sentinel only.
+//! changed (see `cached`). Standalone and Sentinel only.
 
 mod cached;
 mod codec;
@@ -62,7 +62,7 @@ use crate::config::RedisTarget;
 pub use self::topology::COMMAND_TIMEOUT;
 pub use crate::session::cache::TRUST_WINDOW;
 
-/// Sessions in Redis (standalone, Sentinel or Cluster). See [`keys`] for the layout.
+/// Sessions in Redis (standalone, Sentinel or Cluster). See `keys` for the layout.
 /// Clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
