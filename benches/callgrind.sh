@@ -2,162 +2,47 @@
 # benches/callgrind.sh -- user-space instructions per request of doorman, under callgrind.
 #
 # Usage (loopback only; about 15 s plus the build):
-#   cd <doorman checkout> && benches/callgrind.sh      (or a copy: /tmp/callgrind.sh)
-#   It measures the checkout that contains the current directory (ROOT=DIR to name another).
+#   benches/callgrind.sh
 #   env: N=2000 (measured requests per path), CONNS=8 (keep-alive connections),
-#        WARMUP=1000 (requests before the counters are zeroed), DOORMAN=PATH (use this
-#        binary instead of `cargo build --release` in this checkout), KEEP=1 (keep the temp dir)
+#        WARMUP=1000 (requests before the counters are zeroed), DOORMAN=PATH (measure this
+#        binary, e.g. another commit's release build, instead of building this checkout),
+#        OUT=DIR (where the logs go; default benches/results/<stamp>)
 #
-# What it measures: `cargo build --release` of the current checkout, then, for each path, a
-# fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store) run under
-# `valgrind --tool=callgrind`, in front of an nginx upstream (1 worker, fixed 200 "ok\n", as
-# benches/conf/nginx-upstream.conf.tmpl). A python3 load generator opens CONNS keep-alive
-# connections, sends WARMUP requests over them, zeroes the counters (`callgrind_control -z`),
-# sends exactly N requests (N/CONNS per connection, one at a time per connection, all CONNS
-# connections at once), checks that every response is a 200, then dumps (`callgrind_control
-# -d`). Reported figure: the dump's total Ir (all threads, user space only) / N.
+# What it measures: the release build (as benches/run.sh builds it), then, for each path, a
+# fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
+# benches/lib.sh writes for run.sh) run under `valgrind --tool=callgrind`, in front of the
+# harness's nginx upstream (1 worker, fixed 200 "ok\n"). A python3 load generator opens CONNS
+# keep-alive connections, sends WARMUP requests over them, zeroes the counters
+# (`callgrind_control -z`), sends exactly N requests (N/CONNS per connection, one at a time
+# per connection, all CONNS connections at once), checks that every response is a 200, then
+# dumps (`callgrind_control -d`). Reported figure: the dump's total Ir (all threads, user space
+# only) / N.
 #   public:         GET /public (route with access = "public"), no cookie
 #   authenticated:  GET /dashboard (access = "authenticated") with a session cookie from
-#                   POST /_doorman/login (users file made with `doorman hash-password`); every
-#                   response must carry the upstream's X-Seen-Auth-User echo of the user.
-# Prints `public: <Ir/req>` and `authenticated: <Ir/req>` on stdout (details on stderr).
-# It only uses the doorman binary, its CLI (`doorman [--config F]`, `check`, `hash-password`)
-# and proxy.toml, so it runs unchanged on other commits. Every process it starts (nginx,
-# valgrind/doorman) runs in its own session and is stopped on exit, Ctrl-C or failure.
+#                   POST /_doorman/login; every response must carry the upstream's
+#                   X-Seen-Auth-User echo of the user, and the request without the cookie 401.
+# Prints `public: <Ir/req>` and `authenticated: <Ir/req>` on stdout (details on stderr). It
+# only drives the binary through its CLI and proxy.toml, so DOORMAN may be an older build.
+# Processes, ports, the upstream and the config are benches/lib.sh's, as for run.sh.
 set -uo pipefail
 
-ROOT=${ROOT:-$(git rev-parse --show-toplevel 2>/dev/null || pwd)}
-ROOT=$(cd "$ROOT" && pwd) || exit 1
-PATH=$PATH:/usr/sbin:/sbin   # nginx lives in /usr/sbin
-N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; KEEP=${KEEP:-0}
-USER_NAME=bench; PASSWORD=bench-password-not-secret
+SCRIPT=callgrind.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() { echo "callgrind.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
+PIN=0; NICE=0
 
-for t in valgrind callgrind_control nginx curl python3 cargo; do
+for t in valgrind callgrind_control nginx curl python3; do
   command -v "$t" >/dev/null || die "missing tool: $t"
 done
-grep -q '^name = "doorman"' "$ROOT/Cargo.toml" 2>/dev/null || die "$ROOT is not a doorman checkout (cd into one, or set ROOT)"
 [ $((N % CONNS)) = 0 ] || die "N ($N) must be a multiple of CONNS ($CONNS)"
 
-# ---------------------------------------------------------------- build
-if [ -z "$DOORMAN" ]; then
-  log "cargo build --release in $ROOT"
-  (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-  TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') || die "cargo metadata failed"
-  DOORMAN="$TARGET/release/doorman"
-fi
-[ -x "$DOORMAN" ] || die "no doorman binary at $DOORMAN"
-
-# ---------------------------------------------------------------- processes
-RUN=$(mktemp -d /tmp/doorman-callgrind.XXXXXX)
-PIDS=()
-start_bg() {  # start_bg LOG CMD...: own session (process group); sets BG_PID
-  setsid "${@:2}" > "$1" 2>&1 < /dev/null &
-  BG_PID=$!; PIDS+=("$BG_PID")
-}
-stop_pid() {  # stop_pid PID: TERM its process group, wait up to 20 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  for ((i=0; i<200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; }
-  wait "$pid" 2>/dev/null
-  return 0
-}
-cleanup() {
-  local i
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do stop_pid "${PIDS[$i]}"; done
-  PIDS=()
-  if [ "$KEEP" = 1 ]; then echo "kept: $RUN" >&2; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() {  # wait_port PORT TIMEOUT_S PID LOG
-  local i
-  for ((i=0; i<$2*10; i++)); do
-    port_open "$1" && return 0
-    kill -0 "$3" 2>/dev/null || { cat "$4" >&2; die "process $3 exited during start"; }
-    sleep 0.1
-  done
-  cat "$4" >&2; die "nothing listening on port $1 after $2 s"
-}
-read -r UP_PORT DM_PORT <<< "$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
-[ -n "$DM_PORT" ] || die "could not pick free loopback ports"
-
-# ---------------------------------------------------------------- upstream: nginx
-mkdir -p "$RUN/nginx"
-cat > "$RUN/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $RUN/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type text/plain;
-    keepalive_requests 1000000;
-    keepalive_timeout 65s;
-    server_tokens off;
-    client_body_temp_path $RUN/nginx/tmp_body;
-    proxy_temp_path $RUN/nginx/tmp_proxy;
-    fastcgi_temp_path $RUN/nginx/tmp_fastcgi;
-    uwsgi_temp_path $RUN/nginx/tmp_uwsgi;
-    scgi_temp_path $RUN/nginx/tmp_scgi;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / {
-            add_header X-Seen-Auth-User \$http_x_auth_user;
-            return 200 "ok\n";
-        }
-    }
-}
-EOF
-nginx -t -q -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -g 'daemon off;' 2>"$RUN/nginx/t.err" \
-  || { cat "$RUN/nginx/t.err" >&2; die "nginx config invalid"; }
-start_bg "$RUN/nginx.log" nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -g 'daemon off;'
-wait_port "$UP_PORT" 10 "$BG_PID" "$RUN/nginx.log"
-
-# ---------------------------------------------------------------- doorman config
-HASH=$(printf '%s\n' "$PASSWORD" | "$DOORMAN" hash-password) || die "doorman hash-password failed"
-write_config() {  # write_config DIR: proxy.toml + users.toml, embedded store in DIR
-  mkdir -p "$1"
-  printf '[users.%s]\npassword = "%s"\ngroups = []\n' "$USER_NAME" "$HASH" > "$1/users.toml"
-  cat > "$1/proxy.toml" <<EOF
-[listen]
-addr = "127.0.0.1:$DM_PORT"
-max_connections_per_client = 1000000
-
-[upstream]
-url = "http://127.0.0.1:$UP_PORT"
-
-[access]
-default = "authenticated"
-
-[[routes]]
-path = "/public"
-access = "public"
-
-[[routes]]
-path = "/dashboard"
-access = "authenticated"
-
-[login]
-users_file = "users.toml"
-
-[session]
-store = "embedded"
-path = "sessions.db"
-EOF
-  "$DOORMAN" check --config "$1/proxy.toml" >&2 || die "doorman check refused $1/proxy.toml"
-}
+build_doorman
+init_run
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT <<< "$(free_ports 3)"
+[ -n "$AUTH_PORT" ] || die "could not pick free loopback ports"
+nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
+make_users
 
 # ---------------------------------------------------------------- load generator
 cat > "$RUN/load.py" <<'PY'
@@ -240,28 +125,25 @@ if errs or ok != n: sys.exit(f"{len(errs)} failures, first: {errs[0] if errs els
 PY
 
 # ---------------------------------------------------------------- one measurement
-# measure NAME PATH AUTH(0|1): fresh doorman under callgrind, prints Ir per request
+# measure NAME PORT PATH AUTH(0|1): a fresh doorman under callgrind; sets RESULT (Ir/request)
 measure() {
-  local name=$1 path=$2 auth=$3 dir="$RUN/$1" cookie="" hdrs code out pid
-  write_config "$dir"
-  out="$dir/callgrind.out"
-  log "$name: starting doorman under callgrind on :$DM_PORT"
-  start_bg "$dir/doorman.log" env DOORMAN_WORKERS=1 RUST_LOG=warn \
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$DOORMAN" --config "$dir/proxy.toml"
-  pid=$BG_PID
-  wait_port "$DM_PORT" 120 "$pid" "$dir/doorman.log"
+  local name=$1 port=$2 path=$3 auth=$4 cookie="" code out pid
+  doorman_config "$name" "$port" "$(session_toml embedded)"
+  out="$RUN/$name/callgrind.out"
+  log "$name: starting doorman under callgrind on :$port"
+  start_bg "$name" env DOORMAN_WORKERS=1 RUST_LOG=warn \
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$DOORMAN" --config "$RUN/$name/proxy.toml"
+  pid=$(pid_of "$name")
+  wait_port "$port" 120 "$name"
   if [ "$auth" = 1 ]; then
-    hdrs=$(curl -s -m 300 -D - -o /dev/null -X POST --data-urlencode "username=$USER_NAME" \
-      --data-urlencode "password=$PASSWORD" "http://127.0.0.1:$DM_PORT/_doorman/login" | tr -d '\r')
-    code=$(echo "$hdrs" | awk 'NR==1{print $2}')
-    case "$code" in 200|302|303) ;; *) echo "$hdrs" >&2; die "$name: login gave '$code'";; esac
-    cookie=$(echo "$hdrs" | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}')
+    # Argon2id under callgrind takes seconds, hence the long login timeout.
+    cookie=$(doorman_login "$port" 300)
     [ -n "$cookie" ] || die "$name: login set no cookie"
-    code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DM_PORT$path")
+    code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
     [ "$code" = 401 ] || die "$name: GET $path without the cookie gave $code, want 401"
   fi
-  python3 "$RUN/load.py" "$DM_PORT" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
-    "$( [ "$auth" = 1 ] && echo "$USER_NAME")" || die "$name: load failed (doorman log: $dir/doorman.log)"
+  python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
+    "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" || die "$name: load failed (log: $RUN/$name.log)"
   local dumps=("$out".*)
   [ ${#dumps[@]} = 1 ] && [ -f "${dumps[0]}" ] || die "$name: expected one dump $out.*, found: ${dumps[*]}"
   local total
@@ -269,13 +151,12 @@ measure() {
   [ -n "$total" ] || total=$(awk '$1=="summary:"{print $2}' "${dumps[0]}")
   [ -n "$total" ] || die "$name: no totals in ${dumps[0]}"
   log "$name: total Ir $total over $N requests"
-  stop_pid "$pid"
   RESULT=$(( (total + N/2) / N ))
 }
 
 log "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
 log "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'), N=$N CONNS=$CONNS WARMUP=$WARMUP"
-measure public /public 0; PUBLIC=$RESULT
-measure authenticated /dashboard 1; AUTHENTICATED=$RESULT
+measure public "$PUBLIC_PORT" /public 0; PUBLIC=$RESULT
+measure authenticated "$AUTH_PORT" /dashboard 1; AUTHENTICATED=$RESULT
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"

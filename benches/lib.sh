@@ -1,4 +1,4 @@
-# benches/lib.sh -- helpers shared by benches/run.sh and benches/scale.sh (sourced, not run).
+# benches/lib.sh -- helpers shared by benches/run.sh, scale.sh and callgrind.sh (sourced, not run).
 #
 # The sourcing script sets SCRIPT (its name, for messages) before sourcing, and these
 # globals before calling the helpers that use them: OUT and PIN/NICE (init_run), DOORMAN,
@@ -272,9 +272,9 @@ doorman_start() {
   wait_port "$2" 30 "$1"
 }
 
-doorman_login() {  # doorman_login PORT -> prints "name=value" of the session cookie
+doorman_login() {  # doorman_login PORT [TIMEOUT_S, default 10] -> prints "name=value" of the cookie
   local hdrs code
-  hdrs=$(curl -s -m 10 -D - -o /dev/null -X POST \
+  hdrs=$(curl -s -m "${2:-10}" -D - -o /dev/null -X POST \
     --data-urlencode "username=$BENCH_USER" --data-urlencode "password=$BENCH_PASSWORD" \
     "http://127.0.0.1:$1/_doorman/login" | tr -d '\r')
   code=$(echo "$hdrs" | awk 'NR==1{print $2}')
