@@ -134,7 +134,7 @@ fn bench_routes(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 table
-                    .find(black_box(&method), black_box(path))
+                    .find(black_box(&method), None, black_box(path))
                     .policy
                     .access
             })

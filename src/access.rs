@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use http::uri::PathAndQuery;
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, Method};
 use tracing::warn;
 
 use crate::clock::Clock;
@@ -64,6 +63,50 @@ impl Shared {
     }
 }
 
+/// A request as the route table judges it: one doorman proxies, or the original request a
+/// gateway describes (forward-auth). Both are decided by [`decide`], so a route means the same
+/// thing whichever way a request comes.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The host the browser named, normalised ([`crate::host::normalise`]); `None` when no
+    /// route matches on hosts (it is not looked at) or the request named none.
+    pub host: Option<&'a str>,
+    /// The normalised path.
+    pub path: &'a str,
+    /// The request's headers (page-load detection for `on_unauthenticated = "redirect"`).
+    pub headers: &'a HeaderMap,
+    /// Where the login page sends the browser back: the path and query of a proxied request,
+    /// or the absolute URL of a gateway's original request.
+    pub next: &'a str,
+    /// The origin the login page is on, when it is not the request's own (`None`: the login
+    /// URL is a path on the request's origin).
+    pub login_origin: Option<&'a str>,
+}
+
+/// The decision for one request, the same for every way a request comes: the first matching
+/// route (recorded on the exchange), `deny` → 403, then the session lookup and [`authorise`].
+pub async fn decide(
+    shared: &Shared,
+    ex: &mut Exchange,
+    req: &Judged<'_>,
+) -> Result<(), ProxyError> {
+    let matched = shared.config.routes.find(req.method, req.host, req.path);
+    if let Some(route) = matched.route {
+        tracing::Span::current().record("route", route.name.as_str());
+    }
+    ex.route = Some(match matched.route {
+        Some(route) => route.name.clone(),
+        None => crate::metrics::ROUTE_DEFAULT.to_string(),
+    });
+    if matched.policy.access == Access::Deny {
+        return Err(ProxyError::Forbidden);
+    }
+    lookup(shared, ex).await;
+    authorise(shared, ex, matched.policy, req)
+}
+
 /// Look up the session the exchange's cookie presents and record the outcome on it; groups of
 /// password sessions come from the users file as it is now.
 pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
@@ -113,7 +156,6 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
 
 /// Apply `policy` (a route that is not `deny`) to the session looked up on `ex`: `Ok` when
 /// the request may be forwarded (with the exchange's identity, if any), else the refusal.
-/// `target` is the normalised path and query, for the login redirect's `next`.
 ///
 /// A stale cookie is expired on the way out. A store outage fails closed on an authenticated
 /// route (503); a public route still works, anonymously, and the cookie is kept.
@@ -121,8 +163,7 @@ pub fn authorise(
     shared: &Shared,
     ex: &mut Exchange,
     policy: &RoutePolicy,
-    headers: &HeaderMap,
-    target: &PathAndQuery,
+    req: &Judged<'_>,
 ) -> Result<(), ProxyError> {
     let authenticated = policy.access == Access::Authenticated;
     match &ex.session {
@@ -145,8 +186,7 @@ pub fn authorise(
         None => Err(ProxyError::Unauthenticated(challenge(
             &shared.config,
             policy,
-            headers,
-            target,
+            req,
         ))),
         Some(who) if !policy.allows(who.user(), who.groups()) => Err(ProxyError::Forbidden),
         Some(_) => Ok(()),
@@ -154,21 +194,17 @@ pub fn authorise(
 }
 
 /// How to tell a client without a session to log in.
-fn challenge(
-    config: &Config,
-    policy: &RoutePolicy,
-    headers: &HeaderMap,
-    target: &PathAndQuery,
-) -> Challenge {
+fn challenge(config: &Config, policy: &RoutePolicy, req: &Judged<'_>) -> Challenge {
     match policy.on_unauthenticated {
         OnUnauthenticated::Status401 => Challenge::Plain,
         OnUnauthenticated::Redirect => {
             let login_url = format!(
-                "{}/login?next={}",
+                "{}{}/login?next={}",
+                req.login_origin.unwrap_or_default(),
                 config.login.prefix,
-                percent_encode_component(target.as_str())
+                percent_encode_component(req.next)
             );
-            if is_page_load(headers) {
+            if is_page_load(req.headers) {
                 Challenge::Redirect {
                     location: login_url,
                 }

@@ -8,7 +8,8 @@
 //! `duration_ms` runs to the end of the body, and `complete = false` marks a body the client did
 //! not wait for.
 //!
-//! Fields: `peer`, `method`, `path` (normalised; the raw path when normalisation refused it),
+//! Fields: `peer` (the TCP peer), `client` (the client's address: the peer, or what a trusted
+//! gateway's `X-Forwarded-For` says), `method`, `path` (normalised; the raw path when normalisation refused it),
 //! `route`, `status`, `bytes`, `duration_ms`, `complete`, and when there is one `user` and
 //! `session` — a short tag of the session's store key ([`SessionKey::tag`]), which cannot be
 //! turned back into the cookie.
@@ -79,6 +80,7 @@ impl Drop for Finish {
             info!(
                 target: "doorman::access",
                 peer = %ex.client.peer,
+                client = %ex.client.addr,
                 method = %ex.method,
                 path,
                 route,

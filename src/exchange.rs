@@ -9,22 +9,85 @@
 //! out-parameters, so a new stage (a forward-auth check, a signed assertion) adds a field here
 //! instead of a parameter to every function on the way.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use http::{Method, Uri};
+use http::{HeaderMap, Method, Uri};
 
 use crate::cookie::Presented;
 use crate::identity::Identity;
 use crate::session::{Record, SessionId, SessionKey, StoreError};
 
-/// Who is on the other end of the connection a request arrived on.
+/// Who is on the other end of the connection a request arrived on, and — when that is a
+/// trusted gateway (`[forward_auth] trusted_gateways`) — who the browser behind it is.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo {
     /// The TCP peer (a front proxy's address when there is one).
     pub peer: SocketAddr,
-    /// Whether the client reached doorman over TLS.
+    /// Whether the connection to doorman is TLS (HSTS is sent only then).
     pub tls: bool,
+    /// The client's address, for throttling and logs: the peer, or for a trusted gateway
+    /// the last address of its `X-Forwarded-For` (the one the gateway itself appended).
+    pub addr: IpAddr,
+    /// Whether the browser used https: `tls`, or for a trusted gateway its
+    /// `X-Forwarded-Proto`. Doorman's cookie (`Secure`, `__Host-` under `cookie_secure =
+    /// "auto"`), origins and redirects follow it.
+    pub https: bool,
+    /// Whether the peer is a trusted gateway describing the browser in `X-Forwarded-*`
+    /// (so the browser's host is its `X-Forwarded-Host`: [`crate::head::browser_host`]).
+    pub gateway: bool,
+}
+
+impl ClientInfo {
+    /// A client connected straight to doorman.
+    pub fn direct(peer: SocketAddr, tls: bool) -> ClientInfo {
+        ClientInfo {
+            peer,
+            tls,
+            addr: peer.ip(),
+            https: tls,
+            gateway: false,
+        }
+    }
+
+    /// This client as a trusted gateway describes the browser behind it: the last address of
+    /// `X-Forwarded-For` (the one the gateway appended; earlier ones are the client's own
+    /// claims), and the scheme of the last `X-Forwarded-Proto`. What a header leaves out
+    /// stays as the connection says.
+    pub fn behind_gateway(self, headers: &HeaderMap) -> ClientInfo {
+        let addr = last_value(headers, "x-forwarded-for")
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .unwrap_or(self.addr);
+        let https = match last_value(headers, "x-forwarded-proto") {
+            Some(proto) => proto.eq_ignore_ascii_case("https"),
+            None => self.https,
+        };
+        ClientInfo {
+            addr,
+            https,
+            gateway: true,
+            ..self
+        }
+    }
+
+    /// The host the browser addressed: for a trusted gateway its last `X-Forwarded-Host`,
+    /// else the request's own authority or `Host` ([`crate::head::request_host`]).
+    pub fn browser_host<'a>(&self, uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+        if self.gateway {
+            if let Some(host) = last_value(headers, "x-forwarded-host") {
+                return Some(host);
+            }
+        }
+        crate::head::request_host(uri, headers)
+    }
+}
+
+/// The last comma-separated element of the last `name` header, trimmed (`None` when absent,
+/// empty or not visible ASCII).
+fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    let last = value.rsplit(',').next()?.trim();
+    (!last.is_empty()).then_some(last)
 }
 
 /// What to do with doorman's cookie on the way out.

@@ -27,7 +27,6 @@ use crate::exchange::{ClientInfo, CookieAction, Exchange, SessionState};
 use crate::forward::Upstream;
 use crate::login::{self, handoff, Login};
 use crate::metrics::Metrics;
-use crate::routes::Access;
 use crate::session::Store;
 
 /// What every request shares: the state below the proxy, the login machinery, the upstream.
@@ -36,8 +35,8 @@ pub struct App {
     pub shared: Shared,
     /// Password checks and login throttling (kept across reloads).
     pub login: Login,
-    /// The upstream client (one connection pool per worker).
-    pub upstream: Upstream,
+    /// The upstream client (one connection pool per worker); `None` in auth-only mode.
+    pub upstream: Option<Upstream>,
 }
 
 /// The state every request reads: the current `App`, replaced whole by a reload
@@ -87,6 +86,11 @@ impl App {
 
 /// Answer one request: forward it, or answer with doorman's own response.
 pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Response<Body> {
+    // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
+    let client = match &app.shared.config.forward_auth {
+        Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
+        _ => client,
+    };
     let mut ex = Exchange::new(
         client,
         req.method().clone(),
@@ -132,7 +136,7 @@ async fn decide(
     crate::head::check(&req)?;
     // Normalised once: what the routes match is exactly what the upstream receives.
     let path = crate::path::normalise(req.uri().path())?;
-    ex.presented = shared.cookies(ex.client.tls).read(req.headers());
+    ex.presented = shared.cookies(ex.client.https).read(req.headers());
     if config.login.owns(&path) {
         // Doorman's own endpoints; nothing under the prefix is ever forwarded.
         ex.path = Some(path);
@@ -140,26 +144,45 @@ async fn decide(
         // Boxed, like the handoff below: a large future that most requests never need.
         return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
     }
-    let path = &**ex.path.insert(path);
-    let target = forward_target(path, req.uri().query())?;
-    let matched = config.routes.find(req.method(), path);
-    if let Some(route) = matched.route {
-        tracing::Span::current().record("route", route.name.as_str());
-    }
-    ex.route = Some(match matched.route {
-        Some(route) => route.name.clone(),
-        None => crate::metrics::ROUTE_DEFAULT.to_string(),
-    });
-    if matched.policy.access == Access::Deny {
-        return Err(ProxyError::Forbidden);
-    }
-    access::lookup(shared, ex).await;
-    access::authorise(shared, ex, matched.policy, req.headers(), &target)?;
+    let Some(upstream) = &app.upstream else {
+        // Auth-only mode: doorman serves its own endpoints and nothing else.
+        ex.path = Some(path);
+        return Err(ProxyError::NotFound);
+    };
+    let target = match forward_target(&path, req.uri().query()) {
+        Ok(target) => target,
+        Err(error) => {
+            ex.path = Some(path);
+            return Err(error);
+        }
+    };
+    // Only a table with host-scoped routes looks at the host (normalising it allocates).
+    let host = match config.routes.matches_hosts() {
+        false => None,
+        true => match route_host(&ex.client, &req) {
+            Some(host) => Some(host),
+            None => {
+                ex.path = Some(path);
+                return Err(ProxyError::BadRequest("host is not a plain host name"));
+            }
+        },
+    };
+    let judged = access::Judged {
+        method: req.method(),
+        host: host.as_deref(),
+        path: &path,
+        headers: req.headers(),
+        next: target.as_str(),
+        login_origin: None,
+    };
+    let decided = access::decide(shared, ex, &judged).await;
+    // Recorded before the decision is acted on, so a refusal's log line has the path too.
+    ex.path = Some(path);
+    decided?;
 
     let permit = handoff::permit(config, ex, &req);
     let asked = Instant::now();
-    let forwarded = app
-        .upstream
+    let forwarded = upstream
         .forward(req, &ex.client, target, ex.identity())
         .await;
     shared.metrics.upstream(asked.elapsed());
@@ -177,7 +200,7 @@ async fn decide(
 /// no body on a `HEAD`, and the access log (written when the body is done).
 fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Body> {
     let shared = &app.shared;
-    let cookies = shared.cookies(ex.client.tls);
+    let cookies = shared.cookies(ex.client.https);
     let set_cookie = match &ex.cookie {
         CookieAction::Keep => None,
         CookieAction::Set(id) => Some(cookies.set(id)),
@@ -219,6 +242,15 @@ fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Bod
         tracing::Span::current(),
     );
     resp.map(|body| Logged::wrap(body, entry))
+}
+
+/// The host host-scoped routes are matched against. A request whose host is not a plain
+/// host name is refused rather than matched against no host: falling through to a laxer route
+/// with a host the app may still read as a protected one would be a bypass.
+fn route_host(client: &ClientInfo, req: &Request<Incoming>) -> Option<String> {
+    client
+        .browser_host(req.uri(), req.headers())
+        .and_then(crate::host::normalise)
 }
 
 /// The normalised path with the query as the client sent it (never matched, never rewritten).

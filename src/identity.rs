@@ -138,6 +138,20 @@ impl IdentityHeaders {
         headers.insert(self.user.clone(), identity.user_value());
         headers.insert(self.groups.clone(), identity.groups_value());
     }
+
+    /// Set the user and groups headers for a forward-auth answer: the identity, or empty
+    /// values for an anonymous request, so both headers are always present. A gateway that
+    /// copies them then always overwrites the client's own copy (Caddy 2.6 copies a literal
+    /// placeholder for an absent header; later Caddy versions let the client's value through).
+    pub fn set_always(&self, headers: &mut HeaderMap, identity: Option<&Identity>) {
+        match identity {
+            Some(identity) => self.set(headers, identity),
+            None => {
+                headers.insert(self.user.clone(), HeaderValue::from_static(""));
+                headers.insert(self.groups.clone(), HeaderValue::from_static(""));
+            }
+        }
+    }
 }
 
 /// Why a name cannot be an identity.

@@ -13,11 +13,11 @@
 //!
 //! ```text
 //! base:       lock worker clock encoding accept body metrics audit logging
-//! vocabulary: path identity routes tls
+//! vocabulary: path host identity routes tls
 //! config:     config
 //! store:      session
 //! request:    cookie error head exchange
-//! access:     access
+//! access:     access forward_auth
 //! login:      login
 //! proxy:      forward
 //! gate:       access_log gate
@@ -29,14 +29,16 @@
 //!   `encoding` (hex and percent escapes), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
 //!   [`logging`].
-//! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
+//! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`host`]
+//!   (host names as routes and `allowed_hosts` match them), [`identity`]
 //!   (identity headers, stripped then set), [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
 //! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
 //! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
 //!   `error` (every cause doorman answers itself, mapped to one status in one place),
 //!   `head` (heads refused before anything reads them), `exchange` (the per-request value).
-//! * **access**: `access`: the session a request carries and whether its route lets it pass.
+//! * **access**: `access`: the session a request carries and whether its route lets it pass;
+//!   `forward_auth`: the same decision for the original request a gateway describes.
 //! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
 //!   checks, the handoff.
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
@@ -81,8 +83,10 @@ pub(crate) mod encoding;
 pub(crate) mod error;
 pub(crate) mod exchange;
 pub mod forward;
+pub(crate) mod forward_auth;
 pub(crate) mod gate;
 pub(crate) mod head;
+pub mod host;
 pub mod identity;
 pub(crate) mod lock;
 pub mod logging;

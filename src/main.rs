@@ -72,6 +72,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}", config.summary());
             ExitCode::SUCCESS
         }

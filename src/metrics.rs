@@ -102,6 +102,36 @@ impl Login {
     ];
 }
 
+/// How a forward-auth sub-request was answered (`doorman_forward_auth_total{result}`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ForwardAuth {
+    /// 200: the gateway may pass the request (with or without a user).
+    allowed,
+    /// 401: not logged in.
+    unauthenticated,
+    /// 302 to the login page (`/forward-auth`, page loads under `redirect`).
+    redirect,
+    /// 403: not permitted, `deny`, a host outside `allowed_hosts`, or an untrusted peer.
+    forbidden,
+    /// 400: a required header missing or repeated, or an ambiguous original URI.
+    bad_request,
+    /// 503: the store could not answer.
+    unavailable,
+}
+
+impl ForwardAuth {
+    /// Every result, for series that exist from the start.
+    const ALL: [ForwardAuth; 6] = [
+        Self::allowed,
+        Self::unauthenticated,
+        Self::redirect,
+        Self::forbidden,
+        Self::bad_request,
+        Self::unavailable,
+    ];
+}
+
 /// `doorman_config_reloads_total{result}`.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -127,6 +157,11 @@ struct LoginLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardAuthLabel {
+    result: ForwardAuth,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabel {
     result: Reload,
 }
@@ -144,6 +179,7 @@ pub struct Metrics {
     upstream_duration: Histogram,
     session_lookups: Family<LookupLabel, Counter>,
     logins: Family<LoginLabel, Counter>,
+    forward_auth: Family<ForwardAuthLabel, Counter>,
     store_errors: Counter,
     open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     reloads: Family<ReloadLabel, Counter>,
@@ -213,6 +249,12 @@ impl Metrics {
             "logins",
             "Password logins by result (success, bad_credentials, throttled, cross_site)",
         );
+        let forward_auth: Family<ForwardAuthLabel, Counter> = registered(
+            &mut registry,
+            "forward_auth",
+            "Forward-auth sub-requests by answer (allowed, unauthenticated, redirect, forbidden, \
+             bad_request, unavailable)",
+        );
         let store_errors: Counter<u64, AtomicU64> = registered(
             &mut registry,
             "store_errors",
@@ -247,6 +289,9 @@ impl Metrics {
         for result in Login::ALL {
             let _ = logins.get_or_create(&LoginLabel { result });
         }
+        for result in ForwardAuth::ALL {
+            let _ = forward_auth.get_or_create(&ForwardAuthLabel { result });
+        }
         for result in [Reload::success, Reload::failure] {
             let _ = reloads.get_or_create(&ReloadLabel { result });
         }
@@ -257,6 +302,7 @@ impl Metrics {
             upstream_duration,
             session_lookups,
             logins,
+            forward_auth,
             store_errors,
             open_connections,
             reloads,
@@ -308,6 +354,14 @@ impl Metrics {
         self.logins.get_or_create(&LoginLabel { result }).inc();
     }
 
+    /// Count one forward-auth answer.
+    pub fn forward_auth(&self, result: ForwardAuth) {
+        self.forward_auth
+            .get_or_create(&ForwardAuthLabel { result })
+            .inc();
+    }
+
+    /// Count a session store failure on the request path.
     pub fn store_error(&self) {
         self.store_errors.inc();
     }

@@ -12,6 +12,8 @@
 
 use http::Method;
 
+use crate::host::HostPattern;
+
 /// What a route allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -104,6 +106,9 @@ pub struct Route {
     pub matcher: PathMatcher,
     /// `None`: any method.
     pub methods: Option<Vec<Method>>,
+    /// `hosts`: `None` matches any host; otherwise the request's host (port ignored) must be
+    /// covered by one of them, and a request without a usable host matches none.
+    pub hosts: Option<Vec<HostPattern>>,
     /// What the route allows.
     pub policy: RoutePolicy,
 }
@@ -123,6 +128,7 @@ pub struct RouteTable {
     routes: Vec<Route>,
     default: RoutePolicy,
     case_sensitive: bool,
+    hosts_scoped: bool,
 }
 
 impl RouteTable {
@@ -152,15 +158,19 @@ impl RouteTable {
                 }
             }
         }
+        let hosts_scoped = routes.iter().any(|r| r.hosts.is_some());
         RouteTable {
             routes,
             default,
             case_sensitive,
+            hosts_scoped,
         }
     }
 
-    /// The first route matching `method` and `path` (a normalised path), or the default.
-    pub fn find(&self, method: &Method, path: &str) -> Matched<'_> {
+    /// The first route matching `method`, `host` (as [`crate::host::normalise`] returns it;
+    /// `None` when the request named no usable host) and `path` (a normalised path), or the
+    /// default.
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Matched<'_> {
         let lowered;
         let path = if self.case_sensitive {
             path
@@ -171,6 +181,11 @@ impl RouteTable {
         for route in &self.routes {
             if route.methods.as_ref().is_some_and(|m| !m.contains(method)) {
                 continue;
+            }
+            if let Some(hosts) = &route.hosts {
+                if !host.is_some_and(|h| crate::host::any_matches(hosts, h)) {
+                    continue;
+                }
             }
             if route.matcher.matches(path) {
                 return Matched {
@@ -188,6 +203,11 @@ impl RouteTable {
     /// The routes, in the order they are tried.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Whether any route matches on `hosts` (only then is a request's host looked at).
+    pub fn matches_hosts(&self) -> bool {
+        self.hosts_scoped
     }
 
     /// Whether paths match case-sensitively (`[access] case_sensitive`).
@@ -277,12 +297,13 @@ mod tests {
             name: format!("{matcher:?}"),
             matcher,
             methods,
+            hosts: None,
             policy: RoutePolicy::new(access),
         }
     }
 
     fn access(table: &RouteTable, method: Method, path: &str) -> Access {
-        table.find(&method, path).policy.access
+        table.find(&method, Some("app.test"), path).policy.access
     }
 
     #[test]
@@ -353,7 +374,7 @@ mod tests {
             RoutePolicy::new(Access::Authenticated),
             false,
         );
-        let m = table.find(&Method::GET, "/private");
+        let m = table.find(&Method::GET, None, "/private");
         assert!(m.route.is_none());
         assert_eq!(m.policy.access, Access::Authenticated);
     }
@@ -367,6 +388,27 @@ mod tests {
         let sensitive = RouteTable::new(routes, RoutePolicy::new(Access::Public), true);
         assert_eq!(access(&sensitive, Method::GET, "/Admin"), Access::Deny);
         assert_eq!(access(&sensitive, Method::GET, "/admin"), Access::Public);
+    }
+
+    #[test]
+    fn hosts_are_part_of_the_match() {
+        let mut admin = route(PathMatcher::prefix("/"), Access::Deny, None);
+        admin.hosts = Some(vec![
+            HostPattern::parse("admin.example.com").unwrap(),
+            HostPattern::parse("*.ops.example.com").unwrap(),
+        ]);
+        let table = RouteTable::new(
+            vec![admin, route(PathMatcher::prefix("/"), Access::Public, None)],
+            RoutePolicy::new(Access::Authenticated),
+            false,
+        );
+        let at = |host: Option<&str>| table.find(&Method::GET, host, "/x").policy.access;
+        assert_eq!(at(Some("admin.example.com")), Access::Deny);
+        assert_eq!(at(Some("db.ops.example.com")), Access::Deny);
+        assert_eq!(at(Some("app.example.com")), Access::Public);
+        assert_eq!(at(Some("a.db.ops.example.com")), Access::Public);
+        // A request without a usable host never matches a host-scoped route.
+        assert_eq!(at(None), Access::Public);
     }
 
     #[test]

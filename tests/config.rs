@@ -202,10 +202,11 @@ preserve_host = true
         .map(ToString::to_string)
         .collect();
     assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
-    assert_eq!(c.upstream.url(), "https://example.com:8443");
-    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(86_400));
-    assert!(c.upstream.preserve_host);
-    assert!(c.upstream.ca.is_none());
+    let up = c.upstream.as_ref().expect("[upstream] given");
+    assert_eq!(up.url(), "https://example.com:8443");
+    assert_eq!(up.connect_timeout, Duration::from_secs(86_400));
+    assert!(up.preserve_host);
+    assert!(up.ca.is_none());
 }
 
 /// Wrong shapes at the top level are errors too, not silently replaced by defaults.

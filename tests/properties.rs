@@ -272,6 +272,7 @@ fn table(matcher: PathMatcher, case_sensitive: bool) -> RouteTable {
         name: "under test".into(),
         matcher,
         methods: None,
+        hosts: None,
         policy: RoutePolicy::new(Access::Deny),
     };
     RouteTable::new(
@@ -334,7 +335,7 @@ proptest! {
 
         let want = fold(&path, case_sensitive).starts_with(&fold(&prefix, case_sensitive));
         let got = table(PathMatcher::prefix(&written), case_sensitive)
-            .find(&Method::GET, &normal)
+            .find(&Method::GET, None, &normal)
             .policy
             .access
             == Access::Deny;
@@ -359,7 +360,7 @@ proptest! {
         }
         let matcher = PathMatcher::glob(&written).expect("whole-segment wildcards");
         let want = glob_reference(&fold(&pattern, case_sensitive), &fold(&path, case_sensitive));
-        let got = table(matcher, case_sensitive).find(&Method::GET, &normal).policy.access
+        let got = table(matcher, case_sensitive).find(&Method::GET, None, &normal).policy.access
             == Access::Deny;
         prop_assert_eq!(got, want, "glob {:?} path {:?}, case_sensitive {}",
             written, normal, case_sensitive);

@@ -11,6 +11,7 @@
 //! would leave paths the operator meant to protect open.
 
 mod admin;
+mod gateway;
 mod net;
 mod policy;
 mod reader;
@@ -33,7 +34,8 @@ use crate::tls::Tls;
 pub use users::{hash_password, User, Users, UsersError};
 
 pub use admin::AdminConfig;
-pub use net::IpNet;
+pub use gateway::ForwardAuthConfig;
+pub use net::{client_group, IpNet};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};
@@ -45,8 +47,12 @@ pub struct Config {
     pub file: PathBuf,
     /// `[listen]`.
     pub listen: ListenConfig,
-    /// `[upstream]`.
-    pub upstream: UpstreamConfig,
+    /// `[upstream]`: the app doorman forwards to. `None` only in auth-only mode: a
+    /// `[forward_auth]` table without an `[upstream]` one (DESIGN.md §8); without
+    /// `[forward_auth]`, a missing `[upstream]` means its defaults, as it always did.
+    pub upstream: Option<UpstreamConfig>,
+    /// `[forward_auth]`: doorman answers a gateway's auth sub-requests.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// `[access]` and `[[routes]]`: which rule applies to each request.
     pub routes: RouteTable,
     /// `[identity]`: the headers that carry identity, and what else to strip.
@@ -59,6 +65,8 @@ pub struct Config {
     pub users: Arc<Users>,
     /// `[admin]`: the operations listener.
     pub admin: AdminConfig,
+    /// Settings that are valid but risky: `doorman check` prints them, start-up logs them.
+    pub warnings: Vec<String>,
 }
 
 /// `[listen]`: the public listener and the limits that protect it.
@@ -219,7 +227,15 @@ impl std::error::Error for ConfigErrors {}
 
 /// Sections this build reads.
 const KNOWN: &[&str] = &[
-    "listen", "upstream", "access", "routes", "identity", "login", "session", "admin",
+    "listen",
+    "upstream",
+    "access",
+    "routes",
+    "identity",
+    "login",
+    "session",
+    "admin",
+    "forward_auth",
 ];
 /// Sections the contract defines that later work adds; refused until they are enforced.
 const NOT_YET: &[&str] = &[];
@@ -252,7 +268,9 @@ impl Config {
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut errors = Vec::new();
         let listen = read_listen(&root, &base, &mut errors);
-        let upstream = read_upstream(&root, &base, &mut errors);
+        let forward_auth = gateway::read_forward_auth(&root, &mut errors);
+        let upstream = (root.contains_key("upstream") || forward_auth.is_none())
+            .then(|| read_upstream(&root, &base, &mut errors));
         let login = session::read_login(&root, &base, &mut errors);
         let tls = listen.tls.is_some();
         let session = session::read_session(&root, &base, tls, &mut errors);
@@ -305,17 +323,28 @@ impl Config {
                 }
             },
         };
+        let mut warnings = Vec::new();
+        if let (Some(domain), Some(_)) = (&session.cookie_domain, &forward_auth) {
+            warnings.push(format!(
+                "{}: session.cookie_domain: every host under {domain:?} is trusted with \
+                 sessions (a sibling host can read, plant or shadow the cookie); leave it out \
+                 and set [login] public_origin to sign in once with a cookie per host",
+                file.display()
+            ));
+        }
         if all.is_empty() {
             Ok(Config {
                 file,
                 listen,
                 upstream,
+                forward_auth,
                 routes,
                 identity,
                 login,
                 session,
                 users: Arc::new(users),
                 admin,
+                warnings,
             })
         } else {
             Err(ConfigErrors(all))
@@ -329,11 +358,15 @@ impl Config {
         } else {
             "http"
         };
+        let mode = match (&self.upstream, &self.forward_auth) {
+            (Some(up), None) => format!("forwarding to {}", up.url()),
+            (Some(up), Some(_)) => format!("forwarding to {} and answering forward-auth", up.url()),
+            (None, _) => "auth-only (forward-auth, no upstream)".to_string(),
+        };
         format!(
-            "{}: ok: listening on {scheme}://{}, forwarding to {}, {} route(s), default access {}, {} user(s)",
+            "{}: ok: listening on {scheme}://{}, {mode}, {} route(s), default access {}, {} user(s)",
             self.file.display(),
             self.listen.addr,
-            self.upstream.url(),
             self.routes.routes().len(),
             self.routes.default_policy().access,
             self.users.len(),
@@ -533,10 +566,12 @@ mod tests {
         assert_eq!(c.listen.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.listen.max_connections, 10_000);
         assert_eq!(c.listen.max_header_bytes, 32_768);
-        assert_eq!(c.upstream.url(), "http://127.0.0.1:3000");
-        assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(4));
-        assert!(!c.upstream.preserve_host);
-        assert_eq!(c.upstream.upgrades, ["websocket"]);
+        let up = c.upstream.as_ref().unwrap();
+        assert_eq!(up.url(), "http://127.0.0.1:3000");
+        assert_eq!(up.pool_idle_timeout, Duration::from_secs(4));
+        assert!(!up.preserve_host);
+        assert_eq!(up.upgrades, ["websocket"]);
+        assert!(c.forward_auth.is_none());
         assert_eq!(c.listen.body_timeout, Duration::from_secs(30));
         assert_eq!(c.listen.send_timeout, Duration::from_secs(60));
         assert_eq!(c.listen.max_connections_per_client, 256);
@@ -557,13 +592,13 @@ mod tests {
         let e = errors("[upstream]\nupgrades = [\"web socket\"]\n");
         assert_eq!(e.len(), 1, "{e:?}");
         let c = Config::parse("[upstream]\nupgrades = []\n", Path::new("p.toml")).unwrap();
-        assert!(c.upstream.upgrades.is_empty());
+        assert!(c.upstream.unwrap().upgrades.is_empty());
         let c = Config::parse(
             "[upstream]\nupgrades = [\"WebSocket\", \"x-custom/2\"]\n",
             Path::new("p.toml"),
         )
         .unwrap();
-        assert_eq!(c.upstream.upgrades, ["websocket", "x-custom/2"]);
+        assert_eq!(c.upstream.unwrap().upgrades, ["websocket", "x-custom/2"]);
     }
 
     #[test]

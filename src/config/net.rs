@@ -1,7 +1,21 @@
-//! `IpNet`: a CIDR block for `[listen] trusted_proxies` (ten lines of arithmetic, not a crate).
+//! `IpNet`: a CIDR block for `[listen] trusted_proxies` (ten lines of arithmetic, not a crate),
+//! and [`client_group`]: the address one client is counted under.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The key one client is counted under (connections per client, login throttling): IPv4 as
+/// is, IPv6 by its /64, since one host usually has a whole /64 to pick addresses from. An
+/// IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
 use std::str::FromStr;
 
 /// An address block such as `10.0.0.0/8` or `::1/128`; a bare address means a single host.

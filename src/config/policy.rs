@@ -5,6 +5,7 @@ use toml::{Table, Value};
 
 use crate::config::reader::{KeyError, Section};
 use crate::config::session::LoginConfig;
+use crate::host::HostPattern;
 use crate::identity::{canonical, IdentityHeaders};
 use crate::path;
 use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, RouteTable};
@@ -159,6 +160,16 @@ fn read_route(
             "must list at least one method (leave it out to match any method)",
         );
     }
+    let hosts = s.has("hosts").then(|| s.list("hosts", HostPattern::parse));
+    if t.get("hosts")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        s.error(
+            "hosts",
+            "must list at least one host (leave it out to match any host)",
+        );
+    }
     let users = s.list("users", |u| Ok(u.to_string()));
     let groups = s.list("groups", |g| Ok(g.to_string()));
     let on_unauthenticated = s.choice(
@@ -185,6 +196,7 @@ fn read_route(
         name,
         matcher,
         methods,
+        hosts,
         policy: RoutePolicy {
             access,
             users,

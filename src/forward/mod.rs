@@ -47,19 +47,25 @@ pub struct Upstream {
     pool: Arc<Pool<HttpsConnector<HttpConnector>, UpstreamBody>>,
     /// The config this client was built from: forwarding rules are read from it per request.
     config: Arc<Config>,
+    /// Its `[upstream]` table.
+    up: Arc<UpstreamConfig>,
 }
 
 impl Upstream {
     /// Build the pools: one per worker, TCP_NODELAY, the configured connect timeout, and idle
-    /// pooled connections dropped before the upstream would drop them.
-    pub fn new(config: Arc<Config>) -> Result<Upstream, rustls::Error> {
-        let up = &config.upstream;
+    /// pooled connections dropped before the upstream would drop them. `None` in auth-only
+    /// mode (no `[upstream]`).
+    pub fn new(config: Arc<Config>) -> Result<Option<Upstream>, rustls::Error> {
+        let Some(up) = config.upstream.clone() else {
+            return Ok(None);
+        };
+        let up = Arc::new(up);
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(up.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_client_config(up)?)
+            .with_tls_config(tls_client_config(&up)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -73,10 +79,11 @@ impl Upstream {
         })
         .map_err(|e| rustls::Error::General(format!("upstream url: {e}")))?;
         let pool = Pool::new(https, target, crate::worker::count(), up.pool_idle_timeout);
-        Ok(Upstream {
+        Ok(Some(Upstream {
             pool: Arc::new(pool),
             config,
-        })
+            up,
+        }))
     }
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
@@ -89,7 +96,7 @@ impl Upstream {
         target: PathAndQuery,
         identity: Option<&Identity>,
     ) -> Result<(Response<Body>, Handoff), ProxyError> {
-        let upgrade = upgrade::requested(&req, &self.config.upstream.upgrades);
+        let upgrade = upgrade::requested(&req, &self.up.upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let offered = upgrade.as_ref().map(|u| u.offered().clone());
         // Only a chunked body can be malformed after its head was accepted (client_body).
@@ -100,7 +107,7 @@ impl Upstream {
         }
         let progress = req.body_mut().track();
         let up_req = self.upstream_request(req, client, target, identity, offered)?;
-        let up = &self.config.upstream;
+        let up = &self.up;
         let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
         let resp = match sent.await {
             None => return Err(ProxyError::UpstreamTimeout(up.timeout)),
@@ -138,7 +145,7 @@ impl Upstream {
         upgrade: Option<HeaderValue>,
     ) -> Result<Request<UpstreamBody>, ProxyError> {
         let config = &*self.config;
-        let up = &config.upstream;
+        let up = &self.up;
         let (mut parts, body) = req.into_parts();
         let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
         let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
@@ -153,7 +160,7 @@ impl Upstream {
             .trusted_proxies
             .iter()
             .any(|net| net.contains(peer));
-        let proto = if client.tls { "https" } else { "http" };
+        let proto = if client.https { "https" } else { "http" };
         headers::set_forwarded(
             h,
             &Forwarded {
@@ -198,7 +205,7 @@ impl Upstream {
     fn classify(&self, e: SendError) -> ProxyError {
         match e {
             SendError::Connect(e) if caused_by_timeout(&*e) => {
-                ProxyError::UpstreamTimeout(self.config.upstream.connect_timeout)
+                ProxyError::UpstreamTimeout(self.up.connect_timeout)
             }
             SendError::Connect(e) => ProxyError::UpstreamConnect(e),
             SendError::Request(e) => client_body::client_fault(e)

@@ -47,6 +47,7 @@ use crate::config::Config;
 use crate::cookie::Presented;
 use crate::error::ProxyError;
 use crate::exchange::{CookieAction, Exchange, SessionState};
+use crate::forward_auth::{self, Convention};
 use crate::metrics::Login as LoginResult;
 use crate::session::{Origin, Record, SessionId, SessionStore};
 use form::Form;
@@ -105,7 +106,7 @@ impl Login {
             .admit(
                 store,
                 &username,
-                peer.ip(),
+                ex.client.addr,
                 config.login.max_failures,
                 window,
             )
@@ -196,7 +197,15 @@ pub async fn endpoint(
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
-        ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
+        ("/auth", Method::GET | Method::HEAD) => {
+            forward_auth::answer(shared, ex, Convention::AuthRequest, req.headers()).await
+        }
+        ("/forward-auth", Method::GET | Method::HEAD) => {
+            forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
+        }
+        ("/login" | "/logout" | "/session" | "/auth" | "/forward-auth", _) => {
+            Err(ProxyError::MethodNotAllowed)
+        }
         _ => Err(ProxyError::NotFound),
     }
 }

@@ -2,14 +2,14 @@
 //!
 //! A request is refused when the browser says it came from another site: `Sec-Fetch-Site:
 //! cross-site`, or an `Origin` that is not the public origin (`[login] public_origin`, else the
-//! scheme and `Host`/`:authority` the request arrived with). Requests without either header
+//! scheme and `Host`/`:authority` the request arrived with — behind a trusted gateway, the
+//! scheme and host its `X-Forwarded-Proto` / `X-Forwarded-Host` say the browser used). Requests without either header
 //! (old browsers, scripts) are same-site by default: they carry no ambient cookie to abuse.
 
 use http::{header, HeaderMap, Request};
 
 use crate::config::{Config, CookieSecure};
 use crate::exchange::ClientInfo;
-use crate::head::request_host;
 
 /// Whether `req` is a cross-site request by the rules above.
 pub fn is_cross_site<B>(config: &Config, client: &ClientInfo, req: &Request<B>) -> bool {
@@ -21,12 +21,12 @@ fn public_origin<B>(config: &Config, client: &ClientInfo, req: &Request<B>) -> O
     if let Some(origin) = &config.login.public_origin {
         return Some(origin.clone());
     }
-    let scheme = if client.tls || config.session.cookie_secure == CookieSecure::Always {
+    let scheme = if client.https || config.session.cookie_secure == CookieSecure::Always {
         "https"
     } else {
         "http"
     };
-    let host = request_host(req.uri(), req.headers())?;
+    let host = client.browser_host(req.uri(), req.headers())?;
     Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
 }
 

@@ -170,8 +170,11 @@ impl Drop for Ticket<'_> {
 
 /// Counter names for one attempt: per user and client, and per client. Hashed, so names and
 /// addresses of any length make fixed-size keys.
+///
+/// A client is [`crate::config::client_group`]: an IPv6 /64 counts as one client, or a
+/// client could rotate through its prefix's addresses to get fresh attempts.
 fn counter_names(username: &str, client: IpAddr) -> (String, String) {
-    let ip = client.to_string();
+    let ip = crate::config::client_group(client).to_string();
     let pair = ring::digest::digest(
         &ring::digest::SHA256,
         format!("{username}\0{ip}").as_bytes(),

@@ -43,7 +43,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::accept;
 use crate::clock::Clock;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreKind, UpstreamConfig};
 use crate::control;
 use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
@@ -153,7 +153,12 @@ async fn serve(
     } else {
         "http"
     };
-    info!(addr = %main_addr, scheme, upstream = %config.upstream.url(), "doorman listening");
+    let upstream = config.upstream.as_ref().map(UpstreamConfig::url);
+    let upstream = upstream.as_deref().unwrap_or("none (auth-only)");
+    info!(addr = %main_addr, scheme, upstream, "doorman listening");
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     if let Some(redirect) = &redirect {
         info!(addr = %redirect.local_addr()?, to_port = main_addr.port(), "redirecting plain HTTP to https");
     }
@@ -338,11 +343,11 @@ impl Connection {
         );
         match self.role.clone() {
             Role::Http => {
-                let client = ClientInfo { peer, tls: false };
+                let client = ClientInfo::direct(peer, false);
                 self.serve_http(stream, clock, client, None).await;
             }
             Role::Redirect { https_port } => {
-                let client = ClientInfo { peer, tls: false };
+                let client = ClientInfo::direct(peer, false);
                 self.serve_http(stream, clock, client, Some(https_port))
                     .await;
             }
@@ -364,7 +369,7 @@ impl Connection {
                             return;
                         }
                     };
-                    let client = ClientInfo { peer, tls: true };
+                    let client = ClientInfo::direct(peer, true);
                     self.serve_http(stream, clock, client, None).await;
                 })
                 .await;

@@ -12,7 +12,7 @@
 //! than the accept itself.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Open connections per client.
@@ -81,13 +81,7 @@ impl Drop for ClientSlot {
 
 /// The key `peer` is counted under: IPv4 as is, IPv6 by its /64.
 fn client_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        },
-    }
+    crate::config::client_group(peer)
 }
 
 #[cfg(test)]
