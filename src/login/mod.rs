@@ -166,7 +166,11 @@ impl Login {
         ex.log_session(Some(username), &key);
         audit::login(peer, ex.user.as_deref().unwrap_or_default(), &key.tag());
         ex.cookie = CookieAction::Set(id);
-        Ok(see_other(&safe_next(next)))
+        let absolute = config.forward_auth.as_ref().map(|fa| next::Absolute {
+            hosts: &fa.allowed_hosts,
+            http: !ex.client.https,
+        });
+        Ok(see_other(&safe_next(next, absolute)))
     }
 }
 
