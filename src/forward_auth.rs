@@ -26,8 +26,9 @@
 //!   2xx, 401 and 403); on `/forward-auth`, the route's challenge (a page load under
 //!   `on_unauthenticated = "redirect"` gets 302 to the login page with the original absolute
 //!   URL as `next`). Not permitted or `deny`: 403. Store down: 503 (nginx turns it into 500;
-//!   never a pass). Original URIs under the login prefix are 200: the login page is not behind
-//!   itself. Every answer carries `Cache-Control: no-store`: it is about one user's cookie.
+//!   never a pass). Original URIs under the login prefix, spelt exactly as configured, are
+//!   200: the login page is not behind itself (another spelling is judged by the routes, since
+//!   the gateway may send it to the app). Every answer carries `Cache-Control: no-store`: it is about one user's cookie.
 //! * **Browser view.** The cookie is read from the sub-request's `Cookie` under the name the
 //!   original scheme implies (`__Host-` only for https under `cookie_secure = "auto"`); the
 //!   client address for logs is the gateway's `X-Forwarded-For` (see
@@ -143,7 +144,7 @@ async fn judge(
     // `Set-Cookie` that expires a stale one.
     ex.client.https = original.https;
     ex.presented = shared.cookies(original.https).read(headers);
-    if config.login.owns(&path) {
+    if owned_exactly(&config.login.prefix, &path) {
         ex.path = Some(path);
         ex.route = Some(crate::metrics::ROUTE_DOORMAN.to_string());
         return Ok(allowed(shared, None));
@@ -170,6 +171,15 @@ async fn judge(
         Err(error) => Err(error),
         Ok(()) => Ok(allowed(shared, ex.identity())),
     }
+}
+
+/// Whether `path` is under doorman's prefix exactly as written (case included). Doorman itself
+/// answers `/_DOORMAN/x` as its own, but a gateway routes its prefix with its own matching —
+/// nginx's `location /_doorman/` is case-sensitive — and would send `/_DOORMAN/x` to the app:
+/// a 200 for it would be a bypass. Other spellings are judged by the routes like any path.
+fn owned_exactly(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// 200, empty, with the identity headers always present.

@@ -16,7 +16,7 @@ const APP: &str = "app.test";
 
 /// Routes: `/dashboard` needs a session, `/admin` only for alice, `/private` is denied, the
 /// ops host is denied whatever the path, `/pages` redirects page loads to the login page;
-/// everything else is public.
+/// `/` and `/public` are public, and everything else needs a session.
 fn routes() -> String {
     format!(
         r#"
@@ -24,10 +24,21 @@ fn routes() -> String {
 trusted_gateways = ["127.0.0.1/32"]
 allowed_hosts = ["{APP}", "*.apps.test", "ops.test"]
 
+[access]
+default = "authenticated"
+
 [[routes]]
 path = "/"
 hosts = ["ops.test"]
 access = "deny"
+
+[[routes]]
+glob = "/"
+access = "public"
+
+[[routes]]
+path = "/public"
+access = "public"
 
 [[routes]]
 path = "/dashboard"
@@ -246,6 +257,11 @@ async fn routes_sessions_and_hosts_decide_as_they_do_for_proxied_requests() {
         // The login page is never behind itself.
         ("http://app.test/_doorman/login?next=/x", &none, 200),
         ("http://app.test/_DOORMAN/../_doorman/logout", &none, 200),
+        // Another spelling may reach the app through a case-sensitive gateway location: it is
+        // judged by the routes (here the default: authenticated).
+        ("http://app.test/_DOORMAN/x", &none, 401),
+        ("http://app.test/_Doorman", &none, 401),
+        ("http://app.test/_doormanx", &none, 401),
     ] {
         let cookie = [("cookie", who.as_str())];
         let a = auth(c, &d.base, url, if who.is_empty() { &[] } else { &cookie }).await;
