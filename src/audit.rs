@@ -2,8 +2,9 @@
 //! target, one event per outcome, so a security team can filter them from the request noise
 //! (`RUST_LOG=warn,doorman::audit=info`) or route them to their own sink.
 //!
-//! Every event has `event` (what happened), `user` (when known) and `peer` (the client
-//! address, or `control-socket` / `cli` for a revoke); failures add `reason`. Session ids never
+//! Every event has `event` (what happened), `user` (when known), `peer` (the TCP peer, or
+//! `control-socket` / `cli` for a revoke) and `client` (the browser's address: the peer, or
+//! behind a trusted gateway the address its `X-Forwarded-For` gives); failures add `reason`. Session ids never
 //! appear: `session` is the short tag of the store key.
 //!
 //! | `event` | when | extra fields |
@@ -16,9 +17,19 @@
 //! | `handoff_logout` | an upstream ended the session | `session` |
 //! | `revoke` | `doorman sessions revoke` | `sessions` (how many), `peer` = `control-socket` or `cli` |
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tracing::info;
+
+/// Where a request came from: the TCP peer and the client behind it (the same address unless
+/// the peer is a trusted gateway).
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client's address.
+    pub client: IpAddr,
+}
 
 /// Why a login was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,39 +54,39 @@ impl LoginFailure {
 }
 
 /// A successful login with the password form.
-pub fn login(peer: SocketAddr, user: &str, session: &str) {
-    info!(target: "doorman::audit", event = "login", user, peer = %peer, session, "login succeeded");
+pub fn login(from: Source, user: &str, session: &str) {
+    info!(target: "doorman::audit", event = "login", user, peer = %from.peer, client = %from.client, session, "login succeeded");
 }
 
 /// `user` is `None` when the attempt was refused before its form was read (cross-site).
-pub fn login_failure(peer: SocketAddr, user: Option<&str>, reason: LoginFailure) {
+pub fn login_failure(from: Source, user: Option<&str>, reason: LoginFailure) {
     info!(
-        target: "doorman::audit", event = "login_failure", user, peer = %peer,
+        target: "doorman::audit", event = "login_failure", user, peer = %from.peer, client = %from.client,
         reason = reason.as_str(), "login refused"
     );
 }
 
 /// A logout (`user` is unknown when the session had already ended).
-pub fn logout(peer: SocketAddr, user: Option<&str>, session: &str) {
-    info!(target: "doorman::audit", event = "logout", user, peer = %peer, session, "logout");
+pub fn logout(from: Source, user: Option<&str>, session: &str) {
+    info!(target: "doorman::audit", event = "logout", user, peer = %from.peer, client = %from.client, session, "logout");
 }
 
 /// A cross-site logout, refused.
-pub fn logout_refused(peer: SocketAddr) {
+pub fn logout_refused(from: Source) {
     info!(
-        target: "doorman::audit", event = "logout_refused", peer = %peer,
+        target: "doorman::audit", event = "logout_refused", peer = %from.peer, client = %from.client,
         reason = "cross_site", "logout refused"
     );
 }
 
 /// A login the upstream handed over (`X-Doorman-Login`).
-pub fn handoff_login(peer: SocketAddr, user: &str, session: &str) {
-    info!(target: "doorman::audit", event = "handoff_login", user, peer = %peer, session, "handoff login");
+pub fn handoff_login(from: Source, user: &str, session: &str) {
+    info!(target: "doorman::audit", event = "handoff_login", user, peer = %from.peer, client = %from.client, session, "handoff login");
 }
 
 /// A session ended by the upstream (`X-Doorman-Logout`, or the rotation before a handoff login).
-pub fn handoff_logout(peer: SocketAddr, user: Option<&str>, session: &str) {
-    info!(target: "doorman::audit", event = "handoff_logout", user, peer = %peer, session, "handoff logout");
+pub fn handoff_logout(from: Source, user: Option<&str>, session: &str) {
+    info!(target: "doorman::audit", event = "handoff_logout", user, peer = %from.peer, client = %from.client, session, "handoff logout");
 }
 
 /// `via`: `control-socket` (a running doorman did it) or `cli` (the command did it itself).

@@ -70,6 +70,14 @@ impl ClientInfo {
         }
     }
 
+    /// Where the request came from, for the audit log.
+    pub fn source(&self) -> crate::audit::Source {
+        crate::audit::Source {
+            peer: self.peer,
+            client: self.addr,
+        }
+    }
+
     /// The host the browser addressed: for a trusted gateway its last `X-Forwarded-Host`,
     /// else the request's own authority or `Host` ([`crate::head::request_host`]).
     pub fn browser_host<'a>(&self, uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {

@@ -638,6 +638,85 @@ mod tests {
     }
 
     #[test]
+    fn forward_auth_has_no_defaults() {
+        assert_eq!(
+            errors("[forward_auth]\n"),
+            [
+                "proxy.toml: forward_auth.trusted_gateways: required: the addresses of the \
+                 gateways that send auth sub-requests, such as [\"127.0.0.1/32\"]",
+                "proxy.toml: forward_auth.allowed_hosts: required: the hosts the gateway \
+                 serves, such as [\"app.example.com\"]",
+            ]
+        );
+        let e = errors("[forward_auth]\ntrusted_gateways = []\nallowed_hosts = [\"*\"]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("proxy.toml: forward_auth.allowed_hosts[0]: "),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("trusted_gateways: must not be empty"),
+            "{e:?}"
+        );
+        let e = errors(
+            "[forward_auth]\ntrusted_gateways = [\"10.0.0.0/33\"]\nallowed_hosts = [\"a.test\"]\nx = 1\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("forward_auth.trusted_gateways[0]"), "{e:?}");
+        assert!(e[1].contains("forward_auth.x: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn upstream_is_optional_only_with_forward_auth() {
+        let fa =
+            "[forward_auth]\ntrusted_gateways = [\"127.0.0.1\"]\nallowed_hosts = [\"a.test\"]\n";
+        let c = Config::parse(fa, Path::new("p.toml")).unwrap();
+        assert!(c.upstream.is_none());
+        assert!(
+            c.summary()
+                .contains("auth-only (forward-auth, no upstream)"),
+            "{}",
+            c.summary()
+        );
+        let both = format!("{fa}[upstream]\nurl = \"http://127.0.0.1:3001\"\n");
+        let c = Config::parse(&both, Path::new("p.toml")).unwrap();
+        assert!(c
+            .summary()
+            .contains("forwarding to http://127.0.0.1:3001 and answering forward-auth"));
+        let c = Config::parse("", Path::new("p.toml")).unwrap();
+        assert!(c.summary().contains("forwarding to http://127.0.0.1:3000,"));
+        assert!(c.warnings.is_empty());
+        let shared = format!("{fa}[session]\ncookie_domain = \"a.test\"\n");
+        let c = Config::parse(&shared, Path::new("p.toml")).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("session.cookie_domain"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn route_hosts_are_checked() {
+        let route = |hosts: &str| {
+            errors(&format!(
+                "[[routes]]\npath = \"/\"\naccess = \"public\"\nhosts = {hosts}\n"
+            ))
+        };
+        assert!(route("[\"Admin.Example.com\", \"*.example.com\"]").is_empty());
+        assert_eq!(
+            route("[]"),
+            ["proxy.toml: routes[0].hosts: must list at least one host (leave it out to match any host)"]
+        );
+        let e = route("[\"a.test:8080\", \"*.*.test\"]");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("proxy.toml: routes[0].hosts[0]: "),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));

@@ -136,7 +136,7 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
                 return;
             }
             let user = ex.identity().map(|who| who.user());
-            audit::handoff_logout(peer, user, &key.tag());
+            audit::handoff_logout(ex.client.source(), user, &key.tag());
             ex.cookie = CookieAction::Expire;
         }
     }
@@ -189,7 +189,7 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
     let key = id.key();
     match store.create(&key, &record).await {
         Ok(()) => {
-            audit::handoff_login(peer, user, &key.tag());
+            audit::handoff_login(ex.client.source(), user, &key.tag());
             ex.log_session(Some(user.to_string()), &key);
             ex.cookie = CookieAction::Set(id);
         }

@@ -88,10 +88,11 @@ impl Login {
     ) -> Result<Response<Body>, ProxyError> {
         let config = &*shared.config;
         let peer = ex.client.peer;
+        let from = ex.client.source();
         if is_cross_site(config, &ex.client, &req) {
             // The form of a cross-site post is not read: the user is not known.
             shared.metrics.login(LoginResult::cross_site);
-            audit::login_failure(peer, None, LoginFailure::CrossSite);
+            audit::login_failure(from, None, LoginFailure::CrossSite);
             return Err(ProxyError::Forbidden);
         }
         let form = form::read(req.into_body(), config.listen.body_timeout).await?;
@@ -113,7 +114,7 @@ impl Login {
             .await?;
         let Admission::Go(attempt) = admission else {
             shared.metrics.login(LoginResult::throttled);
-            audit::login_failure(peer, Some(&username), LoginFailure::Throttled);
+            audit::login_failure(from, Some(&username), LoginFailure::Throttled);
             return Err(ProxyError::Throttled(window));
         };
 
@@ -136,7 +137,7 @@ impl Login {
                 // The attempt stays counted: dropping it ends this user+client's turn.
                 drop(attempt);
                 shared.metrics.login(LoginResult::bad_credentials);
-                audit::login_failure(peer, Some(&username), LoginFailure::BadCredentials);
+                audit::login_failure(from, Some(&username), LoginFailure::BadCredentials);
                 let error = Some("Wrong user name or password.");
                 return Ok(page(
                     StatusCode::UNAUTHORIZED,
@@ -164,9 +165,13 @@ impl Login {
         store.create(&key, &record).await?;
         shared.metrics.login(LoginResult::success);
         ex.log_session(Some(username), &key);
-        audit::login(peer, ex.user.as_deref().unwrap_or_default(), &key.tag());
+        audit::login(from, ex.user.as_deref().unwrap_or_default(), &key.tag());
         ex.cookie = CookieAction::Set(id);
-        Ok(see_other(&safe_next(next)))
+        let absolute = config.forward_auth.as_ref().map(|fa| next::Absolute {
+            hosts: &fa.allowed_hosts,
+            http: !ex.client.https,
+        });
+        Ok(see_other(&safe_next(next, absolute)))
     }
 }
 
@@ -216,7 +221,7 @@ async fn log_out(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
     if is_cross_site(&shared.config, &ex.client, &req) {
-        audit::logout_refused(ex.client.peer);
+        audit::logout_refused(ex.client.source());
         return Err(ProxyError::Forbidden);
     }
     match ex.presented_key() {
@@ -226,7 +231,7 @@ async fn log_out(
             access::lookup(shared, ex).await;
             let user = ex.identity().map(|who| who.user().to_string());
             shared.store.delete(&key).await?;
-            audit::logout(ex.client.peer, user.as_deref(), &key.tag());
+            audit::logout(ex.client.source(), user.as_deref(), &key.tag());
             ex.log_session(user, &key);
             ex.cookie = CookieAction::Expire;
         }

@@ -37,28 +37,61 @@
 //!   outside ASCII and the space are percent-encoded (as the browser would do itself), nothing
 //!   else is changed.
 
+//!
+//! ## Absolute URLs (forward-auth, DESIGN.md §8)
+//!
+//! Behind a gateway, the login page is reached from other hosts, and `next` is the original
+//! absolute URL. With `[forward_auth]`, an absolute `next` is kept only when all of these hold
+//! (rules 1, 5 and 6 above apply too):
+//!
+//! * It starts with exactly `https://` — or `http://` when the login request itself was plain
+//!   HTTP (a page loaded over https never sends its user back to plain HTTP). Lower-case only:
+//!   doorman writes these URLs itself, so nothing legitimate differs.
+//! * Its authority (up to the first `/`, `?` or `#`) is a plain host name with an optional
+//!   port: no `@` (`https://app.example.com@evil` is a login to `evil`), no `%` (no encoded
+//!   dots or at-signs), and the host, without port, is covered by `allowed_hosts` exactly as a
+//!   forward-auth request's host is (`https://app.example.com.evil` is not
+//!   `app.example.com`).
+
 /// The longest `next` kept, in bytes (before and after encoding).
 pub const MAX_LEN: usize = 2048;
 
 use crate::encoding::hex_pair;
+use crate::host::HostPattern;
 
-/// The local path to redirect to after login: `raw` when it is a safe local path (see the
-/// module documentation for the rules), else `/`.
-pub fn safe_next(raw: Option<&str>) -> String {
-    raw.filter(|s| is_safe(s))
+/// Which absolute URLs `next` may name (with `[forward_auth]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Absolute<'a> {
+    /// `allowed_hosts`.
+    pub hosts: &'a [HostPattern],
+    /// Whether `http://` URLs are allowed too (the login request was plain HTTP).
+    pub http: bool,
+}
+
+/// Where to redirect to after login: `raw` when it is a safe local path, or, when `absolute`
+/// is given, an absolute URL on an allowed host (see the module documentation for the rules);
+/// else `/`.
+pub fn safe_next(raw: Option<&str>, absolute: Option<Absolute<'_>>) -> String {
+    raw.filter(|s| is_safe(s) || absolute.is_some_and(|a| is_allowed_absolute(s, a)))
         .map(encode_for_location)
         .filter(|s| s.len() <= MAX_LEN)
         .unwrap_or_else(|| "/".to_owned())
 }
 
 fn is_safe(s: &str) -> bool {
-    if s.is_empty() || s.len() > MAX_LEN {
-        return false;
-    }
     let Some(rest) = s.strip_prefix('/') else {
         return false;
     };
     if starts_with_slash_decoded(rest.as_bytes()) {
+        return false;
+    }
+    is_clean(s)
+}
+
+/// Rules 1, 5 and 6: not empty, not too long, no backslash, no control character (raw or
+/// percent-encoded).
+fn is_clean(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_LEN {
         return false;
     }
     if s.contains('\\') || s.chars().any(char::is_control) {
@@ -68,6 +101,23 @@ fn is_safe(s: &str) -> bool {
     !String::from_utf8_lossy(&decoded)
         .chars()
         .any(char::is_control)
+}
+
+fn is_allowed_absolute(s: &str, allowed: Absolute<'_>) -> bool {
+    let rest = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if allowed.http => rest,
+        _ => return false,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains(['@', '%']) {
+        return false;
+    }
+    let Some(host) = crate::host::normalise(authority) else {
+        return false;
+    };
+    crate::host::any_matches(allowed.hosts, &host) && is_clean(s)
 }
 
 /// Whether `rest` (what follows the leading `/`) starts with `/` or `\`, either literally or
@@ -190,7 +240,7 @@ mod tests {
     fn open_redirect_table() {
         let mut failures = Vec::new();
         for &(raw, expected) in CASES {
-            let got = safe_next(Some(raw));
+            let got = safe_next(Some(raw), None);
             if got != expected {
                 failures.push(format!("{raw:?}: got {got:?}, expected {expected:?}"));
             }
@@ -201,25 +251,25 @@ mod tests {
 
     #[test]
     fn missing_next_is_the_root() {
-        assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(None, None), "/");
     }
 
     #[test]
     fn length_is_bounded() {
         let longest = format!("/{}", "a".repeat(MAX_LEN - 1));
-        assert_eq!(safe_next(Some(&longest)), longest);
+        assert_eq!(safe_next(Some(&longest), None), longest);
         let too_long = format!("/{}", "a".repeat(MAX_LEN));
-        assert_eq!(safe_next(Some(&too_long)), "/");
+        assert_eq!(safe_next(Some(&too_long), None), "/");
         // Within the limit as given, beyond it once encoded.
         let grows = format!("/{}", "\u{e9}".repeat(MAX_LEN / 4));
         assert!(grows.len() <= MAX_LEN);
-        assert_eq!(safe_next(Some(&grows)), "/");
+        assert_eq!(safe_next(Some(&grows), None), "/");
     }
 
     #[test]
     fn result_always_fits_a_location_header() {
         for &(raw, _) in CASES {
-            let got = safe_next(Some(raw));
+            let got = safe_next(Some(raw), None);
             assert!(got.starts_with('/'));
             assert!(
                 http::HeaderValue::from_str(&got).is_ok(),
@@ -227,6 +277,66 @@ mod tests {
             );
             assert!(got.bytes().all(|b| b.is_ascii_graphic()), "{got:?}");
         }
+    }
+
+    #[test]
+    fn absolute_next_only_on_allowed_hosts() {
+        let hosts = [
+            HostPattern::parse("app.example.com").unwrap(),
+            HostPattern::parse("*.apps.example.com").unwrap(),
+        ];
+        let https_only = Some(Absolute {
+            hosts: &hosts,
+            http: false,
+        });
+        let with_http = Some(Absolute {
+            hosts: &hosts,
+            http: true,
+        });
+        for ok in [
+            "https://app.example.com/x?y=1",
+            "https://app.example.com",
+            "https://APP.example.com:8443/a",
+            "https://app.example.com.?q",
+            "https://wiki.apps.example.com/page#top",
+        ] {
+            assert_eq!(safe_next(Some(ok), https_only), ok, "{ok}");
+        }
+        for evil in [
+            "//evil.com",
+            "https://evil.com/",
+            "https://app.example.com.evil/",
+            "https://app.example.com.evil.com/",
+            "https://app.example.com@evil.com/",
+            "https://evil.com@app.example.com/",
+            "https://evil.com\\@app.example.com/",
+            "https://app.example.com\\@evil.com/",
+            "https:\\\\app.example.com/",
+            "https:/app.example.com/",
+            "https:///app.example.com/",
+            "https://app%2eexample.com/",
+            "https%3A%2F%2Fapp.example.com/",
+            "https://app.example.com%40evil.com/",
+            "https://a.b.apps.example.com/",
+            "https://apps.example.com/",
+            "HTTPS://app.example.com/",
+            "http://app.example.com/",
+            "javascript://app.example.com/%0aalert(1)",
+            "https://app.example.com/\t",
+            "https://app.example.com/%0d%0aSet-Cookie:x",
+            " https://app.example.com/",
+            "https://app.example.com:x/",
+        ] {
+            assert_eq!(safe_next(Some(evil), https_only), "/", "{evil}");
+        }
+        // Plain http only when the login itself was plain http.
+        assert_eq!(
+            safe_next(Some("http://app.example.com/x"), with_http),
+            "http://app.example.com/x"
+        );
+        assert_eq!(safe_next(Some("http://evil.com/x"), with_http), "/");
+        // Without [forward_auth], never an absolute URL.
+        assert_eq!(safe_next(Some("https://app.example.com/x"), None), "/");
     }
 
     #[test]
