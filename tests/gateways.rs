@@ -122,10 +122,7 @@ impl Stack {
             Mode::AuthOnly => None,
         };
         let doorman = Doorman::start(&doorman_toml(&backend, &users, upstream.as_deref())).await;
-        let gateway = match &o.cert {
-            Some(cert) => Gateway::nginx_tls(doorman.addr, app.addr, cert),
-            None => Gateway::start_without(o.kind, doorman.addr, app.addr, o.drop),
-        };
+        let gateway = Gateway::start_with(o.kind, doorman.addr, app.addr, o.cert.as_ref(), o.drop);
         Stack {
             gateway,
             _doorman: doorman,
@@ -178,6 +175,8 @@ fn spoofed() -> Vec<(&'static str, &'static str)> {
     let mut headers: Vec<_> = identity_names().into_iter().map(|n| (n, "admin")).collect();
     headers.push(("x_auth_user", "admin"));
     headers.push(("x.auth.user", "admin"));
+    // Under doorman's strip_prefix, but not a name the nginx example can list.
+    headers.push(("x-auth-role", "admin"));
     headers.push(("x-app-theme", "admin"));
     headers
 }
@@ -228,6 +227,9 @@ async fn an_anonymous_spoofed_request_reaches_the_app_with_no_user(kind: Kind) {
     if kind == Kind::Caddy {
         assert_eq!(echoed_header(&echo, "x-auth-user"), [""]);
         assert_eq!(echoed_header(&echo, "x-auth-groups"), [""]);
+        // Caddy deletes by prefix (`request_header -X-Auth-*`); nginx cannot, and its example
+        // says the app must not read other X-Auth-* request headers.
+        assert!(echoed_header(&echo, "x-auth-role").is_empty());
     }
 }
 
@@ -470,6 +472,31 @@ async fn nginx_terminating_tls_gets_a_secure_host_cookie_and_plain_http_does_not
     assert!(login.set_cookie(HOST_COOKIE).is_none());
     let line = login.set_cookie(COOKIE).expect("plain cookie");
     assert!(!line.contains("Secure"), "{line}");
+}
+
+/// The same nginx without the example's `X-Forwarded-Proto` lines: doorman takes the https
+/// login for plain http and refuses the browser's https origin. What the example sets is what
+/// makes the test above pass.
+#[tokio::test]
+async fn nginx_without_x_forwarded_proto_doorman_cannot_know_the_browser_used_https() {
+    let s = Stack::with(Options {
+        cert: Some(TestCert::generate()),
+        drop: &["proxy_set_header X-Forwarded-Proto "],
+        ..Options::new(Kind::Nginx)
+    })
+    .await;
+    let g = &s.gateway;
+    let login = g
+        .post_login(true, &g.tls_origin(), "alice", ALICE_PW, None)
+        .await;
+    assert_eq!(login.status, 403, "{}", login.text());
+    let http_origin = format!("http://{HOST}:{}", g.tls_port.expect("tls port"));
+    let login = g
+        .post_login(true, &http_origin, "alice", ALICE_PW, None)
+        .await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    assert!(login.set_cookie(HOST_COOKIE).is_none());
+    assert!(!login.set_cookie(COOKIE).expect("cookie").contains("Secure"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,23 +105,24 @@ pub struct Gateway {
 impl Gateway {
     /// `kind` in front of the app at `app`, asking doorman at `doorman`.
     pub fn start(kind: Kind, doorman: SocketAddr, app: SocketAddr) -> Gateway {
-        Gateway::launch(kind, doorman, app, None, &[])
+        Gateway::start_with(kind, doorman, app, None, &[])
     }
 
-    /// nginx, also serving HTTPS with `cert` (the browser then uses `https://app.test:PORT`).
-    pub fn nginx_tls(doorman: SocketAddr, app: SocketAddr, cert: &TestCert) -> Gateway {
-        Gateway::launch(Kind::Nginx, doorman, app, Some(cert), &[])
-    }
-
-    /// `kind` with every line of its example that contains one of `drop` removed: to show what
-    /// those lines protect against.
-    pub fn start_without(
+    /// [`Gateway::start`], and: with `cert` (nginx only), also serving HTTPS with it (the
+    /// browser then uses `https://app.test:TLS_PORT`); every line of the example that contains
+    /// one of `drop` removed (to show what those lines protect against).
+    pub fn start_with(
         kind: Kind,
         doorman: SocketAddr,
         app: SocketAddr,
+        cert: Option<&TestCert>,
         drop: &[&str],
     ) -> Gateway {
-        Gateway::launch(kind, doorman, app, None, drop)
+        assert!(
+            cert.is_none() || kind == Kind::Nginx,
+            "only the nginx example terminates TLS"
+        );
+        Gateway::launch(kind, doorman, app, cert, drop)
     }
 
     /// `app.test:PORT`: the `Host` a browser sends to the plain port.
