@@ -558,6 +558,22 @@ async fn anonymous_requests_on_protected_routes_are_challenged(kind: Kind) {
         "{:?}",
         s.app.seen_paths()
     );
+
+    // Doorman's check passes anything under its prefix, in any case (the login page is not
+    // behind itself): so the gateway must send every spelling of the prefix to doorman, never
+    // to the app. (The nginx example's location is case-insensitive for this: with a plain
+    // `location /_doorman/`, these reach the app.)
+    for path in ["/_DOORMAN/x", "/_Doorman/session", "/_doorman/x"] {
+        g.get(path, &api).await;
+    }
+    assert!(
+        s.app
+            .seen_paths()
+            .iter()
+            .all(|p| !p.to_ascii_lowercase().starts_with("/_doorman")),
+        "{kind:?}: {:?}",
+        s.app.seen_paths()
+    );
 }
 
 #[tokio::test]
