@@ -143,6 +143,8 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
             .get(&record.user)
             .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
         Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+        // A one-time sign-in code presented as a cookie is never a session.
+        Origin::Code => None,
     };
     match identity {
         Some(identity) => SessionState::Valid {

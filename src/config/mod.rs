@@ -332,18 +332,6 @@ impl Config {
                 file.display()
             ));
         }
-        if let (Some(origin), Some(_)) = (&login.public_origin, &forward_auth) {
-            // DESIGN.md §8's sign-in across hosts (one-time codes, a cookie per host) is not
-            // built yet: without it, a host other than the login host sends its browsers to a
-            // login page whose cookie it never sees.
-            warnings.push(format!(
-                "{}: login.public_origin: signing in once for several hosts is not in this \
-                 build yet; only {origin} can be signed in to from its login page, other hosts \
-                 would send browsers back to it forever. Leave public_origin out so that each \
-                 host signs in on its own",
-                file.display()
-            ));
-        }
         if all.is_empty() {
             Ok(Config {
                 file,

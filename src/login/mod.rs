@@ -28,6 +28,7 @@
 pub mod form;
 pub mod handoff;
 pub mod hasher;
+pub mod hosts;
 pub mod next;
 pub mod origin;
 pub mod page;
@@ -171,7 +172,13 @@ impl Login {
             hosts: &fa.allowed_hosts,
             http: !ex.client.https,
         });
-        Ok(see_other(&safe_next(next, absolute)))
+        let next = safe_next(next, absolute);
+        if let Some(to) = hosts::other_host(config, &next) {
+            // Another host: it gets its own cookie through a one-time code.
+            let url = hosts::issue(shared, &key, &record, &to, &next).await?;
+            return Ok(see_other(&url));
+        }
+        Ok(see_other(&next))
     }
 }
 
@@ -195,10 +202,8 @@ pub async fn endpoint(
         .unwrap_or_default()
         .to_ascii_lowercase();
     match (rest.as_str(), req.method().clone()) {
-        ("/login", Method::GET | Method::HEAD) => {
-            let query = Form::query(req.uri().query());
-            Ok(page(StatusCode::OK, config, query.get("next"), None, None))
-        }
+        ("/login", Method::GET | Method::HEAD) => login_page(shared, ex, &req).await,
+        ("/callback", Method::GET | Method::HEAD) => hosts::callback(shared, ex, &req).await,
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
@@ -208,11 +213,39 @@ pub async fn endpoint(
         ("/forward-auth", Method::GET | Method::HEAD) => {
             forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
         }
-        ("/login" | "/logout" | "/session" | "/auth" | "/forward-auth", _) => {
+        ("/login" | "/logout" | "/session" | "/auth" | "/forward-auth" | "/callback", _) => {
             Err(ProxyError::MethodNotAllowed)
         }
         _ => Err(ProxyError::NotFound),
     }
+}
+
+/// The login form; or, on the login host, for a browser that already has a session there and
+/// comes from another host (an absolute `next`), straight back to that host with a one-time
+/// code ([`hosts`]).
+async fn login_page(
+    shared: &Shared,
+    ex: &mut Exchange,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &*shared.config;
+    let query = Form::query(req.uri().query());
+    let asked = query.get("next");
+    if let (Some(fa), Some(_)) = (&config.forward_auth, asked) {
+        let absolute = next::Absolute {
+            hosts: &fa.allowed_hosts,
+            http: !ex.client.https,
+        };
+        let next = safe_next(asked, Some(absolute));
+        if let Some(to) = hosts::other_host(config, &next) {
+            access::lookup(shared, ex).await;
+            if let SessionState::Valid { key, record, .. } = &ex.session {
+                let url = hosts::issue(shared, key, record, &to, &next).await?;
+                return Ok(see_other(&url));
+            }
+        }
+    }
+    Ok(page(StatusCode::OK, config, asked, None, None))
 }
 
 async fn log_out(
@@ -230,7 +263,18 @@ async fn log_out(
             // error here surfaces on the delete below).
             access::lookup(shared, ex).await;
             let user = ex.identity().map(|who| who.user().to_string());
-            shared.store.delete(&key).await?;
+            match &ex.session {
+                // Signed in across hosts: every session of this login ends, on every host.
+                SessionState::Valid { record, .. } if hosts::enabled(&shared.config) => {
+                    let family = record.family(&key);
+                    shared.store.delete_family(&record.user, &family).await?;
+                    // The presented session too, should its index entry be missing.
+                    shared.store.delete(&key).await?;
+                }
+                _ => {
+                    shared.store.delete(&key).await?;
+                }
+            }
             audit::logout(ex.client.source(), user.as_deref(), &key.tag());
             ex.log_session(user, &key);
             ex.cookie = CookieAction::Expire;

@@ -17,8 +17,18 @@ pub fn is_cross_site<B>(config: &Config, client: &ClientInfo, req: &Request<B>) 
 }
 
 /// The origin browsers see: `[login] public_origin`, else the request's scheme and host.
+///
+/// With `[forward_auth]`, doorman's endpoints are served on every host the gateway fronts (a
+/// logout on any of them, the callback of a sign-in across hosts), so the origin is the one
+/// the request was sent to — but only on an `allowed_hosts` host; any other host has no
+/// same-site origin at all.
 fn public_origin<B>(config: &Config, client: &ClientInfo, req: &Request<B>) -> Option<String> {
-    if let Some(origin) = &config.login.public_origin {
+    if let Some(fa) = &config.forward_auth {
+        let host = client.browser_host(req.uri(), req.headers())?;
+        if !crate::host::normalise(host).is_some_and(|h| fa.allows_host(&h)) {
+            return None;
+        }
+    } else if let Some(origin) = &config.login.public_origin {
         return Some(origin.clone());
     }
     let scheme = if client.https || config.session.cookie_secure == CookieSecure::Always {

@@ -130,6 +130,82 @@ pub enum Origin {
     Login,
     /// An upstream login handoff (DESIGN.md §6): not tied to the users file; groups as handed off.
     Handoff,
+    /// Not a session: a one-time sign-in code for another host (DESIGN.md §8), whose
+    /// [`Link::code`] says for what. Never accepted as a session; a build that does not know
+    /// this origin treats the record as unreadable, so it is never one there either.
+    Code,
+}
+
+/// What ties a session to the login it came from, for signing in once across hosts (DESIGN.md
+/// §8): every session made from one login shares its `family`, so a logout on any host ends
+/// them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The store key of the login's own session, in hex.
+    pub family: String,
+    /// Set only on a one-time code ([`Origin::Code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeFor>,
+}
+
+/// What a one-time code lets its host do: make a session of its own, like the login's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeFor {
+    /// The host (normalised) the code is bound to: only its callback may use it.
+    pub host: String,
+    /// Where the callback sends the browser (an absolute URL on `host`, already validated).
+    pub next: String,
+    /// The origin of the login's session, which the new session takes.
+    pub origin: Origin,
+    /// The login session's absolute expiry: the new session never outlives it.
+    pub session_expiry: u64,
+}
+
+impl Link {
+    /// The one-field form the Redis store keeps it in: the family, then for a code its origin,
+    /// session expiry, host and next, separated by newlines (none of them can hold one).
+    pub fn to_field(&self) -> String {
+        match &self.code {
+            None => self.family.clone(),
+            Some(c) => {
+                let origin = match c.origin {
+                    Origin::Login => "login",
+                    Origin::Handoff => "handoff",
+                    Origin::Code => "code",
+                };
+                format!(
+                    "{}\n{origin}\n{}\n{}\n{}",
+                    self.family, c.session_expiry, c.host, c.next
+                )
+            }
+        }
+    }
+
+    /// Read [`to_field`](Link::to_field)'s form back.
+    pub fn from_field(field: &str) -> Option<Link> {
+        let mut parts = field.splitn(5, '\n');
+        let family = parts.next()?.to_string();
+        let Some(origin) = parts.next() else {
+            return Some(Link { family, code: None });
+        };
+        let origin = match origin {
+            "login" => Origin::Login,
+            "handoff" => Origin::Handoff,
+            _ => return None,
+        };
+        let session_expiry = parts.next()?.parse().ok()?;
+        let host = parts.next()?.to_string();
+        let next = parts.next()?.to_string();
+        Some(Link {
+            family,
+            code: Some(CodeFor {
+                host,
+                next,
+                origin,
+                session_expiry,
+            }),
+        })
+    }
 }
 
 /// One session as stored. Times are Unix milliseconds.
@@ -149,6 +225,11 @@ pub struct Record {
     pub absolute_expiry: u64,
     /// The idle clock: moved forward on use (coalesced, so a crash can only shorten a session).
     pub last_seen: u64,
+    /// The login this session (or code) came from, when it was made by signing in across
+    /// hosts; `None` for a login's own session.
+    /// Boxed: most sessions have none, and every lookup moves a `Record`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Box<Link>>,
 }
 
 impl Record {
@@ -168,6 +249,16 @@ impl Record {
             created: now,
             absolute_expiry: now.saturating_add(millis(timeouts.absolute)),
             last_seen: now,
+            link: None,
+        }
+    }
+
+    /// The family this session belongs to: its link's, or its own `key` for a login's own
+    /// session.
+    pub fn family(&self, key: &SessionKey) -> String {
+        match &self.link {
+            Some(link) => link.family.clone(),
+            None => key.hex(),
         }
     }
 
@@ -243,11 +334,21 @@ pub trait SessionStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
 
-    /// Delete one session (logout, rotation on login). Deleting a missing one is not an error.
-    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Delete one session (logout, rotation on login). Deleting a missing one is not an error;
+    /// the answer says whether this call removed a record, so exactly one of two racing
+    /// deletes of a one-time code learns it was the one.
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Delete every session of `user`; returns how many were deleted.
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Delete every session and code of `user` in `family` (see [`Record::family`]): a logout
+    /// on one host ends the sessions the same login made on the others. Returns how many.
+    fn delete_family(
+        &self,
+        user: &str,
+        family: &str,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Count one event under `counter` within a window starting at its first event, and return
     /// the count so far (login throttling). Counters expire with their window.
@@ -335,10 +436,17 @@ impl SessionStore for Store {
         }
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         match self {
             Store::Embedded(s) => s.delete(key).await,
             Store::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.delete_family(user, family).await,
+            Store::Redis(s) => s.delete_family(user, family).await,
         }
     }
 
@@ -459,6 +567,28 @@ mod tests {
         let r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
         assert!(!r.needs_touch(9_999, &T));
         assert!(r.needs_touch(10_000, &T));
+    }
+
+    #[test]
+    fn links_round_trip_through_their_one_field_form() {
+        let family = Link {
+            family: "ab".repeat(32),
+            code: None,
+        };
+        assert_eq!(Link::from_field(&family.to_field()), Some(family));
+        let code = Link {
+            family: "cd".repeat(32),
+            code: Some(CodeFor {
+                host: "b.test".into(),
+                next: "https://b.test/x?y=1#z".into(),
+                origin: Origin::Handoff,
+                session_expiry: 1_700_000_000_000,
+            }),
+        };
+        assert_eq!(Link::from_field(&code.to_field()), Some(code));
+        assert_eq!(Link::from_field("ab\ncode\n1\nh\nn"), None);
+        assert_eq!(Link::from_field("ab\nlogin\nsoon\nh\nn"), None);
+        assert_eq!(Link::from_field("ab\nlogin\n1\nh"), None);
     }
 
     #[test]

@@ -260,9 +260,15 @@ impl SessionStore for EmbeddedStore {
             .await
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let key = *key;
         self.blocking_write(move |inner| inner.delete(&key)).await
+    }
+
+    async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
+        let (user, family) = (user.to_owned(), family.to_owned());
+        self.blocking_write(move |inner| inner.delete_family(&user, &family))
+            .await
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
@@ -491,12 +497,37 @@ impl Inner {
         Ok(())
     }
 
-    fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+    fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let txn = self.begin_write(Durability::Immediate)?;
-        remove_session_if(&txn, key, |_| true)?;
+        let removed = remove_session_if(&txn, key, |_| true)?;
         self.commit(txn, Durability::Immediate)?;
         self.evict([key]);
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Delete `user`'s sessions and codes whose family is `family`, in one transaction.
+    fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        let mut removed = Vec::new();
+        {
+            let users = txn.open_multimap_table(USERS).map_err(unavailable)?;
+            let mut keys = Vec::new();
+            for k in users.get(user).map_err(unavailable)? {
+                keys.push(SessionKey(*k.map_err(unavailable)?.value()));
+            }
+            drop(users);
+            for key in keys {
+                let in_family = |r: Option<&Record>| {
+                    r.is_some_and(|r| r.user == user && r.family(&key) == family)
+                };
+                if remove_session_if(&txn, &key, in_family)? {
+                    removed.push(key);
+                }
+            }
+        }
+        self.commit(txn, Durability::Immediate)?;
+        self.evict(&removed);
+        Ok(removed.len())
     }
 
     /// Delete every session of `user`; counts those that were still live at `now`.

@@ -10,16 +10,24 @@
 
 use redis::Value;
 
-use crate::session::{Origin, Record, RECORD_VERSION};
+use crate::session::{Link, Origin, Record, RECORD_VERSION};
 
 /// A record's hash fields, in the order [`encode`] writes them and the lookup script reads them.
-pub(super) const FIELDS: [&str; 7] = ["v", "user", "groups", "origin", "created", "exp", "seen"];
+/// The last, [`LINK_FIELD`], is written only for a session or code made by signing in across
+/// hosts ([`Link::to_field`]); other records leave it out.
+pub(super) const FIELDS: [&str; 8] = [
+    "v", "user", "groups", "origin", "created", "exp", "seen", LINK_FIELD,
+];
+
+/// The hash field holding a record's [`Link`].
+pub(super) const LINK_FIELD: &str = "x";
 
 /// The record as hash fields, in the layout the key schema describes, in [`FIELDS`] order.
 pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
     let origin = match record.origin {
         Origin::Login => "login",
         Origin::Handoff => "handoff",
+        Origin::Code => "code",
     };
     let values = [
         record.version.to_string(),
@@ -30,7 +38,11 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
         record.absolute_expiry.to_string(),
         record.last_seen.to_string(),
     ];
-    FIELDS.into_iter().zip(values).collect()
+    let mut fields: Vec<_> = FIELDS.into_iter().zip(values).collect();
+    if let Some(link) = &record.link {
+        fields.push((LINK_FIELD, link.to_field()));
+    }
+    fields
 }
 
 /// The lookup script's reply: nil, or the values of [`FIELDS`] in order. `Err` says why a
@@ -43,7 +55,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
             .map_err(|_| "unexpected number of values")?,
         _ => return Err("unexpected reply shape"),
     };
-    let [v, user, groups, origin, created, exp, seen] = values;
+    let [v, user, groups, origin, created, exp, seen, link] = values;
     let version: u8 = text(v)?.parse().map_err(|_| "malformed version")?;
     if version != RECORD_VERSION {
         return Err("another format version");
@@ -55,7 +67,14 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
     let origin = match text(origin)?.as_str() {
         "login" => Origin::Login,
         "handoff" => Origin::Handoff,
+        "code" => Origin::Code,
         _ => return Err("unknown origin"),
+    };
+    let link = match link {
+        Value::Nil => None,
+        value => Some(Box::new(
+            Link::from_field(&text(value)?).ok_or("malformed link")?,
+        )),
     };
     Ok(Some(Record {
         version,
@@ -69,6 +88,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
         created: number(created)?,
         absolute_expiry: number(exp)?,
         last_seen: number(seen)?,
+        link,
     }))
 }
 
@@ -87,12 +107,16 @@ mod tests {
     use super::*;
     use crate::session::TEST_TIMEOUTS as T;
 
-    /// What LOOKUP returns for `record` (HMGET of FIELDS).
+    /// What LOOKUP returns for `record` (HMGET of FIELDS: nil for a field not written).
     fn reply(record: &Record) -> Value {
+        let written = encode(record);
         Value::Array(
-            encode(record)
-                .into_iter()
-                .map(|(_, v)| Value::BulkString(v.into_bytes()))
+            FIELDS
+                .iter()
+                .map(|f| match written.iter().find(|(k, _)| k == f) {
+                    Some((_, v)) => Value::BulkString(v.clone().into_bytes()),
+                    None => Value::Nil,
+                })
                 .collect(),
         )
     }
@@ -106,6 +130,11 @@ mod tests {
         ] {
             let mut r = Record::new("alice".into(), groups, Origin::Handoff, 5, &T);
             r.last_seen = 7;
+            assert_eq!(decode(reply(&r)), Ok(Some(r.clone())));
+            r.link = Some(Box::new(crate::session::Link {
+                family: "ab".repeat(32),
+                code: None,
+            }));
             assert_eq!(decode(reply(&r)), Ok(Some(r)));
         }
         assert_eq!(decode(Value::Nil), Ok(None));

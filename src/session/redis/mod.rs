@@ -56,7 +56,7 @@ use self::keys::Keys;
 use self::scripts::SCRIPTS;
 use self::topology::{tracking_source, Backend};
 use super::cache::SessionCache;
-use super::{Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
+use super::{Link, Record, SessionKey, SessionStore, StoreError, Timeouts, RECORD_VERSION};
 use crate::config::RedisTarget;
 
 pub use self::topology::COMMAND_TIMEOUT;
@@ -225,19 +225,96 @@ impl SessionStore for RedisStore {
         Ok(record)
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         // The user index is left alone (it would be a second key and a read of the record
         // first); it trims itself, and revoke-all tolerates members without a record.
         let record_key = self.keys.record(key);
         let deleted = self
             .backend
-            .run(|mut c| async move { redis::cmd("DEL").arg(&record_key).exec_async(&mut c).await })
+            .run(|mut c| async move {
+                redis::cmd("DEL")
+                    .arg(&record_key)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
             .await;
         // Forgotten locally whatever Redis said: a logout must not be answered from the cache.
         if let Some(cache) = &self.cache {
             cache.invalidate(key);
         }
-        deleted
+        Ok(deleted? > 0)
+    }
+
+    async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
+        let user_key = self.keys.user(user);
+        let members: Vec<String> = self
+            .backend
+            .run(|mut c| {
+                let user_key = &user_key;
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(user_key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut removed = Vec::new();
+        // One key per command, as for revoke-all: the same on Cluster; a user has few sessions.
+        for member in members {
+            let record_key = self.keys.record_hex(&member);
+            let in_family = member == family || {
+                let link: Option<String> = self
+                    .backend
+                    .run(|mut c| {
+                        let record_key = &record_key;
+                        async move {
+                            redis::cmd("HGET")
+                                .arg(record_key)
+                                .arg(codec::LINK_FIELD)
+                                .query_async(&mut c)
+                                .await
+                        }
+                    })
+                    .await?;
+                link.and_then(|l| Link::from_field(&l))
+                    .is_some_and(|l| l.family == family)
+            };
+            if !in_family {
+                continue;
+            }
+            let n: i64 = self
+                .backend
+                .run(|mut c| {
+                    let record_key = &record_key;
+                    async move { redis::cmd("DEL").arg(record_key).query_async(&mut c).await }
+                })
+                .await?;
+            if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(&member)) {
+                cache.invalidate(&key);
+            }
+            if n > 0 {
+                removed.push(member);
+            }
+        }
+        if !removed.is_empty() {
+            self.backend
+                .run(|mut c| {
+                    let user_key = &user_key;
+                    let removed = &removed;
+                    async move {
+                        redis::cmd("ZREM")
+                            .arg(user_key)
+                            .arg(removed)
+                            .exec_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+        }
+        Ok(removed.len())
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {

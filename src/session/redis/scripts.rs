@@ -30,7 +30,7 @@ use redis::Script;
 /// set when `seen` moves: it is `min(seen + idle, exp) - now`, a deadline that does not change
 /// while `seen` does not. The TTL only cleans up; validity is decided from `exp` and `seen`.
 pub(super) const LOOKUP: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'v', 'user', 'groups', 'origin', 'created', 'exp', 'seen')
+local r = redis.call('HMGET', KEYS[1], 'v', 'user', 'groups', 'origin', 'created', 'exp', 'seen', 'x')
 if not r[1] then return false end
 if r[1] ~= ARGV[3] then return r end
 local now = tonumber(ARGV[1])
@@ -125,10 +125,12 @@ mod tests {
         let quoted: Vec<String> = FIELDS.iter().map(|f| format!("'{f}'")).collect();
         let hmget = format!("redis.call('HMGET', KEYS[1], {})", quoted.join(", "));
         assert!(LOOKUP.contains(&hmget), "LOOKUP must read {hmget}");
-        let written: Vec<&str> = encode(&Record::new("a".into(), vec![], Origin::Login, 1, &T))
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let mut record = Record::new("a".into(), vec![], Origin::Login, 1, &T);
+        record.link = Some(Box::new(crate::session::Link {
+            family: "ab".repeat(32),
+            code: None,
+        }));
+        let written: Vec<&str> = encode(&record).into_iter().map(|(k, _)| k).collect();
         assert_eq!(written, FIELDS);
     }
 }
