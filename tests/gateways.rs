@@ -21,9 +21,9 @@ mod support;
 
 use std::path::Path;
 
-use support::gateway::{Gateway, Kind, TestCert, HOST};
+use support::gateway::{Gateway, Kind, TestCert, HOST, MORE_HOSTS};
 use support::login::{
-    users_toml, write_users, Answer, Backend, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
+    form_encode, users_toml, write_users, Answer, Backend, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
 };
 use support::redis::RedisServer;
 use support::{echoed, echoed_header, Doorman, Upstream};
@@ -670,4 +670,129 @@ async fn nginx_a_stopped_store_fails_closed_with_500() {
 #[tokio::test]
 async fn caddy_a_stopped_store_fails_closed_with_503() {
     a_stopped_store_fails_closed_through_the_gateway(Kind::Caddy).await;
+}
+
+/// Signing in once for several hosts behind one Caddy (DESIGN.md §8): `app.test` and `b.test`
+/// send the browser to the login host `login.test`, which hands each a one-time code for its
+/// own cookie; a logout on `b.test` ends the session on `app.test` too. (Caddy relays doorman's
+/// redirect to the login host as it is; the nginx example's `error_page` redirect stays on the
+/// request's own host, so it signs in per host.)
+#[tokio::test]
+async fn caddy_signs_in_once_for_several_hosts() {
+    let app = Upstream::start().await;
+    let users = write_users(&users_toml());
+    let backend = Backend::embedded();
+    let [login, other] = MORE_HOSTS;
+    let toml = |public_origin: &str| {
+        format!(
+            "[listen]\n\n{}\n[login]\nusers_file = {users:?}\n{public_origin}\n\n\
+             [forward_auth]\ntrusted_gateways = [\"127.0.0.1/32\"]\n\
+             allowed_hosts = [\"{HOST}\", \"{login}\", \"{other}\"]\n{ROUTES}",
+            backend.section("")
+        )
+    };
+    let doorman = Doorman::start(&toml("")).await;
+    let g = Gateway::start(Kind::Caddy, doorman.addr, app.addr);
+    // The login host's origin names the gateway's port, known only now.
+    let login_origin = format!("http://{login}:{}", g.port);
+    std::fs::write(
+        &doorman.file,
+        toml(&format!("public_origin = \"{login_origin}\"")),
+    )
+    .expect("rewrite config");
+    assert!(doorman.reload().await, "reload with public_origin");
+
+    let navigate = [("sec-fetch-mode", "navigate")];
+    let page = |host: &str| format!("http://{host}:{}/dashboard", g.port);
+    // app.test without a session: to the login host, with the page as next.
+    let a = g.request_on(HOST, "GET", "/dashboard", &navigate, "").await;
+    assert_eq!(a.status, 302, "{}\n{}", a.text(), g.log());
+    let expected = format!(
+        "{login_origin}/_doorman/login?next={}",
+        form_encode(&page(HOST))
+    );
+    assert_eq!(a.header("location"), Some(expected.as_str()));
+
+    // The login there sends the browser to app.test's callback with a code.
+    let form = format!(
+        "username=alice&password={}&next={}",
+        form_encode(ALICE_PW),
+        form_encode(&page(HOST))
+    );
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", login_origin.as_str()),
+    ];
+    let a = g
+        .request_on(login, "POST", "/_doorman/login", &headers, &form)
+        .await;
+    assert_eq!(a.status, 303, "{}\n{}", a.text(), g.log());
+    let login_cookie = format!("{COOKIE}={}", a.new_cookie(COOKIE));
+    let redeem = |a: Answer, host: &'static str| {
+        let g = &g;
+        async move {
+            let location = a.header("location").expect("Location").to_string();
+            let origin = format!("http://{host}:{}", g.port);
+            let callback = location
+                .strip_prefix(&origin)
+                .unwrap_or_else(|| panic!("{location} is not on {origin}"));
+            assert!(
+                callback.starts_with("/_doorman/callback?code="),
+                "{callback}"
+            );
+            let a = g.request_on(host, "GET", callback, &[], "").await;
+            assert_eq!(a.status, 303, "{}\n{}", a.text(), g.log());
+            // Replayed: refused.
+            let again = g.request_on(host, "GET", callback, &[], "").await;
+            assert_eq!(again.status, 403);
+            format!("{COOKIE}={}", a.new_cookie(COOKIE))
+        }
+    };
+    let app_cookie = redeem(a, HOST).await;
+    let a = g
+        .request_on(HOST, "GET", "/dashboard", &[("cookie", &app_cookie)], "")
+        .await;
+    assert_eq!(echoed_header(&echoed(&a.body), "x-auth-user"), ["alice"]);
+
+    // b.test: the login host already knows the browser, so no form, straight back with a code.
+    let a = g
+        .request_on(other, "GET", "/dashboard", &navigate, "")
+        .await;
+    assert_eq!(a.status, 302);
+    let login_page = a
+        .header("location")
+        .and_then(|l| l.strip_prefix(&login_origin))
+        .expect("to the login host")
+        .to_string();
+    let a = g
+        .request_on(login, "GET", &login_page, &[("cookie", &login_cookie)], "")
+        .await;
+    assert_eq!(a.status, 303, "{}", a.text());
+    let b_cookie = redeem(a, other).await;
+    let a = g
+        .request_on(other, "GET", "/dashboard", &[("cookie", &b_cookie)], "")
+        .await;
+    assert_eq!(echoed_header(&echoed(&a.body), "x-auth-user"), ["alice"]);
+    // Two sessions, not one id shared between hosts.
+    assert_ne!(app_cookie, b_cookie);
+
+    // Logout on b.test ends app.test's session too.
+    let b_origin = format!("http://{other}:{}", g.port);
+    let a = g
+        .request_on(
+            other,
+            "POST",
+            "/_doorman/logout",
+            &[("cookie", &b_cookie), ("origin", &b_origin)],
+            "",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.text());
+    let json = [("accept", "application/json")];
+    for (host, cookie) in [(HOST, &app_cookie), (other, &b_cookie)] {
+        let mut headers = json.to_vec();
+        headers.push(("cookie", cookie));
+        let a = g.request_on(host, "GET", "/dashboard", &headers, "").await;
+        assert_eq!(a.status, 401, "{host} after logout");
+    }
 }

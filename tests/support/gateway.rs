@@ -28,6 +28,9 @@ use super::login::{form_encode, Answer};
 
 /// The host name the tests' browser uses for the app behind a gateway.
 pub const HOST: &str = "app.test";
+/// More hosts the Caddy example is served for, for signing in once across hosts: the login
+/// host, and another app.
+pub const MORE_HOSTS: [&str; 2] = ["login.test", "b.test"];
 
 /// Which gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +153,29 @@ impl Gateway {
         body: &str,
     ) -> Answer {
         let req = build(method, path, &self.authority(), headers, body);
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {:?} on {}: {e}", self.kind, self.port));
+        exchange(tcp, req).await
+    }
+
+    /// A request to the plain port as a browser at `http://HOST:PORT` sends it, for another of
+    /// the hosts the gateway serves ([`MORE_HOSTS`]).
+    pub async fn request_on(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let req = build(
+            method,
+            path,
+            &format!("{host}:{}", self.port),
+            headers,
+            body,
+        );
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap_or_else(|e| panic!("connect to {:?} on {}: {e}", self.kind, self.port));
@@ -393,7 +419,10 @@ fn caddy(
     conf = substitute(
         &conf,
         "\napp.example.com {",
-        &format!("\nhttp://{HOST}:{port} {{"),
+        &format!(
+            "\nhttp://{HOST}:{port}, http://{}:{port}, http://{}:{port} {{",
+            MORE_HOSTS[0], MORE_HOSTS[1]
+        ),
         1,
     );
     // Global options first: no admin endpoint (parallel tests would share :2019), no
