@@ -291,6 +291,22 @@ impl Config {
                 message: message.to_string(),
             });
         }
+        if let (Some(origin), Some(fa)) = (&login.public_origin, &forward_auth) {
+            // The login host serves doorman's login behind the same gateway: its requests are
+            // judged as any allowed host's (the login form's Origin check among them).
+            let host = origin
+                .split_once("://")
+                .and_then(|(_, authority)| crate::host::normalise(authority));
+            if !host.is_some_and(|h| fa.allows_host(&h)) {
+                errors.push(KeyError {
+                    key: "login.public_origin".into(),
+                    message: format!(
+                        "with [forward_auth], the login host of {origin:?} must be one of \
+                         forward_auth.allowed_hosts"
+                    ),
+                });
+            }
+        }
         let file = file.to_path_buf();
         let mut all: Vec<ConfigError> = errors
             .into_iter()
@@ -693,6 +709,22 @@ mod tests {
             c.warnings[0].contains("session.cookie_domain"),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn the_login_host_must_be_an_allowed_host() {
+        let fa =
+            "[forward_auth]\ntrusted_gateways = [\"127.0.0.1\"]\nallowed_hosts = [\"*.a.test\"]\n";
+        let login = |origin: &str| format!("{fa}[login]\npublic_origin = \"{origin}\"\n");
+        assert!(errors(&login("https://login.a.test")).is_empty());
+        assert!(errors(&login("https://login.a.test:8443")).is_empty());
+        assert_eq!(
+            errors(&login("https://login.b.test")),
+            [
+                "proxy.toml: login.public_origin: with [forward_auth], the login host of \
+              \"https://login.b.test\" must be one of forward_auth.allowed_hosts"
+            ]
         );
     }
 
