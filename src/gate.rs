@@ -144,28 +144,12 @@ async fn decide(
         // Boxed, like the handoff below: a large future that most requests never need.
         return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
     }
-    let Some(upstream) = &app.upstream else {
-        // Auth-only mode: doorman serves its own endpoints and nothing else.
-        ex.path = Some(path);
-        return Err(ProxyError::NotFound);
-    };
-    let target = match forward_target(&path, req.uri().query()) {
-        Ok(target) => target,
+    let (upstream, target, host) = match prepare(app, &ex.client, &req, &path) {
+        Ok(prepared) => prepared,
         Err(error) => {
             ex.path = Some(path);
             return Err(error);
         }
-    };
-    // Only a table with host-scoped routes looks at the host (normalising it allocates).
-    let host = match config.routes.matches_hosts() {
-        false => None,
-        true => match route_host(&ex.client, &req) {
-            Some(host) => Some(host),
-            None => {
-                ex.path = Some(path);
-                return Err(ProxyError::BadRequest("host is not a plain host name"));
-            }
-        },
     };
     let judged = access::Judged {
         method: req.method(),
@@ -242,6 +226,28 @@ fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Bod
         tracing::Span::current(),
     );
     resp.map(|body| Logged::wrap(body, entry))
+}
+
+/// What a proxied request needs before its decision: the upstream (none in auth-only mode:
+/// 404), the target it will receive, and — only when some route matches on hosts, since
+/// normalising the host allocates — the host routes match.
+fn prepare<'a>(
+    app: &'a App,
+    client: &ClientInfo,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Result<(&'a Upstream, PathAndQuery, Option<String>), ProxyError> {
+    // Auth-only mode: doorman serves its own endpoints and nothing else.
+    let upstream = app.upstream.as_ref().ok_or(ProxyError::NotFound)?;
+    let target = forward_target(path, req.uri().query())?;
+    let host = match app.shared.config.routes.matches_hosts() {
+        false => None,
+        true => Some(
+            route_host(client, req)
+                .ok_or(ProxyError::BadRequest("host is not a plain host name"))?,
+        ),
+    };
+    Ok((upstream, target, host))
 }
 
 /// The host host-scoped routes are matched against. A request whose host is not a plain

@@ -570,3 +570,22 @@ async fn auth_only_mode_serves_no_upstream() {
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-auth-user"), Some("alice"));
 }
+
+/// The proxy path matches `hosts` the same way: the ops host is denied, whatever the path, and
+/// with host-scoped routes a host that is not a plain host name is refused, not matched
+/// against no host.
+#[tokio::test]
+async fn proxied_requests_match_routes_on_hosts_too() {
+    let d = Doorman::conf(&conf("")).start().await;
+    let c = &d.client;
+    let url = d.url("/public");
+    for (host, status) in [
+        ("app.test", 200),
+        ("OPS.test.:8080", 403),
+        ("ops%2etest", 400),
+        ("ops.test~", 400),
+    ] {
+        let a = request(c, "GET", &url, &[("host", host)], "").await;
+        assert_eq!(a.status, status, "{host}");
+    }
+}
