@@ -157,10 +157,11 @@ async fn decide(
     access::authorise(shared, ex, matched.policy, req.headers(), &target)?;
 
     let permit = handoff::permit(config, ex, &req);
+    let assertion = crate::assertion::for_upstream(shared, ex);
     let asked = Instant::now();
     let forwarded = app
         .upstream
-        .forward(req, &ex.client, target, ex.identity())
+        .forward(req, &ex.client, target, ex.identity(), assertion)
         .await;
     shared.metrics.upstream(asked.elapsed());
     let (resp, handoff) = forwarded?;

@@ -13,11 +13,11 @@
 //!
 //! ```text
 //! base:       lock worker clock encoding accept body metrics audit logging
-//! vocabulary: path identity routes tls
+//! vocabulary: jws path identity routes tls
 //! config:     config
 //! store:      session
 //! request:    cookie error head exchange
-//! access:     access
+//! access:     access assertion
 //! login:      login
 //! proxy:      forward
 //! gate:       access_log gate
@@ -29,14 +29,17 @@
 //!   `encoding` (hex and percent escapes), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
 //!   [`logging`].
-//! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`identity`]
-//!   (identity headers, stripped then set), [`routes`] (the route table), `tls`.
+//! * **vocabulary**: the types the config is made of: [`jws`] (the signed identity assertion:
+//!   keys, tokens, the JWKS), [`path`] (the normaliser), [`identity`] (identity headers,
+//!   stripped then set), [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
 //! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
 //! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
 //!   `error` (every cause doorman answers itself, mapped to one status in one place),
 //!   `head` (heads refused before anything reads them), `exchange` (the per-request value).
-//! * **access**: `access`: the session a request carries and whether its route lets it pass.
+//! * **access**: `access`: the session a request carries and whether its route lets it pass;
+//!   `assertion`: the signed assertion of that session, for the upstream or a forward-auth
+//!   answer.
 //! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
 //!   checks, the handoff.
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
@@ -71,6 +74,7 @@ pub(crate) mod accept;
 pub(crate) mod access;
 pub(crate) mod access_log;
 pub mod admin;
+pub(crate) mod assertion;
 pub mod audit;
 pub(crate) mod body;
 pub mod clock;
@@ -84,6 +88,7 @@ pub mod forward;
 pub(crate) mod gate;
 pub(crate) mod head;
 pub mod identity;
+pub mod jws;
 pub(crate) mod lock;
 pub mod logging;
 pub(crate) mod login;

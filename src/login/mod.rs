@@ -1,5 +1,6 @@
 //! Logging in and out: doorman's own endpoints under `[login] prefix` (DESIGN.md §4) — the
-//! login form, login, logout and the session probe — and the login handoff (§6).
+//! login form, login, logout, the session probe and the identity assertion's public keys
+//! (`jwks.json`, §9) — and the login handoff (§6).
 //!
 //! The room's files: this one answers the endpoints; [`form`] reads the login form; [`origin`]
 //! tells cross-site requests apart; [`throttle`] counts attempts; [`hasher`] checks passwords;
@@ -196,7 +197,8 @@ pub async fn endpoint(
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
-        ("/login" | "/logout" | "/session", _) => Err(ProxyError::MethodNotAllowed),
+        ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
+        ("/login" | "/logout" | "/session" | "/jwks.json", _) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
 }
@@ -251,6 +253,19 @@ async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Bod
         "application/json",
         json.to_string(),
     ))
+}
+
+/// `GET <prefix>/jwks.json` (DESIGN.md §9): the public keys the identity assertion verifies
+/// against; 404 when no assertion is configured. Cacheable for five minutes, which is why a
+/// rotation publishes a key (`next_keys`) longer than that before it signs.
+fn jwks(config: &Config) -> Result<Response<Body>, ProxyError> {
+    let assertion = config.identity.assertion().ok_or(ProxyError::NotFound)?;
+    let mut resp = body::own_response(StatusCode::OK, "application/json", assertion.jwks().clone());
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    Ok(resp)
 }
 
 /// The login page with `status` (200, or 401 after a failed attempt).
