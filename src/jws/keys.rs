@@ -119,6 +119,8 @@ pub fn generate_pem() -> Result<String, String> {
 
 #[cfg(test)]
 pub mod tests {
+    //! Key tests, and RFC 8037's key for the other tests of `jws` and `identity`.
+
     use super::*;
 
     /// RFC 8037 Appendix A.1's private key, as PKCS#8 v1 DER (the RFC's `d`, wrapped).
