@@ -61,6 +61,7 @@
 //!      login     doorman's own endpoints under [login] prefix
 //!      routes    first match → public / authenticated / deny
 //!      access    look the session up (SessionStore), then 401 / 302 / 403 / 503, or:
+//!      assertion the session's signed token, when configured (cached; jws signs)
 //!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
 //!                removed, X-Forwarded-*), per-worker pool, timeouts, upgrades; clean the
 //!                response; login::handoff acts on X-Doorman-* headers

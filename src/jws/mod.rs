@@ -4,8 +4,8 @@
 //!
 //! [`Assertion`] is `[identity] assertion` once loaded: the issuer, ttl and audience, the key
 //! that signs, the JWKS that publishes it (with `next_keys` and `previous_keys`), and the
-//! tokens already signed ([`cache`]). Tokens are made with jsonwebtoken (header, claims,
-//! encoding, RFC 7638 thumbprints) over ring ([`provider`]); keys are read and made in [`keys`].
+//! tokens already signed (`cache`). Tokens are made with jsonwebtoken (header, claims,
+//! encoding, RFC 7638 thumbprints) over ring (`provider`); keys are read and made in [`keys`].
 //!
 //! The cache belongs to the `Assertion`, and so to the config it was loaded with: a reload
 //! (SIGHUP) loads a new one, so tokens of an old key, issuer or ttl are never handed out after
