@@ -6,7 +6,8 @@
 #   env: N=2000 (measured requests per path), CONNS=8 (keep-alive connections),
 #        WARMUP=1000 (requests before the counters are zeroed), DOORMAN=PATH (measure this
 #        binary, e.g. another commit's release build, instead of building this checkout),
-#        OUT=DIR (where the logs go; default benches/results/<stamp>)
+#        OUT=DIR (where the logs go; default benches/results/<stamp>), KEEP=1 (keep each
+#        callgrind dump there too, for callgrind_annotate)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
@@ -23,7 +24,8 @@
 #                   X-Seen-Auth-User echo of the user, and the request without the cookie 401.
 #   assertion:      as authenticated, with [identity] assertion on (a key from `doorman keys
 #                   generate`, ttl 60 s): every response must also carry the upstream's
-#                   X-Seen-Auth-Assertion echo of a token. The measured requests take well
+#                   X-Seen-Auth-Assertion: jws (it saw a compact JWS; that short response
+#                   header is counted in this row's cost). The measured requests take well
 #                   under half the ttl, so this is the cost of the cached token; signing itself
 #                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
 #                   DOORMAN has no `keys generate` (a build from before the assertion).
@@ -96,7 +98,7 @@ class Conn:
         if h.get("connection", "").lower() == "close": return "connection: close"
         if want_user and h.get("x-seen-auth-user") != want_user:
             return f"upstream saw X-Auth-User {h.get('x-seen-auth-user')!r}, want {want_user!r}"
-        if want_assertion and h.get("x-seen-auth-assertion", "").count(".") != 2:
+        if want_assertion and h.get("x-seen-auth-assertion") != "jws":
             return f"upstream saw no assertion: {h.get('x-seen-auth-assertion')!r}"
         return None
 
@@ -168,6 +170,8 @@ measure() {
   [ -n "$total" ] || total=$(awk '$1=="summary:"{print $2}' "${dumps[0]}")
   [ -n "$total" ] || die "$name: no totals in ${dumps[0]}"
   log "$name: total Ir $total over $N requests"
+  # KEEP=1: keep the dump beside the logs, for callgrind_annotate.
+  [ "${KEEP:-0}" = 1 ] && cp "${dumps[0]}" "$OUT/$name.callgrind.out"
   RESULT=$(( (total + N/2) / N ))
 }
 

@@ -14,6 +14,7 @@
 //! reference-count increment (no allocation).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use http::HeaderValue;
@@ -37,8 +38,31 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    sessions: HashMap<[u8; 32], Vec<Entry>>,
+    sessions: HashMap<[u8; 32], Vec<Entry>, BuildHasherDefault<KeyHasher>>,
     entries: usize,
+}
+
+/// Hashes a session store key by its first eight bytes. The key is a SHA-256 and only keys of
+/// valid sessions (ids doorman drew from the OS's CSPRNG) are ever looked up or kept, so no
+/// client can choose keys that collide: SipHash's protection would cost the hit path a few
+/// hundred instructions for nothing.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(first) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_ne_bytes(*first);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The array's length prefix: always 32.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The tokens of one assertion config, by session store key, audience and groups.
@@ -70,7 +94,9 @@ impl Cache {
     }
 
     fn shard(&self, session: &[u8; 32]) -> &Mutex<Shard> {
-        &self.shards[usize::from(session[0]) % SHARDS]
+        // The last byte: the first eight are the hash within the shard (`KeyHasher`), whose
+        // low bits must not all be alike.
+        &self.shards[usize::from(session[31]) % SHARDS]
     }
 
     /// The cached token for this session, audience and groups, if it is still fresh at `now`.
@@ -130,7 +156,7 @@ impl Cache {
         });
         shard.entries = shard.sessions.values().map(Vec::len).sum();
         if shard.entries * 4 > self.shard_capacity * 3 {
-            shard.sessions = HashMap::new();
+            shard.sessions = HashMap::default();
             shard.entries = 0;
         }
     }
@@ -213,6 +239,7 @@ mod tests {
         let session = |n: u32| {
             let mut k = [0u8; 32];
             k[..4].copy_from_slice(&n.to_le_bytes());
+            k[31] = n.to_le_bytes()[0];
             k
         };
         // Stale entries go first: those put at 1000 are not fresh at 1040.

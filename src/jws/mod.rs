@@ -153,8 +153,10 @@ impl Assertion {
                 return None;
             }
         };
-        // Base64url and dots: always a valid header value.
-        let value = HeaderValue::from_maybe_shared(Bytes::from(token)).ok()?;
+        // Base64url and dots: always a valid header value. Sensitive: a bearer credential is
+        // never shown by `Debug` nor put in an HTTP/2 header table.
+        let mut value = HeaderValue::from_maybe_shared(Bytes::from(token)).ok()?;
+        value.set_sensitive(true);
         self.cache.put(
             session.key,
             audience,
@@ -300,6 +302,11 @@ mod tests {
             groups: &groups,
         };
         let first = a.header_value(&s, "app.example.com", 1000).unwrap();
+        assert!(first.is_sensitive());
+        assert!(a
+            .header_value(&s, "app.example.com", 1000)
+            .unwrap()
+            .is_sensitive());
         assert_eq!(
             a.header_value(&s, "app.example.com", 1030),
             Some(first.clone())
