@@ -6,7 +6,8 @@
 #   env: N=2000 (measured requests per path), CONNS=8 (keep-alive connections),
 #        WARMUP=1000 (requests before the counters are zeroed), DOORMAN=PATH (measure this
 #        binary, e.g. another commit's release build, instead of building this checkout),
-#        OUT=DIR (where the logs go; default benches/results/<stamp>)
+#        OUT=DIR (where the logs go; default benches/results/<stamp>), KEEP=1 (keep each
+#        callgrind dump there too, for callgrind_annotate)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
@@ -21,8 +22,16 @@
 #   authenticated:  GET /dashboard (access = "authenticated") with a session cookie from
 #                   POST /_doorman/login; every response must carry the upstream's
 #                   X-Seen-Auth-User echo of the user, and the request without the cookie 401.
-# Prints `public: <Ir/req>` and `authenticated: <Ir/req>` on stdout (details on stderr). It
-# only drives the binary through its CLI and proxy.toml, so DOORMAN may be an older build.
+#   assertion:      as authenticated, with [identity] assertion on (a key from `doorman keys
+#                   generate`, ttl 60 s): every response must also carry the upstream's
+#                   X-Seen-Auth-Assertion: jws (it saw a compact JWS; that short response
+#                   header is counted in this row's cost). The measured requests take well
+#                   under half the ttl, so this is the cost of the cached token; signing itself
+#                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
+#                   DOORMAN has no `keys generate` (a build from before the assertion).
+# Prints `public: <Ir/req>`, `authenticated: <Ir/req>` and `assertion: <Ir/req>` on stdout
+# (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
+# may be an older build.
 # Processes, ports, the upstream and the config are benches/lib.sh's, as for run.sh.
 set -uo pipefail
 
@@ -30,6 +39,7 @@ SCRIPT=callgrind.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
+ASSERTION=${ASSERTION:-1}
 PIN=0; NICE=0
 
 for t in valgrind callgrind_control nginx curl python3; do
@@ -39,18 +49,19 @@ done
 
 build_doorman
 init_run
-read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT <<< "$(free_ports 3)"
-[ -n "$AUTH_PORT" ] || die "could not pick free loopback ports"
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT <<< "$(free_ports 4)"
+[ -n "$ASSERT_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
 
 # ---------------------------------------------------------------- load generator
 cat > "$RUN/load.py" <<'PY'
-# load.py PORT PATH COOKIE CONNS N WARMUP PID WANT_USER: see callgrind.sh's header.
+# load.py PORT PATH COOKIE CONNS N WARMUP PID WANT_USER WANT_ASSERTION: see callgrind.sh's header.
 import socket, subprocess, sys, threading, time
 
 port, path, cookie = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 conns, n, warmup, pid, want_user = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
+want_assertion = sys.argv[9] == "1"
 req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: doorman-callgrind\r\n"
        "Accept: */*\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
 
@@ -87,6 +98,8 @@ class Conn:
         if h.get("connection", "").lower() == "close": return "connection: close"
         if want_user and h.get("x-seen-auth-user") != want_user:
             return f"upstream saw X-Auth-User {h.get('x-seen-auth-user')!r}, want {want_user!r}"
+        if want_assertion and h.get("x-seen-auth-assertion") != "jws":
+            return f"upstream saw no assertion: {h.get('x-seen-auth-assertion')!r}"
         return None
 
 def phase(cs, per_conn):
@@ -125,10 +138,16 @@ if errs or ok != n: sys.exit(f"{len(errs)} failures, first: {errs[0] if errs els
 PY
 
 # ---------------------------------------------------------------- one measurement
-# measure NAME PORT PATH AUTH(0|1): a fresh doorman under callgrind; sets RESULT (Ir/request)
+# measure NAME PORT PATH AUTH(0|1) [ASSERT(0|1)]: a fresh doorman under callgrind; sets RESULT
+# (Ir/request)
 measure() {
-  local name=$1 port=$2 path=$3 auth=$4 cookie="" code out pid
+  local name=$1 port=$2 path=$3 auth=$4 assert=${5:-0} cookie="" code out pid
   doorman_config "$name" "$port" "$(session_toml embedded)"
+  if [ "$assert" = 1 ]; then
+    "$DOORMAN" keys generate --out "$RUN/$name/assertion.pem" >&2 || die "$name: keys generate failed"
+    printf '\n[identity]\nassertion = { key = "assertion.pem", issuer = "https://bench.test", audience = "bench", ttl = "60s" }\n' \
+      >> "$RUN/$name/proxy.toml"
+  fi
   out="$RUN/$name/callgrind.out"
   log "$name: starting doorman under callgrind on :$port"
   start_bg "$name" env DOORMAN_WORKERS=1 RUST_LOG=warn \
@@ -143,7 +162,7 @@ measure() {
     [ "$code" = 401 ] || die "$name: GET $path without the cookie gave $code, want 401"
   fi
   python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
-    "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" || die "$name: load failed (log: $RUN/$name.log)"
+    "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" "$assert" || die "$name: load failed (log: $RUN/$name.log)"
   local dumps=("$out".*)
   [ ${#dumps[@]} = 1 ] && [ -f "${dumps[0]}" ] || die "$name: expected one dump $out.*, found: ${dumps[*]}"
   local total
@@ -151,6 +170,8 @@ measure() {
   [ -n "$total" ] || total=$(awk '$1=="summary:"{print $2}' "${dumps[0]}")
   [ -n "$total" ] || die "$name: no totals in ${dumps[0]}"
   log "$name: total Ir $total over $N requests"
+  # KEEP=1: keep the dump beside the logs, for callgrind_annotate.
+  [ "${KEEP:-0}" = 1 ] && cp "${dumps[0]}" "$OUT/$name.callgrind.out"
   RESULT=$(( (total + N/2) / N ))
 }
 
@@ -158,5 +179,12 @@ log "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null |
 log "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'), N=$N CONNS=$CONNS WARMUP=$WARMUP"
 measure public "$PUBLIC_PORT" /public 0; PUBLIC=$RESULT
 measure authenticated "$AUTH_PORT" /dashboard 1; AUTHENTICATED=$RESULT
+ASSERTED=""
+if [ "$ASSERTION" = 1 ] && "$DOORMAN" keys --help >/dev/null 2>&1; then
+  measure assertion "$ASSERT_PORT" /dashboard 1 1; ASSERTED=$RESULT
+fi
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"
+[ -n "$ASSERTED" ] && echo "assertion: $ASSERTED"
+[ -n "$ASSERTED" ] && log "assertion on / off: $(awk -v a="$ASSERTED" -v b="$AUTHENTICATED" 'BEGIN{printf "%+.2f %%", (a-b)*100/b}')"
+exit 0

@@ -85,13 +85,26 @@ pub struct Judged<'a> {
     pub login_origin: Option<&'a str>,
 }
 
-/// The decision for one request, the same for every way a request comes: the first matching
-/// route (recorded on the exchange), `deny` → 403, then the session lookup and [`authorise`].
+/// The decision for one request, the same for every way a request comes: [`route`], the
+/// session [`lookup`], then [`authorise`].
 pub async fn decide(
     shared: &Shared,
     ex: &mut Exchange,
     req: &Judged<'_>,
 ) -> Result<(), ProxyError> {
+    let policy = route(shared, ex, req)?;
+    lookup(shared, ex).await;
+    authorise(shared, ex, policy, req)
+}
+
+/// The first step of [`decide`], for callers that cannot afford its future's nesting (the
+/// gate, whose future every connection holds): the first matching route, recorded on the
+/// exchange; `deny` → 403.
+pub fn route<'a>(
+    shared: &'a Shared,
+    ex: &mut Exchange,
+    req: &Judged<'_>,
+) -> Result<&'a RoutePolicy, ProxyError> {
     let matched = shared.config.routes.find(req.method, req.host, req.path);
     if let Some(route) = matched.route {
         tracing::Span::current().record("route", route.name.as_str());
@@ -103,8 +116,7 @@ pub async fn decide(
     if matched.policy.access == Access::Deny {
         return Err(ProxyError::Forbidden);
     }
-    lookup(shared, ex).await;
-    authorise(shared, ex, matched.policy, req)
+    Ok(matched.policy)
 }
 
 /// Look up the session the exchange's cookie presents and record the outcome on it; groups of

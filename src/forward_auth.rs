@@ -147,7 +147,7 @@ async fn judge(
     if owned_exactly(&config.login.prefix, &path) {
         ex.path = Some(path);
         ex.route = Some(crate::metrics::ROUTE_DOORMAN.to_string());
-        return Ok(allowed(shared, None));
+        return Ok(allowed(shared, ex, None));
     }
     let next = original.url();
     let own_origin = format!("{}://{}", original.scheme(), original.authority);
@@ -169,7 +169,7 @@ async fn judge(
             Err(ProxyError::Unauthenticated(Challenge::Plain))
         }
         Err(error) => Err(error),
-        Ok(()) => Ok(allowed(shared, ex.identity())),
+        Ok(()) => Ok(allowed(shared, ex, Some(&original.host))),
     }
 }
 
@@ -182,14 +182,18 @@ fn owned_exactly(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// 200, empty, with the identity headers always present.
-fn allowed(shared: &Shared, identity: Option<&crate::identity::Identity>) -> Response<Body> {
+/// 200, empty, with the identity headers (and the assertion header, when configured) always
+/// present: the session's identity, and its assertion for the original's `host` (validated by
+/// `allowed_hosts`), or empty values. `host` is `None` for doorman's own pages (anonymous).
+fn allowed(shared: &Shared, ex: &Exchange, host: Option<&str>) -> Response<Body> {
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
+    let identity = host.and(ex.identity());
+    let token = host.and_then(|host| crate::assertion::header_value(shared, ex, host));
     shared
         .config
         .identity
-        .set_always(resp.headers_mut(), identity);
+        .set_always(resp.headers_mut(), identity, token);
     resp
 }
 

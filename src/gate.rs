@@ -159,15 +159,25 @@ async fn decide(
         next: target.as_str(),
         login_origin: None,
     };
-    let decided = access::decide(shared, ex, &judged).await;
+    // access::decide's steps, inline: one async level less in every connection's future.
+    let decided = match access::route(shared, ex, &judged) {
+        Err(error) => Err(error),
+        Ok(policy) => {
+            access::lookup(shared, ex).await;
+            access::authorise(shared, ex, policy, &judged)
+        }
+    };
     // Recorded before the decision is acted on, so a refusal's log line has the path too.
     ex.path = Some(path);
     decided?;
 
     let permit = handoff::permit(config, ex, &req);
+    let assertion = crate::assertion::for_upstream(shared, ex, || {
+        host.or_else(|| route_host(&ex.client, &req))
+    });
     let asked = Instant::now();
     let forwarded = upstream
-        .forward(req, &ex.client, target, ex.identity())
+        .forward(req, &ex.client, target, ex.identity(), assertion)
         .await;
     shared.metrics.upstream(asked.elapsed());
     let (resp, handoff) = forwarded?;

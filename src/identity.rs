@@ -9,7 +9,9 @@
 //!
 //! Removed from every request before forwarding (DESIGN.md §5): the configured `user_header`
 //! and `groups_header`, anything starting with `strip_prefix` or `X-Doorman-`, the names in
-//! `strip_headers`, and the identity headers other proxies use ([`BUILT_IN`]).
+//! `strip_headers`, the identity headers other proxies use ([`BUILT_IN`]), and the signed
+//! assertion's header (`X-Auth-Assertion` unless configured otherwise; stripped even when no
+//! assertion is configured, so an app that verifies one never sees a client's).
 //!
 //! ## Names that are not safe header values
 //! A user or group name is forwarded only if it is 1–256 printable ASCII characters without
@@ -19,8 +21,11 @@
 //! way to split one group into two or to inject a header with CR/LF.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::jws::{Assertion, DEFAULT_HEADER};
 
 /// Identity headers used by other auth proxies; an app migrating from one may still read them.
 pub const BUILT_IN: &[&str] = &[
@@ -85,6 +90,10 @@ pub struct IdentityHeaders {
     groups_canonical: String,
     strip_prefix: String,
     strip_headers: Vec<String>,
+    /// `[identity] assertion`, when configured.
+    assertion: Option<Arc<Assertion>>,
+    /// Its header's canonical name (the default name when none is configured).
+    assertion_canonical: String,
 }
 
 impl Default for IdentityHeaders {
@@ -113,7 +122,24 @@ impl IdentityHeaders {
             groups,
             strip_prefix,
             strip_headers,
+            assertion: None,
+            assertion_canonical: DEFAULT_HEADER.to_string(),
         }
+    }
+
+    /// These settings with `[identity] assertion`: its header is stripped from every request
+    /// too.
+    pub fn with_assertion(mut self, assertion: Option<Arc<Assertion>>) -> Self {
+        if let Some(a) = &assertion {
+            self.assertion_canonical = canonical(a.header().as_str()).into_owned();
+        }
+        self.assertion = assertion;
+        self
+    }
+
+    /// The signed identity assertion, when configured.
+    pub fn assertion(&self) -> Option<&Assertion> {
+        self.assertion.as_deref()
     }
 
     /// Whether an incoming header with this canonical name is an identity claim only doorman may
@@ -121,6 +147,7 @@ impl IdentityHeaders {
     pub fn is_identity(&self, canonical_name: &str) -> bool {
         canonical_name == self.user_canonical
             || canonical_name == self.groups_canonical
+            || canonical_name == self.assertion_canonical
             || canonical_name.starts_with(&self.strip_prefix)
             || canonical_name.starts_with(DOORMAN_PREFIX)
             || self.strip_headers.iter().any(|h| h == canonical_name)
@@ -139,17 +166,39 @@ impl IdentityHeaders {
         headers.insert(self.groups.clone(), identity.groups_value());
     }
 
-    /// Set the user and groups headers for a forward-auth answer: the identity, or empty
-    /// values for an anonymous request, so both headers are always present. A gateway that
-    /// copies them then always overwrites the client's own copy (Caddy 2.6 copies a literal
-    /// placeholder for an absent header; later Caddy versions let the client's value through).
-    pub fn set_always(&self, headers: &mut HeaderMap, identity: Option<&Identity>) {
+    /// Set the user and groups headers — and the assertion header, when one is configured —
+    /// for a forward-auth answer: the identity (and its `token`), or empty values for an
+    /// anonymous request, so every header is always present. A gateway that copies them then
+    /// always overwrites the client's own copy (Caddy 2.6 copies a literal placeholder for an
+    /// absent header; later Caddy versions let the client's value through).
+    pub fn set_always(
+        &self,
+        headers: &mut HeaderMap,
+        identity: Option<&Identity>,
+        token: Option<HeaderValue>,
+    ) {
         match identity {
             Some(identity) => self.set(headers, identity),
             None => {
                 headers.insert(self.user.clone(), HeaderValue::from_static(""));
                 headers.insert(self.groups.clone(), HeaderValue::from_static(""));
             }
+        }
+        if self.assertion.is_some() {
+            let token = match identity {
+                Some(_) => token.unwrap_or_else(|| HeaderValue::from_static("")),
+                None => HeaderValue::from_static(""),
+            };
+            self.set_assertion(headers, token);
+        }
+    }
+
+    /// Set the assertion header to `token` (from [`Assertion::header_value`]), like
+    /// [`set`](Self::set): after the strip, replacing anything left. Does nothing when no
+    /// assertion is configured.
+    pub fn set_assertion(&self, headers: &mut HeaderMap, token: HeaderValue) {
+        if let Some(a) = &self.assertion {
+            headers.insert(a.header().clone(), token);
         }
     }
 }
@@ -289,6 +338,40 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-auth-user", "x-keep"]);
+    }
+
+    #[test]
+    fn the_assertion_header_is_stripped_whatever_the_prefix() {
+        // A prefix that does not cover X-Auth-Assertion: the default name is still stripped.
+        let ids = IdentityHeaders::new(
+            HeaderName::from_static("x-user"),
+            HeaderName::from_static("x-roles"),
+            "x-myco-".into(),
+            vec![],
+        );
+        let mut h = headers(&["x-auth-assertion", "X_Auth_Assertion", "x-keep"]);
+        ids.strip(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-keep"]);
+        // A configured name is stripped in every spelling.
+        let key = crate::jws::keys::tests::rfc8037_key();
+        let a = Assertion::new(
+            HeaderName::from_static("x-app-token"),
+            "iss".into(),
+            std::time::Duration::from_secs(60),
+            Some("app".into()),
+            None,
+            key,
+            &[],
+        );
+        let ids = ids.with_assertion(Some(Arc::new(a)));
+        let mut h = headers(&["x-app-token", "X.App.Token", "x-keep"]);
+        ids.strip(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-keep"]);
+        let mut h = HeaderMap::new();
+        ids.set_assertion(&mut h, HeaderValue::from_static("t"));
+        assert_eq!(h["x-app-token"], "t");
     }
 
     #[test]

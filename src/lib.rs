@@ -13,11 +13,11 @@
 //!
 //! ```text
 //! base:       lock worker clock encoding accept body metrics audit logging
-//! vocabulary: path host identity routes tls
+//! vocabulary: jws path host identity routes tls
 //! config:     config
 //! store:      session
 //! request:    cookie error head exchange
-//! access:     access forward_auth
+//! access:     access assertion forward_auth
 //! login:      login
 //! proxy:      forward
 //! gate:       access_log gate
@@ -29,16 +29,18 @@
 //!   `encoding` (hex and percent escapes), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
 //!   [`logging`].
-//! * **vocabulary**: the types the config is made of: [`path`] (the normaliser), [`host`]
-//!   (host names as routes and `allowed_hosts` match them), [`identity`]
-//!   (identity headers, stripped then set), [`routes`] (the route table), `tls`.
+//! * **vocabulary**: the types the config is made of: [`jws`] (the signed identity assertion:
+//!   keys, tokens, the JWKS), [`path`] (the normaliser), [`host`] (host names as routes and
+//!   `allowed_hosts` match them), [`identity`] (identity headers, stripped then set),
+//!   [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
 //! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
 //! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
 //!   `error` (every cause doorman answers itself, mapped to one status in one place),
 //!   `head` (heads refused before anything reads them), `exchange` (the per-request value).
 //! * **access**: `access`: the session a request carries and whether its route lets it pass;
-//!   `forward_auth`: the same decision for the original request a gateway describes.
+//!   `assertion`: the signed assertion of that session, for the upstream or a forward-auth
+//!   answer; `forward_auth`: the same decision for the original request a gateway describes.
 //! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
 //!   checks, the handoff.
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
@@ -60,6 +62,7 @@
 //!      login     doorman's own endpoints under [login] prefix
 //!      routes    first match → public / authenticated / deny
 //!      access    look the session up (SessionStore), then 401 / 302 / 403 / 503, or:
+//!      assertion the session's signed token, when configured (cached; jws signs)
 //!      forward   build the upstream request (hop-by-hop, identity strip-then-set, own cookie
 //!                removed, X-Forwarded-*), per-worker pool, timeouts, upgrades; clean the
 //!                response; login::handoff acts on X-Doorman-* headers
@@ -73,6 +76,7 @@ pub(crate) mod accept;
 pub(crate) mod access;
 pub(crate) mod access_log;
 pub mod admin;
+pub(crate) mod assertion;
 pub mod audit;
 pub(crate) mod body;
 pub mod clock;
@@ -88,6 +92,7 @@ pub(crate) mod gate;
 pub(crate) mod head;
 pub mod host;
 pub mod identity;
+pub mod jws;
 pub(crate) mod lock;
 pub mod logging;
 pub(crate) mod login;

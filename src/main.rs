@@ -1,4 +1,5 @@
-//! The `doorman` command: run the proxy, check a config, hash a password, revoke sessions.
+//! The `doorman` command: run the proxy, check a config, hash a password, revoke sessions, make
+//! a signing key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,21 @@ enum Command {
         #[command(subcommand)]
         action: SessionsCommand,
     },
+    /// Signing keys for the identity assertion ([identity] assertion).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new Ed25519 private key (PKCS#8 PEM, mode 0600); never overwrites a file.
+    Generate {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +79,13 @@ fn main() -> ExitCode {
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
+    if let Some(Command::Keys {
+        action: KeysCommand::Generate { out },
+    }) = &cli.command
+    {
+        // No config needed: the key is made before the config that names it.
+        return generate_key(out);
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -79,6 +102,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Keys {
+            action: KeysCommand::Generate { out },
+        }) => generate_key(&out),
         Some(Command::Sessions {
             action: SessionsCommand::Revoke { user },
         }) => match revoke(&config, &user, cli.log_format) {
@@ -123,6 +149,51 @@ fn hash_password() -> ExitCode {
         }
         Err(e) => {
             eprintln!("doorman: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `doorman keys generate --out F`: a new Ed25519 key, written to a file that did not exist,
+/// readable by its owner only from the moment it exists.
+fn generate_key(out: &std::path::Path) -> ExitCode {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let pem = match doorman::jws::keys::generate_pem() {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("doorman: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out);
+    let written = file.and_then(|mut f| {
+        let done = f.write_all(pem.as_bytes()).and_then(|()| f.sync_all());
+        if done.is_err() {
+            // Never leave a half-written key for a config to name.
+            let _ = std::fs::remove_file(out);
+        }
+        done
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote a new Ed25519 signing key to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!(
+                "doorman: {} already exists; not overwriting a key (tokens it signed would stop \
+                 verifying). Choose another --out, or remove the file first.",
+                out.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("doorman: writing {}: {e}", out.display());
             ExitCode::FAILURE
         }
     }

@@ -237,42 +237,41 @@ fn integer_limits_are_range_checked() {
     );
 }
 
-/// Contract keys this build does not enforce must be refused: a config whose signed assertion
-/// were silently ignored would not do what its operator reads in it. (TLS, the admin listener
-/// and the session cache, once on this list, are built.)
+/// `[identity] assertion` is checked whole at load: a key file that cannot sign, no issuer, and
+/// no audience (with no `[login] public_origin` to take one from) are each an error naming its
+/// key, all reported at once.
 #[test]
-fn unimplemented_sections_are_refused_not_ignored() {
+fn an_assertion_without_a_usable_key_an_issuer_or_an_audience_is_refused() {
     let text = r#"
 [listen]
 addr = "127.0.0.1:8080"
-
-[session]
-store = "embedded"
-cookie_name = "sid"
 
 [identity]
 user_header = "X-Auth-User"
 assertion = { key = "assertion.key", header = "X-Auth-Assertion", ttl = "60s" }
 
-[admin]
-addr = "127.0.0.1:9090"
-
 [access]
 default = "authenticated"
-
-[[routes]]
-path = "/dashboard"
-access = "authenticated"
 "#;
-    let file = write_config("notyet", text);
+    let file = write_config("assertion", text);
     let (code, stdout, stderr) = check(&file);
     assert_eq!(code, 2);
     assert_eq!(stdout, "");
-    let expected = prefixed(
-        &file,
-        &["identity.assertion: the signed identity assertion is planned, not built yet"],
+    let lines = lines(&stderr);
+    let keys: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(": ").nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "identity.assertion.key",
+            "identity.assertion.issuer",
+            "identity.assertion.audience"
+        ],
+        "full stderr:\n{stderr}"
     );
-    assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");
+    assert!(lines[0].contains("assertion.key: cannot read"), "{stderr}");
 }
 
 /// `cache = true` is Redis's server-assisted client-side caching: meaningless for the embedded

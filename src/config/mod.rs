@@ -274,7 +274,7 @@ impl Config {
         let login = session::read_login(&root, &base, &mut errors);
         let tls = listen.tls.is_some();
         let session = session::read_session(&root, &base, tls, &mut errors);
-        let identity = policy::read_identity(&root, &mut errors);
+        let identity = policy::read_identity(&root, &base, &login, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         let admin = admin::read_admin(&root, listen.addr, &mut errors);
         for key in root.keys() {

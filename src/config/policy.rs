@@ -1,5 +1,9 @@
 //! The access-control sections: `[access]`, `[[routes]]` and `[identity]`.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::{HeaderName, Method};
 use toml::{Table, Value};
 
@@ -7,10 +11,19 @@ use crate::config::reader::{KeyError, Section};
 use crate::config::session::LoginConfig;
 use crate::host::HostPattern;
 use crate::identity::{canonical, IdentityHeaders};
+use crate::jws::{self, Assertion, Key};
 use crate::path;
 use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, RouteTable};
 
-pub(super) fn read_identity(root: &Table, errors: &mut Vec<KeyError>) -> IdentityHeaders {
+/// `[identity]`; `base` is the config's folder (key files are relative to it), `login` gives
+/// the assertion's default audience (the host of `public_origin`); with `[forward_auth]`, the
+/// request's host as validated by `allowed_hosts` is.
+pub(super) fn read_identity(
+    root: &Table,
+    base: &Path,
+    login: &LoginConfig,
+    errors: &mut Vec<KeyError>,
+) -> IdentityHeaders {
     let mut s = Section::new(root, "identity", errors);
     let header = |s: &mut Section<'_>, key: &'static str, default: &'static str| {
         let name = s.opt_str(key).unwrap_or(default);
@@ -55,12 +68,135 @@ pub(super) fn read_identity(root: &Table, errors: &mut Vec<KeyError>) -> Identit
             .map(|h| canonical(h.as_str()).into_owned())
             .map_err(|_| format!("invalid header name {name:?}"))
     });
-    s.refuse(
-        "assertion",
-        "the signed identity assertion is planned, not built yet",
-    );
+    let validated_hosts = root.contains_key("forward_auth");
+    let assertion = read_assertion(&mut s, base, login, validated_hosts, &[&user, &groups]);
     s.finish();
-    IdentityHeaders::new(user, groups, strip_prefix, strip_headers)
+    IdentityHeaders::new(user, groups, strip_prefix, strip_headers).with_assertion(assertion)
+}
+
+/// `assertion = { key, issuer, header, ttl, audience, previous_keys, next_keys }` (DESIGN.md
+/// §9). Every key file is read and checked now: a key that cannot sign is a `check` error, not
+/// a request without its assertion.
+fn read_assertion(
+    s: &mut Section<'_>,
+    base: &Path,
+    login: &LoginConfig,
+    validated_hosts: bool,
+    taken: &[&HeaderName],
+) -> Option<Arc<Assertion>> {
+    let mut t = s.sub("assertion")?;
+    let load = |t: &mut Section<'_>, key: &str, file: &str| match Key::load(&base.join(file)) {
+        Ok(k) => Some(k),
+        Err(message) => {
+            t.error(key, message);
+            None
+        }
+    };
+    let signing = match t.opt_str("key") {
+        Some(file) => load(&mut t, "key", file),
+        None => {
+            if !t.has("key") {
+                t.error(
+                    "key",
+                    "required: an Ed25519 private key file (`doorman keys generate --out FILE`)",
+                );
+            }
+            None
+        }
+    };
+    let issuer = t.opt_str("issuer");
+    match issuer {
+        Some("") => t.error("issuer", "must not be empty"),
+        None if !t.has("issuer") => t.error(
+            "issuer",
+            "required: the `iss` of every token (an app checks it; never taken from a request)",
+        ),
+        _ => {}
+    }
+    let name = t.opt_str("header").unwrap_or(jws::DEFAULT_HEADER);
+    let header = match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) if !is_forwardable(h.as_str()) => {
+            t.error(
+                "header",
+                format!("{name:?} is a hop-by-hop header and cannot carry the assertion"),
+            );
+            None
+        }
+        Ok(h)
+            if taken
+                .iter()
+                .any(|o| canonical(o.as_str()) == canonical(h.as_str())) =>
+        {
+            t.error("header", "must differ from user_header and groups_header");
+            None
+        }
+        Ok(h) => Some(h),
+        Err(_) => {
+            t.error("header", format!("invalid header name {name:?}"));
+            None
+        }
+    };
+    let ttl = t.duration("ttl", Duration::from_secs(60));
+    let ttl_ok = (Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&ttl)
+        && ttl.subsec_nanos() == 0;
+    if !ttl_ok {
+        t.error(
+            "ttl",
+            "must be whole seconds from \"10s\" to \"1h\": long enough to be signed rarely, short \
+             enough that a copied token soon stops working",
+        );
+    }
+    let audience = match t.opt_str("audience") {
+        Some("") => {
+            t.error("audience", "must not be empty");
+            None
+        }
+        Some(a) => Some(a.to_string()),
+        None => None,
+    };
+    let public_host = login.public_origin.as_deref().map(origin_host);
+    if !t.has("audience") && public_host.is_none() && !validated_hosts {
+        t.error(
+            "audience",
+            "required unless [login] public_origin or [forward_auth] allowed_hosts say which \
+             hosts are valid (the request's validated host is then the audience): an audience \
+             taken from the Host a client sent would let a token made for one app be accepted \
+             by another",
+        );
+    }
+    let mut published = Vec::new();
+    for list in ["next_keys", "previous_keys"] {
+        let files = t.list(list, |f| Ok(f.to_string()));
+        for (i, file) in files.iter().enumerate() {
+            if let Some(k) = load(&mut t, &format!("{list}[{i}]"), file) {
+                published.push(k);
+            }
+        }
+    }
+    t.finish();
+    let (signing, issuer, header) = (signing?, issuer.filter(|i| !i.is_empty())?, header?);
+    if !ttl_ok {
+        return None;
+    }
+    Some(Arc::new(Assertion::new(
+        header,
+        issuer.to_string(),
+        ttl,
+        audience,
+        public_host,
+        signing,
+        &published,
+    )))
+}
+
+/// The host of a validated `public_origin` (`https://app.example.com:8443` → `app.example.com`):
+/// the port does not tell apps apart, as in `allowed_hosts`.
+fn origin_host(origin: &str) -> String {
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    match authority.parse::<http::uri::Authority>() {
+        Ok(a) => a.host().to_string(),
+        Err(_) => authority.to_string(),
+    }
 }
 
 fn default_lower(default: &'static str) -> &'static str {

@@ -88,13 +88,15 @@ impl Upstream {
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
     /// upstream's response head with its body streaming, and the handoff headers the upstream
-    /// sent (already removed from the response).
+    /// sent (already removed from the response). `identity` and `assertion` (its signed token,
+    /// `crate::assertion::for_upstream`) are set after every client copy was stripped.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         client: &ClientInfo,
         target: PathAndQuery,
         identity: Option<&Identity>,
+        assertion: Option<HeaderValue>,
     ) -> Result<(Response<Body>, Handoff), ProxyError> {
         let upgrade = upgrade::requested(&req, &self.up.upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -106,7 +108,7 @@ impl Upstream {
             req.body_mut().prefetch().await?;
         }
         let progress = req.body_mut().track();
-        let up_req = self.upstream_request(req, client, target, identity, offered)?;
+        let up_req = self.upstream_request(req, client, target, identity, assertion, offered)?;
         let up = &self.up;
         let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
         let resp = match sent.await {
@@ -142,6 +144,7 @@ impl Upstream {
         client: &ClientInfo,
         target: PathAndQuery,
         identity: Option<&Identity>,
+        assertion: Option<HeaderValue>,
         upgrade: Option<HeaderValue>,
     ) -> Result<Request<UpstreamBody>, ProxyError> {
         let config = &*self.config;
@@ -187,6 +190,9 @@ impl Upstream {
         }
         if let Some(identity) = identity {
             config.identity.set(h, identity);
+        }
+        if let Some(token) = assertion {
+            config.identity.set_assertion(h, token);
         }
 
         // Origin-form: hyper's HTTP/1 client writes the target exactly as given.

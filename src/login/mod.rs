@@ -1,5 +1,6 @@
 //! Logging in and out: doorman's own endpoints under `[login] prefix` (DESIGN.md §4) — the
-//! login form, login, logout and the session probe — and the login handoff (§6).
+//! login form, login, logout, the session probe and the identity assertion's public keys
+//! (`jwks.json`, §9) — and the login handoff (§6).
 //!
 //! The room's files: this one answers the endpoints; [`form`] reads the login form; [`origin`]
 //! tells cross-site requests apart; [`throttle`] counts attempts; [`hasher`] checks passwords;
@@ -203,19 +204,38 @@ pub async fn endpoint(
         .to_ascii_lowercase();
     match (rest.as_str(), req.method().clone()) {
         ("/login", Method::GET | Method::HEAD) => login_page(shared, ex, &req).await,
-        ("/callback", Method::GET | Method::HEAD) => hosts::callback(shared, ex, &req).await,
+        ("/callback", Method::GET | Method::HEAD) => {
+            Box::pin(hosts::callback(shared, ex, &req)).await
+        }
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
+        // Boxed: their futures nest the whole decision, and would make every endpoint's future
+        // (and the type checker's layout of it) that much deeper.
         ("/auth", Method::GET | Method::HEAD) => {
-            forward_auth::answer(shared, ex, Convention::AuthRequest, req.headers()).await
+            Box::pin(forward_auth::answer(
+                shared,
+                ex,
+                Convention::AuthRequest,
+                req.headers(),
+            ))
+            .await
         }
         ("/forward-auth", Method::GET | Method::HEAD) => {
-            forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
+            Box::pin(forward_auth::answer(
+                shared,
+                ex,
+                Convention::ForwardAuth,
+                req.headers(),
+            ))
+            .await
         }
-        ("/login" | "/logout" | "/session" | "/auth" | "/forward-auth" | "/callback", _) => {
-            Err(ProxyError::MethodNotAllowed)
-        }
+        ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
+        (
+            "/login" | "/logout" | "/session" | "/auth" | "/forward-auth" | "/callback"
+            | "/jwks.json",
+            _,
+        ) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
 }
@@ -309,6 +329,19 @@ async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Bod
         "application/json",
         json.to_string(),
     ))
+}
+
+/// `GET <prefix>/jwks.json` (DESIGN.md §9): the public keys the identity assertion verifies
+/// against; 404 when no assertion is configured. Cacheable for five minutes, which is why a
+/// rotation publishes a key (`next_keys`) longer than that before it signs.
+fn jwks(config: &Config) -> Result<Response<Body>, ProxyError> {
+    let assertion = config.identity.assertion().ok_or(ProxyError::NotFound)?;
+    let mut resp = body::own_response(StatusCode::OK, "application/json", assertion.jwks().clone());
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    Ok(resp)
 }
 
 /// The login page with `status` (200, or 401 after a failed attempt).
