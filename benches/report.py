@@ -26,7 +26,7 @@ NAMES = {
     "e": "doorman, authenticated, Redis store",
     "f": "doorman, authenticated, embedded store",
     "g": "doorman, authenticated, Redis store, cache = true",
-    "h": "nginx auth_request → doorman /auth (Redis store)",
+    "h": "nginx auth_request → doorman /auth",
     "i": "nginx auth_request → Express session check",
 }
 ROWS = "abcdefghi"
@@ -38,7 +38,10 @@ ap.add_argument("--rss", required=True)
 ap.add_argument("--versions")
 ap.add_argument("--skipped", default="")
 ap.add_argument("--quick", default="0")
+ap.add_argument("--fa-store", default="redis", help="row h's doorman store (run.sh --fa-store)")
 a = ap.parse_args()
+NAMES["h"] += " (%s)" % {"redis": "Redis store", "redis-cache": "Redis store, cache = true",
+                         "embedded": "embedded store"}.get(a.fa_store, a.fa_store)
 # row=reason,...; a bare row (older callers) was skipped by --quick
 skipped = {}
 for item in filter(None, a.skipped.split(",")):

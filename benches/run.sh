@@ -22,7 +22,7 @@
 # `doorman check` refuses `cache = true` gets row g listed as not supported, not measured.
 # Rows h and i (forward-auth, DESIGN.md §8) put one more nginx in front (conf/nginx-authreq.conf.tmpl,
 # workers = cores, as row b plus the auth_request sub-request): for h a fifth doorman in
-# auth-only mode ([forward_auth], no [upstream], Redis store, as Express's), for i row c's
+# auth-only mode ([forward_auth], no [upstream], Redis store as Express's; --fa-store), for i row c's
 # Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
 # system under test); the auth server's own share is reported separately.
 # Scale (10,000 idle connections, 1,000,000 sessions): benches/scale.sh.
@@ -41,6 +41,8 @@
 #              "skipped in --quick". Figures from it mean nothing; tests/bench_quick.rs runs it.
 #   --doorman PATH  use this doorman binary instead of `cargo build --release`.
 #   --rows     subset of a..i to measure (default all; ratios need b and c, h's also i).
+#   --fa-store KIND  row h's doorman session store: redis (default: Express's store),
+#              redis-cache (redis with [session] cache = true) or embedded.
 #   --pin      wrk on CPU 0, every server on the other CPUs; default: all share all cores.
 #   --nice N   (root; for a machine something else is using) run servers and wrk at nice N,
 #              each in its own autogroup.
@@ -63,10 +65,12 @@ APP="$HERE/express-app"
 DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,i"
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0; DOORMAN=""
 DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
+FA_STORE=redis
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift 2;;
+    --fa-store) FA_STORE=$2; shift 2;;
     *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
   esac
 done
@@ -84,6 +88,7 @@ fi
 needs_express() { has c || has i; }
 needs_redis() { needs_express || has e || has g || has h; }
 for r in ${ROWS//,/ }; do case "$r" in [a-i]) ;; *) die "unknown row '$r' (rows are a..i)";; esac; done
+case "$FA_STORE" in redis|redis-cache|embedded) ;; *) die "--fa-store: redis, redis-cache or embedded, not '$FA_STORE'";; esac
 
 # ---------------------------------------------------------------- install
 ensure_tools() {
@@ -122,7 +127,7 @@ RAW="$OUT/raw.tsv"; : > "$RAW"
   if needs_express; then
     echo "node: $(node --version)  $(cd "$APP" && node -e 'for (const p of ["express","express-session","connect-redis","redis"]) process.stdout.write(p+"@"+require("./node_modules/"+p+"/package.json").version+"  ")')"
   fi
-  echo "wrk -t$THREADS -d$DURATION, conns: $CONNS, reps: $REPS, warm-up: $WARMUP; nginx proxy workers: $NCPU; pin: $PIN; nice: $NICE$( [ "$QUICK" = 1 ] && echo "; QUICK smoke run")"
+  echo "wrk -t$THREADS -d$DURATION, conns: $CONNS, reps: $REPS, warm-up: $WARMUP; nginx proxy workers: $NCPU; pin: $PIN; nice: $NICE$(has h && echo "; row h store: $FA_STORE")$( [ "$QUICK" = 1 ] && echo "; QUICK smoke run")"
 } | tee "$OUT/versions.txt" >&2
 
 # Row g needs `[session] cache`, which older builds refuse: list the row, do not fail the run.
@@ -172,7 +177,7 @@ has g && doorman_up dm-cache "$DM_CACHE_PORT" redis-cache
 # Row h's doorman: auth-only (no [upstream]), answering the gateway nginx's sub-requests.
 # The clients' host is the address wrk connects to: nginx sends it in X-Original-URL.
 if has h; then
-  doorman_config dm-fa "$DM_FA_PORT" "$(session_toml redis "$REDIS_PORT")"
+  doorman_config dm-fa "$DM_FA_PORT" "$(session_toml "$FA_STORE" "$REDIS_PORT")"
   sed -i '/^\[upstream\]$/,/^$/d' "$RUN/dm-fa/proxy.toml"
   printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' >> "$RUN/dm-fa/proxy.toml"
   grep -q '^\[upstream\]' "$RUN/dm-fa/proxy.toml" && die "row h: the generated config still has an [upstream]"
@@ -245,6 +250,6 @@ stop_all
 
 # ---------------------------------------------------------------- report
 python3 "$HERE/report.py" --raw "$RAW" --rss "$OUT/rss.tsv" --versions "$OUT/versions.txt" \
-  --skipped "$SKIPPED" --quick "$QUICK" > "$OUT/table.md" || die "report.py failed"
+  --skipped "$SKIPPED" --quick "$QUICK" --fa-store "$FA_STORE" > "$OUT/table.md" || die "report.py failed"
 cat "$OUT/table.md"
 echo "table: $OUT/table.md  raw: $RAW  logs: $OUT" >&2
