@@ -12,9 +12,11 @@ ROOT=$(cd "$HERE/.." && pwd)
 CONF="$HERE/conf"
 BENCH_USER=bench; BENCH_PASSWORD=bench-password-not-secret
 # Per measured row: URL, cookie (sent by wrk; a row with one must answer 401 without it),
-# the process group measured as "proxy", the user the upstream must see, the Redis group
-# whose CPU is counted (default: the one named redis).
-declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS
+# the process group(s) measured as "proxy" (space-separated: a gateway and its auth server
+# together are the system under test), the user the upstream must see, the Redis group
+# whose CPU is counted (default: the one named redis), and optionally one group of R_SUT whose
+# CPU is also reported on its own (R_PART: the auth server behind a gateway).
+declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS R_PART
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -109,9 +111,12 @@ start_bg() {  # start_bg NAME CMD... : own session/process group, output in $RUN
   eval "PID_${name//-/_}=$pid"
 }
 pid_of() { local v="PID_${1//-/_}"; echo "${!v:-}"; }
-group_pids() {  # every live process in the session started for NAME
-  local pid; pid=$(pid_of "$1"); [ -n "$pid" ] || return 0
-  ps -e -o pid=,sid= | awk -v s="$pid" '$2==s {print $1}'
+group_pids() {  # group_pids NAME... (or one space-separated string): every live process in
+  # the sessions started for those names
+  local n pid sids=""
+  for n in $*; do pid=$(pid_of "$n"); [ -n "$pid" ] && sids="$sids $pid"; done
+  [ -n "$sids" ] || return 0
+  ps -e -o pid=,sid= | awk -v s="$sids" 'BEGIN {split(s, a, " "); for (i in a) want[a[i]] = 1} ($2 in want) {print $1}'
 }
 stop_all() {
   local i pid alive
@@ -184,7 +189,8 @@ wait_quiet() {  # wait until the machine (less our idle servers) is quiet
   done
   log "WARN: still ${pct}% busy after ${WAIT_QUIET}s; measuring anyway (see the 'other' column)"
 }
-mem_of() {  # mem_of NAME FIELD(VmHWM|VmRSS): sum over the group's processes, KiB
+mem_of() {  # mem_of NAME FIELD(VmHWM|VmRSS): sum over the group's processes, KiB (NAME may be
+  # several space-separated names: summed over all their groups)
   local p t=0 v
   for p in $(group_pids "$1"); do
     v=$(awk -v f="$2:" '$1==f {print $2}' "/proc/$p/status" 2>/dev/null)
@@ -194,12 +200,15 @@ mem_of() {  # mem_of NAME FIELD(VmHWM|VmRSS): sum over the group's processes, Ki
 }
 
 # ---------------------------------------------------------------- servers
-nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS
-  local name=$1 tmpl=$2 port=$3 workers=$4
+nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS [KEY=VALUE...] (each replaces @KEY@)
+  local name=$1 tmpl=$2 port=$3 workers=$4 kv subst=()
+  shift 4
+  for kv in "$@"; do subst+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
   local dir="$RUN/$name"; mkdir -p "$dir"
   sed "s|@RUN@|$dir|g" "$CONF/nginx-common.inc" > "$dir/nginx-common.inc"
   sed -e "s|@RUN@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$workers|g" \
-      -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "$CONF/$tmpl" > "$dir/nginx.conf"
+      -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "${subst[@]}" "$CONF/$tmpl" > "$dir/nginx.conf"
+  grep -q '@[A-Z_]*@' "$dir/nginx.conf" && die "nginx conf $name: unreplaced $(grep -o '@[A-Z_]*@' "$dir/nginx.conf" | head -1)"
   nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' 2>"$dir/t.err" || { cat "$dir/t.err" >&2; die "nginx conf $name invalid"; }
   start_bg "$name" nginx -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;'
   wait_port "$port" 10 "$name"
@@ -303,24 +312,27 @@ check_row() {
 
 # run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one wrk run, appended to $RAW:
 # row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
-# other% proxy_us/req redis_us/req all_us/req (CPU % of one core; us = CPU µs per request)
+# other% proxy_us/req redis_us/req all_us/req part% part_us/req (CPU % of one core; us = CPU µs
+# per request; part = R_PART's group alone, "-" without one). "proxy" is every group of R_SUT.
 run_wrk() {
   local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out" args=()
   [ -n "${R_COOKIE[$row]}" ] && args=(-H "Cookie: ${R_COOKIE[$row]}")
-  local sut_p up_p rd_p s0 u0 r0 b0 s1 u1 r1 b1 t0 t1
+  local sut_p up_p rd_p pt_p s0 u0 r0 b0 p0 s1 u1 r1 b1 p1 t0 t1
   sut_p=$(group_pids "${R_SUT[$row]}"); up_p=$(group_pids upstream); rd_p=$(group_pids "${R_REDIS[$row]:-redis}")
-  s0=$(ticks_of $sut_p); u0=$(ticks_of $up_p); r0=$(ticks_of $rd_p); b0=$(busy_ticks); t0=$(date +%s.%N)
+  pt_p=$(group_pids "${R_PART[$row]:-}")
+  s0=$(ticks_of $sut_p); u0=$(ticks_of $up_p); r0=$(ticks_of $rd_p); p0=$(ticks_of $pt_p); b0=$(busy_ticks); t0=$(date +%s.%N)
   local TIMEFORMAT='%U %S' wrc
   { time "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" wrk -t"$THREADS" -c"$c" -d"$d" --timeout 5s \
       -s "$CONF/wrk-report.lua" "${args[@]}" "${R_URL[$row]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
   t1=$(date +%s.%N)
-  s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); b1=$(busy_ticks)
+  s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); p1=$(ticks_of $pt_p); b1=$(busy_ticks)
   [ "$rep" = 0 ] && return 0
   local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "wrk failed for row $row (exit $wrc)"; }
   python3 - "$row" "$c" "$rep" "$res" "$t0" "$t1" $((s1-s0)) $((u1-u0)) $((r1-r0)) $((b1-b0)) "$HZ" \
-    "$( [ "${R_SUT[$row]}" = upstream ] && echo 1 || echo 0 )" "$(tail -1 "$RUN/wrk.time")" >> "$RAW" <<'PY'
+    "$( [ "${R_SUT[$row]}" = upstream ] && echo 1 || echo 0 )" "$(tail -1 "$RUN/wrk.time")" \
+    "$( [ -n "${R_PART[$row]:-}" ] && echo $((p1-p0)) || echo - )" >> "$RAW" <<'PY'
 import sys
-row, c, rep, res, t0, t1, s, u, r, b, hz, upin, wt = sys.argv[1:]
+row, c, rep, res, t0, t1, s, u, r, b, hz, upin, wt, p = sys.argv[1:]
 kv = dict(x.split("=") for x in res.split()[1:])
 el = float(t1) - float(t0); hz = float(hz)
 pct = lambda ticks: 100.0 * float(ticks) / hz / el
@@ -332,9 +344,9 @@ u_eff = 0.0 if upin == "1" else pct(u)
 print("\t".join([row, c, rep, kv["rps"], kv["p50_ms"], kv["p90_ms"], kv["p99_ms"], kv["max_ms"],
     str(n), kv["non2xx"], kv["sockerr"], "%.0f" % wrk, "%.0f" % pct(s), "%.0f" % pct(u),
     "%.0f" % pct(r), "%.0f" % pct(b), "%.0f" % max(0.0, pct(b) - wrk - pct(s) - u_eff - pct(r)),
-    us(s), us(r), us(b)]))
+    us(s), us(r), us(b), "-" if p == "-" else "%.0f" % pct(p), "-" if p == "-" else us(p)]))
 PY
-  log "$(tail -1 "$RAW" | awk -F'\t' '{printf "row %s c=%-4s rep=%s %8s req/s p50=%sms p99=%sms non2xx=%s sockerr=%s cpu%% wrk/proxy/up/redis/other/all=%s/%s/%s/%s/%s/%s  proxy %s us/req", $1,$2,$3,$4,$5,$7,$10,$11,$12,$13,$14,$15,$17,$16,$18}')"
+  log "$(tail -1 "$RAW" | awk -F'\t' '{printf "row %s c=%-4s rep=%s %8s req/s p50=%sms p99=%sms non2xx=%s sockerr=%s cpu%% wrk/proxy/up/redis/other/all=%s/%s/%s/%s/%s/%s  proxy %s us/req%s", $1,$2,$3,$4,$5,$7,$10,$11,$12,$13,$14,$15,$17,$16,$18, ($22=="-" ? "" : " (auth server " $22 ")")}')"
 }
 
 # run_measured ROW CONNS DURATION REP: run_wrk, discarding and repeating (after waiting for

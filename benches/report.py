@@ -5,8 +5,10 @@
                             [--skipped c=reason,g=reason] [--quick 1]
 
 raw.tsv, one line per measured run: row conns rep rps p50 p90 p99 max requests non2xx sockerr
-  wrk% proxy% upstream% redis% all% other% proxy_us/req redis_us/req all_us/req [!]
-  (CPU % = of one core; us/req = CPU microseconds per request).
+  wrk% proxy% upstream% redis% all% other% proxy_us/req redis_us/req all_us/req [part%
+  part_us/req] [!] (CPU % = of one core; us/req = CPU microseconds per request; proxy = every
+  process of the system under test, for rows h and i the gateway nginx and the auth server;
+  part = the auth server alone, "-" for the other rows).
 rss.tsv: row idle|ready|peak KiB: VmRSS before any request | VmRSS after the login and the
   checks, before the load | VmHWM after all runs; summed over the proxy's processes (nginx
   master + workers).
@@ -24,7 +26,10 @@ NAMES = {
     "e": "doorman, authenticated, Redis store",
     "f": "doorman, authenticated, embedded store",
     "g": "doorman, authenticated, Redis store, cache = true",
+    "h": "nginx auth_request → doorman /auth",
+    "i": "nginx auth_request → Express session check",
 }
+ROWS = "abcdefghi"
 DOORMAN = "defg"
 
 ap = argparse.ArgumentParser()
@@ -33,7 +38,10 @@ ap.add_argument("--rss", required=True)
 ap.add_argument("--versions")
 ap.add_argument("--skipped", default="")
 ap.add_argument("--quick", default="0")
+ap.add_argument("--fa-store", default="redis", help="row h's doorman store (run.sh --fa-store)")
 a = ap.parse_args()
+NAMES["h"] += " (%s)" % {"redis": "Redis store", "redis-cache": "Redis store, cache = true",
+                         "embedded": "embedded store"}.get(a.fa_store, a.fa_store)
 # row=reason,...; a bare row (older callers) was skipped by --quick
 skipped = {}
 for item in filter(None, a.skipped.split(",")):
@@ -72,7 +80,8 @@ if a.versions:
     out.append("```")
     out.append("")
 out.append("req/s, p50, p99 and µs/req: median over reps; errors: non-2xx + socket errors, summed.")
-out.append("µs/req = CPU time (user + system, all threads) of the proxy process(es) per request;")
+out.append("µs/req = CPU time (user + system, all threads) of the proxy process(es) per request (rows h, i:")
+out.append("the gateway nginx and the auth server together; split below);")
 out.append("RSS (nginx: master + workers summed): idle = VmRSS before any request; ready = VmRSS after the")
 out.append("login (doorman: one Argon2id hash, m = 19 MiB) and the checks, before the load; peak = VmHWM after")
 out.append("all runs. ×nginx / ×Express = req/s of this row over row b's / row c's at the same connection count.")
@@ -80,7 +89,7 @@ out.append("")
 out.append("| row | what | conns | req/s | p50 ms | p99 ms | errors | proxy µs/req | RSS MiB idle | ready | peak | ×nginx | ×Express |")
 out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in conns:
-    for row in "abcdefg":
+    for row in ROWS:
         key = (row, c)
         if row in skipped:
             out.append("| %s | %s | %d | %s | | | | | | | | | |" % (row, NAMES[row], c, skipped[row]))
@@ -89,7 +98,7 @@ for c in conns:
             continue
         rps = med(key, 3)
         errs = sum(int(r[9]) + int(r[10]) for r in runs[key])
-        flag = " !" if any(len(r) > 20 and r[20] == "!" for r in runs[key]) else ""
+        flag = " !" if any(r[-1] == "!" for r in runs[key]) else ""
         out.append("| %s | %s | %d | %s%s | %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
             row, NAMES[row], c, fmt_n(rps), flag, fmt_n(med(key, 4)), fmt_n(med(key, 6)), errs,
             fmt_n(med(key, 17)),
@@ -111,7 +120,7 @@ def mean(key, i):
 
 
 for c in conns:
-    for row in "abcdefg":
+    for row in ROWS:
         key = (row, c)
         if key not in runs:
             continue
@@ -119,11 +128,50 @@ for c in conns:
         out.append("| %s | %d | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             row, c, fmt_n(min(v)), fmt_n(max(v)), mean(key, 11), mean(key, 12),
             mean(key, 13) if row != "a" else "(proxy)", mean(key, 14), mean(key, 16), mean(key, 15),
-            fmt_n(med(key, 18)) if row in "ceg" else "–", fmt_n(med(key, 19))))
+            fmt_n(med(key, 18)) if row in "ceghi" else "–", fmt_n(med(key, 19))))
+
+
+def part_us(key):  # median over reps of the auth server's µs/req
+    v = [float(r[21]) for r in runs.get(key, []) if len(r) > 21 and r[21] not in ("-", "!")]
+    return st.median(v) if v else None
+
+
+def gateway_us(key):  # median over reps of (everything measured as proxy) − (the auth server)
+    v = [float(r[17]) - float(r[21]) for r in runs.get(key, [])
+         if len(r) > 21 and "-" not in (r[17], r[21]) and r[21] != "!"]
+    return st.median(v) if v else None
+
+
+fa_rows = [r for r in "hi" if any((r, c) in runs for c in conns)]
+if fa_rows:
+    out.append("")
+    out.append("Forward-auth (rows h, i): a gateway nginx (workers = cores) in front; each request is an "
+               "auth_request sub-request to the auth server, then proxy_pass to the upstream. "
+               "µs/req split (medians over reps): gateway nginx (master + workers), the auth server alone "
+               "(doorman / node), Redis. ×nginx = req/s over row b's (plain proxy_pass, one exchange); "
+               "h/i = row h over row i.")
+    out.append("")
+    out.append("| row | what | conns | req/s | p99 ms | errors | gateway µs/req | auth server µs/req "
+               "| Redis µs/req | gateway + auth µs/req | ×nginx | h/i req/s | h/i auth server µs |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in conns:
+        for row in "hi":
+            key = (row, c)
+            if key not in runs:
+                continue
+            errs = sum(int(r[9]) + int(r[10]) for r in runs[key])
+            hi = row == "h" and ("i", c) in runs
+            pu, pi = part_us(key), part_us(("i", c))
+            out.append("| %s | %s | %d | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                row, NAMES[row], c, fmt_n(med(key, 3)), fmt_n(med(key, 6)), errs,
+                fmt_n(gateway_us(key)), fmt_n(pu), fmt_n(med(key, 18)), fmt_n(med(key, 17)),
+                ratio(med(key, 3), med(("b", c), 3)) if ("b", c) in runs else "–",
+                ratio(med(key, 3), med(("i", c), 3)) if hi else "–",
+                ratio(pu, pi) if hi else "–"))
 
 # targets of issue 7 that this harness measures
 out.append("")
-out.append("Targets (issue 7) measured by this run:")
+out.append("Targets (issue 7; rows h and i: issue 14 item 9) measured by this run:")
 out.append("")
 out.append("| target | conns | figure | met |")
 out.append("|---|---:|---|---|")
@@ -157,6 +205,16 @@ for c in conns:
         if b in runs:
             p, pb = med((row, c), 6), med(b, 6)
             target("%s p99 ≤ 1.5× nginx's" % row, c, "%.2f vs %.2f ms = %.2f×" % (p, pb, p / pb), p / pb <= 1.5)
+for c in conns:
+    h, b, i = ("h", c), ("b", c), ("i", c)
+    if h in runs and b in runs:
+        r = med(h, 3) / med(b, 3)
+        target("h forward-auth ≥ 0.5× nginx proxy_pass req/s (issue 14)", c, "%.2f×" % r, r >= 0.5)
+    if h in runs and i in runs:
+        dh, di = part_us(h), part_us(i)
+        if dh and di:
+            target("h doorman µs/req ≤ 1/8 of Express's (row i's node) (issue 14)", c,
+                   "%.1f vs %.0f µs = 1/%.1f" % (dh, di, di / dh), dh * 8 <= di)
 for row in DOORMAN:
     if (row, "idle") in rss:
         v = rss[(row, "idle")]

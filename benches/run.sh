@@ -13,11 +13,18 @@
 #   e  doorman, authenticated, Redis store   GET /dashboard + doorman session cookie
 #   f  doorman, authenticated, embedded store  (same)
 #   g  doorman, authenticated, Redis store with [session] cache = true  (same)
+#   h  nginx auth_request -> doorman /_doorman/auth, then proxy_pass   GET /dashboard + doorman cookie
+#   i  nginx auth_request -> Express GET /auth, then proxy_pass        GET /dashboard + Express cookie
 # Rows d to g are four doorman processes (release build, RUST_LOG=warn) with generated
 # configs; e, f and g log in once through POST /_doorman/login (users file from
 # `doorman hash-password`) and wrk sends the session cookie. Before measuring, every row is
 # checked (200; e/f/g: upstream saw X-Auth-User, no cookie -> 401). A doorman build whose
 # `doorman check` refuses `cache = true` gets row g listed as not supported, not measured.
+# Rows h and i (forward-auth, DESIGN.md §8) put one more nginx in front (conf/nginx-authreq.conf.tmpl,
+# workers = cores, as row b plus the auth_request sub-request): for h a fifth doorman in
+# auth-only mode ([forward_auth], no [upstream], Redis store as Express's; --fa-store), for i row c's
+# Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
+# system under test); the auth server's own share is reported separately.
 # Scale (10,000 idle connections, 1,000,000 sessions): benches/scale.sh.
 #
 # Output: a markdown table (req/s, p50, p99, errors, CPU µs/request and peak RSS of the
@@ -27,13 +34,15 @@
 #
 # Usage:
 #   benches/run.sh [--quick] [--doorman PATH] [--duration 10s] [--conns "64 256"] [--reps 3]
-#                  [--warmup 2s] [--threads 1] [--rows a,b,c,d,e,f,g] [--pin] [--nice N]
+#                  [--warmup 2s] [--threads 1] [--rows a,b,c,d,e,f,g,h,i] [--pin] [--nice N]
 #                  [--wait-quiet 60] [--max-other 20] [--retries 2] [--no-install] [--out DIR]
 #   --quick    smoke mode, a few seconds: 1 s per row, 64 connections, one rep, no warm-up,
-#              no waiting for a quiet machine; row c (Node) is skipped and listed as
+#              no waiting for a quiet machine; rows c and i (Node) are skipped and listed as
 #              "skipped in --quick". Figures from it mean nothing; tests/bench_quick.rs runs it.
 #   --doorman PATH  use this doorman binary instead of `cargo build --release`.
-#   --rows     subset of a..g to measure (default all; ratios need b and c).
+#   --rows     subset of a..i to measure (default all; ratios need b and c, h's also i).
+#   --fa-store KIND  row h's doorman session store: redis (default: Express's store),
+#              redis-cache (redis with [session] cache = true) or embedded.
 #   --pin      wrk on CPU 0, every server on the other CPUs; default: all share all cores.
 #   --nice N   (root; for a machine something else is using) run servers and wrk at nice N,
 #              each in its own autogroup.
@@ -53,13 +62,15 @@ SCRIPT=run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 APP="$HERE/express-app"
 
-DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g"
+DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,i"
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0; DOORMAN=""
 DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
+FA_STORE=redis
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift 2;;
+    --fa-store) FA_STORE=$2; shift 2;;
     *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
   esac
 done
@@ -72,9 +83,12 @@ skip_row() {  # skip_row ROW REASON: drop it from ROWS, list it as skipped
 if [ "$QUICK" = 1 ]; then
   DURATION=1s; CONNS=64; REPS=1; WARMUP=0; WAIT_QUIET=0; MAX_OTHER=100000; RETRIES=0
   has c && skip_row c "skipped in --quick"
+  has i && skip_row i "skipped in --quick"
 fi
-needs_redis() { has c || has e || has g; }
-for r in ${ROWS//,/ }; do case "$r" in [a-g]) ;; *) die "unknown row '$r' (rows are a..g)";; esac; done
+needs_express() { has c || has i; }
+needs_redis() { needs_express || has e || has g || has h; }
+for r in ${ROWS//,/ }; do case "$r" in [a-i]) ;; *) die "unknown row '$r' (rows are a..i)";; esac; done
+case "$FA_STORE" in redis|redis-cache|embedded) ;; *) die "--fa-store: redis, redis-cache or embedded, not '$FA_STORE'";; esac
 
 # ---------------------------------------------------------------- install
 ensure_tools() {
@@ -88,12 +102,12 @@ ensure_tools() {
     command -v redis-server >/dev/null || pkgs+=(redis-server)
     command -v redis-cli >/dev/null || pkgs+=(redis-tools)
   fi
-  if has c; then
+  if needs_express; then
     command -v node >/dev/null || pkgs+=(nodejs)
     command -v npm >/dev/null || pkgs+=(npm)
   fi
   install_pkgs "${pkgs[@]}"
-  if has c && [ ! -d "$APP/node_modules/connect-redis" ]; then
+  if needs_express && [ ! -d "$APP/node_modules/connect-redis" ]; then
     [ "$INSTALL" = 1 ] || die "$APP/node_modules missing (run npm ci there, or rerun without --no-install)"
     log "npm ci in $APP"
     (cd "$APP" && npm ci --no-audit --no-fund >/dev/null) || die "npm ci in $APP failed"
@@ -110,10 +124,10 @@ RAW="$OUT/raw.tsv"; : > "$RAW"
   echo "date: $(date -Is)  host: $(uname -srm)  cpus: $NCPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo))"
   echo "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))  RUST_LOG=$DOORMAN_LOG"
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //')  wrk: $(wrk --version 2>&1 | awk 'NR==1{print $2}')$(needs_redis && echo "  redis: $(redis-server --version | awk '{print $3}')")"
-  if has c; then
+  if needs_express; then
     echo "node: $(node --version)  $(cd "$APP" && node -e 'for (const p of ["express","express-session","connect-redis","redis"]) process.stdout.write(p+"@"+require("./node_modules/"+p+"/package.json").version+"  ")')"
   fi
-  echo "wrk -t$THREADS -d$DURATION, conns: $CONNS, reps: $REPS, warm-up: $WARMUP; nginx proxy workers: $NCPU; pin: $PIN; nice: $NICE$( [ "$QUICK" = 1 ] && echo "; QUICK smoke run")"
+  echo "wrk -t$THREADS -d$DURATION, conns: $CONNS, reps: $REPS, warm-up: $WARMUP; nginx proxy workers: $NCPU; pin: $PIN; nice: $NICE$(has h && echo "; row h store: $FA_STORE")$( [ "$QUICK" = 1 ] && echo "; QUICK smoke run")"
 } | tee "$OUT/versions.txt" >&2
 
 # Row g needs `[session] cache`, which older builds refuse: list the row, do not fail the run.
@@ -127,19 +141,31 @@ if has g; then
   fi
 fi
 
+# Row h needs auth-only mode ([forward_auth] without [upstream]), which older builds refuse.
+if has h; then
+  mkdir -p "$RUN/probe"
+  printf '[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' > "$RUN/probe/fa.toml"
+  if ! "$DOORMAN" check --config "$RUN/probe/fa.toml" > "$RUN/probe/fa-check.out" 2>&1; then
+    cat "$RUN/probe/fa-check.out" >&2
+    log "row h: this doorman build refuses an auth-only [forward_auth] config; listed, not measured"
+    skip_row h "not supported by this doorman build"
+  fi
+fi
+
 # ---------------------------------------------------------------- start services
-read -r REDIS_PORT UPSTREAM_PORT NGINX_PORT EXPRESS_PORT DM_PUBLIC_PORT DM_REDIS_PORT DM_EMB_PORT DM_CACHE_PORT <<< "$(free_ports 8)"
-[ -n "$DM_CACHE_PORT" ] || die "could not pick free loopback ports"
+read -r REDIS_PORT UPSTREAM_PORT NGINX_PORT EXPRESS_PORT DM_PUBLIC_PORT DM_REDIS_PORT DM_EMB_PORT DM_CACHE_PORT \
+  DM_FA_PORT FA_DM_PORT FA_EX_PORT <<< "$(free_ports 11)"
+[ -n "$FA_EX_PORT" ] || die "could not pick free loopback ports"
 
 needs_redis && redis_up redis "$REDIS_PORT"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 has b && nginx_up nginx-proxy nginx-proxy.conf.tmpl "$NGINX_PORT" "$NCPU"
 EXPRESS_COOKIE=""
-if has c; then
+if needs_express; then
   start_bg express env PORT="$EXPRESS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" NODE_ENV=production node "$APP/server.mjs"
   wait_port "$EXPRESS_PORT" 20 express
 fi
-if has d || has e || has f || has g; then make_users; fi
+if has d || has e || has f || has g || has h; then make_users; fi
 doorman_up() {  # doorman_up NAME PORT SESSION-KIND
   doorman_config "$1" "$2" "$(session_toml "$3" "$REDIS_PORT")"
   doorman_start "$1" "$2"
@@ -148,24 +174,37 @@ has d && doorman_up dm-public "$DM_PUBLIC_PORT" embedded
 has e && doorman_up dm-redis "$DM_REDIS_PORT" redis
 has f && doorman_up dm-embedded "$DM_EMB_PORT" embedded
 has g && doorman_up dm-cache "$DM_CACHE_PORT" redis-cache
+# Row h's doorman: auth-only (no [upstream]), answering the gateway nginx's sub-requests.
+# The clients' host is the address wrk connects to: nginx sends it in X-Original-URL.
+if has h; then
+  doorman_config dm-fa "$DM_FA_PORT" "$(session_toml "$FA_STORE" "$REDIS_PORT")"
+  sed -i '/^\[upstream\]$/,/^$/d' "$RUN/dm-fa/proxy.toml"
+  printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' >> "$RUN/dm-fa/proxy.toml"
+  grep -q '^\[upstream\]' "$RUN/dm-fa/proxy.toml" && die "row h: the generated config still has an [upstream]"
+  doorman_start dm-fa "$DM_FA_PORT"
+  nginx_up nginx-fa-dm nginx-authreq.conf.tmpl "$FA_DM_PORT" "$NCPU" AUTH_PORT="$DM_FA_PORT" AUTH_URI=/_doorman/auth
+fi
+has i && nginx_up nginx-fa-ex nginx-authreq.conf.tmpl "$FA_EX_PORT" "$NCPU" AUTH_PORT="$EXPRESS_PORT" AUTH_URI=/auth
 
 # idle RSS of every proxy: started, no request served yet
-declare -A SUT_OF=([a]=upstream [b]=nginx-proxy [c]=express [d]=dm-public [e]=dm-redis [f]=dm-embedded [g]=dm-cache)
-for row in a b c d e f g; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
+declare -A SUT_OF=([a]=upstream [b]=nginx-proxy [c]=express [d]=dm-public [e]=dm-redis [f]=dm-embedded [g]=dm-cache
+                   [h]="nginx-fa-dm dm-fa" [i]="nginx-fa-ex express")
+for row in a b c d e f g h i; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
 
-if has c; then
+if needs_express; then
   EXPRESS_COOKIE=$(curl -s -m 5 -D - -o /dev/null -X POST --data "username=$BENCH_USER&password=bench" \
     "http://127.0.0.1:$EXPRESS_PORT/login" | tr -d '\r' | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}')
   [ -n "$EXPRESS_COOKIE" ] || die "express POST /login gave no cookie"
 fi
-DM_REDIS_COOKIE=""; DM_EMB_COOKIE=""; DM_CACHE_COOKIE=""
+DM_REDIS_COOKIE=""; DM_EMB_COOKIE=""; DM_CACHE_COOKIE=""; DM_FA_COOKIE=""
 if has e; then DM_REDIS_COOKIE=$(doorman_login "$DM_REDIS_PORT"); [ -n "$DM_REDIS_COOKIE" ] || die "doorman (redis) login set no cookie"; fi
 if has f; then DM_EMB_COOKIE=$(doorman_login "$DM_EMB_PORT"); [ -n "$DM_EMB_COOKIE" ] || die "doorman (embedded) login set no cookie"; fi
 if has g; then DM_CACHE_COOKIE=$(doorman_login "$DM_CACHE_PORT"); [ -n "$DM_CACHE_COOKIE" ] || die "doorman (redis, cache) login set no cookie"; fi
+if has h; then DM_FA_COOKIE=$(doorman_login "$DM_FA_PORT"); [ -n "$DM_FA_COOKIE" ] || die "doorman (forward-auth) login set no cookie"; fi
 
 ORDER=()
-add_row() {  # add_row ROW URL COOKIE SUT [USER the upstream must see]
-  has "$1" || return 0; ORDER+=("$1"); R_URL[$1]=$2; R_COOKIE[$1]=$3; R_SUT[$1]=$4; R_USER[$1]=${5:-}
+add_row() {  # add_row ROW URL COOKIE SUT [USER the upstream must see] [PART: the auth server in SUT]
+  has "$1" || return 0; ORDER+=("$1"); R_URL[$1]=$2; R_COOKIE[$1]=$3; R_SUT[$1]=$4; R_USER[$1]=${5:-}; R_PART[$1]=${6:-}
 }
 add_row a "http://127.0.0.1:$UPSTREAM_PORT/dashboard" "" upstream
 add_row b "http://127.0.0.1:$NGINX_PORT/dashboard" "" nginx-proxy
@@ -174,6 +213,8 @@ add_row d "http://127.0.0.1:$DM_PUBLIC_PORT/public" "" dm-public
 add_row e "http://127.0.0.1:$DM_REDIS_PORT/dashboard" "$DM_REDIS_COOKIE" dm-redis "$BENCH_USER"
 add_row f "http://127.0.0.1:$DM_EMB_PORT/dashboard" "$DM_EMB_COOKIE" dm-embedded "$BENCH_USER"
 add_row g "http://127.0.0.1:$DM_CACHE_PORT/dashboard" "$DM_CACHE_COOKIE" dm-cache "$BENCH_USER"
+add_row h "http://127.0.0.1:$FA_DM_PORT/dashboard" "$DM_FA_COOKIE" "nginx-fa-dm dm-fa" "$BENCH_USER" dm-fa
+add_row i "http://127.0.0.1:$FA_EX_PORT/dashboard" "$EXPRESS_COOKIE" "nginx-fa-ex express" "$BENCH_USER" express
 [ ${#ORDER[@]} -gt 0 ] || die "no rows to measure"
 for row in "${ORDER[@]}"; do check_row "$row"; done
 # Row g must measure the cache, not Redis: once hot, its requests send (almost) no command.
@@ -209,6 +250,6 @@ stop_all
 
 # ---------------------------------------------------------------- report
 python3 "$HERE/report.py" --raw "$RAW" --rss "$OUT/rss.tsv" --versions "$OUT/versions.txt" \
-  --skipped "$SKIPPED" --quick "$QUICK" > "$OUT/table.md" || die "report.py failed"
+  --skipped "$SKIPPED" --quick "$QUICK" --fa-store "$FA_STORE" > "$OUT/table.md" || die "report.py failed"
 cat "$OUT/table.md"
 echo "table: $OUT/table.md  raw: $RAW  logs: $OUT" >&2

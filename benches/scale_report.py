@@ -100,7 +100,7 @@ if runs:
             base = smallest.setdefault(store, (int(size), rps))
             ratio = rps / base[1] if base[1] else None
             errs = sum(int(r[9]) + int(r[10]) for r in runs[key])
-            flag = " !" if any(len(r) > 20 and r[20] == "!" for r in runs[key]) else ""
+            flag = " !" if any(r[-1] == "!" for r in runs[key]) else ""
             s = seeds.get(row, ["", "", "", "–", "–"])
             out.append("| %s | %s | %s | %s | %d | %s%s | %s | %s | %d | %s | %s | %s | %s | %s |" % (
                 store, "{:,}".format(int(size)), s[3], s[4], c, fmt_n(rps), flag, fmt_n(med(key, 4)),

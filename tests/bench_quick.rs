@@ -2,7 +2,8 @@
 //!
 //! It drives this test run's doorman binary (a debug build: the figures mean nothing, and no
 //! timing is asserted) against the harness's nginx upstream and nginx proxy, with wrk and
-//! redis-server, all on free loopback ports, for about a second per row. Row g (`[session]
+//! redis-server, all on free loopback ports, for about a second per row; row h puts a gateway
+//! nginx in front of an auth-only doorman (`auth_request` to `/_doorman/auth`). Row g (`[session]
 //! cache = true`) is measured when this build accepts the option, and must be listed as not
 //! supported when it does not (the harness runs older builds too). `scripts/test`
 //! installs nginx, wrk and redis-server when they are missing; `--no-install` keeps this test
@@ -45,6 +46,7 @@ fn quick_benchmark_runs_every_doorman_row() {
         ("d", "doorman, public route"),
         ("e", "doorman, authenticated, Redis store"),
         ("f", "doorman, authenticated, embedded store"),
+        ("h", "nginx auth_request → doorman /auth"),
     ];
     if cache {
         measured.push(("g", "doorman, authenticated, Redis store, cache = true"));
@@ -76,6 +78,16 @@ fn quick_benchmark_runs_every_doorman_row() {
         table.contains("| c | Express + express-session + connect-redis | 64 | skipped in --quick"),
         "quick mode lists row c as skipped:\n{table}"
     );
+    assert!(
+        table
+            .contains("| i | nginx auth_request → Express session check | 64 | skipped in --quick"),
+        "quick mode lists row i (Node) as skipped:\n{table}"
+    );
+    let forward_auth = table
+        .lines()
+        .find(|l| l.starts_with("| h forward-auth ≥ 0.5× nginx proxy_pass req/s"))
+        .unwrap_or_else(|| panic!("no forward-auth target line in:\n{table}"));
+    assert!(forward_auth.contains('×'), "{forward_auth}");
     for ratio_row in ["d", "e", "f", "g"]
         .into_iter()
         .filter(|r| cache || *r != "g")
