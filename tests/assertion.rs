@@ -539,3 +539,81 @@ async fn a_key_rotation_never_strands_a_token() {
     );
     assert!(pyjwt(&jwks3, aud, &[&t2])[0].is_ok());
 }
+
+/// Forward-auth 200s carry the assertion too (DESIGN §8, §9): for the original's host as
+/// `allowed_hosts` validated it, so a token for one app is refused by another, and present but
+/// empty for an anonymous request, so a gateway copying it never passes a client's own.
+#[tokio::test]
+async fn forward_auth_answers_carry_a_token_for_the_validated_host() {
+    let key = new_key();
+    let rest = format!(
+        "{}\n[forward_auth]\ntrusted_gateways = [\"127.0.0.1/32\"]\n\
+         allowed_hosts = [\"app.example.test\", \"wiki.example.test\"]\n",
+        identity("signing.pem", "")
+    );
+    let d = Doorman::conf(&Conf {
+        rest,
+        ..Conf::default()
+    })
+    .files(&[("signing.pem", &key)])
+    .start()
+    .await;
+    let cookie = format!("doorman_session={}", d.log_in("alice", ALICE_PW).await);
+    let ask = |url: &'static str, cookie: Option<String>| {
+        let d = &d;
+        async move {
+            let mut headers = vec![("x-original-method", "GET"), ("x-original-url", url)];
+            if let Some(cookie) = &cookie {
+                headers.push(("cookie", cookie.as_str()));
+            }
+            let headers: Vec<(&str, &str)> = headers;
+            support::login::request(&d.client, "GET", &d.url("/_doorman/auth"), &headers, "").await
+        }
+    };
+    // (http originals: over https the browser's cookie would be the __Host- one.)
+    let anonymous = ask("http://app.example.test/public", None).await;
+    assert_eq!(anonymous.status, 200);
+    assert_eq!(anonymous.header(HEADER), Some(""));
+
+    let app = ask("http://app.example.test/dashboard", Some(cookie.clone())).await;
+    let wiki = ask(
+        "http://WIKI.example.test:8080/dashboard",
+        Some(cookie.clone()),
+    )
+    .await;
+    assert_eq!(app.status, 200, "{:?}", app.headers);
+    let (app, wiki) = (
+        app.header(HEADER).expect("token").to_string(),
+        wiki.header(HEADER).expect("token").to_string(),
+    );
+    let keys = jwks(&d).await;
+    let verdicts = pyjwt(&keys, "app.example.test", &[&app, &wiki]);
+    assert_eq!(verdicts[0].clone().expect("app's token")["sub"], "alice");
+    assert_eq!(verdicts[1], Err("InvalidAudienceError".to_string()));
+    assert_eq!(
+        verify(&wiki, &keys, "wiki.example.test")["aud"],
+        "wiki.example.test"
+    );
+
+    // A request doorman proxies itself, on an allowed host: that host is the audience.
+    let proxied = get_as(
+        &d.client,
+        &d.url("/dashboard"),
+        Some(cookie.trim_start_matches("doorman_session=")),
+        &[("host", "wiki.example.test")],
+    )
+    .await;
+    assert_eq!(
+        verify(&sent_token(&proxied), &keys, "wiki.example.test")["sub"],
+        "alice"
+    );
+    // On a host no list validates, no token at all (never an audience from the Host header).
+    let other = get_as(
+        &d.client,
+        &d.url("/dashboard"),
+        Some(cookie.trim_start_matches("doorman_session=")),
+        &[("host", "evil.example.test")],
+    )
+    .await;
+    assert_eq!(token(&other), None);
+}
