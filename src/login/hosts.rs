@@ -125,7 +125,9 @@ pub async fn callback(
     ex: &mut Exchange,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    if !enabled(&shared.config) {
+    // Served with [forward_auth] (DESIGN.md §4): codes exist only where `enabled` issues them,
+    // and any other code is refused below like a used one.
+    if shared.config.forward_auth.is_none() {
         return Err(ProxyError::NotFound);
     }
     let code = Form::query(req.uri().query())
