@@ -77,6 +77,55 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// The members (session key hex) of a user's index.
+    async fn index_members(&self, user_key: &str) -> Result<Vec<String>, StoreError> {
+        self.backend
+            .run(|mut c| async move {
+                redis::cmd("ZRANGE")
+                    .arg(user_key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    /// Delete the record of one index member (one key per command, each bounded on its own:
+    /// the same on Cluster); whether it was there.
+    async fn delete_member(&self, member: &str) -> Result<bool, StoreError> {
+        let record_key = self.keys.record_hex(member);
+        let n: i64 = self
+            .backend
+            .run(|mut c| {
+                let record_key = &record_key;
+                async move { redis::cmd("DEL").arg(record_key).query_async(&mut c).await }
+            })
+            .await?;
+        // Redis tells every tracking instance; this one need not wait for the echo.
+        if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(member)) {
+            cache.invalidate(&key);
+        }
+        Ok(n > 0)
+    }
+
+    /// Remove `members` from a user's index (ZREM what was read rather than DEL the index: a
+    /// login racing the caller keeps its index entry).
+    async fn forget_members(&self, user_key: &str, members: &[String]) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .run(|mut c| async move {
+                redis::cmd("ZREM")
+                    .arg(user_key)
+                    .arg(members)
+                    .exec_async(&mut c)
+                    .await
+            })
+            .await
+    }
+
     /// A store for `target`; connects lazily, so a Redis that is down at start-up does not
     /// stop doorman. Fails only on a malformed URL.
     pub fn new(
@@ -247,20 +296,7 @@ impl SessionStore for RedisStore {
 
     async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
         let user_key = self.keys.user(user);
-        let members: Vec<String> = self
-            .backend
-            .run(|mut c| {
-                let user_key = &user_key;
-                async move {
-                    redis::cmd("ZRANGE")
-                        .arg(user_key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let members = self.index_members(&user_key).await?;
         let mut removed = Vec::new();
         // One key per command, as for revoke-all: the same on Cluster; a user has few sessions.
         for member in members {
@@ -285,88 +321,24 @@ impl SessionStore for RedisStore {
             if !in_family {
                 continue;
             }
-            let n: i64 = self
-                .backend
-                .run(|mut c| {
-                    let record_key = &record_key;
-                    async move { redis::cmd("DEL").arg(record_key).query_async(&mut c).await }
-                })
-                .await?;
-            if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(&member)) {
-                cache.invalidate(&key);
-            }
-            if n > 0 {
+            if self.delete_member(&member).await? {
                 removed.push(member);
             }
         }
-        if !removed.is_empty() {
-            self.backend
-                .run(|mut c| {
-                    let user_key = &user_key;
-                    let removed = &removed;
-                    async move {
-                        redis::cmd("ZREM")
-                            .arg(user_key)
-                            .arg(removed)
-                            .exec_async(&mut c)
-                            .await
-                    }
-                })
-                .await?;
-        }
+        self.forget_members(&user_key, &removed).await?;
         Ok(removed.len())
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let user_key = self.keys.user(user);
-        let members: Vec<String> = self
-            .backend
-            .run(|mut c| {
-                let user_key = &user_key;
-                async move {
-                    redis::cmd("ZRANGE")
-                        .arg(user_key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let members = self.index_members(&user_key).await?;
         let mut deleted = 0usize;
         // One key per command, each bounded on its own: this works the same on Cluster, and a
         // user has few sessions.
         for member in &members {
-            let record_key = self.keys.record_hex(member);
-            let n: i64 =
-                self.backend
-                    .run(|mut c| async move {
-                        redis::cmd("DEL").arg(&record_key).query_async(&mut c).await
-                    })
-                    .await?;
-            deleted += usize::try_from(n).unwrap_or(0);
-            // Redis tells every tracking instance; this one need not wait for the echo.
-            if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(member)) {
-                cache.invalidate(&key);
-            }
+            deleted += usize::from(self.delete_member(member).await?);
         }
-        if !members.is_empty() {
-            // ZREM what was read rather than DEL the index: a login racing this revoke keeps
-            // its index entry.
-            self.backend
-                .run(|mut c| {
-                    let user_key = &user_key;
-                    let members = &members;
-                    async move {
-                        redis::cmd("ZREM")
-                            .arg(user_key)
-                            .arg(members)
-                            .exec_async(&mut c)
-                            .await
-                    }
-                })
-                .await?;
-        }
+        self.forget_members(&user_key, &members).await?;
         Ok(deleted)
     }
 
