@@ -152,15 +152,11 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        let req = build(method, path, &self.authority(), headers, body);
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap_or_else(|e| panic!("connect to {:?} on {}: {e}", self.kind, self.port));
-        exchange(tcp, req).await
+        self.request_on(HOST, method, path, headers, body).await
     }
 
-    /// A request to the plain port as a browser at `http://HOST:PORT` sends it, for another of
-    /// the hosts the gateway serves ([`MORE_HOSTS`]).
+    /// A request to the plain port as a browser at `http://HOST:PORT` sends it, for `host`:
+    /// `app.test` or another of the hosts the gateway serves ([`MORE_HOSTS`]).
     pub async fn request_on(
         &self,
         host: &str,
