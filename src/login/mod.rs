@@ -1,11 +1,13 @@
 //! Logging in and out: doorman's own endpoints under `[login] prefix` (DESIGN.md §4) — the
-//! login form, login, logout, the session probe and the identity assertion's public keys
-//! (`jwks.json`, §9) — and the login handoff (§6).
+//! login form, login, logout, the session probe, the identity assertion's public keys
+//! (`jwks.json`, §9), and the routes to the forward-auth checks (`auth`, `forward-auth`:
+//! `crate::forward_auth`, §8) — and the login handoff (§6).
 //!
 //! The room's files: this one answers the endpoints; [`form`] reads the login form; [`origin`]
 //! tells cross-site requests apart; [`throttle`] counts attempts; [`hasher`] checks passwords;
-//! [`page`] renders the form; [`next`] keeps the post-login redirect local; [`handoff`] acts
-//! on an upstream's `X-Doorman-*` headers. The users file they check against is part of the
+//! [`page`] renders the form; [`next`] keeps the post-login redirect local (or on an allowed
+//! host); [`hosts`] signs a login in on other hosts with one-time codes (`callback`);
+//! [`handoff`] acts on an upstream's `X-Doorman-*` headers. The users file they check against is part of the
 //! config (`config::users`): it is loaded, validated and reloaded with it.
 //!
 //! * Cross-site protection ([`origin`]): a state-changing request (`POST` login or logout, a
