@@ -29,7 +29,14 @@
 #                   under half the ttl, so this is the cost of the cached token; signing itself
 #                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
 #                   DOORMAN has no `keys generate` (a build from before the assertion).
-# Prints `public: <Ir/req>`, `authenticated: <Ir/req>` and `assertion: <Ir/req>` on stdout
+#   forward-auth:   GET /_doorman/auth as nginx's auth_request sends it (X-Original-Method,
+#                   X-Original-URL naming /dashboard on an allowed host) with the session
+#                   cookie, doorman with [forward_auth] (127.0.0.1 trusted): every answer must
+#                   be a 200 naming the user in X-Auth-User, and the same check without the
+#                   cookie 401. Skipped with FORWARD_AUTH=0, or when DOORMAN has no forward-auth
+#                   (a build from before it refuses the config).
+# Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>` and
+# `forward-auth: <Ir/req>` on stdout
 # (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
 # may be an older build.
 # Processes, ports, the upstream and the config are benches/lib.sh's, as for run.sh.
@@ -39,7 +46,7 @@ SCRIPT=callgrind.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
-ASSERTION=${ASSERTION:-1}
+ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}
 PIN=0; NICE=0
 
 for t in valgrind callgrind_control nginx curl python3; do
@@ -49,21 +56,25 @@ done
 
 build_doorman
 init_run
-read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT <<< "$(free_ports 4)"
-[ -n "$ASSERT_PORT" ] || die "could not pick free loopback ports"
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT <<< "$(free_ports 5)"
+[ -n "$FA_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
 
 # ---------------------------------------------------------------- load generator
 cat > "$RUN/load.py" <<'PY'
-# load.py PORT PATH COOKIE CONNS N WARMUP PID WANT_USER WANT_ASSERTION: see callgrind.sh's header.
+# load.py PORT PATH COOKIE CONNS N WARMUP PID WANT_USER WANT_ASSERTION [USER_HEADER [HEADER...]]:
+# see callgrind.sh's header. USER_HEADER (default x-seen-auth-user, the upstream's echo) is the
+# response header that must name WANT_USER; each HEADER ("Name: value") is sent on every request.
 import socket, subprocess, sys, threading, time
 
 port, path, cookie = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 conns, n, warmup, pid, want_user = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
 want_assertion = sys.argv[9] == "1"
+user_header = sys.argv[10] if len(sys.argv) > 10 else "x-seen-auth-user"
+extra = "".join(f"{h}\r\n" for h in sys.argv[11:])
 req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: doorman-callgrind\r\n"
-       "Accept: */*\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
+       "Accept: */*\r\n" + extra + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
 
 class Conn:
     def __init__(self):
@@ -96,8 +107,8 @@ class Conn:
             self.take(int(h.get("content-length", "0")))
         if status != "200": return f"status {status}"
         if h.get("connection", "").lower() == "close": return "connection: close"
-        if want_user and h.get("x-seen-auth-user") != want_user:
-            return f"upstream saw X-Auth-User {h.get('x-seen-auth-user')!r}, want {want_user!r}"
+        if want_user and h.get(user_header) != want_user:
+            return f"{user_header} was {h.get(user_header)!r}, want {want_user!r}"
         if want_assertion and h.get("x-seen-auth-assertion") != "jws":
             return f"upstream saw no assertion: {h.get('x-seen-auth-assertion')!r}"
         return None
@@ -138,11 +149,18 @@ if errs or ok != n: sys.exit(f"{len(errs)} failures, first: {errs[0] if errs els
 PY
 
 # ---------------------------------------------------------------- one measurement
-# measure NAME PORT PATH AUTH(0|1) [ASSERT(0|1)]: a fresh doorman under callgrind; sets RESULT
-# (Ir/request)
+# measure NAME PORT PATH AUTH(0|1) [ASSERT(0|1) [FA(0|1)]]: a fresh doorman under callgrind;
+# sets RESULT (Ir/request)
 measure() {
-  local name=$1 port=$2 path=$3 auth=$4 assert=${5:-0} cookie="" code out pid
+  local name=$1 port=$2 path=$3 auth=$4 assert=${5:-0} fa=${6:-0} cookie="" code out pid
+  local -a sent=() user_header=()
   doorman_config "$name" "$port" "$(session_toml embedded)"
+  if [ "$fa" = 1 ]; then
+    printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["bench.test"]\n' \
+      >> "$RUN/$name/proxy.toml"
+    sent=("X-Original-Method: GET" "X-Original-URL: http://bench.test/dashboard")
+    user_header=(x-auth-user)
+  fi
   if [ "$assert" = 1 ]; then
     "$DOORMAN" keys generate --out "$RUN/$name/assertion.pem" >&2 || die "$name: keys generate failed"
     printf '\n[identity]\nassertion = { key = "assertion.pem", issuer = "https://bench.test", audience = "bench", ttl = "60s" }\n' \
@@ -158,11 +176,14 @@ measure() {
     # Argon2id under callgrind takes seconds, hence the long login timeout.
     cookie=$(doorman_login "$port" 300)
     [ -n "$cookie" ] || die "$name: login set no cookie"
-    code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
+    local -a curl_headers=()
+    for h in "${sent[@]}"; do curl_headers+=(-H "$h"); done
+    code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' "${curl_headers[@]}" "http://127.0.0.1:$port$path")
     [ "$code" = 401 ] || die "$name: GET $path without the cookie gave $code, want 401"
   fi
   python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
-    "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" "$assert" || die "$name: load failed (log: $RUN/$name.log)"
+    "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" "$assert" \
+    "${user_header[@]:-x-seen-auth-user}" "${sent[@]}" || die "$name: load failed (log: $RUN/$name.log)"
   local dumps=("$out".*)
   [ ${#dumps[@]} = 1 ] && [ -f "${dumps[0]}" ] || die "$name: expected one dump $out.*, found: ${dumps[*]}"
   local total
@@ -183,8 +204,14 @@ ASSERTED=""
 if [ "$ASSERTION" = 1 ] && "$DOORMAN" keys --help >/dev/null 2>&1; then
   measure assertion "$ASSERT_PORT" /dashboard 1 1; ASSERTED=$RESULT
 fi
+FORWARDED=""
+if [ "$FORWARD_AUTH" = 1 ] && printf '[forward_auth]\ntrusted_gateways = ["127.0.0.1"]\nallowed_hosts = ["a.test"]\n' \
+    > "$RUN/fa-probe.toml" && "$DOORMAN" check --config "$RUN/fa-probe.toml" >/dev/null 2>&1; then
+  measure forward-auth "$FA_PORT" /_doorman/auth 1 0 1; FORWARDED=$RESULT
+fi
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"
 [ -n "$ASSERTED" ] && echo "assertion: $ASSERTED"
+[ -n "$FORWARDED" ] && echo "forward-auth: $FORWARDED"
 [ -n "$ASSERTED" ] && log "assertion on / off: $(awk -v a="$ASSERTED" -v b="$AUTHENTICATED" 'BEGIN{printf "%+.2f %%", (a-b)*100/b}')"
 exit 0

@@ -206,31 +206,15 @@ pub async fn endpoint(
         .to_ascii_lowercase();
     match (rest.as_str(), req.method().clone()) {
         ("/login", Method::GET | Method::HEAD) => login_page(shared, ex, &req).await,
-        ("/callback", Method::GET | Method::HEAD) => {
-            Box::pin(hosts::callback(shared, ex, &req)).await
-        }
+        ("/callback", Method::GET | Method::HEAD) => hosts::callback(shared, ex, &req).await,
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
-        // Boxed: their futures nest the whole decision, and would make every endpoint's future
-        // (and the type checker's layout of it) that much deeper.
         ("/auth", Method::GET | Method::HEAD) => {
-            Box::pin(forward_auth::answer(
-                shared,
-                ex,
-                Convention::AuthRequest,
-                req.headers(),
-            ))
-            .await
+            forward_auth::answer(shared, ex, Convention::AuthRequest, req.headers()).await
         }
         ("/forward-auth", Method::GET | Method::HEAD) => {
-            Box::pin(forward_auth::answer(
-                shared,
-                ex,
-                Convention::ForwardAuth,
-                req.headers(),
-            ))
-            .await
+            forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
         }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
         (
