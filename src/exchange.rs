@@ -34,7 +34,7 @@ pub struct ClientInfo {
     /// "auto"`), origins and redirects follow it.
     pub https: bool,
     /// Whether the peer is a trusted gateway describing the browser in `X-Forwarded-*`
-    /// (so the browser's host is its `X-Forwarded-Host`: [`crate::head::browser_host`]).
+    /// (so the browser's host is its `X-Forwarded-Host`: [`ClientInfo::browser_host`]).
     pub gateway: bool,
 }
 
