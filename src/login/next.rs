@@ -103,14 +103,25 @@ fn is_clean(s: &str) -> bool {
         .any(char::is_control)
 }
 
-fn is_allowed_absolute(s: &str, allowed: Absolute<'_>) -> bool {
-    let rest = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
-        (Some(rest), _) => rest,
-        (None, Some(rest)) if allowed.http => rest,
-        _ => return false,
+/// An absolute `https://` or `http://` URL (lower-case scheme) split into its scheme and its
+/// authority (up to the first `/`, `?` or `#`); `None` for anything else.
+pub fn absolute_parts(s: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(rest), _) => ("https", rest),
+        (None, Some(rest)) => ("http", rest),
+        _ => return None,
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
+    Some((scheme, &rest[..end]))
+}
+
+fn is_allowed_absolute(s: &str, allowed: Absolute<'_>) -> bool {
+    let Some((scheme, authority)) = absolute_parts(s) else {
+        return false;
+    };
+    if scheme == "http" && !allowed.http {
+        return false;
+    }
     if authority.contains(['@', '%']) {
         return false;
     }
