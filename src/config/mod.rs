@@ -294,10 +294,11 @@ impl Config {
         if let (Some(origin), Some(fa)) = (&login.public_origin, &forward_auth) {
             // The login host serves doorman's login behind the same gateway: its requests are
             // judged as any allowed host's (the login form's Origin check among them).
-            let host = origin
-                .split_once("://")
-                .and_then(|(_, authority)| crate::host::normalise(authority));
-            if !host.is_some_and(|h| fa.allows_host(&h)) {
+            if !login
+                .public_host
+                .as_deref()
+                .is_some_and(|h| fa.allows_host(h))
+            {
                 errors.push(KeyError {
                     key: "login.public_origin".into(),
                     message: format!(

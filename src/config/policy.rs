@@ -154,7 +154,7 @@ fn read_assertion(
         Some(a) => Some(a.to_string()),
         None => None,
     };
-    let public_host = login.public_origin.as_deref().map(origin_host);
+    let public_host = login.public_host.clone();
     if !t.has("audience") && public_host.is_none() && !validated_hosts {
         t.error(
             "audience",
@@ -187,16 +187,6 @@ fn read_assertion(
         signing,
         &published,
     )))
-}
-
-/// The host of a validated `public_origin` (`https://app.example.com:8443` → `app.example.com`):
-/// the port does not tell apps apart, as in `allowed_hosts`.
-fn origin_host(origin: &str) -> String {
-    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
-    match authority.parse::<http::uri::Authority>() {
-        Ok(a) => a.host().to_string(),
-        Err(_) => authority.to_string(),
-    }
 }
 
 fn default_lower(default: &'static str) -> &'static str {

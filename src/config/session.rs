@@ -86,6 +86,10 @@ pub struct LoginConfig {
     pub users_file: Option<PathBuf>,
     /// The origin browsers see (`https://app.example.com`); `None`: scheme + Host.
     pub public_origin: Option<String>,
+    /// `public_origin`'s host as routes and `allowed_hosts` compare hosts (lower-case, no port
+    /// or trailing dot: [`crate::host::normalise`]), derived once at load: the login host of
+    /// sign-in across hosts, and the assertion's default audience.
+    pub public_host: Option<String>,
     /// Normalised paths whose upstream responses may carry `X-Doorman-Login`.
     pub handoff_paths: Vec<String>,
     /// Groups a handoff may grant.
@@ -329,6 +333,7 @@ pub(super) fn read_login(root: &Table, base: &Path, errors: &mut Vec<KeyError>) 
                 None
             }
         });
+    let public_host = public_origin.as_deref().map(origin_host);
     let handoff_paths = s.list("handoff_paths", |p| match path::normalise(p) {
         Ok(n) if n == p => Ok(n),
         Ok(n) => Err(format!("{p:?} is not a normalised path; write {n:?}")),
@@ -346,11 +351,25 @@ pub(super) fn read_login(root: &Table, base: &Path, errors: &mut Vec<KeyError>) 
         prefix,
         users_file,
         public_origin,
+        public_host,
         handoff_paths,
         handoff_groups,
         max_failures,
         failure_window,
     }
+}
+
+/// The host of a validated origin (`https://app.example.com:8443` → `app.example.com`): the
+/// port does not tell apps apart, as in `allowed_hosts`. An origin host that is not a plain
+/// host name (the URI grammar allows `~` or `!`) is kept as the URI parser reads it.
+fn origin_host(origin: &str) -> String {
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    crate::host::normalise(authority).unwrap_or_else(|| {
+        match authority.parse::<http::uri::Authority>() {
+            Ok(a) => a.host().to_string(),
+            Err(_) => authority.to_string(),
+        }
+    })
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path: what browsers send as `Origin`.

@@ -61,20 +61,9 @@ pub fn other_host<'a>(config: &Config, next: &'a str) -> Option<OtherHost<'a>> {
     if !enabled(config) {
         return None;
     }
-    let (scheme, rest) = match (next.strip_prefix("https://"), next.strip_prefix("http://")) {
-        (Some(rest), _) => ("https", rest),
-        (None, Some(rest)) => ("http", rest),
-        _ => return None,
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
+    let (scheme, authority) = super::next::absolute_parts(next)?;
     let host = crate::host::normalise(authority)?;
-    let login_host = config
-        .login
-        .public_origin
-        .as_deref()
-        .and_then(|o| o.split_once("://"))
-        .and_then(|(_, authority)| crate::host::normalise(authority))?;
+    let login_host = config.login.public_host.as_deref()?;
     (host != login_host).then_some(OtherHost {
         scheme,
         authority,
