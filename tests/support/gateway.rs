@@ -125,7 +125,42 @@ impl Gateway {
             cert.is_none() || kind == Kind::Nginx,
             "only the nginx example terminates TLS"
         );
-        Gateway::launch(kind, doorman, app, cert, drop)
+        let program = require(kind);
+        let example = std::fs::read_to_string(kind.example()).expect("read the example config");
+        let example: String = example
+            .lines()
+            .filter(|line| !drop.iter().any(|d| line.contains(d)))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let dir = super::temp_dir(match kind {
+            Kind::Nginx => "nginx",
+            Kind::Caddy => "caddy",
+        });
+        let mut last_error = String::new();
+        // The ports are free when probed; another process may take one before the gateway
+        // binds it, so a failed start is retried on new ports.
+        for _ in 0..5 {
+            let port = free_port();
+            let tls_port = cert.map(|_| free_port());
+            let command = match kind {
+                Kind::Nginx => nginx(&program, &example, &dir, doorman, app, port, tls_port, cert),
+                Kind::Caddy => caddy(&program, &example, &dir, doorman, app, port),
+            };
+            match spawn(command, &dir, kind, port, tls_port) {
+                Ok(child) => {
+                    return Gateway {
+                        kind,
+                        port,
+                        tls_port,
+                        dir,
+                        tls: cert.map(TestCert::connector),
+                        child: Some(child),
+                    }
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start {kind:?}: {last_error}");
     }
 
     /// `app.test:PORT`: the `Host` a browser sends to the plain port.
@@ -242,51 +277,6 @@ impl Gateway {
             Kind::Caddy => "caddy.log",
         };
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
-    fn launch(
-        kind: Kind,
-        doorman: SocketAddr,
-        app: SocketAddr,
-        cert: Option<&TestCert>,
-        drop: &[&str],
-    ) -> Gateway {
-        let program = require(kind);
-        let example = std::fs::read_to_string(kind.example()).expect("read the example config");
-        let example: String = example
-            .lines()
-            .filter(|line| !drop.iter().any(|d| line.contains(d)))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        let dir = super::temp_dir(match kind {
-            Kind::Nginx => "nginx",
-            Kind::Caddy => "caddy",
-        });
-        let mut last_error = String::new();
-        // The ports are free when probed; another process may take one before the gateway
-        // binds it, so a failed start is retried on new ports.
-        for _ in 0..5 {
-            let port = free_port();
-            let tls_port = cert.map(|_| free_port());
-            let command = match kind {
-                Kind::Nginx => nginx(&program, &example, &dir, doorman, app, port, tls_port, cert),
-                Kind::Caddy => caddy(&program, &example, &dir, doorman, app, port),
-            };
-            match spawn(command, &dir, kind, port, tls_port) {
-                Ok(child) => {
-                    return Gateway {
-                        kind,
-                        port,
-                        tls_port,
-                        dir,
-                        tls: cert.map(TestCert::connector),
-                        child: Some(child),
-                    }
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("could not start {kind:?}: {last_error}");
     }
 }
 
