@@ -38,6 +38,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::access::{self, Judged, Shared};
 use crate::body::{self, Body};
+use crate::config::ForwardAuthConfig;
 use crate::error::{Challenge, ProxyError};
 use crate::exchange::Exchange;
 use crate::metrics::ForwardAuth as Result_;
@@ -88,10 +89,10 @@ pub async fn answer(
     convention: Convention,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, ProxyError> {
-    if shared.config.forward_auth.is_none() {
+    let Some(fa) = &shared.config.forward_auth else {
         return Err(ProxyError::NotFound);
-    }
-    let result = judge(shared, ex, convention, headers).await;
+    };
+    let result = judge(shared, fa, ex, convention, headers).await;
     let (counted, mut resp) = match result {
         Ok(resp) => (Result_::allowed, resp),
         Err(error) => {
@@ -117,14 +118,12 @@ pub async fn answer(
 
 async fn judge(
     shared: &Shared,
+    fa: &ForwardAuthConfig,
     ex: &mut Exchange,
     convention: Convention,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &*shared.config;
-    let Some(fa) = &config.forward_auth else {
-        return Err(ProxyError::NotFound);
-    };
     if !ex.client.gateway {
         return Err(ProxyError::Forbidden);
     }
