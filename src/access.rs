@@ -155,6 +155,16 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
             .get(&record.user)
             .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
         Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+        // Groups as the ID token gave them; the users file is not consulted, except that a
+        // reload that removes `[oidc]`, or forbids a local user's name, ends these sessions.
+        Origin::Oidc => match &shared.config.oidc {
+            Some(oidc)
+                if oidc.link_local_users || shared.config.users.get(&record.user).is_none() =>
+            {
+                Identity::new(record.user.clone(), record.groups.clone()).ok()
+            }
+            _ => None,
+        },
         // A one-time sign-in code presented as a cookie is never a session.
         Origin::Code => None,
     };

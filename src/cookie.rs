@@ -124,15 +124,23 @@ fn header_value(s: String) -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// The start of the OpenID Connect sign-in flows' cookies' names (`crate::oidc::flow`), after
+/// `__Host-` under TLS. They are doorman's too: the upstream never sees them.
+pub const OIDC_FLOW_PREFIX: &str = "doorman_oidc_";
+
 /// Cookie names doorman answers to for `name`: the plain one and the prefixed forms it uses
-/// under TLS (`__Host-`, or `__Secure-` with a cookie domain).
+/// under TLS (`__Host-`, or `__Secure-` with a cookie domain); and the sign-in flows' cookies.
 fn is_ours(cookie_name: &str, name: &str) -> bool {
     cookie_name == name
         || cookie_name.strip_prefix("__Host-") == Some(name)
         || cookie_name.strip_prefix("__Secure-") == Some(name)
+        || cookie_name
+            .strip_prefix("__Host-")
+            .unwrap_or(cookie_name)
+            .starts_with(OIDC_FLOW_PREFIX)
 }
 
-/// Remove doorman's cookie from the `Cookie` header(s) of a request going upstream, keeping the
+/// Remove doorman's cookies (the session's, the sign-in flows') from the `Cookie` header(s) of a request going upstream, keeping the
 /// other cookies exactly as sent. Several `Cookie` headers (as HTTP/2 clients send them) are
 /// joined with `; `, as RFC 9113 §8.2.3 asks when forwarding to HTTP/1.1.
 pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
@@ -171,7 +179,7 @@ pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
     }
 }
 
-/// Drop every upstream `Set-Cookie` that would set (or clear) doorman's cookie.
+/// Drop every upstream `Set-Cookie` that would set (or clear) one of doorman's cookies.
 pub fn remove_from_response(headers: &mut HeaderMap, name: &str) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -224,6 +232,16 @@ mod tests {
         ]);
         remove_from_request(&mut h, "doorman_session");
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["x=1"]);
+    }
+
+    #[test]
+    fn sign_in_flow_cookies_never_reach_the_upstream() {
+        let mut h = request(&[
+            "__Host-doorman_oidc_abcdefghijkl=sealed; a=1",
+            "doorman_oidc_mnopqrstuvwx=sealed2; doorman_oidcx=kept",
+        ]);
+        remove_from_request(&mut h, "doorman_session");
+        assert_eq!(h[COOKIE], "a=1; doorman_oidcx=kept");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub(crate) mod lock;
 pub mod logging;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub(crate) mod oidc;
 pub mod path;
 pub mod reload;
 pub mod routes;

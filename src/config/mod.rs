@@ -13,6 +13,7 @@
 mod admin;
 mod gateway;
 mod net;
+mod oidc;
 mod policy;
 mod reader;
 mod session;
@@ -36,6 +37,7 @@ pub use users::{hash_password, User, Users, UsersError};
 pub use admin::AdminConfig;
 pub use gateway::ForwardAuthConfig;
 pub use net::{client_group, IpNet};
+pub use oidc::{OidcConfig, StateKey, STATE_KEY_LEN};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};
@@ -53,6 +55,8 @@ pub struct Config {
     pub upstream: Option<UpstreamConfig>,
     /// `[forward_auth]`: doorman answers a gateway's auth sub-requests.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// `[oidc]`: sign in with an OpenID Connect provider (DESIGN.md §10).
+    pub oidc: Option<OidcConfig>,
     /// `[access]` and `[[routes]]`: which rule applies to each request.
     pub routes: RouteTable,
     /// `[identity]`: the headers that carry identity, and what else to strip.
@@ -236,6 +240,7 @@ const KNOWN: &[&str] = &[
     "session",
     "admin",
     "forward_auth",
+    "oidc",
 ];
 /// Sections the contract defines that later work adds; refused until they are enforced.
 const NOT_YET: &[&str] = &[];
@@ -274,6 +279,7 @@ impl Config {
         let login = session::read_login(&root, &base, &mut errors);
         let tls = listen.tls.is_some();
         let session = session::read_session(&root, &base, tls, &mut errors);
+        let oidc = oidc::read_oidc(&root, &base, &session, &mut errors);
         let identity = policy::read_identity(&root, &base, &login, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         let admin = admin::read_admin(&root, listen.addr, &mut errors);
@@ -355,6 +361,7 @@ impl Config {
                 listen,
                 upstream,
                 forward_auth,
+                oidc,
                 routes,
                 identity,
                 login,
@@ -380,8 +387,12 @@ impl Config {
             (Some(up), Some(_)) => format!("forwarding to {} and answering forward-auth", up.url()),
             (None, _) => "auth-only (forward-auth, no upstream)".to_string(),
         };
+        let oidc = match &self.oidc {
+            Some(oidc) => format!(", sign-in with {} ({})", oidc.name, oidc.issuer),
+            None => String::new(),
+        };
         format!(
-            "{}: ok: listening on {scheme}://{}, {mode}, {} route(s), default access {}, {} user(s)",
+            "{}: ok: listening on {scheme}://{}, {mode}{oidc}, {} route(s), default access {}, {} user(s)",
             self.file.display(),
             self.listen.addr,
             self.routes.routes().len(),

@@ -134,6 +134,32 @@ pub enum Origin {
     /// [`Link::code`] says for what. Never accepted as a session; a build that does not know
     /// this origin treats the record as unreadable, so it is never one there either.
     Code,
+    /// Signed in with the OpenID Connect provider (DESIGN.md §10): not tied to the users file;
+    /// groups as the ID token gave them.
+    Oidc,
+}
+
+impl Origin {
+    /// The name stores write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Login => "login",
+            Origin::Handoff => "handoff",
+            Origin::Code => "code",
+            Origin::Oidc => "oidc",
+        }
+    }
+
+    /// [`as_str`](Origin::as_str) read back.
+    pub fn parse(name: &str) -> Option<Origin> {
+        match name {
+            "login" => Some(Origin::Login),
+            "handoff" => Some(Origin::Handoff),
+            "code" => Some(Origin::Code),
+            "oidc" => Some(Origin::Oidc),
+            _ => None,
+        }
+    }
 }
 
 /// What ties a session to the login it came from, for signing in once across hosts (DESIGN.md
@@ -168,11 +194,7 @@ impl Link {
         match &self.code {
             None => self.family.clone(),
             Some(c) => {
-                let origin = match c.origin {
-                    Origin::Login => "login",
-                    Origin::Handoff => "handoff",
-                    Origin::Code => "code",
-                };
+                let origin = c.origin.as_str();
                 format!(
                     "{}\n{origin}\n{}\n{}\n{}",
                     self.family, c.session_expiry, c.host, c.next
@@ -188,10 +210,9 @@ impl Link {
         let Some(origin) = parts.next() else {
             return Some(Link { family, code: None });
         };
-        let origin = match origin {
-            "login" => Origin::Login,
-            "handoff" => Origin::Handoff,
-            _ => return None,
+        let origin = match Origin::parse(origin)? {
+            Origin::Code => return None,
+            origin => origin,
         };
         let session_expiry = parts.next()?.parse().ok()?;
         let host = parts.next()?.to_string();
@@ -230,6 +251,12 @@ pub struct Record {
     /// Boxed: most sessions have none, and every lookup moves a `Record`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Box<Link>>,
+    /// An OIDC session's ID token, sealed under the `[oidc]` state key (`crate::oidc::seal`),
+    /// for logout's `id_token_hint`. Written with the record; lookups need not return it (the
+    /// Redis store leaves it out of the per-request read), so logout reads it with
+    /// [`SessionStore::sealed_id_token`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Box<str>>,
 }
 
 impl Record {
@@ -250,6 +277,7 @@ impl Record {
             absolute_expiry: now.saturating_add(millis(timeouts.absolute)),
             last_seen: now,
             link: None,
+            id_token: None,
         }
     }
 
@@ -349,6 +377,13 @@ pub trait SessionStore: Send + Sync {
         user: &str,
         family: &str,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The sealed ID token a session keeps for logout ([`Record::id_token`]); `None` when the
+    /// session has none or is gone. Does not slide the idle clock.
+    fn sealed_id_token(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Count one event under `counter` within a window starting at its first event, and return
     /// the count so far (login throttling). Counters expire with their window.
@@ -454,6 +489,13 @@ impl SessionStore for Store {
         match self {
             Store::Embedded(s) => s.delete_user(user).await,
             Store::Redis(s) => s.delete_user(user).await,
+        }
+    }
+
+    async fn sealed_id_token(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.sealed_id_token(key).await,
+            Store::Redis(s) => s.sealed_id_token(key).await,
         }
     }
 

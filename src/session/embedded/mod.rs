@@ -278,6 +278,12 @@ impl SessionStore for EmbeddedStore {
             .await
     }
 
+    async fn sealed_id_token(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
+        let key = *key;
+        let record = self.blocking(move |inner| inner.read_session(&key)).await?;
+        Ok(record.flatten().and_then(|r| r.id_token.map(String::from)))
+    }
+
     async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let counter = counter.to_owned();
         let now = self.clock.now_millis();

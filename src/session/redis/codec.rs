@@ -22,13 +22,14 @@ pub(super) const FIELDS: [&str; 8] = [
 /// The hash field holding a record's [`Link`].
 pub(super) const LINK_FIELD: &str = "x";
 
+/// The hash field holding an OIDC session's sealed ID token ([`Record::id_token`]). Not one of
+/// [`FIELDS`]: the lookup script does not read it (a kilobyte or two per request for a value
+/// only logout needs); `HGET` reads it then.
+pub(super) const ID_TOKEN_FIELD: &str = "t";
+
 /// The record as hash fields, in the layout the key schema describes, in [`FIELDS`] order.
 pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
-    let origin = match record.origin {
-        Origin::Login => "login",
-        Origin::Handoff => "handoff",
-        Origin::Code => "code",
-    };
+    let origin = record.origin.as_str();
     let values = [
         record.version.to_string(),
         record.user.clone(),
@@ -41,6 +42,9 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
     let mut fields: Vec<_> = FIELDS.into_iter().zip(values).collect();
     if let Some(link) = &record.link {
         fields.push((LINK_FIELD, link.to_field()));
+    }
+    if let Some(token) = &record.id_token {
+        fields.push((ID_TOKEN_FIELD, token.to_string()));
     }
     fields
 }
@@ -64,12 +68,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
         text(value)?.parse().map_err(|_| "malformed number")
     };
     let groups = text(groups)?;
-    let origin = match text(origin)?.as_str() {
-        "login" => Origin::Login,
-        "handoff" => Origin::Handoff,
-        "code" => Origin::Code,
-        _ => return Err("unknown origin"),
-    };
+    let origin = Origin::parse(&text(origin)?).ok_or("unknown origin")?;
     let link = match link {
         Value::Nil => None,
         value => Some(Box::new(
@@ -89,6 +88,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
         absolute_expiry: number(exp)?,
         last_seen: number(seen)?,
         link,
+        id_token: None,
     }))
 }
 

@@ -342,6 +342,19 @@ impl SessionStore for RedisStore {
         Ok(deleted)
     }
 
+    async fn sealed_id_token(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
+        let record_key = self.keys.record(key);
+        self.backend
+            .run(|mut c| async move {
+                redis::cmd("HGET")
+                    .arg(&record_key)
+                    .arg(codec::ID_TOKEN_FIELD)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await
+    }
+
     async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let counter_key = self.keys.counter(counter);
         let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
