@@ -19,6 +19,7 @@ use crate::error::{Challenge, ProxyError};
 use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics};
+use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 use crate::session::{Origin, SessionStore, Store};
 
@@ -33,6 +34,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The time sessions are judged against (the store's clock too).
     pub clock: Clock,
+    /// `[oidc]` at run time: the provider and the state key.
+    pub oidc: Option<Arc<Oidc>>,
     cookies: [CookiePolicy; 2],
 }
 
@@ -43,6 +46,7 @@ impl Shared {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         clock: Clock,
+        oidc: Option<Arc<Oidc>>,
     ) -> Shared {
         let cookies = [
             CookiePolicy::new(&config.session, false),
@@ -53,6 +57,7 @@ impl Shared {
             store,
             metrics,
             clock,
+            oidc,
             cookies,
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! * `GET /healthz`: `200 ok` while the process serves (liveness: restart me if this fails).
 //! * `GET /readyz`: `200 ready` when a config is loaded and the session store answers a ping
+//!   (with `[oidc]`, a second line names the provider's state, which does not decide it)
 //!   within [`READY_PING`]; otherwise `503` with a one-line reason. It follows the store:
 //!   Redis going away flips it to 503, Redis coming back flips it to 200, without a restart.
 //! * `GET /metrics`: Prometheus exposition text (`crate::metrics`).
@@ -98,10 +99,21 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Response<Body> {
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match readiness(live).await {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
-        },
+        "/readyz" => {
+            // The provider's state is named but never decides readiness: an outage at the
+            // provider must not take every replica out of the load balancer (DESIGN.md §10).
+            let provider = match &live.load().shared.oidc {
+                Some(oidc) => format!("oidc provider: {}\n", oidc.provider.status()),
+                None => String::new(),
+            };
+            match readiness(live).await {
+                Ok(()) => text(StatusCode::OK, &format!("ready\n{provider}")),
+                Err(reason) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("{reason}\n{provider}"),
+                ),
+            }
+        }
         _ => match live.load().shared.metrics.encode() {
             Ok(exposition) => {
                 let mut resp = Response::new(body::full(exposition));

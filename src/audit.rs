@@ -66,6 +66,24 @@ pub fn login_failure(from: Source, user: Option<&str>, reason: LoginFailure) {
     );
 }
 
+/// A sign-in with the OpenID Connect provider (DESIGN.md §10).
+pub fn oidc_login(from: Source, user: &str, session: &str) {
+    info!(
+        target: "doorman::audit", event = "login", method = "oidc", user, peer = %from.peer,
+        client = %from.client, session, "login succeeded"
+    );
+}
+
+/// An OpenID Connect sign-in refused: `reason` is the metric's label (`wrong_nonce`,
+/// `replayed_state`, ...), `detail` a line for the operator (never a token or a secret);
+/// `user` once the ID token named one.
+pub fn oidc_failure(from: Source, user: Option<&str>, reason: &str, detail: &str) {
+    info!(
+        target: "doorman::audit", event = "login_failure", method = "oidc", user,
+        peer = %from.peer, client = %from.client, reason, detail, "login refused"
+    );
+}
+
 /// A logout (`user` is unknown when the session had already ended).
 pub fn logout(from: Source, user: Option<&str>, session: &str) {
     info!(target: "doorman::audit", event = "logout", user, peer = %from.peer, client = %from.client, session, "logout");

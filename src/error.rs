@@ -31,6 +31,10 @@ pub enum ProxyError {
     /// Too many failed logins for this user and client (or this client) in the window.
     #[error("too many failed logins")]
     Throttled(Duration),
+    /// The OpenID Connect provider has not been discovered yet (it was unreachable at start
+    /// and discovery is still being retried): the sign-in button answers 503 until it is.
+    #[error("identity provider not available yet")]
+    ProviderUnavailable,
     /// Every password-hashing slot stayed busy for the whole wait.
     #[error("login busy")]
     Busy,
@@ -102,7 +106,9 @@ impl ProxyError {
             ProxyError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Unauthenticated(Challenge::Redirect { .. }) => StatusCode::FOUND,
             ProxyError::Unauthenticated(_) | ProxyError::NoSession => StatusCode::UNAUTHORIZED,
-            ProxyError::StoreUnavailable(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::StoreUnavailable(_)
+            | ProxyError::Busy
+            | ProxyError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -130,6 +136,7 @@ impl ProxyError {
         let retry_after = match self {
             ProxyError::StoreUnavailable(_) => Some(STORE_RETRY_AFTER),
             ProxyError::Busy => Some(1),
+            ProxyError::ProviderUnavailable => Some(5),
             ProxyError::Throttled(window) => Some(window.as_secs().max(1)),
             _ => None,
         };

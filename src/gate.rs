@@ -20,13 +20,14 @@ use crate::access::{self, Shared};
 use crate::access_log::{Entry, Logged};
 use crate::body::Body;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, OidcConfig};
 use crate::cookie::Presented;
 use crate::error::ProxyError;
 use crate::exchange::{ClientInfo, CookieAction, Exchange, SessionState};
 use crate::forward::Upstream;
 use crate::login::{self, handoff, Login};
 use crate::metrics::Metrics;
+use crate::oidc::Oidc;
 use crate::session::Store;
 
 /// What every request shares: the state below the proxy, the login machinery, the upstream.
@@ -51,20 +52,25 @@ impl App {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         clock: Clock,
-    ) -> Result<App, rustls::Error> {
-        Self::build(config, store, Login::new(), metrics, clock)
+    ) -> Result<App, BuildError> {
+        Self::build(config, store, Login::new(), metrics, clock, None)
     }
 
     /// The state for a reloaded `config`: a new upstream client and cookie policy, the same
     /// store, hashing threads, login locks, metrics and clock (sessions, throttling counters
     /// and counts survive).
-    pub fn reloaded(&self, config: Arc<Config>) -> Result<App, rustls::Error> {
+    pub fn reloaded(&self, config: Arc<Config>) -> Result<App, BuildError> {
+        let previous = match (&self.shared.config.oidc, &self.shared.oidc) {
+            (Some(config), Some(oidc)) => Some((config, &**oidc)),
+            _ => None,
+        };
         Self::build(
             config,
             Arc::clone(&self.shared.store),
             self.login.clone(),
             Arc::clone(&self.shared.metrics),
             self.shared.clock.clone(),
+            previous,
         )
     }
 
@@ -74,14 +80,32 @@ impl App {
         login: Login,
         metrics: Arc<Metrics>,
         clock: Clock,
-    ) -> Result<App, rustls::Error> {
+        previous: Option<(&OidcConfig, &Oidc)>,
+    ) -> Result<App, BuildError> {
         let upstream = Upstream::new(Arc::clone(&config))?;
+        let oidc = match &config.oidc {
+            Some(oidc) => Some(Arc::new(
+                Oidc::new(oidc, previous).map_err(BuildError::Oidc)?,
+            )),
+            None => None,
+        };
         Ok(App {
-            shared: Shared::new(config, store, metrics, clock),
+            shared: Shared::new(config, store, metrics, clock, oidc),
             login,
             upstream,
         })
     }
+}
+
+/// Why the state for a config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The upstream client (its TLS settings).
+    #[error("upstream client: {0}")]
+    Upstream(#[from] rustls::Error),
+    /// The OpenID Connect runtime (the state key file, the provider's client).
+    #[error("{0}")]
+    Oidc(String),
 }
 
 /// Answer one request: forward it, or answer with doorman's own response.

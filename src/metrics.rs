@@ -162,6 +162,11 @@ struct ForwardAuthLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OidcLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabel {
     result: Reload,
 }
@@ -180,6 +185,7 @@ pub struct Metrics {
     session_lookups: Family<LookupLabel, Counter>,
     logins: Family<LoginLabel, Counter>,
     forward_auth: Family<ForwardAuthLabel, Counter>,
+    oidc_logins: Family<OidcLabel, Counter>,
     store_errors: Counter,
     open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     reloads: Family<ReloadLabel, Counter>,
@@ -255,6 +261,13 @@ impl Metrics {
             "Forward-auth sub-requests by answer (allowed, unauthenticated, redirect, forbidden, \
              bad_request, unavailable)",
         );
+        let oidc_logins: Family<OidcLabel, Counter> = registered(
+            &mut registry,
+            "oidc_logins",
+            "OpenID Connect sign-ins by result: success, or why one was refused (provider_error, \
+             unknown_state, replayed_state, bad_signature, wrong_nonce, email_not_verified, \
+             domain_not_allowed, local_user, ...)",
+        );
         let store_errors: Counter<u64, AtomicU64> = registered(
             &mut registry,
             "store_errors",
@@ -303,6 +316,7 @@ impl Metrics {
             session_lookups,
             logins,
             forward_auth,
+            oidc_logins,
             store_errors,
             open_connections,
             reloads,
@@ -359,6 +373,11 @@ impl Metrics {
         self.forward_auth
             .get_or_create(&ForwardAuthLabel { result })
             .inc();
+    }
+
+    /// Count one OpenID Connect sign-in: `"success"` or the reason it was refused.
+    pub fn oidc_login(&self, result: &'static str) {
+        self.oidc_logins.get_or_create(&OidcLabel { result }).inc();
     }
 
     /// Count a session store failure on the request path.

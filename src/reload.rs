@@ -42,9 +42,9 @@ pub enum ReloadError {
     /// The new config is invalid (every problem, as `doorman check` prints them).
     #[error("{0}")]
     Invalid(ConfigErrors),
-    /// The new upstream client could not be built.
-    #[error("upstream client: {0}")]
-    Upstream(#[from] rustls::Error),
+    /// The new state (upstream client, OpenID Connect runtime) could not be built.
+    #[error("{0}")]
+    App(#[from] crate::gate::BuildError),
     /// The certificate or key could not be loaded (the old pair stays in service).
     #[error("TLS certificate: {0}")]
     Tls(String),

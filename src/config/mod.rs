@@ -37,7 +37,7 @@ pub use users::{hash_password, User, Users, UsersError};
 pub use admin::AdminConfig;
 pub use gateway::ForwardAuthConfig;
 pub use net::{client_group, IpNet};
-pub use oidc::{OidcConfig, StateKey, STATE_KEY_LEN};
+pub use oidc::{read_state_key, OidcConfig, StateKey, STATE_KEY_LEN};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};

@@ -53,7 +53,8 @@ use crate::error::ProxyError;
 use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::forward_auth::{self, Convention};
 use crate::metrics::Login as LoginResult;
-use crate::session::{Origin, Record, SessionId, SessionStore};
+use crate::oidc;
+use crate::session::{Origin, Record, SessionId, SessionKey, SessionStore};
 use form::Form;
 use hasher::{HashError, Hasher};
 use next::safe_next;
@@ -154,35 +155,58 @@ impl Login {
         };
         attempt.succeeded().await?;
 
-        if let Some(old) = ex.presented_key() {
-            store.delete(&old).await?;
-        }
-        let id = SessionId::generate()?;
         let record = Record::new(
-            username.clone(),
+            username,
             groups,
             Origin::Login,
             shared.clock.now_millis(),
             &config.session.timeouts,
         );
-        let key = id.key();
-        store.create(&key, &record).await?;
+        let next = valid_next(config, ex, next);
+        let resp = begin_session(shared, ex, record, &next).await?;
         shared.metrics.login(LoginResult::success);
-        ex.log_session(Some(username), &key);
-        audit::login(from, ex.user.as_deref().unwrap_or_default(), &key.tag());
-        ex.cookie = CookieAction::Set(id);
-        let absolute = config.forward_auth.as_ref().map(|fa| next::Absolute {
-            hosts: &fa.allowed_hosts,
-            http: !ex.client.https,
-        });
-        let next = safe_next(next, absolute);
-        if let Some(to) = hosts::other_host(config, &next) {
-            // Another host: it gets its own cookie through a one-time code.
-            let url = hosts::issue(shared, &key, &record, &to, &next).await?;
-            return Ok(see_other(&url));
-        }
-        Ok(see_other(&next))
+        let (user, tag) = (ex.user.as_deref(), ex.session_tag.as_deref());
+        audit::login(from, user.unwrap_or_default(), tag.unwrap_or_default());
+        Ok(resp)
     }
+}
+
+/// Where a login sends the browser: `next` if it is local (or, with `[forward_auth]`, an
+/// absolute URL on an allowed host), else `/`.
+pub(crate) fn valid_next(config: &Config, ex: &Exchange, next: Option<&str>) -> String {
+    let absolute = config.forward_auth.as_ref().map(|fa| next::Absolute {
+        hosts: &fa.allowed_hosts,
+        http: !ex.client.https,
+    });
+    safe_next(next, absolute)
+}
+
+/// Start `record`'s session the way every login does (the password form, OpenID Connect):
+/// any session the client presented is destroyed, a fresh id is stored and set as the cookie
+/// (so an id planted before login is worthless after it), and the answer is `303` to `next`
+/// (already validated by [`valid_next`]) — through a one-time code when `next` is on another
+/// host ([`hosts`]).
+pub(crate) async fn begin_session(
+    shared: &Shared,
+    ex: &mut Exchange,
+    record: Record,
+    next: &str,
+) -> Result<Response<Body>, ProxyError> {
+    let store = &shared.store;
+    if let Some(old) = ex.presented_key() {
+        store.delete(&old).await?;
+    }
+    let id = SessionId::generate()?;
+    let key = id.key();
+    store.create(&key, &record).await?;
+    ex.log_session(Some(record.user.clone()), &key);
+    ex.cookie = CookieAction::Set(id);
+    if let Some(to) = hosts::other_host(&shared.config, next) {
+        // Another host: it gets its own cookie through a one-time code.
+        let url = hosts::issue(shared, &key, &record, &to, next).await?;
+        return Ok(see_other(&url));
+    }
+    Ok(see_other(next))
 }
 
 impl Default for Login {
@@ -217,9 +241,15 @@ pub async fn endpoint(
             forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
         }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
+        ("/oidc/start", Method::GET | Method::HEAD) => {
+            oidc::endpoint::start(shared, ex, &req).await
+        }
+        ("/oidc/callback", Method::GET | Method::HEAD) => {
+            oidc::endpoint::callback(shared, ex, &req).await
+        }
         (
             "/login" | "/logout" | "/session" | "/auth" | "/forward-auth" | "/callback"
-            | "/jwks.json",
+            | "/jwks.json" | "/oidc/start" | "/oidc/callback",
             _,
         ) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
@@ -263,12 +293,19 @@ async fn log_out(
         audit::logout_refused(ex.client.source());
         return Err(ProxyError::Forbidden);
     }
+    let mut to = None;
     match ex.presented_key() {
         Some(key) => {
             // Who is logging out, for the audit trail (a stale session has no user; a store
             // error here surfaces on the delete below).
             access::lookup(shared, ex).await;
             let user = ex.identity().map(|who| who.user().to_string());
+            if let SessionState::Valid { record, .. } = &ex.session {
+                // Signed in with the provider: its session ends too (read before the delete,
+                // which removes the ID token it needs). The login's own session keeps it.
+                let login_key = SessionKey::from_hex(&record.family(&key)).unwrap_or(key);
+                to = oidc::endpoint::end_session_url(shared, ex, &req, record, &login_key).await?;
+            }
             match &ex.session {
                 // Signed in across hosts: every session of this login ends, on every host.
                 SessionState::Valid { record, .. } if hosts::enabled(&shared.config) => {
@@ -288,7 +325,7 @@ async fn log_out(
         None if ex.presented == Presented::Invalid => ex.cookie = CookieAction::Expire,
         None => {}
     }
-    Ok(see_other("/"))
+    Ok(see_other(to.as_deref().unwrap_or("/")))
 }
 
 async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Body>, ProxyError> {
@@ -331,7 +368,7 @@ fn jwks(config: &Config) -> Result<Response<Body>, ProxyError> {
 }
 
 /// The login page with `status` (200, or 401 after a failed attempt).
-fn page(
+pub(crate) fn page(
     status: StatusCode,
     config: &Config,
     next: Option<&str>,
@@ -339,12 +376,20 @@ fn page(
     error: Option<&str>,
 ) -> Response<Body> {
     let action = format!("{}/login", config.login.prefix);
+    let start = format!("{}/oidc/start", config.login.prefix);
+    let provider = config.oidc.as_ref().map(|oidc| page::ProviderButton {
+        name: &oidc.name,
+        start: &start,
+    });
     let html = page::render(&LoginPage {
         action: &action,
         next,
         username,
         error,
         notice: None,
+        provider,
+        // With a provider and no local users, the password form could only fail.
+        hide_password: provider.is_some() && config.users.is_empty(),
     });
     let mut resp = body::own_response(status, "text/html; charset=utf-8", html);
     let h = resp.headers_mut();

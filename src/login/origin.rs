@@ -22,7 +22,11 @@ pub fn is_cross_site<B>(config: &Config, client: &ClientInfo, req: &Request<B>) 
 /// logout on any of them, the callback of a sign-in across hosts), so the origin is the one
 /// the request was sent to — but only on an `allowed_hosts` host; any other host has no
 /// same-site origin at all.
-fn public_origin<B>(config: &Config, client: &ClientInfo, req: &Request<B>) -> Option<String> {
+pub(crate) fn public_origin<B>(
+    config: &Config,
+    client: &ClientInfo,
+    req: &Request<B>,
+) -> Option<String> {
     if let Some(fa) = &config.forward_auth {
         let host = client.browser_host(req.uri(), req.headers())?;
         if !crate::host::normalise(host).is_some_and(|h| fa.allows_host(&h)) {

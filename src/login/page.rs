@@ -30,6 +30,21 @@ pub struct LoginPage<'a> {
     pub error: Option<&'a str>,
     /// A neutral notice to show, e.g. "You have been logged out."
     pub notice: Option<&'a str>,
+    /// The OpenID Connect button ("Sign in with {name}"), shown above the password form.
+    pub provider: Option<ProviderButton<'a>>,
+    /// Whether to show the password form: `false` when there are no local users and a
+    /// provider button stands alone.
+    pub hide_password: bool,
+}
+
+/// A "Sign in with {name}" button: a GET form to the flow's start (no script needed, and
+/// `form-action 'self'` allows it), carrying `next`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderButton<'a> {
+    /// The provider's name as configured (`[oidc] name`).
+    pub name: &'a str,
+    /// `<prefix>/oidc/start`.
+    pub start: &'a str,
 }
 
 /// The page's whole style sheet. Kept ASCII and emitted byte for byte between `<style>` and
@@ -126,7 +141,12 @@ pub fn render(page: &LoginPage<'_>) -> String {
     );
     html.push_str(STYLE);
     html.push_str("</style>\n</head>\n<body>\n<main>\n<h1>Sign in</h1>\n");
-    html.push_str("<p class=\"sub\">Enter your user name and password to continue.</p>\n");
+    let sub = if page.hide_password {
+        "Continue with your organisation's sign-in."
+    } else {
+        "Enter your user name and password to continue."
+    };
+    let _ = writeln!(html, "<p class=\"sub\">{sub}</p>");
     if let Some(notice) = notice {
         // Writing to a String cannot fail.
         let _ = writeln!(
@@ -141,6 +161,30 @@ pub fn render(page: &LoginPage<'_>) -> String {
             "<p class=\"msg err\" id=\"{ERROR_ID}\" role=\"alert\">{}</p>",
             escape(error)
         );
+    }
+    if let Some(button) = page.provider {
+        let _ = writeln!(
+            html,
+            "<form method=\"get\" action=\"{}\">",
+            escape(button.start)
+        );
+        if let Some(next) = page.next {
+            let _ = writeln!(
+                html,
+                "<input type=\"hidden\" name=\"next\" value=\"{}\">",
+                escape(next)
+            );
+        }
+        let _ = writeln!(
+            html,
+            "<button type=\"submit\">Sign in with {}</button>\n</form>",
+            escape(button.name)
+        );
+        if page.hide_password {
+            html.push_str("</main>\n</body>\n</html>\n");
+            return html;
+        }
+        html.push_str("<p class=\"sub\">or</p>\n");
     }
     let _ = writeln!(
         html,
@@ -190,6 +234,39 @@ mod tests {
     }
 
     #[test]
+    fn the_provider_button_comes_first_and_may_stand_alone() {
+        let button = ProviderButton {
+            name: "Example <SSO>",
+            start: "/_doorman/oidc/start",
+        };
+        let html = render(&LoginPage {
+            provider: Some(button),
+            next: Some("/x?a=1&b=2"),
+            ..page()
+        });
+        let sso = html
+            .find("Sign in with Example &lt;SSO&gt;</button>")
+            .unwrap();
+        let password = html.find("name=\"password\"").unwrap();
+        assert!(sso < password, "{html}");
+        assert!(html.contains("<form method=\"get\" action=\"/_doorman/oidc/start\">"));
+        assert_eq!(
+            html.matches("value=\"/x?a=1&amp;b=2\"").count(),
+            2,
+            "{html}"
+        );
+        let alone = render(&LoginPage {
+            provider: Some(button),
+            hide_password: true,
+            ..page()
+        });
+        assert!(alone.contains("Sign in with Example"), "{alone}");
+        assert!(!alone.contains("password"), "{alone}");
+        assert!(alone.ends_with("</html>\n"));
+        assert_eq!(style_block(&alone), STYLE);
+    }
+
+    #[test]
     fn escape_replaces_every_special_character() {
         assert_eq!(escape(""), "");
         assert_eq!(escape("plain /path?x=1"), "plain /path?x=1");
@@ -236,10 +313,15 @@ mod tests {
             username: Some(evil),
             error: Some(evil),
             notice: Some(evil),
+            provider: Some(ProviderButton {
+                name: evil,
+                start: evil,
+            }),
+            hide_password: false,
         });
         assert!(!html.contains(evil));
         assert!(!html.to_ascii_lowercase().contains("<script"));
-        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 5);
+        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 8);
     }
 
     #[test]
@@ -336,6 +418,11 @@ mod tests {
             username: Some("someone.with.a.long.name@example.com"),
             error: Some("Wrong user name or password."),
             notice: Some("You have been logged out."),
+            provider: Some(ProviderButton {
+                name: "Example Single Sign-On",
+                start: "/_doorman/oidc/start",
+            }),
+            hide_password: false,
         });
         assert!(html.len() < 6 * 1024, "login page is {} bytes", html.len());
     }
