@@ -8,6 +8,7 @@ pub mod doorman;
 pub mod gateway;
 pub mod h2c;
 pub mod login;
+pub mod oidc;
 pub mod ops;
 pub mod process;
 pub mod raw;
