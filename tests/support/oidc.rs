@@ -533,11 +533,15 @@ impl Browser {
             url.starts_with("http://"),
             "the test browser speaks plain HTTP only: {url}"
         );
-        let (given, mut all): (Vec<(&str, &str)>, Vec<(&str, &str)>) = headers
+        let is_cookie = |name: &str| name.eq_ignore_ascii_case("cookie");
+        let mut all: Vec<(&str, &str)> = headers
             .iter()
-            .partition(|(name, _)| name.eq_ignore_ascii_case("cookie"));
-        let cookies: Vec<String> = given
+            .filter(|(name, _)| !is_cookie(name))
+            .copied()
+            .collect();
+        let cookies: Vec<String> = headers
             .iter()
+            .filter(|(name, _)| is_cookie(name))
             .map(|(_, v)| v.to_string())
             .chain(self.cookie_header(url))
             .collect();
