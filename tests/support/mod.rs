@@ -9,6 +9,7 @@ pub mod fake_oidc;
 pub mod gateway;
 pub mod h2c;
 pub mod login;
+pub mod oidc;
 pub mod ops;
 pub mod process;
 pub mod raw;
