@@ -27,6 +27,9 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+/// A token request as received: its `Authorization` header and its form body.
+pub type TokenRequest = (Option<String>, String);
+
 /// The fake provider; stops when dropped.
 pub struct FakeProvider {
     pub addr: SocketAddr,
@@ -34,7 +37,7 @@ pub struct FakeProvider {
     other: EcdsaKeyPair,
     token: Arc<Mutex<String>>,
     /// Token requests received: their `Authorization` header and form body.
-    pub token_requests: Arc<Mutex<Vec<(Option<String>, String)>>>,
+    pub token_requests: Arc<Mutex<Vec<TokenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
