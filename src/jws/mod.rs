@@ -31,6 +31,7 @@ use serde::Serialize;
 
 pub use cache::CAPACITY;
 pub use keys::Key;
+pub(crate) use provider::install;
 
 /// The default `header`.
 pub const DEFAULT_HEADER: &str = "x-auth-assertion";
