@@ -291,6 +291,12 @@ impl Jwks {
         self.generation.fetch_add(1, Ordering::AcqRel);
         result
     }
+
+    /// Forget when the last refetch for an unknown key was (a test's minute passing).
+    #[cfg(test)]
+    pub(super) async fn forget_last_refetch(&self) {
+        *self.fetching.lock().await = None;
+    }
 }
 
 fn answer(lookup: Lookup) -> Result<DecodingKey, OidcError> {

@@ -10,3 +10,6 @@ mod http;
 mod jwks;
 pub mod provider;
 mod token;
+
+#[cfg(test)]
+mod tests;

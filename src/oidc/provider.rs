@@ -389,6 +389,12 @@ impl Provider {
         params.push(("client_id", self.client_id.as_str()));
         Some(with_query(endpoint, &params))
     }
+
+    /// The key cache (for the tests' fetch counts).
+    #[cfg(test)]
+    pub(super) fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
 }
 
 async fn discover_until_done(provider: Weak<Provider>) {
