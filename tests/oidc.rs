@@ -331,3 +331,126 @@ async fn another_browsers_state_is_refused() {
     let page = victim.get(&back.location().unwrap()).await;
     assert_refused(&d, &victim, &page, "unknown_state").await;
 }
+
+/// The binary's audit log names each sign-in and each refusal (with its reason), as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_and_refusals_are_in_the_audit_log() {
+    let upstream = support::Upstream::start().await;
+    let users = support::login::write_users(&support::login::users_toml());
+    let port = support::free_port();
+    let conf = Conf {
+        rest: format!("{DASHBOARD}\n{}", oidc_table(&issuer_for(port), "")),
+        ..Conf::default()
+    }
+    .for_binary();
+    let toml = conf.toml(&upstream.url(), &Backend::embedded(), &users);
+    let mut doorman = support::DoormanProcess::spawn(&toml, &["--log-format", "json"]);
+    let base = doorman.url("");
+    let callback = doorman.url("/_doorman/oidc/callback");
+    let _provider =
+        OidcProvider::start(ProviderSpec::new(&[&callback], &[&doorman.url("/")]).on_port(port));
+    let mut browser = Browser::new();
+    eventually(
+        Duration::from_secs(20),
+        async || {
+            browser
+                .get(&format!("{base}/_doorman/oidc/start"))
+                .await
+                .status
+        },
+        |s| *s == 302,
+    )
+    .await;
+    for (login, want) in [("alice", 303), ("mallory", 401)] {
+        let mut browser = Browser::new();
+        let start = browser
+            .get(&format!("{base}/_doorman/oidc/start?next=/dashboard"))
+            .await;
+        let back = sign_in(&mut browser, &start.location().unwrap(), login, PASSWORD).await;
+        let page = browser.get(&back.location().unwrap()).await;
+        assert_eq!(page.status, want, "{login}: {}", page.text());
+    }
+    doorman.signal(libc::SIGTERM);
+    assert!(doorman.wait_exit(Duration::from_secs(15)).is_some());
+    let logs = doorman.logs();
+    let events = support::ops::records(&logs, "doorman::audit");
+    let oidc: Vec<&Value> = events
+        .iter()
+        .map(|r| &r["fields"])
+        .filter(|f| f["method"] == "oidc")
+        .collect();
+    assert_eq!(oidc.len(), 2, "{logs}");
+    assert_eq!(oidc[0]["event"], "login");
+    assert_eq!(oidc[0]["user"], "alice@example.com");
+    assert_eq!(oidc[0]["session"].as_str().map(str::len), Some(8));
+    assert_eq!(oidc[1]["event"], "login_failure");
+    assert_eq!(oidc[1]["reason"], "email_not_verified");
+    assert_eq!(oidc[1]["user"], "mallory@example.com");
+    assert!(oidc[1]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // Neither the code, the ID token nor the client secret is ever logged.
+    assert!(!logs.contains(CLIENT_SECRET), "{logs}");
+    assert!(!logs.contains("eyJ"), "no JWT in the log: {logs}");
+}
+
+/// A reload that keeps the provider keeps its discovery (no 503 gap); one that removes
+/// `[oidc]` ends the sessions it made.
+#[tokio::test]
+async fn reloads_keep_the_provider_and_removing_oidc_ends_its_sessions() {
+    let (_provider, d) = pair("").await;
+    let mut browser = Browser::new();
+    let back = to_callback(&mut browser, &d, "alice").await;
+    assert_eq!(browser.get(&back.location().unwrap()).await.status, 303);
+    assert_eq!(dashboard(&mut browser, &d).await.status, 200);
+
+    let text = std::fs::read_to_string(&d.file).unwrap();
+    std::fs::write(&d.file, text.replace("Test SSO", "Renamed SSO")).unwrap();
+    assert!(d.reload().await);
+    assert_eq!(d.get("/_doorman/oidc/start", None).await.status, 302);
+    let page = d.get("/_doorman/login", None).await;
+    assert!(
+        page.text().contains("Sign in with Renamed SSO"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(dashboard(&mut browser, &d).await.status, 200);
+
+    let text = std::fs::read_to_string(&d.file).unwrap();
+    let without = &text[..text.find("[oidc]").unwrap()];
+    std::fs::write(&d.file, without).unwrap();
+    assert!(d.reload().await);
+    assert_eq!(dashboard(&mut browser, &d).await.status, 401);
+    assert_eq!(d.get("/_doorman/oidc/start", None).await.status, 404);
+}
+
+/// With no users file the button stands alone; the page keeps its CSP either way.
+#[tokio::test]
+async fn without_local_users_the_button_stands_alone() {
+    let port = support::free_port();
+    let toml = support::doorman::config(
+        "http://127.0.0.1:9",
+        "",
+        &format!(
+            "[session]\npath = {:?}\n{}",
+            support::temp_dir("oidc-nousers").join("s.db"),
+            oidc_table(&issuer_for(port), "")
+        ),
+    );
+    let d = Doorman::start(&toml).await;
+    let page = d.get("/_doorman/login", None).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("Sign in with Test SSO"),
+        "{}",
+        page.text()
+    );
+    assert!(
+        !page.text().contains("name=\"password\""),
+        "{}",
+        page.text()
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+}
