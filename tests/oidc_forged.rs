@@ -327,3 +327,31 @@ async fn a_provider_down_at_start_does_not_stop_doorman() {
         ready.text()
     );
 }
+
+#[tokio::test]
+async fn two_tabs_sign_in_at_once_and_flows_stay_bounded() {
+    let fake = FakeProvider::start().await;
+    let d = doorman(&fake, "").await;
+    // Two tabs: two flows, two cookies; each callback finds its own.
+    let (one, two) = (begin(&d).await, begin(&d).await);
+    assert_ne!(one.cookie, two.cookie);
+    let both = format!("{}; {}", one.cookie, two.cookie);
+    for begun in [&two, &one] {
+        fake.set_token(&fake.sign(&fake.claims(CLIENT, &begun.nonce, now())));
+        let a = callback(&d, Some(&both), &code_query(&fake, &begun.state)).await;
+        assert_eq!(a.status, 303, "{}", a.text());
+    }
+    // A page that makes a browser start flows over and over does not grow its cookies: the
+    // fifth start expires the four under way.
+    let mut cookies = Vec::new();
+    for _ in 0..4 {
+        cookies.push(begin(&d).await.cookie);
+    }
+    let header = cookies.join("; ");
+    let url = d.url("/_doorman/oidc/start");
+    let a = request(&d.client, "GET", &url, &[("cookie", &header)], "").await;
+    assert_eq!(a.status, 302);
+    for c in &cookies {
+        assert!(a.expires_cookie(c.split('=').next().unwrap()), "{c}");
+    }
+}

@@ -575,7 +575,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every error `text` gets, as `doorman check` prints it (none when it is valid).

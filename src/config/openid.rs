@@ -368,6 +368,92 @@ mod tests {
         assert!(check_issuer("ftp://sso.example.com").is_err());
     }
 
+    fn errors(text: &str) -> Vec<String> {
+        crate::config::tests::errors(text)
+    }
+
+    /// A config with `[oidc]` keys `keys` (and a readable 32-byte state key unless given).
+    fn oidc(keys: &str) -> String {
+        format!("[oidc]\n{keys}\n")
+    }
+
+    #[test]
+    fn every_oidc_problem_names_its_key() {
+        let dir = std::env::temp_dir().join(format!("doorman-oidc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short.key");
+        std::fs::write(&short, [1u8; 16]).unwrap();
+        let e = errors(&oidc(""));
+        assert!(
+            e.iter().any(|e| e.contains("oidc.issuer: required")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains("oidc.client_id: required")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("oidc.client_secret_file: required")),
+            "{e:?}"
+        );
+        let base = "issuer = \"http://sso.example.com\"\nclient_id = \"d\"\n";
+        let e = errors(&oidc(&format!(
+            "{base}client_secret_file = \"/nonexistent/secret\"\nscopes = [\"email\"]\n\
+             user_claim = \"sub\"\nallowed_domains = [\"example.com\"]\n\
+             state_key_file = {short:?}\nextra = 1"
+        )));
+        for want in [
+            "oidc.issuer: \"http://sso.example.com\": the issuer must be https",
+            "oidc.client_secret_file: cannot read /nonexistent/secret",
+            "oidc.scopes: must include \"openid\"",
+            "oidc.allowed_domains: only applies with user_claim = \"email\"",
+            "holds 16 bytes; the state key is exactly 32 random bytes",
+            "oidc.extra: unknown key",
+        ] {
+            assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
+        }
+        // With Redis, the key must be shared: no default.
+        let e = errors(&format!(
+            "[session]\nstore = \"redis\"\nredis = \"redis://127.0.0.1:1\"\n{}",
+            oidc("issuer = \"https://sso.test\"\nclient_id = \"d\"\nclient_secret = \"s\"")
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("oidc.state_key_file: required with a Redis store")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_table_loads_with_its_defaults() {
+        let dir = std::env::temp_dir().join(format!("doorman-oidc-ok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let text = format!(
+            "[session]\npath = {:?}\n[oidc]\nissuer = \"https://sso.example.com/realms/x\"\n\
+             client_id = \"doorman\"\nclient_secret_file = {secret:?}\n",
+            dir.join("sessions.db")
+        );
+        let c = crate::config::Config::parse(&text, Path::new("proxy.toml")).unwrap();
+        let o = c.oidc.as_ref().unwrap();
+        assert_eq!(o.client_secret, "s3cret");
+        assert_eq!(o.scopes, ["openid", "email", "profile"]);
+        assert!(o.requires_verified_email());
+        assert_eq!(o.name, "sso.example.com");
+        assert!(!o.link_local_users);
+        assert_eq!(
+            o.state_key,
+            StateKey::Beside(dir.join("sessions.db.oidc-state.key"), None),
+            "made at start-up, never by check"
+        );
+        assert!(!format!("{o:?}").contains("s3cret"));
+        assert!(c
+            .summary()
+            .contains("sign-in with sso.example.com (https://sso.example.com/realms/x)"));
+    }
+
     #[test]
     fn the_default_state_key_sits_beside_the_store() {
         assert_eq!(

@@ -3,6 +3,7 @@
 //!
 //! **start** validates `next` as the login form does, makes a [`Flow`] (state, nonce, PKCE
 //! verifier), sets it sealed in its own cookie and sends the browser to the provider: `302`.
+//! A browser with [`flow::MAX_FLOWS`] flows under way has them all expired first.
 //! Before discovery has succeeded it answers `503` with `Retry-After` (the provider may be
 //! down; doorman itself is not).
 //!
@@ -115,7 +116,8 @@ pub async fn start(
         .metadata()
         .ok_or(ProxyError::ProviderUnavailable)?;
     let query = Form::query(req.uri().query());
-    let next = login::valid_next(config, ex, query.get("next"));
+    let asked = query.get("next").filter(|n| n.len() <= flow::MAX_NEXT);
+    let next = login::valid_next(config, ex, asked);
     let origin = config
         .login
         .public_origin
@@ -155,6 +157,14 @@ pub async fn start(
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
+    }
+    let under_way = flow::names(req.headers());
+    if under_way.len() >= flow::MAX_FLOWS {
+        for old in under_way {
+            if let Some(v) = flow::expire_cookie(&old, old.starts_with("__Host-")) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
     }
     if let Some(v) = flow::set_cookie(&name, &sealed, secure) {
         h.append(header::SET_COOKIE, v);

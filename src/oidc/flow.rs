@@ -118,6 +118,34 @@ pub fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     found
 }
 
+/// How many sign-ins one browser may have under way: starting one more expires the others
+/// (each cookie is half a kilobyte, and a page that makes a browser start flows over and over
+/// must not grow its `Cookie` header past what servers accept).
+pub const MAX_FLOWS: usize = 4;
+
+/// The longest `next` a flow carries; a longer one becomes `/` (the cookie must stay under
+/// the 4 KiB browsers keep).
+pub const MAX_NEXT: usize = 2048;
+
+/// The names of the flow cookies the request carries.
+pub fn names(headers: &HeaderMap) -> Vec<String> {
+    let mut names = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            let name = pair.split('=').next().unwrap_or_default().trim();
+            if name
+                .strip_prefix("__Host-")
+                .unwrap_or(name)
+                .starts_with(COOKIE_PREFIX)
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
 /// `Set-Cookie` for a flow.
 pub fn set_cookie(name: &str, value: &str, secure: bool) -> Option<HeaderValue> {
     let cookie = cookie::Cookie::build((name.to_string(), value.to_string()))
@@ -191,6 +219,18 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("doorman_oidc_x=3"));
         assert_eq!(find(&h, "doorman_oidc_x"), None);
         assert_eq!(find(&h, "b"), None);
+    }
+
+    #[test]
+    fn flow_cookies_are_found_by_their_prefix() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static(
+                "a=1; doorman_oidc_x=2; __Host-doorman_oidc_y=3; doorman_oidcz=4",
+            ),
+        );
+        assert_eq!(names(&h), ["doorman_oidc_x", "__Host-doorman_oidc_y"]);
     }
 
     #[test]
