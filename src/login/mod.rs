@@ -398,7 +398,14 @@ pub(crate) fn page(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    if let Ok(csp) = HeaderValue::from_str(page::content_security_policy()) {
+    // Signing in across hosts, the form's redirects go on to the other hosts (§8).
+    let hosts: Vec<String> = match &config.forward_auth {
+        Some(fa) if hosts::enabled(config) => {
+            fa.allowed_hosts.iter().map(ToString::to_string).collect()
+        }
+        _ => Vec::new(),
+    };
+    if let Ok(csp) = HeaderValue::from_str(&page::content_security_policy_with(&hosts)) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     resp

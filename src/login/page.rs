@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 
+use crate::encoding::percent_encode_component;
+
 /// What one rendering of the login page shows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoginPage<'a> {
@@ -37,8 +39,10 @@ pub struct LoginPage<'a> {
     pub hide_password: bool,
 }
 
-/// A "Sign in with {name}" button: a GET form to the flow's start (no script needed, and
-/// `form-action 'self'` allows it), carrying `next`.
+/// A "Sign in with {name}" button: a link to the flow's start carrying `next`, styled as a
+/// button. A link, not a GET form: browsers hold every redirect that follows a form submission
+/// to `form-action` (Chromium cancels the hop to the provider under `form-action 'self'`),
+/// while a link's navigation may go wherever the provider sends it.
 #[derive(Debug, Clone, Copy)]
 pub struct ProviderButton<'a> {
     /// The provider's name as configured (`[oidc] name`).
@@ -75,10 +79,11 @@ label{display:block;margin-bottom:.375rem;font-weight:600}\
 input{display:block;width:100%;margin:0 0 1.25rem;padding:.625rem .75rem;font:inherit;\
 color:inherit;background:var(--card);border:1px solid var(--line);border-radius:8px}\
 input[aria-invalid=true]{border-color:var(--err-line)}\
-button{display:block;width:100%;margin-top:.5rem;padding:.75rem 1rem;font:inherit;\
+button,.sso{display:block;width:100%;margin-top:.5rem;padding:.75rem 1rem;font:inherit;\
 font-weight:600;color:var(--on-accent);background:var(--accent);border:0;border-radius:8px;\
 cursor:pointer}\
-button:hover{background:var(--accent-hover)}\
+.sso{text-align:center;text-decoration:none}\
+button:hover,.sso:hover{background:var(--accent-hover)}\
 :focus-visible{outline:3px solid var(--ring);outline-offset:2px}\
 @media (min-width:480px){main{padding:2.5rem 2.25rem}}";
 
@@ -99,6 +104,23 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// [`content_security_policy`] for a login that may send the browser on to other hosts after
+/// its form is posted (sign-in across hosts, DESIGN.md §8): browsers hold the redirects after
+/// a form submission to `form-action` too, so each of `hosts` (host names or `*.` patterns, as
+/// `allowed_hosts` has them) is allowed, on any port.
+pub fn content_security_policy_with(hosts: &[String]) -> String {
+    let base = content_security_policy();
+    if hosts.is_empty() {
+        return base.to_string();
+    }
+    let sources: Vec<String> = hosts.iter().map(|h| format!(" {h}:*")).collect();
+    base.replacen(
+        "form-action 'self'",
+        &format!("form-action 'self'{}", sources.concat()),
+        1,
+    )
 }
 
 /// The `Content-Security-Policy` to serve the login page with: no scripts, no framing, forms
@@ -163,21 +185,14 @@ pub fn render(page: &LoginPage<'_>) -> String {
         );
     }
     if let Some(button) = page.provider {
+        let href = match page.next {
+            Some(next) => format!("{}?next={}", button.start, percent_encode_component(next)),
+            None => button.start.to_string(),
+        };
         let _ = writeln!(
             html,
-            "<form method=\"get\" action=\"{}\">",
-            escape(button.start)
-        );
-        if let Some(next) = page.next {
-            let _ = writeln!(
-                html,
-                "<input type=\"hidden\" name=\"next\" value=\"{}\">",
-                escape(next)
-            );
-        }
-        let _ = writeln!(
-            html,
-            "<button type=\"submit\">Sign in with {}</button>\n</form>",
+            "<p><a class=\"sso\" href=\"{}\">Sign in with {}</a></p>",
+            escape(&href),
             escape(button.name)
         );
         if page.hide_password {
@@ -244,15 +259,20 @@ mod tests {
             next: Some("/x?a=1&b=2"),
             ..page()
         });
-        let sso = html
-            .find("Sign in with Example &lt;SSO&gt;</button>")
-            .unwrap();
+        let sso = html.find("Sign in with Example &lt;SSO&gt;</a>").unwrap();
         let password = html.find("name=\"password\"").unwrap();
         assert!(sso < password, "{html}");
-        assert!(html.contains("<form method=\"get\" action=\"/_doorman/oidc/start\">"));
+        // A link (no form: form-action would hold the provider's redirects), next encoded.
+        assert!(
+            html.contains(
+                "<a class=\"sso\" href=\"/_doorman/oidc/start?next=%2Fx%3Fa%3D1%26b%3D2\">"
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("<form").count(), 1, "{html}");
         assert_eq!(
             html.matches("value=\"/x?a=1&amp;b=2\"").count(),
-            2,
+            1,
             "{html}"
         );
         let alone = render(&LoginPage {
@@ -321,7 +341,7 @@ mod tests {
         });
         assert!(!html.contains(evil));
         assert!(!html.to_ascii_lowercase().contains("<script"));
-        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 8);
+        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 6);
     }
 
     #[test]
@@ -440,6 +460,16 @@ mod tests {
             "{policy}"
         );
         assert!(block.is_ascii());
+    }
+
+    #[test]
+    fn a_login_across_hosts_may_post_on_to_the_allowed_hosts() {
+        assert_eq!(content_security_policy_with(&[]), content_security_policy());
+        let policy = content_security_policy_with(&["app.test".into(), "*.b.test".into()]);
+        assert!(
+            policy.contains("; form-action 'self' app.test:* *.b.test:*; "),
+            "{policy}"
+        );
     }
 
     #[test]
