@@ -18,7 +18,7 @@
 //! store:      session
 //! request:    cookie error head exchange
 //! access:     access assertion forward_auth
-//! login:      login
+//! login:      oidc login
 //! proxy:      forward
 //! gate:       access_log gate
 //! serve:      reload admin control server
@@ -42,7 +42,7 @@
 //!   `assertion`: the signed assertion of that session, for the upstream or a forward-auth
 //!   answer; `forward_auth`: the same decision for the original request a gateway describes.
 //! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
-//!   checks, the handoff.
+//!   checks, the handoff; [`oidc`]: sign-in with an OpenID provider (the provider client).
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
 //!   requests.
 //! * **gate**: `gate`: one request in and out; `access_log`: its log line.

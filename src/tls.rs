@@ -1,4 +1,5 @@
-//! TLS termination: PEM files → a rustls server configuration, and certificate reload.
+//! TLS termination: PEM files → a rustls server configuration, and certificate reload; and
+//! the client settings of doorman's own https connections ([`client_config`]).
 //!
 //! Why it looks like this:
 //!
@@ -71,6 +72,45 @@ impl std::error::Error for TlsError {}
 /// The crypto provider of doorman's listener: ring.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// rustls client settings for doorman's own `https://` connections (the upstream, the OpenID
+/// provider): ring, TLS 1.2 and 1.3, and the trust roots `ca` when configured, else the system
+/// store. `what` names the connection in the warnings about unusable roots.
+pub fn client_config(
+    ca: Option<&[CertificateDer<'static>]>,
+    what: &'static str,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(certs) => {
+            // Every certificate parsed as PEM at load; one rustls cannot use is logged and skipped.
+            let (_, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
+            if ignored > 0 {
+                tracing::warn!(
+                    ignored,
+                    what,
+                    "some configured CA certificates were not usable"
+                );
+            }
+        }
+        None => {
+            // The system trust store; unreadable entries are logged, not fatal (an empty store
+            // just makes every https connection fail verification: fail closed).
+            let native = rustls_native_certs::load_native_certs();
+            for error in &native.errors {
+                tracing::warn!(%error, what, "could not load a system trust root");
+            }
+            let (_, ignored) = roots.add_parsable_certificates(native.certs);
+            if ignored > 0 {
+                tracing::debug!(ignored, what, "unusable system trust roots skipped");
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Every certificate in a PEM file, in order; an empty or unreadable file is an error naming

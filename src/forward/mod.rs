@@ -65,7 +65,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(up.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_client_config(&up)?)
+            .with_tls_config(crate::tls::client_config(up.ca.as_deref(), "upstream")?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -246,38 +246,6 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = err.source();
     }
     false
-}
-
-/// rustls client settings for an `https://` upstream: the ring provider, TLS 1.2 and 1.3, and
-/// either the configured CA bundle or the system trust store.
-fn tls_client_config(up: &UpstreamConfig) -> Result<rustls::ClientConfig, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &up.ca {
-        Some(certs) => {
-            // Every certificate parsed as PEM at load; one rustls cannot use is logged and skipped.
-            let (_, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
-            if ignored > 0 {
-                tracing::warn!(ignored, "some upstream CA certificates were not usable");
-            }
-        }
-        None => {
-            // The system trust store; unreadable entries are logged, not fatal (an empty store
-            // just makes every https upstream fail verification: fail closed).
-            let native = rustls_native_certs::load_native_certs();
-            for error in &native.errors {
-                tracing::warn!(%error, "could not load a system trust root");
-            }
-            let (_, ignored) = roots.add_parsable_certificates(native.certs);
-            if ignored > 0 {
-                tracing::debug!(ignored, "unusable system trust roots skipped");
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 pin_project_lite::pin_project! {

@@ -7,6 +7,10 @@
 //! tokens already signed (`cache`). Tokens are made with jsonwebtoken (header, claims,
 //! encoding, RFC 7638 thumbprints) over ring (`provider`); keys are read and made in [`keys`].
 //!
+//! `provider` is jsonwebtoken's cryptography for the whole process: it signs with EdDSA only
+//! (this assertion), and verifies the public-key algorithms OpenID providers sign ID tokens
+//! with (RS*, PS*, ES256/384, EdDSA; never HS*), for the OpenID Connect login.
+//!
 //! The cache belongs to the `Assertion`, and so to the config it was loaded with: a reload
 //! (SIGHUP) loads a new one, so tokens of an old key, issuer or ttl are never handed out after
 //! it.
@@ -14,6 +18,8 @@
 mod cache;
 pub mod keys;
 mod provider;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::fmt;
 use std::time::Duration;
@@ -25,6 +31,7 @@ use serde::Serialize;
 
 pub use cache::CAPACITY;
 pub use keys::Key;
+pub(crate) use provider::install;
 
 /// The default `header`.
 pub const DEFAULT_HEADER: &str = "x-auth-assertion";

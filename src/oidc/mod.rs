@@ -10,10 +10,19 @@
 //! that leave the provider's settings alone, so its discovered metadata and keys survive a
 //! SIGHUP) and the sealer of the config it was built for.
 
+mod claims;
+mod discovery;
 pub mod endpoint;
+mod error;
 pub mod flow;
+mod http;
+mod jwks;
 pub mod provider;
 pub mod seal;
+mod token;
+
+#[cfg(test)]
+mod tests;
 
 use std::io::Write as _;
 use std::sync::Arc;
