@@ -55,6 +55,8 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 class CheckFailed extends Error {}
 let passed = 0;
+/** What the pages said on the console, printed when a check fails. */
+const consoleLines = [];
 
 /** One check: prints `ok - what`, or throws with what was expected and what was seen. */
 function check(what, ok, seen) {
@@ -110,6 +112,7 @@ try {
 
 if (failed) {
   console.error(failed instanceof CheckFailed ? failed.message : `FAIL - ${failed.stack || failed}`);
+  if (consoleLines.length > 0) console.error(`browser console:\n  ${consoleLines.join('\n  ')}`);
   console.error(`browser test: ${passed} checks passed, then one failed`);
   process.exit(1);
 }
@@ -159,6 +162,28 @@ async function waitForDiscovery() {
   await api.dispose();
 }
 
+/**
+ * Click `button` on doorman's login page and check that the browser lands on the provider's
+ * sign-in interaction. A navigation the browser refuses (e.g. a Content-Security-Policy
+ * directive that blocks a hop of the redirect chain) fails the check with what it said.
+ */
+async function toProvider(page, button, cspViolations, what) {
+  const outcome = await Promise.all([
+    page.waitForURL((url) => url.origin === ISSUER && url.pathname.startsWith('/interaction/')),
+    button.click(),
+  ]).then(
+    () => null,
+    (e) => String(e.message || e).split('\n')[0],
+  );
+  // The browser reports a refused navigation on the console just after the navigation fails.
+  if (outcome !== null) await page.waitForTimeout(250);
+  check(
+    what,
+    outcome === null && originOf(page) === ISSUER,
+    [page.url(), outcome, ...cspViolations].filter(Boolean).join('\n  '),
+  );
+}
+
 /** Sign in at the provider, see the app greet the user, log out of both, and stay out. */
 async function oidcJourney() {
   const context = await browser.newContext({
@@ -183,6 +208,7 @@ async function oidcJourney() {
   const page = await context.newPage();
   const cspViolations = [];
   page.on('console', (msg) => {
+    consoleLines.push(`[${msg.type()}] ${msg.location().url || page.url()}: ${msg.text()}`);
     if (/Content Security Policy/i.test(msg.text()) && (msg.location().url || '').startsWith(BASE_URL)) {
       cspViolations.push(msg.text());
     }
@@ -223,11 +249,7 @@ async function oidcJourney() {
   await shot(page, 'oidc-login.png');
 
   // 2. The button: a GET form to doorman's start, which sends the browser to the provider.
-  await Promise.all([
-    page.waitForURL((url) => url.origin === ISSUER && url.pathname.startsWith('/interaction/')),
-    button.click(),
-  ]);
-  check("clicking the button lands on the provider's sign-in page", originOf(page) === ISSUER, page.url());
+  await toProvider(page, button, cspViolations, "clicking the button lands on the provider's sign-in page");
   const login = page.locator('input[name="login"]');
   const password = page.locator('input[name="password"]');
   check(
@@ -359,13 +381,15 @@ async function oidcJourney() {
     pathOf(page) === LOGIN_PATH,
     page.url(),
   );
-  await Promise.all([
-    page.waitForURL((url) => url.origin === ISSUER && url.pathname.startsWith('/interaction/')),
-    page.getByRole('button', { name: `Sign in with ${PROVIDER_NAME}` }).click(),
-  ]);
+  await toProvider(
+    page,
+    page.getByRole('button', { name: `Sign in with ${PROVIDER_NAME}` }),
+    cspViolations,
+    'the button leads to the provider again',
+  );
   check(
-    'the button leads to the provider\'s password form again (no silent sign-back-in)',
-    originOf(page) === ISSUER && (await page.locator('input[name="password"]').count()) === 1,
+    "the provider asks for the password again (no silent sign-back-in)",
+    (await page.locator('input[name="password"]').count()) === 1,
     page.url(),
   );
   const none = (await context.cookies(BASE_URL)).find((c) => c.name === COOKIE);
