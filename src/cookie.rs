@@ -124,10 +124,6 @@ fn header_value(s: String) -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The start of the OpenID Connect sign-in flows' cookies' names (`crate::oidc::flow`), after
-/// `__Host-` under TLS. They are doorman's too: the upstream never sees them.
-pub const OIDC_FLOW_PREFIX: &str = "doorman_oidc_";
-
 /// Cookie names doorman answers to for `name`: the plain one and the prefixed forms it uses
 /// under TLS (`__Host-`, or `__Secure-` with a cookie domain); and the sign-in flows' cookies.
 fn is_ours(cookie_name: &str, name: &str) -> bool {
@@ -137,7 +133,7 @@ fn is_ours(cookie_name: &str, name: &str) -> bool {
         || cookie_name
             .strip_prefix("__Host-")
             .unwrap_or(cookie_name)
-            .starts_with(OIDC_FLOW_PREFIX)
+            .starts_with(crate::oidc::flow::COOKIE_PREFIX)
 }
 
 /// Remove doorman's cookies (the session's, the sign-in flows') from the `Cookie` header(s) of a request going upstream, keeping the

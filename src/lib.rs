@@ -15,10 +15,11 @@
 //! base:       lock worker clock encoding accept body metrics audit logging
 //! vocabulary: jws path host identity routes tls
 //! config:     config
+//! provider:   oidc
 //! store:      session
 //! request:    cookie error head exchange
 //! access:     access assertion forward_auth
-//! login:      oidc login
+//! login:      login
 //! proxy:      forward
 //! gate:       access_log gate
 //! serve:      reload admin control server
@@ -34,6 +35,8 @@
 //!   `allowed_hosts` match them), [`identity`] (identity headers, stripped then set),
 //!   [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
+//! * **provider**: `oidc`: the OpenID Connect provider client (discovery, code exchange,
+//!   keys, ID-token verification) and the sealed cookie a sign-in's secrets travel in.
 //! * **store**: [`session`]: ids, records, the `SessionStore` seam, embedded and Redis.
 //! * **request**: what one request is made of: [`cookie`] (doorman's cookie both ways),
 //!   `error` (every cause doorman answers itself, mapped to one status in one place),
@@ -42,7 +45,7 @@
 //!   `assertion`: the signed assertion of that session, for the upstream or a forward-auth
 //!   answer; `forward_auth`: the same decision for the original request a gateway describes.
 //! * **login**: `login`: doorman's endpoints under `[login] prefix`, throttling, password
-//!   checks, the handoff; [`oidc`]: sign-in with an OpenID provider (the provider client).
+//!   checks, the handoff, sign-in with an OpenID Connect provider (`login::openid`).
 //! * **proxy**: [`forward`]: the upstream client and the one function that builds upstream
 //!   requests.
 //! * **gate**: `gate`: one request in and out; `access_log`: its log line.

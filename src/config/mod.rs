@@ -13,7 +13,7 @@
 mod admin;
 mod gateway;
 mod net;
-mod oidc;
+mod openid;
 mod policy;
 mod reader;
 mod session;
@@ -37,7 +37,7 @@ pub use users::{hash_password, User, Users, UsersError};
 pub use admin::AdminConfig;
 pub use gateway::ForwardAuthConfig;
 pub use net::{client_group, IpNet};
-pub use oidc::{read_state_key, OidcConfig, StateKey, STATE_KEY_LEN};
+pub use openid::{read_state_key, OidcConfig, StateKey, STATE_KEY_LEN};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};
@@ -279,7 +279,7 @@ impl Config {
         let login = session::read_login(&root, &base, &mut errors);
         let tls = listen.tls.is_some();
         let session = session::read_session(&root, &base, tls, &mut errors);
-        let oidc = oidc::read_oidc(&root, &base, &session, &mut errors);
+        let oidc = openid::read_oidc(&root, &base, &session, &mut errors);
         let identity = policy::read_identity(&root, &base, &login, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         let admin = admin::read_admin(&root, listen.addr, &mut errors);

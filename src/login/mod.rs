@@ -33,6 +33,7 @@ pub mod handoff;
 pub mod hasher;
 pub mod hosts;
 pub mod next;
+pub mod openid;
 pub mod origin;
 pub mod page;
 pub mod throttle;
@@ -53,7 +54,6 @@ use crate::error::ProxyError;
 use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::forward_auth::{self, Convention};
 use crate::metrics::Login as LoginResult;
-use crate::oidc;
 use crate::session::{Origin, Record, SessionId, SessionKey, SessionStore};
 use form::Form;
 use hasher::{HashError, Hasher};
@@ -241,12 +241,8 @@ pub async fn endpoint(
             forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
         }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
-        ("/oidc/start", Method::GET | Method::HEAD) => {
-            oidc::endpoint::start(shared, ex, &req).await
-        }
-        ("/oidc/callback", Method::GET | Method::HEAD) => {
-            oidc::endpoint::callback(shared, ex, &req).await
-        }
+        ("/oidc/start", Method::GET | Method::HEAD) => openid::start(shared, ex, &req).await,
+        ("/oidc/callback", Method::GET | Method::HEAD) => openid::callback(shared, ex, &req).await,
         (
             "/login" | "/logout" | "/session" | "/auth" | "/forward-auth" | "/callback"
             | "/jwks.json" | "/oidc/start" | "/oidc/callback",
@@ -304,7 +300,7 @@ async fn log_out(
                 // Signed in with the provider: its session ends too (read before the delete,
                 // which removes the ID token it needs). The login's own session keeps it.
                 let login_key = SessionKey::from_hex(&record.family(&key)).unwrap_or(key);
-                to = oidc::endpoint::end_session_url(shared, ex, &req, record, &login_key).await?;
+                to = openid::end_session_url(shared, ex, &req, record, &login_key).await?;
             }
             match &ex.session {
                 // Signed in across hosts: every session of this login ends, on every host.

@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use super::seal::Sealer;
 
-/// The flow cookies' name, before the state prefix (and after `__Host-` under TLS); the
-/// forwarder strips these cookies like the session's.
-pub use crate::cookie::OIDC_FLOW_PREFIX as COOKIE_PREFIX;
+/// The flow cookies' name, before the state prefix (and after `__Host-` under TLS). They are
+/// doorman's: they are stripped from requests to the upstream like the session cookie.
+pub const COOKIE_PREFIX: &str = "doorman_oidc_";
 
 /// How long a sign-in may take at the provider.
 pub const LIFETIME: Duration = Duration::from_secs(10 * 60);

@@ -1,10 +1,12 @@
-//! Signing in with an OpenID Connect provider (DESIGN.md §10).
+//! The OpenID Connect provider, as doorman's sign-in (DESIGN.md §10) needs it.
 //!
 //! The room's files: [`provider`] talks to the provider (discovery, the code exchange, its
-//! keys, verifying ID tokens); [`flow`] carries one sign-in's secrets in a sealed cookie;
-//! [`seal`] is the authenticated encryption under the state key; [`endpoint`] answers
-//! `<prefix>/oidc/start` and `<prefix>/oidc/callback` and maps the ID token's claims to a
-//! doorman session, made exactly as the login form makes one (`crate::login::begin_session`).
+//! keys, verifying ID tokens; with `discovery`, `token`, `jwks`, `claims`, `http` and `error`
+//! beside it); [`flow`] carries one sign-in's secrets in a sealed cookie; [`seal`] is the
+//! authenticated encryption under the state key. The endpoints that use them
+//! (`<prefix>/oidc/start`, `<prefix>/oidc/callback`, logout's half at the provider) are the
+//! login room's (its `openid` file). This room sits below the request and access layers
+//! (it knows nothing of requests or sessions), so `access::Shared` can hold an [`Oidc`].
 //!
 //! [`Oidc`] is what a running doorman holds for `[oidc]`: the provider (kept across reloads
 //! that leave the provider's settings alone, so its discovered metadata and keys survive a
@@ -12,7 +14,6 @@
 
 mod claims;
 mod discovery;
-pub mod endpoint;
 mod error;
 pub mod flow;
 mod http;

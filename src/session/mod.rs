@@ -251,7 +251,7 @@ pub struct Record {
     /// Boxed: most sessions have none, and every lookup moves a `Record`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Box<Link>>,
-    /// An OIDC session's ID token, sealed under the `[oidc]` state key (`crate::oidc::seal`),
+    /// An OIDC session's ID token, sealed under the `[oidc]` state key,
     /// for logout's `id_token_hint`. Written with the record; lookups need not return it (the
     /// Redis store leaves it out of the per-request read), so logout reads it with
     /// [`SessionStore::sealed_id_token`].

@@ -34,9 +34,8 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 use tracing::warn;
 
-use super::flow::{self, Flow};
-use super::provider::{pkce, AuthorizeRequest, OidcError};
-use super::Oidc;
+use super::form::Form;
+use super::{self as login, origin};
 use crate::access::Shared;
 use crate::audit;
 use crate::body::{self, Body};
@@ -45,8 +44,9 @@ use crate::encoding::hex_lower;
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::identity::check_name;
-use crate::login::form::Form;
-use crate::login::{self, origin};
+use crate::oidc::flow::{self, Flow};
+use crate::oidc::provider::{pkce, AuthorizeRequest, OidcError};
+use crate::oidc::Oidc;
 use crate::session::{Origin, Record, SessionStore};
 
 /// Why a sign-in was refused: the metric's label and the audit event's reason, and the

@@ -8,7 +8,7 @@
 //! `user_claim = "email"` turns on the `email_verified` requirement (an address a provider has
 //! not verified is anybody's claim); `allowed_domains` only makes sense with it.
 //!
-//! The state key seals the flow's cookie (`crate::oidc::flow`). Every replica must use the
+//! The state key seals the sign-in flow's cookie. Every replica must use the
 //! same one, so with a Redis store it is required; with the embedded store (one process) it
 //! defaults to a file beside the store, made at start-up when missing ([`StateKey::Beside`]).
 //! `doorman check` never writes it.
