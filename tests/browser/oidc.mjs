@@ -77,6 +77,12 @@ const pathOf = (page) => new URL(page.url()).pathname;
 const originOf = (page) => new URL(page.url()).origin;
 const isLoopback = (url) => ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 
+/** Doorman's "Sign in with …" control: a button today, and a link would do as well. */
+const providerButton = (page) => {
+  const name = `Sign in with ${PROVIDER_NAME}`;
+  return page.getByRole('button', { name }).or(page.getByRole('link', { name }));
+};
+
 /** The provider's count of signed-in sessions (its test-only endpoint), fetched from Node. */
 async function providerSessions() {
   const res = await fetch(`${ISSUER}/test/sessions`);
@@ -234,7 +240,7 @@ async function oidcJourney() {
     pathOf(page) === LOGIN_PATH,
     page.url(),
   );
-  const button = page.getByRole('button', { name: `Sign in with ${PROVIDER_NAME}` });
+  const button = providerButton(page);
   check(
     `the login page shows a "Sign in with ${PROVIDER_NAME}" button`,
     (await button.count()) === 1 && (await button.isVisible()),
@@ -383,7 +389,7 @@ async function oidcJourney() {
   );
   await toProvider(
     page,
-    page.getByRole('button', { name: `Sign in with ${PROVIDER_NAME}` }),
+    providerButton(page),
     cspViolations,
     'the button leads to the provider again',
   );
