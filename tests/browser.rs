@@ -1,14 +1,18 @@
 //! The whole login journey in a real browser: headless Chromium (Debian's `chromium`), driven by
-//! `playwright-core` from `tests/browser/login.mjs`, over HTTPS against the doorman binary in
-//! front of the demo app (examples/demo/app.rs), the dashboard route in redirect mode.
+//! `playwright-core` from `tests/browser/*.mjs`, over HTTPS against the doorman binary in front
+//! of the demo app (examples/demo/app.rs), the dashboard route in redirect mode.
 //!
-//! The script checks the redirect to the login page, the wrong-password error, the greeting after
-//! login, the session cookie's attributes in the browser's own jar, logout, and the login page at
-//! phone width. Its screenshots land in `target/browser-artifacts/` for people to look at.
+//! `login.mjs` checks the redirect to the login page, the wrong-password error, the greeting
+//! after login, the session cookie's attributes in the browser's own jar, logout, and the login
+//! page at phone width. `oidc.mjs` signs in with OpenID Connect at a real provider (Node's
+//! oidc-provider, tests/oidc/provider.mjs, on plain loopback HTTP): the button on the login page,
+//! the provider's form, the callback back to the dashboard, the cookies left in the jar, and
+//! logout ending the provider's session too. Their screenshots land in
+//! `target/browser-artifacts/` for people to look at.
 //!
 //! Needs `node` and `chromium` (scripts/test installs both); a missing one fails this test with
-//! a message saying so, never a silent skip. `tests/browser/node_modules` is made with `npm ci`
-//! from the committed lock file when missing.
+//! a message saying so, never a silent skip. `tests/browser/node_modules` (and the provider's
+//! `tests/oidc/node_modules`) is made with `npm ci` from the committed lock file when missing.
 
 #[path = "../examples/demo/app.rs"]
 #[allow(dead_code)]
@@ -20,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::login::{users_toml, write_users, Backend, ALICE_PW};
+use support::oidc::{issuer_for, OidcProvider, ProviderSpec, CLIENT_ID, CLIENT_SECRET, PASSWORD};
 use support::DoormanProcess;
 use tokio::net::TcpListener;
 
@@ -30,12 +35,23 @@ fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-/// A stable place for the screenshots, emptied at the start of each run.
-fn artifacts_dir() -> PathBuf {
+/// A stable place for the screenshots, with this journey's `shots` removed from the last run
+/// (only those: the journeys run in parallel and share the folder).
+fn artifacts_dir(shots: &[&str]) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create target/browser-artifacts");
+    for shot in shots {
+        let _ = std::fs::remove_file(dir.join(shot));
+    }
     dir
+}
+
+/// Assert that every one of `shots` was written and is not empty.
+fn assert_screenshots(dir: &Path, shots: &[&str]) {
+    for shot in shots {
+        let len = std::fs::metadata(dir.join(shot)).map_or(0, |m| m.len());
+        assert!(len > 0, "screenshot {shot} missing or empty");
+    }
 }
 
 /// The Chromium binary: `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
@@ -108,8 +124,8 @@ fn write_certificate() -> (PathBuf, PathBuf) {
 }
 
 /// Doorman with TLS in front of `app`: `/dashboard` needs a session and sends browsers to the
-/// login page; `/` is public; everything else needs a session.
-fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path) -> String {
+/// login page; `/` is public; everything else needs a session. `extra`: more tables.
+fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path, extra: &str) -> String {
     let listen = format!(
         "addr = \"{{addr}}\"\ntls = {{ cert = {cert:?}, key = {key:?} }}",
         cert = cert.display().to_string(),
@@ -120,19 +136,19 @@ fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path) -> String {
          [access]\ndefault = \"authenticated\"\n\n\
          [[routes]]\npath = \"/dashboard\"\naccess = \"authenticated\"\n\
          on_unauthenticated = \"redirect\"\n\n\
-         [[routes]]\nglob = \"/\"\naccess = \"public\"\n",
+         [[routes]]\nglob = \"/\"\naccess = \"public\"\n\n{extra}",
         session = Backend::embedded().section(""),
         users = users.display().to_string(),
     );
     support::doorman::config(app, &listen, &rest)
 }
 
-/// Run `node login.mjs` with `env`, killed after [`SCRIPT_LIMIT`]; (success, stdout + stderr).
-fn run_script(env: &[(&str, String)]) -> (bool, String) {
-    let log = support::temp_dir("browser-log").join("login.log");
+/// Run `node <script>` with `env`, killed after [`SCRIPT_LIMIT`]; (success, stdout + stderr).
+fn run_script(script: &str, env: &[(&str, String)]) -> (bool, String) {
+    let log = support::temp_dir("browser-log").join(format!("{script}.log"));
     let file = std::fs::File::create(&log).expect("script log");
     let mut cmd = Command::new("node");
-    cmd.arg("login.mjs")
+    cmd.arg(script)
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log handle"))
@@ -163,6 +179,15 @@ fn run_script(env: &[(&str, String)]) -> (bool, String) {
     (status.is_some_and(|s| s.success()), output)
 }
 
+/// What `login.mjs` writes to the artifacts folder.
+const LOGIN_SHOTS: &[&str] = &[
+    "login.png",
+    "error.png",
+    "dashboard.png",
+    "login-phone.png",
+    "login-dark.png",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_journey_in_headless_chromium_over_https() {
     require_node();
@@ -177,9 +202,9 @@ async fn login_journey_in_headless_chromium_over_https() {
 
     let (cert, key) = write_certificate();
     let users = write_users(&users_toml());
-    let doorman = DoormanProcess::spawn(&doorman_toml(&app, &cert, &key, &users), &[]);
+    let doorman = DoormanProcess::spawn(&doorman_toml(&app, &cert, &key, &users, ""), &[]);
     let base_url = format!("https://{}", doorman.addr);
-    let artifacts = artifacts_dir();
+    let artifacts = artifacts_dir(LOGIN_SHOTS);
 
     let env = vec![
         ("BASE_URL", base_url),
@@ -188,7 +213,7 @@ async fn login_journey_in_headless_chromium_over_https() {
         ("LOGIN_USER", "alice".to_string()),
         ("LOGIN_PASSWORD", ALICE_PW.to_string()),
     ];
-    let (ok, output) = tokio::task::spawn_blocking(move || run_script(&env))
+    let (ok, output) = tokio::task::spawn_blocking(move || run_script("login.mjs", &env))
         .await
         .expect("browser script thread");
     println!("{output}");
@@ -198,14 +223,89 @@ async fn login_journey_in_headless_chromium_over_https() {
         "the browser journey failed:\n{output}\ndoorman log:\n{}",
         doorman.logs()
     );
-    for shot in [
-        "login.png",
-        "error.png",
-        "dashboard.png",
-        "login-phone.png",
-        "login-dark.png",
-    ] {
-        let len = std::fs::metadata(artifacts.join(shot)).map_or(0, |m| m.len());
-        assert!(len > 0, "screenshot {shot} missing or empty");
-    }
+    assert_screenshots(&artifacts, LOGIN_SHOTS);
+}
+
+/// What `oidc.mjs` writes to the artifacts folder.
+const OIDC_SHOTS: &[&str] = &[
+    "oidc-login.png",
+    "oidc-provider.png",
+    "oidc-dashboard.png",
+    "oidc-logout.png",
+    "oidc-signed-out.png",
+    "oidc-again.png",
+];
+
+/// `[oidc]` for the harness's client at `issuer`, the button labelled "Sign in with Test SSO".
+/// The user is the `email` claim (the default `user_claim`); the state key is generated beside
+/// the embedded store.
+fn oidc_table(issuer: &str) -> String {
+    format!(
+        "[oidc]\nissuer = {issuer:?}\nclient_id = \"{CLIENT_ID}\"\n\
+         client_secret = \"{CLIENT_SECRET}\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\
+         groups_claim = \"groups\"\nname = \"Test SSO\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_openid_connect_in_a_real_browser() {
+    require_node();
+    let chromium = chromium();
+    ensure_node_modules();
+
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind demo app");
+    let app = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(app::serve(listener));
+
+    // The provider's port first (doorman's config names the issuer), then doorman (the
+    // provider's client needs doorman's callback URL, exactly as doorman announces it: the
+    // browser's own origin), then the provider. Doorman discovers it once it is up; the script
+    // waits for that.
+    let port = support::free_port();
+    let issuer = issuer_for(port);
+    let (cert, key) = write_certificate();
+    let users = write_users(&users_toml());
+    let toml = doorman_toml(&app, &cert, &key, &users, &oidc_table(&issuer));
+    let doorman = DoormanProcess::spawn(&toml, &[]);
+    let base_url = format!("https://{}", doorman.addr);
+    let provider = OidcProvider::start(
+        ProviderSpec::new(
+            &[&format!("{base_url}/_doorman/oidc/callback")],
+            &[&format!("{base_url}/")],
+        )
+        .on_port(port),
+    );
+    let artifacts = artifacts_dir(OIDC_SHOTS);
+
+    let env = vec![
+        ("BASE_URL", base_url),
+        ("ISSUER", issuer),
+        ("PROVIDER_NAME", "Test SSO".to_string()),
+        ("OIDC_USER", "alice".to_string()),
+        ("OIDC_PASSWORD", PASSWORD.to_string()),
+        ("OIDC_EMAIL", "alice@example.com".to_string()),
+        ("OIDC_GROUPS", "staff".to_string()),
+        ("ARTIFACTS", artifacts.display().to_string()),
+        ("CHROMIUM", chromium.display().to_string()),
+    ];
+    let (ok, output) = tokio::task::spawn_blocking(move || run_script("oidc.mjs", &env))
+        .await
+        .expect("browser script thread");
+    println!("{output}");
+    println!("screenshots: {}", artifacts.display());
+    assert!(
+        ok,
+        "the OIDC browser journey failed:\n{output}\ndoorman log:\n{}\nprovider log:\n{}",
+        doorman.logs(),
+        provider.log()
+    );
+    assert_eq!(
+        provider.sessions().await,
+        0,
+        "the provider still holds a session after the journey's logout"
+    );
+    assert_screenshots(&artifacts, OIDC_SHOTS);
 }
