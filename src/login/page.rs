@@ -341,7 +341,7 @@ mod tests {
         });
         assert!(!html.contains(evil));
         assert!(!html.to_ascii_lowercase().contains("<script"));
-        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 6);
+        assert_eq!(html.matches("&#39;&quot;&gt;&lt;script&gt;").count(), 7);
     }
 
     #[test]
