@@ -69,43 +69,14 @@ fn chromium() -> PathBuf {
     path
 }
 
-/// Fail with a clear message when `node` (and so `npm`) is not installed.
-fn require_node() {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`node` not found: the browser test drives Chromium with playwright-core from npm and \
-         needs Node.js 20+ and npm (scripts/test checks for them)"
-    );
-}
-
 /// `npm ci` in tests/browser when its node_modules is missing (playwright-core only, pinned by
 /// the committed package-lock.json; it never downloads a browser).
 fn ensure_node_modules() {
-    let dir = browser_dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    eprintln!("tests/browser/node_modules missing: running npm ci");
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .output()
-        .expect("run npm ci (is npm installed?)");
-    assert!(
-        out.status.success(),
-        "npm ci in tests/browser failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    support::node::require_node("the browser test drives Chromium with playwright-core from npm");
+    support::node::npm_ci(
+        &browser_dir(),
+        "playwright-core",
+        &[("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")],
     );
 }
 
@@ -190,7 +161,6 @@ const LOGIN_SHOTS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_journey_in_headless_chromium_over_https() {
-    require_node();
     let chromium = chromium();
     ensure_node_modules();
 
@@ -250,7 +220,6 @@ fn oidc_table(issuer: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_openid_connect_in_a_real_browser() {
-    require_node();
     let chromium = chromium();
     ensure_node_modules();
 

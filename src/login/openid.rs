@@ -103,6 +103,17 @@ fn secure(config: &Config, ex: &Exchange) -> bool {
     ex.client.https || config.session.cookie_secure == CookieSecure::Always
 }
 
+/// The origin the provider sends the browser back to (the redirect URI's, logout's
+/// `post_logout_redirect_uri`): `[login] public_origin`, so it is the one registered at the
+/// provider whatever `Host` a request came with; else the origin the browser used.
+fn return_origin(config: &Config, ex: &Exchange, req: &Request<Incoming>) -> Option<String> {
+    config
+        .login
+        .public_origin
+        .clone()
+        .or_else(|| origin::public_origin(config, &ex.client, req))
+}
+
 /// `GET <prefix>/oidc/start?next=…`.
 pub async fn start(
     shared: &Shared,
@@ -118,12 +129,7 @@ pub async fn start(
     let query = Form::query(req.uri().query());
     let asked = query.get("next").filter(|n| n.len() <= flow::MAX_NEXT);
     let next = login::valid_next(config, ex, asked);
-    let origin = config
-        .login
-        .public_origin
-        .clone()
-        .or_else(|| origin::public_origin(config, &ex.client, req))
-        .ok_or(ProxyError::BadRequest("no host to return to"))?;
+    let origin = return_origin(config, ex, req).ok_or(ProxyError::BadRequest("no host"))?;
     let redirect_uri = format!("{origin}{}/oidc/callback", config.login.prefix);
     let random = || flow::random().ok_or(ProxyError::BadRequest("no random source"));
     let (state, nonce) = (random()?, random()?);
@@ -439,12 +445,7 @@ pub async fn end_session_url(
         .await?
         .and_then(|sealed| oidc.sealer().open(&sealed, &id_token_purpose(&record.user)))
         .and_then(|token| String::from_utf8(token).ok());
-    let Some(origin) = config
-        .login
-        .public_origin
-        .clone()
-        .or_else(|| origin::public_origin(config, &ex.client, req))
-    else {
+    let Some(origin) = return_origin(config, ex, req) else {
         return Ok(None);
     };
     let back = format!("{origin}/");

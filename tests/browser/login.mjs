@@ -13,7 +13,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
 const ARTIFACTS = process.env.ARTIFACTS || 'artifacts';
@@ -49,21 +49,7 @@ const shot = async (page, name) => {
 
 const pathOf = (page) => new URL(page.url()).pathname;
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-    '--ignore-certificate-errors',
-  ],
-});
+const browser = await launch(CHROMIUM);
 
 let failed = null;
 try {

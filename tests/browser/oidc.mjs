@@ -22,7 +22,8 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, request } from 'playwright-core';
+import { request } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
 const ISSUER = (process.env.ISSUER || '').replace(/\/+$/, '');
@@ -90,21 +91,7 @@ async function providerSessions() {
   return (await res.json()).sessions;
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-    '--ignore-certificate-errors',
-  ],
-});
+const browser = await launch(CHROMIUM);
 
 let failed = null;
 try {

@@ -9,6 +9,7 @@ pub mod fake_oidc;
 pub mod gateway;
 pub mod h2c;
 pub mod login;
+pub mod node;
 pub mod oidc;
 pub mod ops;
 pub mod process;
@@ -45,6 +46,26 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// End a server process the tests started: SIGCONT (a paused one would never handle the
+/// rest), SIGTERM, and SIGKILL if it is still there after five seconds; then reap it.
+pub fn terminate(child: &mut std::process::Child) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A loopback port nobody listens on right now.

@@ -242,7 +242,6 @@ impl OidcProvider {
     /// Start the provider of `spec` and wait until it listens; panics with its log if it
     /// cannot start.
     pub fn start(spec: ProviderSpec) -> OidcProvider {
-        require_node();
         ensure_node_modules();
         let dir = super::temp_dir("oidc");
         let mut last_error = String::new();
@@ -330,17 +329,7 @@ impl Drop for OidcProvider {
         // Closing stdin alone ends it; SIGTERM is for a provider stuck somewhere else.
         drop(self.stdin.take());
         if let Some(mut child) = self.child.take() {
-            let pid = i32::try_from(child.id()).expect("pid");
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            super::terminate(&mut child);
         }
     }
 }
@@ -1092,46 +1081,15 @@ pub fn resolve(base: &str, reference: &str) -> String {
     format!("{origin}{dir}{reference}")
 }
 
-/// Fail with a clear message when `node` is not installed.
-fn require_node() {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`node` not found: the OIDC tests run a real provider (oidc-provider from npm) and need \
-         Node.js 20+ and npm (scripts/test checks for them)"
-    );
-}
-
+/// tests/oidc: the provider script and its package.
 fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
 
-/// `npm ci` in tests/oidc when its node_modules is missing (oidc-provider, pinned by the
-/// committed package-lock.json), once per test process even when tests start in parallel.
+/// Node and tests/oidc/node_modules (oidc-provider, pinned by the committed lock file).
 fn ensure_node_modules() {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = oidc_dir();
-    if dir.join("node_modules/oidc-provider/package.json").exists() {
-        return;
-    }
-    eprintln!("tests/oidc/node_modules missing: running npm ci");
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .output()
-        .expect("run npm ci (is npm installed?)");
-    assert!(
-        out.status.success(),
-        "npm ci in tests/oidc failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::node::require_node("the OIDC tests run a real provider (oidc-provider from npm)");
+    super::node::npm_ci(&oidc_dir(), "oidc-provider", &[]);
 }
 
 /// Run `node tests/oidc/provider.mjs CONFIG` (stderr to `provider.log`) and wait for its

@@ -143,21 +143,7 @@ impl RedisServer {
     /// Stop the process (SIGTERM, SIGKILL if it lingers) and wait for it. The port is freed.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pid = i32::try_from(child.id()).expect("pid");
-            // A paused server would never handle SIGTERM.
-            unsafe {
-                libc::kill(pid, libc::SIGCONT);
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            super::terminate(&mut child);
         }
     }
 
