@@ -18,7 +18,7 @@ use crate::encoding::percent_encode_component;
 use crate::error::{Challenge, ProxyError};
 use crate::exchange::{CookieAction, Exchange, SessionState};
 use crate::identity::Identity;
-use crate::metrics::{Lookup, Metrics};
+use crate::metrics::{Lookup, Metrics, RouteLabel};
 use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 use crate::session::{Origin, SessionStore, Store};
@@ -82,12 +82,30 @@ pub struct Judged<'a> {
     pub path: &'a str,
     /// The request's headers (page-load detection for `on_unauthenticated = "redirect"`).
     pub headers: &'a HeaderMap,
-    /// Where the login page sends the browser back: the path and query of a proxied request,
-    /// or the absolute URL of a gateway's original request.
-    pub next: &'a str,
-    /// The origin the login page is on, when it is not the request's own (`None`: the login
-    /// URL is a path on the request's origin).
-    pub login_origin: Option<&'a str>,
+    /// Where the login page sends the browser back (and where that login page is).
+    pub back: Return<'a>,
+}
+
+/// Where a login sends the browser back, made into a URL only when a challenge needs one:
+/// most requests pass, and a forward-auth sub-request would otherwise format its original URL
+/// every time.
+#[derive(Debug, Clone, Copy)]
+pub enum Return<'a> {
+    /// A proxied request: its path and query, on the request's own origin (the login URL is a
+    /// path there).
+    Local(&'a str),
+    /// A gateway's original request, `scheme://authority` + `target`; the login page is on
+    /// `login_origin` (`[login] public_origin`) or, without one, on the original's origin.
+    Original {
+        /// `http` or `https`, as the browser used.
+        scheme: &'static str,
+        /// The authority as the browser used it.
+        authority: &'a str,
+        /// The path and query as sent.
+        target: &'a str,
+        /// `[login] public_origin`, when set.
+        login_origin: Option<&'a str>,
+    },
 }
 
 /// The decision for one request, the same for every way a request comes: [`route`], the
@@ -116,7 +134,7 @@ pub fn route<'a>(
     }
     ex.route = Some(match matched.route {
         Some(route) => route.name.clone(),
-        None => crate::metrics::ROUTE_DEFAULT.to_string(),
+        None => RouteLabel::default_route(),
     });
     if matched.policy.access == Access::Deny {
         return Err(ProxyError::Forbidden);
@@ -227,12 +245,27 @@ fn challenge(config: &Config, policy: &RoutePolicy, req: &Judged<'_>) -> Challen
     match policy.on_unauthenticated {
         OnUnauthenticated::Status401 => Challenge::Plain,
         OnUnauthenticated::Redirect => {
-            let login_url = format!(
-                "{}{}/login?next={}",
-                req.login_origin.unwrap_or_default(),
-                config.login.prefix,
-                percent_encode_component(req.next)
-            );
+            let login_url = match req.back {
+                Return::Local(next) => format!(
+                    "{}/login?next={}",
+                    config.login.prefix,
+                    percent_encode_component(next)
+                ),
+                Return::Original {
+                    scheme,
+                    authority,
+                    target,
+                    login_origin,
+                } => {
+                    let own = format!("{scheme}://{authority}");
+                    format!(
+                        "{}{}/login?next={}",
+                        login_origin.unwrap_or(&own),
+                        config.login.prefix,
+                        percent_encode_component(&format!("{own}{target}"))
+                    )
+                }
+            };
             if is_page_load(req.headers) {
                 Challenge::Redirect {
                     location: login_url,

@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::body::Body;
 use crate::exchange::Exchange;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabel};
 
 /// One request's log line, finished when the body is.
 pub struct Entry {
@@ -73,8 +73,9 @@ impl Drop for Finish {
             span,
         } = &self.entry;
         let took = ex.started.elapsed();
-        let route = ex.route.as_deref().unwrap_or(crate::metrics::ROUTE_NONE);
-        metrics.request(route, *status, took);
+        let route = ex.route.clone().unwrap_or_else(RouteLabel::none);
+        metrics.request(&route, *status, took);
+        let route = route.as_str();
         let path = ex.path.as_deref().unwrap_or(ex.raw_target.path());
         span.in_scope(|| {
             info!(

@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 use crate::cookie::Presented;
 use crate::identity::Identity;
@@ -55,10 +55,10 @@ impl ClientInfo {
     /// claims), and the scheme of the last `X-Forwarded-Proto`. What a header leaves out
     /// stays as the connection says.
     pub fn behind_gateway(self, headers: &HeaderMap) -> ClientInfo {
-        let addr = last_value(headers, "x-forwarded-for")
+        let addr = last_value(headers, &X_FORWARDED_FOR)
             .and_then(|v| v.parse::<IpAddr>().ok())
             .unwrap_or(self.addr);
-        let https = match last_value(headers, "x-forwarded-proto") {
+        let https = match last_value(headers, &X_FORWARDED_PROTO) {
             Some(proto) => proto.eq_ignore_ascii_case("https"),
             None => self.https,
         };
@@ -82,7 +82,7 @@ impl ClientInfo {
     /// else the request's own authority or `Host` ([`crate::head::request_host`]).
     pub fn browser_host<'a>(&self, uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
         if self.gateway {
-            if let Some(host) = last_value(headers, "x-forwarded-host") {
+            if let Some(host) = last_value(headers, &X_FORWARDED_HOST) {
                 return Some(host);
             }
         }
@@ -90,9 +90,14 @@ impl ClientInfo {
     }
 }
 
+// A trusted gateway's headers, as names made once (a lookup by `&str` parses the name).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The last comma-separated element of the last `name` header, trimmed (`None` when absent,
 /// empty or not visible ASCII).
-fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn last_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     let last = value.rsplit(',').next()?.trim();
     (!last.is_empty()).then_some(last)
@@ -149,7 +154,7 @@ pub struct Exchange {
     /// The normalised path (unset until normalised, or when normalisation refused it).
     pub path: Option<String>,
     /// The route label for logs and metrics (see [`crate::metrics`]).
-    pub route: Option<String>,
+    pub route: Option<crate::metrics::RouteLabel>,
     /// Doorman's cookie as the request presented it (read once, by the gate).
     pub presented: Presented,
     /// The session the presented cookie names, once looked up.

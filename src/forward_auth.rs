@@ -34,9 +34,9 @@
 //!   client address for logs is the gateway's `X-Forwarded-For` (see
 //!   [`ClientInfo::behind_gateway`](crate::exchange::ClientInfo::behind_gateway)).
 
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use crate::access::{self, Judged, Shared};
+use crate::access::{self, Judged, Return, Shared};
 use crate::body::{self, Body};
 use crate::config::ForwardAuthConfig;
 use crate::error::{Challenge, ProxyError};
@@ -73,10 +73,6 @@ impl Original {
         } else {
             "http"
         }
-    }
-
-    fn url(&self) -> String {
-        format!("{}://{}{}", self.scheme(), self.authority, self.target)
     }
 }
 
@@ -141,23 +137,28 @@ async fn judge(
     let path = crate::path::normalise(path)?;
     // The browser's view of the original request decides the cookie's name, and the
     // `Set-Cookie` that expires a stale one.
-    ex.client.https = original.https;
-    ex.presented = shared.cookies(original.https).read(headers);
+    if ex.client.https != original.https {
+        // The gate read the cookie under the sub-request's own view; read it again under the
+        // browser's.
+        ex.client.https = original.https;
+        ex.presented = shared.cookies(original.https).read(headers);
+    }
     if owned_exactly(&config.login.prefix, &path) {
         ex.path = Some(path);
-        ex.route = Some(crate::metrics::ROUTE_DOORMAN.to_string());
+        ex.route = Some(crate::metrics::RouteLabel::doorman());
         return Ok(allowed(shared, ex, None));
     }
-    let next = original.url();
-    let own_origin = format!("{}://{}", original.scheme(), original.authority);
-    let login_origin = config.login.public_origin.as_deref().unwrap_or(&own_origin);
     let judged = Judged {
         method: &original.method,
         host: Some(&original.host),
         path: &path,
         headers,
-        next: &next,
-        login_origin: Some(login_origin),
+        back: Return::Original {
+            scheme: original.scheme(),
+            authority: &original.authority,
+            target: &original.target,
+            login_origin: config.login.public_origin.as_deref(),
+        },
     };
     let decided = access::decide(shared, ex, &judged).await;
     ex.path = Some(path);
@@ -196,8 +197,17 @@ fn allowed(shared: &Shared, ex: &Exchange, host: Option<&str>) -> Response<Body>
     resp
 }
 
+// The headers that describe an original request, as names made once (a lookup by `&str`
+// parses the name on every call).
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
 /// The one value of a header that must appear exactly once.
-fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ProxyError> {
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ProxyError> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (Some(v), None) => v
@@ -228,8 +238,8 @@ fn method(value: &str) -> Result<Method, ProxyError> {
 
 /// `X-Original-Method` and the absolute `X-Original-URL` (`$scheme://$http_host$request_uri`).
 fn from_original_url(headers: &HeaderMap) -> Result<Original, ProxyError> {
-    let method = method(single(headers, "x-original-method")?)?;
-    let url = single(headers, "x-original-url")?;
+    let method = method(single(headers, &X_ORIGINAL_METHOD)?)?;
+    let url = single(headers, &X_ORIGINAL_URL)?;
     let bad = ProxyError::BadRequest("X-Original-URL is not an absolute http(s) URL");
     let (https, rest) = if let Some(rest) = strip_prefix_ci(url, "https://") {
         (true, rest)
@@ -245,8 +255,8 @@ fn from_original_url(headers: &HeaderMap) -> Result<Original, ProxyError> {
 
 /// `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri` (origin-form path and query).
 fn from_forwarded(headers: &HeaderMap) -> Result<Original, ProxyError> {
-    let method = method(single(headers, "x-forwarded-method")?)?;
-    let https = match single(headers, "x-forwarded-proto")? {
+    let method = method(single(headers, &X_FORWARDED_METHOD)?)?;
+    let https = match single(headers, &X_FORWARDED_PROTO)? {
         p if p.eq_ignore_ascii_case("https") => true,
         p if p.eq_ignore_ascii_case("http") => false,
         _ => {
@@ -255,8 +265,8 @@ fn from_forwarded(headers: &HeaderMap) -> Result<Original, ProxyError> {
             ))
         }
     };
-    let authority = single(headers, "x-forwarded-host")?;
-    let target = single(headers, "x-forwarded-uri")?;
+    let authority = single(headers, &X_FORWARDED_HOST)?;
+    let target = single(headers, &X_FORWARDED_URI)?;
     original(method, https, authority, target)
 }
 
@@ -313,7 +323,7 @@ mod tests {
         assert!(o.https);
         assert_eq!(o.host, "app.example.com");
         assert_eq!(o.target, "/a/b?c=d");
-        assert_eq!(o.url(), "https://app.example.com:8443/a/b?c=d");
+        assert_eq!(o.authority, "app.example.com:8443");
         for url in [
             "/a",
             "ftp://x/a",

@@ -26,7 +26,7 @@ use crate::error::ProxyError;
 use crate::exchange::{ClientInfo, CookieAction, Exchange, SessionState};
 use crate::forward::Upstream;
 use crate::login::{self, handoff, Login};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabel};
 use crate::oidc::Oidc;
 use crate::session::Store;
 
@@ -164,7 +164,7 @@ async fn decide(
     if config.login.owns(&path) {
         // Doorman's own endpoints; nothing under the prefix is ever forwarded.
         ex.path = Some(path);
-        ex.route = Some(crate::metrics::ROUTE_DOORMAN.to_string());
+        ex.route = Some(RouteLabel::doorman());
         // Boxed, like the handoff below: a large future that most requests never need.
         return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
     }
@@ -180,8 +180,7 @@ async fn decide(
         host: host.as_deref(),
         path: &path,
         headers: req.headers(),
-        next: target.as_str(),
-        login_origin: None,
+        back: access::Return::Local(target.as_str()),
     };
     // access::decide's steps, inline: one async level less in every connection's future.
     let decided = match access::route(shared, ex, &judged) {

@@ -24,6 +24,7 @@
 //! under `[login] prefix`, and `none` for requests refused before routing (a malformed path).
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -39,6 +40,65 @@ pub const ROUTE_DOORMAN: &str = "doorman";
 pub const ROUTE_DEFAULT: &str = "default";
 /// The route label of a request refused before routing (malformed path, CONNECT).
 pub const ROUTE_NONE: &str = "none";
+
+/// A route's label in logs and metrics: shared, so a request records its route and counts
+/// it without copying the name (two allocations per request otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteLabel(Arc<str>);
+
+impl RouteLabel {
+    /// The label `name`.
+    pub fn new(name: &str) -> RouteLabel {
+        RouteLabel(Arc::from(name))
+    }
+
+    /// The label of doorman's own endpoints (`doorman`), made once.
+    pub fn doorman() -> RouteLabel {
+        static LABEL: std::sync::LazyLock<RouteLabel> =
+            std::sync::LazyLock::new(|| RouteLabel::new(ROUTE_DOORMAN));
+        LABEL.clone()
+    }
+
+    /// The label when no route matched (`default`), made once.
+    pub fn default_route() -> RouteLabel {
+        static LABEL: std::sync::LazyLock<RouteLabel> =
+            std::sync::LazyLock::new(|| RouteLabel::new(ROUTE_DEFAULT));
+        LABEL.clone()
+    }
+
+    /// The label of a request refused before routing (`none`), made once.
+    pub fn none() -> RouteLabel {
+        static LABEL: std::sync::LazyLock<RouteLabel> =
+            std::sync::LazyLock::new(|| RouteLabel::new(ROUTE_NONE));
+        LABEL.clone()
+    }
+
+    /// The label's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RouteLabel {
+    fn from(name: &str) -> RouteLabel {
+        RouteLabel::new(name)
+    }
+}
+
+impl std::fmt::Display for RouteLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
 
 /// What a session lookup found (`doorman_session_lookups_total{result}`).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -142,7 +202,7 @@ pub enum Reload {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: RouteLabel,
     status_class: &'static str,
 }
 
@@ -343,10 +403,10 @@ impl Metrics {
     }
 
     /// One response fully sent (or abandoned by the client).
-    pub fn request(&self, route: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &RouteLabel, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                route: route.to_string(),
+                route: route.clone(),
                 status_class: status_class(status),
             })
             .inc();
@@ -472,7 +532,11 @@ mod tests {
     #[test]
     fn names_follow_the_conventions() {
         let m = Metrics::new();
-        m.request("/dashboard", 200, Duration::from_millis(3));
+        m.request(
+            &RouteLabel::new("/dashboard"),
+            200,
+            Duration::from_millis(3),
+        );
         m.session_lookup(Lookup::hit);
         m.login(Login::bad_credentials);
         m.reload(Reload::success);

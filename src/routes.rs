@@ -13,6 +13,7 @@
 use http::Method;
 
 use crate::host::HostPattern;
+pub use crate::metrics::RouteLabel;
 
 /// What a route allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub enum GlobSegment {
 #[derive(Debug, Clone)]
 pub struct Route {
     /// The pattern as written, for logs and metrics (`/dashboard`, `/api/*/admin/**`).
-    pub name: String,
+    pub name: RouteLabel,
     /// Which paths the route covers (`path` or `glob`).
     pub matcher: PathMatcher,
     /// `None`: any method.
@@ -294,7 +295,7 @@ mod tests {
 
     fn route(matcher: PathMatcher, access: Access, methods: Option<Vec<Method>>) -> Route {
         Route {
-            name: format!("{matcher:?}"),
+            name: RouteLabel::new(&format!("{matcher:?}")),
             matcher,
             methods,
             hosts: None,

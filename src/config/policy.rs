@@ -319,7 +319,7 @@ fn read_route(
     s.finish();
     let (name, matcher) = matcher?;
     Some(Route {
-        name,
+        name: crate::metrics::RouteLabel::new(&name),
         matcher,
         methods,
         hosts,

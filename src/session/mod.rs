@@ -49,8 +49,17 @@ impl SessionId {
         if value.len() != 43 {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
-        bytes.try_into().ok().map(SessionId)
+        // Into a buffer on the stack: every request with a cookie parses one. 43 characters
+        // decode to 32 bytes; the room for a 33rd is what the decoder's size check asks.
+        let mut bytes = [0u8; 33];
+        match URL_SAFE_NO_PAD.decode_slice(value, &mut bytes) {
+            Ok(32) => {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&bytes[..32]);
+                Some(SessionId(id))
+            }
+            _ => None,
+        }
     }
 
     /// The cookie value. Only the cookie module should call this.
@@ -81,12 +90,7 @@ pub struct SessionKey(pub [u8; 32]);
 impl SessionKey {
     /// Lower-case hex, as used in Redis keys.
     pub fn hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            s.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-        }
-        s
+        crate::encoding::hex_lower(&self.0)
     }
 
     /// Parse [`SessionKey::hex`]'s output back (lower-case only, as written).
@@ -111,7 +115,7 @@ impl SessionKey {
 
     /// A short, non-reversible tag for logs (the first 8 hex digits of the key).
     pub fn tag(&self) -> String {
-        self.hex()[..8].to_string()
+        crate::encoding::hex_lower(&self.0[..4])
     }
 }
 
@@ -554,6 +558,19 @@ mod tests {
         let value = id.to_cookie_value();
         assert_eq!(value.len(), 43);
         assert_eq!(SessionId::parse(&value), Some(id.clone()));
+        let key = id.key();
+        assert_eq!(key.tag(), key.hex()[..8]);
+        for bad in [
+            "",
+            "A",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &format!("{}=", "A".repeat(42)),
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "{bad:?}");
+        }
+        // 43 characters carry 258 bits: the last two must be zero, as the encoder writes them.
+        assert_eq!(SessionId::parse(&format!("{}B", "A".repeat(42))), None);
         assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
         assert!(!format!("{:?}", id.key()).contains(&value));
         assert_ne!(SessionId::generate().unwrap(), id);
