@@ -643,16 +643,15 @@ async fn websocket_upgrade_is_tunnelled_both_ways() {
         resp.body
     );
     for round in 0..5 {
-        let msg = format!("round {round}: {}", "z".repeat(round * 1000));
-        s.write_all(msg.as_bytes())
-            .await
-            .expect("write through tunnel");
+        let msg =
+            support::ws_frame(format!("round {round}: {}", "z".repeat(round * 1000)).as_bytes());
+        s.write_all(&msg).await.expect("write through tunnel");
         let mut back = vec![0u8; msg.len()];
         tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
             .await
             .expect("echo within 5 s")
             .expect("read through tunnel");
-        assert_eq!(back, msg.as_bytes(), "round {round}");
+        assert_eq!(back, msg, "round {round}");
     }
 }
 

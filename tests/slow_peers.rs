@@ -345,13 +345,14 @@ async fn an_idle_websocket_tunnel_is_exempt_from_both_timeouts() {
     let resp = conn.response(PATIENCE).await.expect("101");
     assert_eq!(resp.status, 101);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(conn.send(b"still here").await, "tunnel closed while idle");
-    let mut back = [0u8; 10];
+    let frame = support::ws_frame(b"still here");
+    assert!(conn.send(&frame).await, "tunnel closed while idle");
+    let mut back = vec![0u8; frame.len()];
     tokio::time::timeout(PATIENCE, conn.stream.read_exact(&mut back))
         .await
         .expect("echo in time")
         .expect("echo through the idle tunnel");
-    assert_eq!(&back, b"still here");
+    assert_eq!(back, frame);
 }
 
 // ---- max_connections_per_client -------------------------------------------------------------

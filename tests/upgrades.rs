@@ -156,8 +156,9 @@ async fn a_websocket_101_is_relayed_with_the_accept_for_the_clients_key() {
         Some(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==").as_str())
     );
     assert_eq!(resp.header("upgrade"), Some("websocket"));
-    conn.stream.write_all(b"ping").await.expect("write");
-    let mut back = [0u8; 4];
+    let frame = support::ws_frame(b"ping");
+    conn.stream.write_all(&frame).await.expect("write");
+    let mut back = vec![0u8; frame.len()];
     tokio::time::timeout(
         PATIENCE,
         tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
@@ -165,7 +166,54 @@ async fn a_websocket_101_is_relayed_with_the_accept_for_the_clients_key() {
     .await
     .expect("echo in time")
     .expect("echo");
-    assert_eq!(&back, b"ping");
+    assert_eq!(back, frame);
+}
+
+/// A WebSocket tunnel carries WebSocket frames only: bytes from the client that are not a
+/// masked frame with a defined opcode (an HTTP request, as a confused app's `101` would invite)
+/// close it, and none of them reach the upstream.
+#[tokio::test]
+async fn a_websocket_tunnel_closes_on_anything_but_client_frames() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman_for(&upstream.url(), "").await;
+    for (what, bytes) in [
+        (
+            "an HTTP request",
+            b"GET /admin HTTP/1.1\r\nHost: app.test\r\n\r\n".to_vec(),
+        ),
+        (
+            "an unmasked frame",
+            vec![0x81, 0x05, b'h', b'e', b'l', b'l', b'o'],
+        ),
+        ("an undefined opcode", vec![0x83, 0x80, 1, 2, 3, 4]),
+    ] {
+        let mut conn = RawConn::connect(doorman.addr).await;
+        conn.send(&ws_request("/ws", "")).await;
+        let resp = conn.response(PATIENCE).await.expect("a response");
+        assert_eq!(resp.status, 101, "{what}");
+        // A good frame first: the tunnel works, and the echo proves the upstream side is up.
+        let frame = support::ws_frame(b"fine");
+        conn.stream.write_all(&frame).await.expect("write");
+        let mut back = vec![0u8; frame.len()];
+        tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
+        )
+        .await
+        .expect("echo in time")
+        .expect("echo");
+        assert_eq!(back, frame, "{what}");
+        conn.stream.write_all(&bytes).await.expect("write");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncReadExt::read_to_end(&mut conn.stream, &mut rest),
+        )
+        .await
+        .expect("the tunnel closes in time");
+        // Closed (EOF or reset), with nothing of the refused bytes echoed back.
+        assert!(read.is_err() || rest.is_empty(), "{what}: {rest:?}");
+    }
 }
 
 /// A `101` with a wrong or missing `Sec-WebSocket-Accept`, or switching to another protocol

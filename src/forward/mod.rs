@@ -16,6 +16,7 @@ mod client_body;
 pub mod headers;
 mod pool;
 mod upgrade;
+mod websocket;
 
 use std::sync::Arc;
 

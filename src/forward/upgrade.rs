@@ -21,7 +21,10 @@
 //!   `502` and nothing is tunnelled: the upstream connection is dropped with the response.
 //!
 //! Until the `101`, an upgrade is an ordinary request, and any other answer is passed back as
-//! is. Then bytes are copied both ways until either side closes.
+//! is. Then bytes are copied both ways until both sides close. A WebSocket's client side is
+//! followed frame by frame (`websocket`): the first bytes that are not a masked frame with a
+//! defined opcode close the tunnel, so a `101` relayed by a confused app cannot become a raw
+//! channel to it.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -30,9 +33,11 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, Instrument};
 
 use super::headers;
+use super::websocket::Frames;
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -204,6 +209,7 @@ pub fn tunnel<B>(
         .answered_by(resp.headers())
         .map_err(ProxyError::UpgradeFailed)?;
     let upstream_side = hyper::upgrade::on(&mut resp);
+    let websocket = requested.websocket_accept.is_some();
     tokio::spawn(
         async move {
             let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
@@ -213,9 +219,9 @@ pub fn tunnel<B>(
                     return;
                 }
             };
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            let client = TokioIo::new(client);
+            let upstream = TokioIo::new(upstream);
+            match relay(client, upstream, websocket).await {
                 Ok((up, down)) => debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
                 Err(error) => debug!(%error, "tunnel closed with an error"),
             }
@@ -232,6 +238,59 @@ pub fn tunnel<B>(
         h.insert(SEC_WEBSOCKET_ACCEPT.clone(), accept);
     }
     Ok(Response::from_parts(parts, body::empty()))
+}
+
+/// Copy both ways until both sides have closed, each end's write side shut down when its
+/// source ends (as `copy_bidirectional` does). A WebSocket's client side goes through
+/// [`Frames`]: at the first byte that is not a valid client frame, both connections are
+/// dropped, with nothing of it forwarded. Returns the bytes copied up and down.
+async fn relay<C, U>(client: C, upstream: U, websocket: bool) -> std::io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let up = async {
+        let copied = if websocket {
+            copy_frames(&mut client_read, &mut upstream_write).await
+        } else {
+            tokio::io::copy(&mut client_read, &mut upstream_write).await
+        };
+        let _ = upstream_write.shutdown().await;
+        copied
+    };
+    let down = async {
+        let copied = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+        copied
+    };
+    // An error on either side (a refused frame among them) ends both at once.
+    tokio::try_join!(up, down)
+}
+
+/// `tokio::io::copy` of a WebSocket's client side, each chunk checked by [`Frames`] before
+/// it is written on.
+async fn copy_frames<R, W>(from: &mut R, to: &mut W) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut frames = Frames::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(copied);
+        }
+        frames.feed(&buf[..n]).map_err(|e| {
+            debug!(error = %e, "WebSocket tunnel closed: the client sent something that is not a frame");
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+        })?;
+        to.write_all(&buf[..n]).await?;
+        copied += n as u64;
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,28 @@ pub fn terminate(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// One WebSocket frame as a client sends it (RFC 6455 §5.2): final, binary, masked with a
+/// fixed key. Doorman checks a tunnel's client side frame by frame; the test upstream's `/ws`
+/// echoes the bytes as they came, so the client reads this same frame back.
+pub fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x82];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let key = [0x5a, 0x1e, 0x0f, 0x33];
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
