@@ -1,5 +1,5 @@
 //! Logging in and out: doorman's own endpoints under `[login] prefix` (DESIGN.md §4) — the
-//! login form, login, logout, the session probe, the identity assertion's public keys
+//! login form, login (password or OpenID Connect, §10), logout, the session probe, the identity assertion's public keys
 //! (`jwks.json`, §9), and the routes to the forward-auth checks (`auth`, `forward-auth`:
 //! `crate::forward_auth`, §8) — and the login handoff (§6).
 //!
@@ -7,7 +7,8 @@
 //! tells cross-site requests apart; [`throttle`] counts attempts; [`hasher`] checks passwords;
 //! [`page`] renders the form; [`next`] keeps the post-login redirect local (or on an allowed
 //! host); [`hosts`] signs a login in on other hosts with one-time codes (`callback`);
-//! [`handoff`] acts on an upstream's `X-Doorman-*` headers. The users file they check against is part of the
+//! [`openid`] signs in with an OpenID Connect provider (`oidc/start`, `oidc/callback`, and
+//! logout's half at the provider); [`handoff`] acts on an upstream's `X-Doorman-*` headers. The users file they check against is part of the
 //! config (`config::users`): it is loaded, validated and reloaded with it.
 //!
 //! * Cross-site protection ([`origin`]): a state-changing request (`POST` login or logout, a

@@ -6,8 +6,9 @@
 //! browser holding it. The same key seals the ID token a session keeps for logout's
 //! `id_token_hint`, so a store dump does not hold it in the clear.
 //!
-//! Each sealing binds its purpose as associated data (the flow cookie's name, the session's
-//! key): a sealed value moved to another cookie or another session does not open.
+//! Each sealing binds its purpose as associated data (the flow cookie's name; for an ID token,
+//! its session's user): a sealed value moved to another cookie or another user's session does
+//! not open.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
