@@ -159,16 +159,21 @@ const LOGIN_SHOTS: &[&str] = &[
     "login-dark.png",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_journey_in_headless_chromium_over_https() {
-    let chromium = chromium();
-    ensure_node_modules();
-
+/// The demo app (examples/demo/app.rs) on a free loopback port; its base URL.
+async fn demo_app() -> String {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind demo app");
     let app = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(app::serve(listener));
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_journey_in_headless_chromium_over_https() {
+    let chromium = chromium();
+    ensure_node_modules();
+    let app = demo_app().await;
 
     let (cert, key) = write_certificate();
     let users = write_users(&users_toml());
@@ -222,12 +227,7 @@ fn oidc_table(issuer: &str) -> String {
 async fn sign_in_with_openid_connect_in_a_real_browser() {
     let chromium = chromium();
     ensure_node_modules();
-
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind demo app");
-    let app = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(app::serve(listener));
+    let app = demo_app().await;
 
     // The provider's port first (doorman's config names the issuer), then doorman (the
     // provider's client needs doorman's callback URL, exactly as doorman announces it: the

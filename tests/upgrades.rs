@@ -156,7 +156,12 @@ async fn a_websocket_101_is_relayed_with_the_accept_for_the_clients_key() {
         Some(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==").as_str())
     );
     assert_eq!(resp.header("upgrade"), Some("websocket"));
-    let frame = support::ws_frame(b"ping");
+    assert_frame_echoed(&mut conn, b"ping").await;
+}
+
+/// Send one client frame through the tunnel and read the echo upstream's copy of it back.
+async fn assert_frame_echoed(conn: &mut RawConn, payload: &[u8]) {
+    let frame = support::ws_frame(payload);
     conn.stream.write_all(&frame).await.expect("write");
     let mut back = vec![0u8; frame.len()];
     tokio::time::timeout(
@@ -192,17 +197,7 @@ async fn a_websocket_tunnel_closes_on_anything_but_client_frames() {
         let resp = conn.response(PATIENCE).await.expect("a response");
         assert_eq!(resp.status, 101, "{what}");
         // A good frame first: the tunnel works, and the echo proves the upstream side is up.
-        let frame = support::ws_frame(b"fine");
-        conn.stream.write_all(&frame).await.expect("write");
-        let mut back = vec![0u8; frame.len()];
-        tokio::time::timeout(
-            PATIENCE,
-            tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
-        )
-        .await
-        .expect("echo in time")
-        .expect("echo");
-        assert_eq!(back, frame, "{what}");
+        assert_frame_echoed(&mut conn, b"fine").await;
         conn.stream.write_all(&bytes).await.expect("write");
         let mut rest = Vec::new();
         let read = tokio::time::timeout(

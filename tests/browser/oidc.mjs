@@ -21,9 +21,10 @@
 // Prints one line per check; exits non-zero at the first failed check, saying what was wrong.
 
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { request } from 'playwright-core';
-import { launch } from './chromium.mjs';
+import {
+  CheckFailed, check, launch, passed, pathOf, shot as harnessShot,
+} from './harness.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
 const ISSUER = (process.env.ISSUER || '').replace(/\/+$/, '');
@@ -54,27 +55,10 @@ if (!ISSUER.startsWith('http://127.0.0.1:')) {
 }
 mkdirSync(ARTIFACTS, { recursive: true });
 
-class CheckFailed extends Error {}
-let passed = 0;
 /** What the pages said on the console, printed when a check fails. */
 const consoleLines = [];
 
-/** One check: prints `ok - what`, or throws with what was expected and what was seen. */
-function check(what, ok, seen) {
-  if (!ok) {
-    throw new CheckFailed(`FAIL - ${what}${seen === undefined ? '' : `\n  seen: ${seen}`}`);
-  }
-  passed += 1;
-  console.log(`ok - ${what}`);
-}
-
-const shot = async (page, name) => {
-  const path = join(ARTIFACTS, name);
-  await page.screenshot({ path, fullPage: true });
-  console.log(`   screenshot: ${path}`);
-};
-
-const pathOf = (page) => new URL(page.url()).pathname;
+const shot = (page, name) => harnessShot(ARTIFACTS, page, name);
 const originOf = (page) => new URL(page.url()).origin;
 const isLoopback = (url) => ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 
