@@ -288,9 +288,10 @@ const HOSTS_SHOTS: &[&str] = &["hosts-login.png", "hosts-app.png", "hosts-b.png"
 
 /// Doorman answering a gateway only (no `[upstream]`), for `app.test`, `b.test` and the login
 /// host: `/dashboard` needs a session and sends browsers to the login page; `/` is public.
+/// `session`: the `[session]` table (the same one on reload: the store cannot change);
 /// `public_origin`: the `[login]` line naming the login host (empty: signing in across hosts
 /// off).
-fn forward_auth_toml(users: &Path, public_origin: &str) -> String {
+fn forward_auth_toml(session: &str, users: &Path, public_origin: &str) -> String {
     let [login, other] = MORE_HOSTS;
     format!(
         "[listen]\naddr = \"{{addr}}\"\n\n{session}\n[login]\nusers_file = {users:?}\n\
@@ -301,7 +302,6 @@ fn forward_auth_toml(users: &Path, public_origin: &str) -> String {
          [[routes]]\npath = \"/dashboard\"\naccess = \"authenticated\"\n\
          on_unauthenticated = \"redirect\"\n\n\
          [[routes]]\nglob = \"/\"\naccess = \"public\"\n",
-        session = Backend::embedded().section(""),
         users = users.display().to_string(),
     )
 }
@@ -319,11 +319,16 @@ async fn sign_in_across_hosts_in_a_real_browser() {
     // Doorman first (Caddy's config names it), then Caddy, then doorman again with the login
     // host's origin, which names Caddy's port (known only once Caddy runs): a reload (SIGHUP).
     let users = write_users(&users_toml());
-    let doorman = DoormanProcess::spawn(&forward_auth_toml(&users, ""), &[]);
+    let session = Backend::embedded().section("");
+    let doorman = DoormanProcess::spawn(&forward_auth_toml(&session, &users, ""), &[]);
     let gateway = Gateway::start(Kind::Caddy, doorman.addr, app_addr);
     let [login, other] = MORE_HOSTS;
     let login_origin = format!("http://{login}:{}", gateway.port);
-    let toml = forward_auth_toml(&users, &format!("public_origin = \"{login_origin}\""));
+    let toml = forward_auth_toml(
+        &session,
+        &users,
+        &format!("public_origin = \"{login_origin}\""),
+    );
     std::fs::write(
         doorman.dir.join("proxy.toml"),
         toml.replace("{addr}", &doorman.addr.to_string()),
