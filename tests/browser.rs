@@ -7,10 +7,13 @@
 //! page at phone width. `oidc.mjs` signs in with OpenID Connect at a real provider (Node's
 //! oidc-provider, tests/oidc/provider.mjs, on plain loopback HTTP): the button on the login page,
 //! the provider's form, the callback back to the dashboard, the cookies left in the jar, and
-//! logout ending the provider's session too. Their screenshots land in
-//! `target/browser-artifacts/` for people to look at.
+//! logout ending the provider's session too. `hosts.mjs` signs in once across hosts (DESIGN.md
+//! §8) behind a real Caddy (examples/Caddyfile.forward-auth, plain HTTP) serving `app.test`,
+//! `b.test` and the login host `login.test`, all mapped to loopback in Chromium: the posted
+//! login's redirect on to another host's callback must pass the login page's `form-action`.
+//! Their screenshots land in `target/browser-artifacts/` for people to look at.
 //!
-//! Needs `node` and `chromium` (scripts/test installs both); a missing one fails this test with
+//! Needs `node` and `chromium` (and `caddy` for `hosts.mjs`; scripts/test installs both); a missing one fails this test with
 //! a message saying so, never a silent skip. `tests/browser/node_modules` (and the provider's
 //! `tests/oidc/node_modules`) is made with `npm ci` from the committed lock file when missing.
 
@@ -23,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::login::{users_toml, write_users, Backend, ALICE_PW};
+use support::gateway::{Gateway, Kind, HOST, MORE_HOSTS};
+use support::login::{users_toml, write_users, Backend, ALICE_PW, COOKIE};
 use support::oidc::{issuer_for, OidcProvider, ProviderSpec, CLIENT_ID, CLIENT_SECRET, PASSWORD};
 use support::DoormanProcess;
 use tokio::net::TcpListener;
@@ -277,4 +281,101 @@ async fn sign_in_with_openid_connect_in_a_real_browser() {
         "the provider still holds a session after the journey's logout"
     );
     assert_screenshots(&artifacts, OIDC_SHOTS);
+}
+
+/// What `hosts.mjs` writes to the artifacts folder.
+const HOSTS_SHOTS: &[&str] = &["hosts-login.png", "hosts-app.png", "hosts-b.png"];
+
+/// Doorman answering a gateway only (no `[upstream]`), for `app.test`, `b.test` and the login
+/// host: `/dashboard` needs a session and sends browsers to the login page; `/` is public.
+/// `session`: the `[session]` table (the same one on reload: the store cannot change);
+/// `public_origin`: the `[login]` line naming the login host (empty: signing in across hosts
+/// off).
+fn forward_auth_toml(session: &str, users: &Path, public_origin: &str) -> String {
+    let [login, other] = MORE_HOSTS;
+    format!(
+        "[listen]\naddr = \"{{addr}}\"\n\n{session}\n[login]\nusers_file = {users:?}\n\
+         {public_origin}\n\n\
+         [forward_auth]\ntrusted_gateways = [\"127.0.0.1/32\"]\n\
+         allowed_hosts = [\"{login}\", \"{HOST}\", \"{other}\"]\n\n\
+         [access]\ndefault = \"authenticated\"\n\n\
+         [[routes]]\npath = \"/dashboard\"\naccess = \"authenticated\"\n\
+         on_unauthenticated = \"redirect\"\n\n\
+         [[routes]]\nglob = \"/\"\naccess = \"public\"\n",
+        users = users.display().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_across_hosts_in_a_real_browser() {
+    let chromium = chromium();
+    ensure_node_modules();
+    let app = demo_app().await;
+    let app_addr = app
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("the demo app's address");
+
+    // Doorman first (Caddy's config names it), then Caddy, then doorman again with the login
+    // host's origin, which names Caddy's port (known only once Caddy runs): a reload (SIGHUP).
+    let users = write_users(&users_toml());
+    let session = Backend::embedded().section("");
+    let doorman = DoormanProcess::spawn(&forward_auth_toml(&session, &users, ""), &[]);
+    let gateway = Gateway::start(Kind::Caddy, doorman.addr, app_addr);
+    let [login, other] = MORE_HOSTS;
+    let login_origin = format!("http://{login}:{}", gateway.port);
+    let toml = forward_auth_toml(
+        &session,
+        &users,
+        &format!("public_origin = \"{login_origin}\""),
+    );
+    std::fs::write(
+        doorman.dir.join("proxy.toml"),
+        toml.replace("{addr}", &doorman.addr.to_string()),
+    )
+    .expect("rewrite the config");
+    doorman.signal(libc::SIGHUP);
+    // Reloaded once app.test's page load goes to the login host.
+    let navigate = [("sec-fetch-mode", "navigate")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = gateway
+            .request_on(HOST, "GET", "/dashboard", &navigate, "")
+            .await;
+        let location = a.header("location").unwrap_or_default();
+        if location.starts_with(&format!("{login_origin}/")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "doorman did not take public_origin on SIGHUP: {} {location}\n{}",
+            a.status,
+            doorman.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let artifacts = artifacts_dir(HOSTS_SHOTS);
+
+    let env = vec![
+        ("APP_ORIGIN", format!("http://{HOST}:{}", gateway.port)),
+        ("OTHER_ORIGIN", format!("http://{other}:{}", gateway.port)),
+        ("LOGIN_ORIGIN", login_origin),
+        ("COOKIE_NAME", COOKIE.to_string()),
+        ("ARTIFACTS", artifacts.display().to_string()),
+        ("CHROMIUM", chromium.display().to_string()),
+        ("LOGIN_USER", "alice".to_string()),
+        ("LOGIN_PASSWORD", ALICE_PW.to_string()),
+    ];
+    let (ok, output) = tokio::task::spawn_blocking(move || run_script("hosts.mjs", &env))
+        .await
+        .expect("browser script thread");
+    println!("{output}");
+    println!("screenshots: {}", artifacts.display());
+    assert!(
+        ok,
+        "the journey across hosts failed:\n{output}\ndoorman log:\n{}\ncaddy log:\n{}",
+        doorman.logs(),
+        gateway.log()
+    );
+    assert_screenshots(&artifacts, HOSTS_SHOTS);
 }

@@ -1,4 +1,4 @@
-// What both browser scripts share: headless Chromium as they start it (Debian's binary,
+// What the browser scripts share: headless Chromium as they start it (Debian's binary,
 // playwright never downloads one; nothing that reaches off the machine; doorman's self-signed
 // test certificate accepted), their one-line checks and their screenshots.
 
@@ -30,8 +30,8 @@ export async function shot(artifacts, page, name) {
 /** The path of the page's URL. */
 export const pathOf = (page) => new URL(page.url()).pathname;
 
-/** Launch the Chromium at `executablePath`. */
-export function launch(executablePath) {
+/** Launch the Chromium at `executablePath`, with `extraArgs` after the usual ones. */
+export function launch(executablePath, extraArgs = []) {
   return chromium.launch({
     executablePath,
     headless: true,
@@ -45,6 +45,7 @@ export function launch(executablePath) {
       '--no-first-run',
       '--disable-quic',
       '--ignore-certificate-errors',
+      ...extraArgs,
     ],
   });
 }
