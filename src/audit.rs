@@ -84,6 +84,14 @@ pub fn oidc_failure(from: Source, user: Option<&str>, reason: &str, detail: &str
     );
 }
 
+/// A WebSocket ended because its session did (`reason`: logout, revoked, expired).
+pub fn long_lived_ended(user: &str, session: &str, reason: &str) {
+    info!(
+        target: "doorman::audit", event = "long_lived_ended", user, session, reason,
+        "WebSocket closed: its session ended"
+    );
+}
+
 /// A logout (`user` is unknown when the session had already ended).
 pub fn logout(from: Source, user: Option<&str>, session: &str) {
     info!(target: "doorman::audit", event = "logout", user, peer = %from.peer, client = %from.client, session, "logout");

@@ -165,7 +165,12 @@ async fn answer(store: &EmbeddedStore, request: &str) -> String {
     if !valid_user(user) {
         return "error invalid user name\n".to_owned();
     }
-    match store.delete_user(user).await {
+    let deleted = store.delete_user(user).await;
+    // The user's open WebSockets end with the sessions (DESIGN.md §11).
+    store
+        .live()
+        .end_user(user, crate::session::live::Ended::Revoked);
+    match deleted {
         Ok(n) => {
             crate::audit::revoke("control-socket", user, n);
             format!("ok {n}\n")

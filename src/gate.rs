@@ -28,6 +28,7 @@ use crate::forward::Upstream;
 use crate::login::{self, handoff, Login};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::oidc::Oidc;
+use crate::session::live::Ticket;
 use crate::session::Store;
 
 /// What every request shares: the state below the proxy, the login machinery, the upstream.
@@ -199,8 +200,18 @@ async fn decide(
         host.or_else(|| route_host(&ex.client, &req))
     });
     let asked = Instant::now();
+    let ticket = match &ex.session {
+        SessionState::Valid { key, record, .. } => Some(Ticket {
+            registry: shared.store.live(),
+            key,
+            user: &record.user,
+            absolute_expiry: record.absolute_expiry,
+            now: shared.clock.now_millis(),
+        }),
+        _ => None,
+    };
     let forwarded = upstream
-        .forward(req, &ex.client, target, ex.identity(), assertion)
+        .forward(req, &ex.client, target, ex.identity(), assertion, ticket)
         .await;
     shared.metrics.upstream(asked.elapsed());
     let (resp, handoff) = forwarded?;

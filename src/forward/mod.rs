@@ -19,6 +19,7 @@ mod upgrade;
 mod websocket;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -35,6 +36,7 @@ use crate::exchange::ClientInfo;
 use crate::head::request_host;
 use crate::identity::Identity;
 use crate::login::handoff::Handoff;
+use crate::session::live::Ticket;
 use client_body::ClientBody;
 use headers::Forwarded;
 use pool::{Pool, SendError};
@@ -98,6 +100,7 @@ impl Upstream {
         target: PathAndQuery,
         identity: Option<&Identity>,
         assertion: Option<HeaderValue>,
+        session: Option<Ticket<'_>>,
     ) -> Result<(Response<Body>, Handoff), ProxyError> {
         let upgrade = upgrade::requested(&req, &self.up.upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -120,7 +123,14 @@ impl Upstream {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return match (upgrade, client_side) {
                 (Some(asked), Some(client_side)) => {
-                    upgrade::tunnel(&asked, client_side, resp, &self.config)
+                    // A WebSocket of a session ends with it (DESIGN.md §11).
+                    let follow = session.map(|t| upgrade::Follow {
+                        registration: t.registry.register(*t.key, t.user),
+                        expires_in: Duration::from_millis(t.absolute_expiry.saturating_sub(t.now)),
+                        session: t.key.tag(),
+                        user: t.user.to_string(),
+                    });
+                    upgrade::tunnel(&asked, client_side, resp, &self.config, follow)
                         .map(|r| (r, Handoff::default()))
                 }
                 // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.

@@ -24,7 +24,11 @@
 //! is. Then bytes are copied both ways until both sides close. A WebSocket's client side is
 //! followed frame by frame (`websocket`): the first bytes that are not a masked frame with a
 //! defined opcode close the tunnel, so a `101` relayed by a confused app cannot become a raw
-//! channel to it.
+//! channel to it. A WebSocket opened with a session follows it (DESIGN.md §11,
+//! `session::live`): when the session is deleted (logout, a login that replaces it,
+//! `sessions revoke` through the store) or reaches its absolute expiry, the client's side stops
+//! at once and the client gets a Close (1008, `session ended`) at the upstream side's next
+//! frame boundary ([`relay_following`]).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -33,6 +37,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, Instrument};
 
@@ -41,6 +46,7 @@ use super::websocket::Frames;
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::session::live::{Ended, Registration};
 
 static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -204,6 +210,7 @@ pub fn tunnel<B>(
     client_side: OnUpgrade,
     mut resp: Response<B>,
     config: &Config,
+    follow: Option<Follow>,
 ) -> Result<Response<Body>, ProxyError> {
     let protocol = requested
         .answered_by(resp.headers())
@@ -221,7 +228,11 @@ pub fn tunnel<B>(
             };
             let client = TokioIo::new(client);
             let upstream = TokioIo::new(upstream);
-            match relay(client, upstream, websocket).await {
+            let relayed = match follow {
+                Some(follow) if websocket => relay_following(client, upstream, follow).await,
+                _ => relay(client, upstream, websocket).await,
+            };
+            match relayed {
                 Ok((up, down)) => debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
                 Err(error) => debug!(%error, "tunnel closed with an error"),
             }
@@ -267,6 +278,183 @@ where
     };
     // An error on either side (a refused frame among them) ends both at once.
     tokio::try_join!(up, down)
+}
+
+/// What a WebSocket tunnel of a session follows (DESIGN.md §11): the session's registration
+/// (ended by logout, revoke) and the time left to its absolute expiry.
+pub struct Follow {
+    /// Ended when the session is.
+    pub registration: Registration,
+    /// Until the session's absolute expiry.
+    pub expires_in: Duration,
+    /// The session's tag and user, for the audit line.
+    pub session: String,
+    /// The session's user.
+    pub user: String,
+}
+
+/// The Close frame a tunnel whose session ended sends the browser: code 1008 (policy
+/// violation), reason `session ended` (RFC 6455 §5.5.1, §7.4.1).
+const CLOSE_SESSION_ENDED: &[u8] = b"\x88\x0f\x03\xf0session ended";
+
+/// How long a tunnel whose session ended waits for the upstream side's next frame boundary
+/// before it drops the connection instead of tearing a frame.
+const BOUNDARY_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the client may take to close after the Close was sent: the write side is shut
+/// and its bytes read and dropped meanwhile, so the Close is not lost to a reset (browsers
+/// report 1006, not 1008, when the connection is reset under it).
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+
+/// [`relay`] for a WebSocket of a session: the same copying until the session ends; then the
+/// client's side stops at once, the upstream's goes on to its next frame boundary (at most
+/// [`BOUNDARY_WAIT`]; otherwise the connection is dropped), the client gets
+/// [`CLOSE_SESSION_ENDED`] there, the write side is shut and the client drained for at most
+/// [`CLOSE_DRAIN`], and the upstream connection is closed.
+async fn relay_following<C, U>(
+    client: C,
+    upstream: U,
+    mut follow: Follow,
+) -> std::io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, upstream_write) = tokio::io::split(upstream);
+    let mut down = Down::new();
+    let ended = {
+        let mut upstream_write = upstream_write;
+        let up = async {
+            let copied = copy_frames(&mut client_read, &mut upstream_write).await;
+            let _ = upstream_write.shutdown().await;
+            copied
+        };
+        tokio::pin!(up);
+        let expiry = tokio::time::sleep(follow.expires_in);
+        tokio::pin!(expiry);
+        let mut up_done: Option<u64> = None;
+        let mut down_done = false;
+        loop {
+            if let (Some(up), true) = (up_done, down_done) {
+                return Ok((up, down.copied));
+            }
+            tokio::select! {
+                why = follow.registration.ended() => break why,
+                () = &mut expiry => break Ended::Expired,
+                copied = &mut up, if up_done.is_none() => up_done = Some(copied?),
+                eof = down.step(&mut upstream_read, &mut client_write), if !down_done => {
+                    if eof? {
+                        let _ = client_write.shutdown().await;
+                        down_done = true;
+                    }
+                }
+            }
+        }
+        // Leaving this block drops the client→upstream copy: nothing more goes up.
+    };
+    crate::audit::long_lived_ended(&follow.user, &follow.session, ended.as_str());
+    let reached = tokio::time::timeout(
+        BOUNDARY_WAIT,
+        down.copy_to_boundary(&mut upstream_read, &mut client_write),
+    )
+    .await;
+    drop(upstream_read);
+    if !matches!(reached, Ok(Ok(()))) {
+        // No boundary in time (or a side failed): drop rather than tear a frame.
+        return Ok((0, down.copied));
+    }
+    client_write.write_all(CLOSE_SESSION_ENDED).await?;
+    let _ = client_write.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while client_read.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    Ok((0, down.copied))
+}
+
+/// The upstream→client side of a session's WebSocket, copied so that the frames reader only
+/// ever counts bytes the client was sent: a copy step can be dropped at any await (a read,
+/// or one `write`) without losing track of where the client's frames end.
+struct Down {
+    buf: Vec<u8>,
+    /// `buf[pos..end]`: read from the upstream, not yet written to the client.
+    pos: usize,
+    end: usize,
+    frames: Frames,
+    copied: u64,
+}
+
+impl Down {
+    fn new() -> Down {
+        Down {
+            buf: vec![0u8; 16 * 1024],
+            pos: 0,
+            end: 0,
+            frames: Frames::boundaries(),
+            copied: 0,
+        }
+    }
+
+    /// One read or one write; `true` at the upstream's end.
+    async fn step<R, W>(&mut self, from: &mut R, to: &mut W) -> std::io::Result<bool>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.pos == self.end {
+            let n = from.read(&mut self.buf).await?;
+            (self.pos, self.end) = (0, n);
+            return Ok(n == 0);
+        }
+        self.write(to, self.end).await?;
+        Ok(false)
+    }
+
+    /// Write `buf[pos..upto]` with one `write` (cancel safe), counting what was written.
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        to: &mut W,
+        upto: usize,
+    ) -> std::io::Result<()> {
+        let n = to.write(&self.buf[self.pos..upto]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // A boundaries reader refuses nothing.
+        let _ = self.frames.feed(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.copied += n as u64;
+        Ok(())
+    }
+
+    /// Copy on until what the client was sent ends between two frames; what was read past
+    /// that point is dropped. `Err` when the upstream ends inside a frame.
+    async fn copy_to_boundary<R, W>(&mut self, from: &mut R, to: &mut W) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if self.frames.at_boundary() {
+                return Ok(());
+            }
+            if self.pos == self.end {
+                let n = from.read(&mut self.buf).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                (self.pos, self.end) = (0, n);
+                continue;
+            }
+            let upto = match self.frames.to_boundary(&self.buf[self.pos..self.end]) {
+                Some(k) => self.pos + k,
+                None => self.end,
+            };
+            self.write(to, upto).await?;
+        }
+    }
 }
 
 /// `tokio::io::copy` of a WebSocket's client side, each chunk checked by [`Frames`] before

@@ -42,9 +42,13 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// A streaming reader of a client's frame headers.
+/// A streaming reader of a client's frame headers, or of the upstream's for their boundaries
+/// only ([`Frames::boundaries`]).
 #[derive(Debug, Clone, Default)]
 pub struct Frames {
+    /// Following the upstream's side: nothing is refused (the browser judges what its server
+    /// sends); the mask bit only sizes the header.
+    lenient: bool,
     /// The current header's bytes so far (at most 14).
     header: [u8; 14],
     have: usize,
@@ -54,6 +58,41 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// A reader of the upstream side's frames, for where they end.
+    pub fn boundaries() -> Frames {
+        Frames {
+            lenient: true,
+            ..Frames::default()
+        }
+    }
+
+    /// Whether the bytes so far end exactly between two frames.
+    pub fn at_boundary(&self) -> bool {
+        self.have == 0 && self.payload_left == 0
+    }
+
+    /// How many of `bytes` (the next ones) take the stream to the end of the current frame:
+    /// `Some(0)` at a boundary already, `None` when the frame goes on past them. Only for
+    /// [`Frames::boundaries`] readers (the upstream's side is never refused).
+    pub fn to_boundary(&self, bytes: &[u8]) -> Option<usize> {
+        if self.at_boundary() {
+            return Some(0);
+        }
+        let mut ahead = self.clone();
+        for i in 0..bytes.len() {
+            if ahead.payload_left > 0 {
+                let left = usize::try_from(ahead.payload_left).unwrap_or(usize::MAX);
+                let end = i.checked_add(left)?;
+                return (end <= bytes.len()).then_some(end);
+            }
+            ahead.feed(&bytes[i..=i]).ok()?;
+            if ahead.at_boundary() {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+
     /// Follow `bytes`, the next ones of the stream. `Err` at the first header that breaks the
     /// rules; the bytes before it are frames.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), FrameError> {
@@ -84,16 +123,18 @@ impl Frames {
         let first = h[0];
         let (fin, opcode) = (first & 0x80 != 0, first & 0x0f);
         let control = opcode >= 0x8;
-        if !matches!(opcode, 0x0..=0x2 | 0x8..=0xa) {
+        let strict = !self.lenient;
+        if strict && !matches!(opcode, 0x0..=0x2 | 0x8..=0xa) {
             return Err(FrameError::Opcode(opcode));
         }
-        if control && !fin {
+        if strict && control && !fin {
             return Err(FrameError::Control);
         }
         let Some(&second) = h.get(1) else {
             return Ok(None);
         };
-        if second & 0x80 == 0 {
+        let masked = second & 0x80 != 0;
+        if strict && !masked {
             return Err(FrameError::Mask);
         }
         let short = u64::from(second & 0x7f);
@@ -102,7 +143,7 @@ impl Frames {
             127 => 8,
             _ => 0,
         };
-        if control && short > 125 {
+        if strict && control && short > 125 {
             return Err(FrameError::Control);
         }
         if self.have < 2 + length_bytes {
@@ -112,7 +153,7 @@ impl Frames {
             0 => short,
             2 => {
                 let n = u64::from(u16::from_be_bytes([h[2], h[3]]));
-                if n < 126 {
+                if strict && n < 126 {
                     return Err(FrameError::Length);
                 }
                 n
@@ -121,14 +162,15 @@ impl Frames {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(&h[2..10]);
                 let n = u64::from_be_bytes(be);
-                if n >> 63 != 0 || n <= 0xffff {
+                if strict && (n >> 63 != 0 || n <= 0xffff) {
                     return Err(FrameError::Length);
                 }
                 n
             }
         };
-        // Then the 4-byte masking key.
-        Ok((self.have == 2 + length_bytes + 4).then_some(payload))
+        // Then the 4-byte masking key, when there is one.
+        let key = if masked { 4 } else { 0 };
+        Ok((self.have == 2 + length_bytes + key).then_some(payload))
     }
 }
 
@@ -170,6 +212,31 @@ mod tests {
             }
             assert_eq!((frames.have, frames.payload_left), (0, 0), "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn the_upstreams_frame_boundaries_are_found_in_any_chunk() {
+        // Server frames: unmasked, a 16-bit length, then a 64-bit one.
+        let mut stream = vec![0x82, 126, 0x01, 0x00];
+        stream.extend([7u8; 256]);
+        stream.extend([0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        stream.extend(vec![8u8; 65_536]);
+        let first_end = 4 + 256;
+        let mut f = Frames::boundaries();
+        assert_eq!(f.to_boundary(&stream), Some(0));
+        f.feed(&stream[..1]).unwrap();
+        assert!(!f.at_boundary());
+        assert_eq!(f.to_boundary(&stream[1..]), Some(first_end - 1));
+        assert_eq!(f.to_boundary(&stream[1..100]), None);
+        f.feed(&stream[1..first_end]).unwrap();
+        assert!(f.at_boundary());
+        f.feed(&stream[first_end..first_end + 5]).unwrap();
+        assert_eq!(
+            f.to_boundary(&stream[first_end + 5..]),
+            Some(stream.len() - first_end - 5)
+        );
+        // Nothing is refused on this side.
+        assert_eq!(Frames::boundaries().feed(b"GET / HTTP/1.1"), Ok(()));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub(crate) mod cache;
 pub mod embedded;
+pub mod live;
 pub mod redis;
 mod tracking;
 
@@ -446,6 +447,15 @@ pub enum Store {
 }
 
 impl Store {
+    /// The open long-lived exchanges of this store's sessions (DESIGN.md §11): deleting a
+    /// session or a user's sessions through the store ends theirs.
+    pub fn live(&self) -> &std::sync::Arc<live::Registry> {
+        match self {
+            Store::Embedded(s) => s.live(),
+            Store::Redis(s) => &s.live,
+        }
+    }
+
     /// Start the store's background work on the calling runtime (a Redis store's connection
     /// driver and cache tracker), and export its figures on `metrics` (the Redis session
     /// cache's). The embedded store's upkeep (sweeper, control socket) is the server's: it
@@ -476,10 +486,13 @@ impl SessionStore for Store {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        match self {
+        let deleted = match self {
             Store::Embedded(s) => s.delete(key).await,
             Store::Redis(s) => s.delete(key).await,
-        }
+        };
+        // Whatever the store answered: a session being deleted has ended.
+        self.live().end_session(key, live::Ended::Logout);
+        deleted
     }
 
     async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
@@ -490,10 +503,12 @@ impl SessionStore for Store {
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
-        match self {
+        let deleted = match self {
             Store::Embedded(s) => s.delete_user(user).await,
             Store::Redis(s) => s.delete_user(user).await,
-        }
+        };
+        self.live().end_user(user, live::Ended::Revoked);
+        deleted
     }
 
     async fn sealed_id_token(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {

@@ -73,6 +73,8 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
+    /// The open long-lived exchanges of this store's sessions (DESIGN.md §11).
+    live: Arc<super::live::Registry>,
     db: Database,
     /// One permit: the write transaction redb allows at a time. Writers wait for it here, as a
     /// task, rather than on redb's lock inside a blocking thread, so a burst of writes (logins
@@ -156,6 +158,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             clock: Clock::system(),
             inner: Arc::new(Inner {
+                live: Arc::default(),
                 db,
                 writer: Arc::new(tokio::sync::Semaphore::new(1)),
                 timeouts,
@@ -172,6 +175,11 @@ impl EmbeddedStore {
     pub fn with_clock(mut self, clock: Clock) -> EmbeddedStore {
         self.clock = clock;
         self
+    }
+
+    /// The open long-lived exchanges of this store's sessions: a delete ends them.
+    pub fn live(&self) -> &Arc<super::live::Registry> {
+        &self.inner.live
     }
 
     /// Remove expired sessions, dangling index entries and expired counters now.

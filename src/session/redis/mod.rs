@@ -74,6 +74,8 @@ pub struct RedisStore {
     cache: Option<Arc<Cached>>,
     /// The time records' TTLs and the cache's trust are judged against.
     clock: Clock,
+    /// The open long-lived exchanges of this process's sessions (DESIGN.md §11).
+    pub(super) live: Arc<super::live::Registry>,
 }
 
 impl RedisStore {
@@ -139,6 +141,7 @@ impl RedisStore {
             timeouts,
             cache: None,
             clock: Clock::system(),
+            live: Arc::default(),
         })
     }
 
