@@ -118,6 +118,25 @@ fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path, extra: &str) -
     support::doorman::config(app, &listen, &rest)
 }
 
+/// Run the browser script `script` against Chromium at `chromium`, its screenshots going to
+/// `artifacts`, with `env` on top, on a blocking thread; print its output and where the
+/// screenshots are. (success, stdout + stderr).
+async fn journey(
+    script: &'static str,
+    chromium: &Path,
+    artifacts: &Path,
+    mut env: Vec<(&'static str, String)>,
+) -> (bool, String) {
+    env.push(("ARTIFACTS", artifacts.display().to_string()));
+    env.push(("CHROMIUM", chromium.display().to_string()));
+    let (ok, output) = tokio::task::spawn_blocking(move || run_script(script, &env))
+        .await
+        .expect("browser script thread");
+    println!("{output}");
+    println!("screenshots: {}", artifacts.display());
+    (ok, output)
+}
+
 /// Run `node <script>` with `env`, killed after [`SCRIPT_LIMIT`]; (success, stdout + stderr).
 fn run_script(script: &str, env: &[(&str, String)]) -> (bool, String) {
     let log = support::temp_dir("browser-log").join(format!("{script}.log"));
@@ -187,16 +206,10 @@ async fn login_journey_in_headless_chromium_over_https() {
 
     let env = vec![
         ("BASE_URL", base_url),
-        ("ARTIFACTS", artifacts.display().to_string()),
-        ("CHROMIUM", chromium.display().to_string()),
         ("LOGIN_USER", "alice".to_string()),
         ("LOGIN_PASSWORD", ALICE_PW.to_string()),
     ];
-    let (ok, output) = tokio::task::spawn_blocking(move || run_script("login.mjs", &env))
-        .await
-        .expect("browser script thread");
-    println!("{output}");
-    println!("screenshots: {}", artifacts.display());
+    let (ok, output) = journey("login.mjs", &chromium, &artifacts, env).await;
     assert!(
         ok,
         "the browser journey failed:\n{output}\ndoorman log:\n{}",
@@ -261,14 +274,8 @@ async fn sign_in_with_openid_connect_in_a_real_browser() {
         ("OIDC_PASSWORD", PASSWORD.to_string()),
         ("OIDC_EMAIL", "alice@example.com".to_string()),
         ("OIDC_GROUPS", "staff".to_string()),
-        ("ARTIFACTS", artifacts.display().to_string()),
-        ("CHROMIUM", chromium.display().to_string()),
     ];
-    let (ok, output) = tokio::task::spawn_blocking(move || run_script("oidc.mjs", &env))
-        .await
-        .expect("browser script thread");
-    println!("{output}");
-    println!("screenshots: {}", artifacts.display());
+    let (ok, output) = journey("oidc.mjs", &chromium, &artifacts, env).await;
     assert!(
         ok,
         "the OIDC browser journey failed:\n{output}\ndoorman log:\n{}\nprovider log:\n{}",
@@ -361,16 +368,10 @@ async fn sign_in_across_hosts_in_a_real_browser() {
         ("OTHER_ORIGIN", format!("http://{other}:{}", gateway.port)),
         ("LOGIN_ORIGIN", login_origin),
         ("COOKIE_NAME", COOKIE.to_string()),
-        ("ARTIFACTS", artifacts.display().to_string()),
-        ("CHROMIUM", chromium.display().to_string()),
         ("LOGIN_USER", "alice".to_string()),
         ("LOGIN_PASSWORD", ALICE_PW.to_string()),
     ];
-    let (ok, output) = tokio::task::spawn_blocking(move || run_script("hosts.mjs", &env))
-        .await
-        .expect("browser script thread");
-    println!("{output}");
-    println!("screenshots: {}", artifacts.display());
+    let (ok, output) = journey("hosts.mjs", &chromium, &artifacts, env).await;
     assert!(
         ok,
         "the journey across hosts failed:\n{output}\ndoorman log:\n{}\ncaddy log:\n{}",

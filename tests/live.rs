@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::login::{post_logout, Conf, ALICE_PW, COOKIE};
-use support::raw::RawConn;
+use support::raw::{ws_request, RawConn};
 use support::Doorman;
 use tokio::io::AsyncWriteExt;
 
@@ -30,25 +30,11 @@ fn conf(session: &str) -> Conf {
 /// with one echoed frame.
 async fn open(d: &Doorman, cookie: &str) -> RawConn {
     let mut conn = RawConn::connect(d.addr).await;
-    let handshake = format!(
-        "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Cookie: {COOKIE}={cookie}\r\n\r\n"
-    );
-    conn.send(handshake.as_bytes()).await;
+    let cookie = format!("Cookie: {COOKIE}={cookie}\r\n");
+    conn.send(&ws_request("/ws", &cookie)).await;
     let resp = conn.response(PATIENCE).await.expect("a response");
     assert_eq!(resp.status, 101);
-    let frame = support::ws_frame(b"hello");
-    conn.stream.write_all(&frame).await.expect("write");
-    let mut back = vec![0u8; frame.len()];
-    tokio::time::timeout(
-        PATIENCE,
-        tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
-    )
-    .await
-    .expect("echo in time")
-    .expect("echo");
-    assert_eq!(back, frame);
+    conn.assert_frame_echoed(b"hello", PATIENCE).await;
     conn
 }
 

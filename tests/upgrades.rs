@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use support::h2c::{h2c_attack, H2cUpstream};
-use support::raw::RawConn;
+use support::raw::{ws_request, RawConn};
 use support::upstream::websocket_accept;
 use support::{echoed, echoed_header, Doorman, Upstream};
 
@@ -133,14 +133,6 @@ async fn h2c_in_the_allow_list_is_a_config_error() {
     assert!(errors.contains("upstream.upgrades[1]"), "{errors}");
 }
 
-fn ws_request(path: &str, extra: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-    .into_bytes()
-}
-
 /// A WebSocket handshake that the upstream answers properly is relayed with its
 /// `Sec-WebSocket-Accept`, and the tunnel works.
 #[tokio::test]
@@ -156,22 +148,7 @@ async fn a_websocket_101_is_relayed_with_the_accept_for_the_clients_key() {
         Some(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==").as_str())
     );
     assert_eq!(resp.header("upgrade"), Some("websocket"));
-    assert_frame_echoed(&mut conn, b"ping").await;
-}
-
-/// Send one client frame through the tunnel and read the echo upstream's copy of it back.
-async fn assert_frame_echoed(conn: &mut RawConn, payload: &[u8]) {
-    let frame = support::ws_frame(payload);
-    conn.stream.write_all(&frame).await.expect("write");
-    let mut back = vec![0u8; frame.len()];
-    tokio::time::timeout(
-        PATIENCE,
-        tokio::io::AsyncReadExt::read_exact(&mut conn.stream, &mut back),
-    )
-    .await
-    .expect("echo in time")
-    .expect("echo");
-    assert_eq!(back, frame);
+    conn.assert_frame_echoed(b"ping", PATIENCE).await;
 }
 
 /// A WebSocket tunnel carries WebSocket frames only: bytes from the client that are not a
@@ -197,7 +174,7 @@ async fn a_websocket_tunnel_closes_on_anything_but_client_frames() {
         let resp = conn.response(PATIENCE).await.expect("a response");
         assert_eq!(resp.status, 101, "{what}");
         // A good frame first: the tunnel works, and the echo proves the upstream side is up.
-        assert_frame_echoed(&mut conn, b"fine").await;
+        conn.assert_frame_echoed(b"fine", PATIENCE).await;
         conn.stream.write_all(&bytes).await.expect("write");
         let mut rest = Vec::new();
         let read = tokio::time::timeout(

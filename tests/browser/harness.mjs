@@ -49,3 +49,56 @@ export function launch(executablePath, extraArgs = []) {
     ],
   });
 }
+
+/**
+ * The session cookie `name` in the browser's jar for `url`, after the checks every journey
+ * makes of it: invisible to the page's scripts, Secure, HttpOnly, SameSite=Lax, Path=/, and
+ * 32 random bytes (43 characters of base64url).
+ */
+export async function checkSessionCookie(page, context, url, name) {
+  const visible = await page.evaluate(() => document.cookie);
+  check(
+    'document.cookie does not show the session cookie',
+    !visible.includes('doorman_session'),
+    JSON.stringify(visible),
+  );
+  const jar = await context.cookies(url);
+  const cookie = jar.find((c) => c.name === name);
+  check(`the cookie jar holds ${name}`, !!cookie, JSON.stringify(jar.map((c) => c.name)));
+  check(
+    `${name} is Secure, HttpOnly, SameSite=Lax, Path=/`,
+    cookie.secure === true && cookie.httpOnly === true && cookie.sameSite === 'Lax' && cookie.path === '/',
+    JSON.stringify({ secure: cookie.secure, httpOnly: cookie.httpOnly, sameSite: cookie.sameSite, path: cookie.path }),
+  );
+  check(
+    `${name} carries 32 random bytes (43 characters of base64url)`,
+    /^[A-Za-z0-9_-]{43}$/.test(cookie.value),
+    `${cookie.value.length} characters`,
+  );
+  return cookie;
+}
+
+/**
+ * Run `journeys` in order with `browser`, close it whatever happens, and report: every check
+ * passed, or the failed check (with `consoleLines`, the browser's console, when there are any)
+ * and exit 1.
+ */
+export async function runJourneys(browser, journeys, consoleLines = []) {
+  let failed = null;
+  try {
+    for (const journey of journeys) {
+      await journey();
+    }
+  } catch (e) {
+    failed = e;
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  if (failed) {
+    console.error(failed instanceof CheckFailed ? failed.message : `FAIL - ${failed.stack || failed}`);
+    if (consoleLines.length > 0) console.error(`browser console:\n  ${consoleLines.join('\n  ')}`);
+    console.error(`browser test: ${passed} checks passed, then one failed`);
+    process.exit(1);
+  }
+  console.log(`browser test: all ${passed} checks passed`);
+}

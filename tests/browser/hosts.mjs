@@ -24,7 +24,7 @@
 
 import { mkdirSync } from 'node:fs';
 import {
-  CheckFailed, check, launch, passed, pathOf, shot as harnessShot,
+  check, launch, pathOf, runJourneys, shot as harnessShot,
 } from './harness.mjs';
 
 const trim = (v) => (v || '').replace(/\/+$/, '');
@@ -57,22 +57,7 @@ const hostOf = (origin) => new URL(origin).hostname;
 // Every *.test name is loopback, where Caddy listens; nothing else is resolved.
 const browser = await launch(CHROMIUM, ['--host-resolver-rules=MAP *.test 127.0.0.1']);
 
-let failed = null;
-try {
-  await acrossHosts();
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close().catch(() => {});
-}
-
-if (failed) {
-  console.error(failed instanceof CheckFailed ? failed.message : `FAIL - ${failed.stack || failed}`);
-  if (consoleLines.length > 0) console.error(`browser console:\n  ${consoleLines.join('\n  ')}`);
-  console.error(`browser test: ${passed} checks passed, then one failed`);
-  process.exit(1);
-}
-console.log(`browser test: all ${passed} checks passed`);
+await runJourneys(browser, [acrossHosts], consoleLines);
 
 // ---------------------------------------------------------------------------------------------
 

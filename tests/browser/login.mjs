@@ -13,7 +13,7 @@
 
 import { mkdirSync } from 'node:fs';
 import {
-  CheckFailed, check, launch, passed, pathOf, shot as harnessShot,
+  check, checkSessionCookie, launch, pathOf, runJourneys, shot as harnessShot,
 } from './harness.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
@@ -35,23 +35,7 @@ const shot = (page, name) => harnessShot(ARTIFACTS, page, name);
 
 const browser = await launch(CHROMIUM);
 
-let failed = null;
-try {
-  await desktopJourney();
-  await phoneWidth();
-  await darkScheme();
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close().catch(() => {});
-}
-
-if (failed) {
-  console.error(failed instanceof CheckFailed ? failed.message : `FAIL - ${failed.stack || failed}`);
-  console.error(`browser test: ${passed} checks passed, then one failed`);
-  process.exit(1);
-}
-console.log(`browser test: all ${passed} checks passed`);
+await runJourneys(browser, [desktopJourney, phoneWidth, darkScheme]);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -134,28 +118,7 @@ async function desktopJourney() {
   await shot(page, 'dashboard.png');
 
   // 4. The session cookie: invisible to scripts, Secure, HttpOnly, SameSite=Lax, host-only.
-  const visible = await page.evaluate(() => document.cookie);
-  check(
-    'document.cookie does not show the session cookie',
-    !visible.includes('doorman_session'),
-    JSON.stringify(visible),
-  );
-  const jar = await context.cookies(BASE_URL);
-  const session = jar.find((c) => c.name === COOKIE);
-  check(`the cookie jar holds ${COOKIE}`, !!session, JSON.stringify(jar.map((c) => c.name)));
-  check(
-    `${COOKIE} is Secure, HttpOnly, SameSite=Lax, Path=/`,
-    session.secure === true &&
-      session.httpOnly === true &&
-      session.sameSite === 'Lax' &&
-      session.path === '/',
-    JSON.stringify({ secure: session.secure, httpOnly: session.httpOnly, sameSite: session.sameSite, path: session.path }),
-  );
-  check(
-    `${COOKIE} carries 32 random bytes (43 characters of base64url)`,
-    /^[A-Za-z0-9_-]{43}$/.test(session.value),
-    `${session.value.length} characters`,
-  );
+  await checkSessionCookie(page, context, BASE_URL, COOKIE);
   const reload = await page.goto(`${BASE_URL}/dashboard`);
   check('the session holds on the next request', reload.ok() && pathOf(page) === '/dashboard', page.url());
 

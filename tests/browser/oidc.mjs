@@ -23,7 +23,7 @@
 import { mkdirSync } from 'node:fs';
 import { request } from 'playwright-core';
 import {
-  CheckFailed, check, launch, passed, pathOf, shot as harnessShot,
+  check, checkSessionCookie, launch, pathOf, runJourneys, shot as harnessShot,
 } from './harness.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
@@ -77,23 +77,7 @@ async function providerSessions() {
 
 const browser = await launch(CHROMIUM);
 
-let failed = null;
-try {
-  await waitForDiscovery();
-  await oidcJourney();
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close().catch(() => {});
-}
-
-if (failed) {
-  console.error(failed instanceof CheckFailed ? failed.message : `FAIL - ${failed.stack || failed}`);
-  if (consoleLines.length > 0) console.error(`browser console:\n  ${consoleLines.join('\n  ')}`);
-  console.error(`browser test: ${passed} checks passed, then one failed`);
-  process.exit(1);
-}
-console.log(`browser test: all ${passed} checks passed`);
+await runJourneys(browser, [waitForDiscovery, oidcJourney], consoleLines);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -283,25 +267,7 @@ async function oidcJourney() {
   check('the provider holds one signed-in session', (await providerSessions()) === 1);
 
   // 4. The cookies: the session's, as the login form makes it; the flow's, gone.
-  const visible = await page.evaluate(() => document.cookie);
-  check(
-    'document.cookie does not show the session cookie',
-    !visible.includes('doorman_session'),
-    JSON.stringify(visible),
-  );
-  const jar = await context.cookies(BASE_URL);
-  const cookie = jar.find((c) => c.name === COOKIE);
-  check(`the cookie jar holds ${COOKIE}`, !!cookie, JSON.stringify(jar.map((c) => c.name)));
-  check(
-    `${COOKIE} is Secure, HttpOnly, SameSite=Lax, Path=/`,
-    cookie.secure === true && cookie.httpOnly === true && cookie.sameSite === 'Lax' && cookie.path === '/',
-    JSON.stringify({ secure: cookie.secure, httpOnly: cookie.httpOnly, sameSite: cookie.sameSite, path: cookie.path }),
-  );
-  check(
-    `${COOKIE} carries 32 random bytes (43 characters of base64url)`,
-    /^[A-Za-z0-9_-]{43}$/.test(cookie.value),
-    `${cookie.value.length} characters`,
-  );
+  await checkSessionCookie(page, context, BASE_URL, COOKIE);
   const leftover = await flowCookies();
   check(
     'no doorman_oidc_ flow cookie remains after the callback',

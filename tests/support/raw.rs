@@ -189,3 +189,28 @@ fn parse_response(buf: &[u8]) -> Option<(RawResponse, usize)> {
     };
     Some((resp, head_end + used))
 }
+
+/// A WebSocket handshake for `path` (the RFC 6455 §1.3 sample key), with `extra` header lines
+/// (each ending in `\r\n`).
+pub fn ws_request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+impl RawConn {
+    /// Send one client frame of `payload` through a tunnel to the test upstream's `/ws` echo
+    /// and read the same frame back, within `wait`.
+    pub async fn assert_frame_echoed(&mut self, payload: &[u8], wait: Duration) {
+        let frame = super::ws_frame(payload);
+        self.stream.write_all(&frame).await.expect("write");
+        let mut back = vec![0u8; frame.len()];
+        tokio::time::timeout(wait, self.stream.read_exact(&mut back))
+            .await
+            .expect("echo in time")
+            .expect("echo");
+        assert_eq!(back, frame);
+    }
+}
