@@ -206,7 +206,7 @@ async fn decide(
             key,
             user: &record.user,
             absolute_expiry: record.absolute_expiry,
-            now: shared.clock.now_millis(),
+            clock: &shared.clock,
         }),
         _ => None,
     };

@@ -126,7 +126,9 @@ impl Upstream {
                     // A WebSocket of a session ends with it (DESIGN.md §11).
                     let follow = session.map(|t| upgrade::Follow {
                         registration: t.registry.register(*t.key, t.user),
-                        expires_in: Duration::from_millis(t.absolute_expiry.saturating_sub(t.now)),
+                        expires_in: Duration::from_millis(
+                            t.absolute_expiry.saturating_sub(t.clock.now_millis()),
+                        ),
                         session: t.key.tag(),
                         user: t.user.to_string(),
                     });

@@ -125,8 +125,8 @@ pub struct Ticket<'a> {
     pub user: &'a str,
     /// Its absolute expiry, Unix milliseconds.
     pub absolute_expiry: u64,
-    /// Now, by the process's clock, Unix milliseconds.
-    pub now: u64,
+    /// The process's clock, read only when a tunnel opens.
+    pub clock: &'a crate::clock::Clock,
 }
 
 /// One registered exchange; dropping it deregisters.
