@@ -191,12 +191,23 @@ pub async fn callback(
     let secure = secure(config, ex);
     let state = query.get("state").unwrap_or_default();
     let name = flow::cookie_name(state, secure);
-    let outcome = match &name {
-        None => Err(Refusal::new(
+    // The flow cookie named after this state, as this browser sent it.
+    let sent = name
+        .as_deref()
+        .and_then(|name| Some((name, flow::find(req.headers(), name)?)));
+    let opened = sent
+        .and_then(|(name, value)| Flow::open(oidc.sealer(), name, value))
+        .filter(|flow| flow.state == state);
+    let outcome = match (&name, opened) {
+        (None, _) => Err(Refusal::new(
             "unknown_state",
             "no state, or not one doorman made",
         )),
-        Some(name) => sign_in(shared, ex, oidc, settings, &query, req, name).await?,
+        (Some(_), None) => Err(Refusal::new(
+            "unknown_state",
+            "no flow cookie for this state in this browser",
+        )),
+        (Some(_), Some(flow)) => sign_in(shared, ex, oidc, settings, &query, flow).await?,
     };
     let mut resp = match outcome {
         Ok(resp) => resp,
@@ -218,34 +229,25 @@ pub async fn callback(
         }
     };
     // A flow is used once, whatever came of it.
-    if let Some(name) = name.filter(|n| flow::find(req.headers(), n).is_some()) {
-        if let Some(v) = flow::expire_cookie(&name, secure) {
+    if let Some((name, _)) = sent {
+        if let Some(v) = flow::expire_cookie(name, secure) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
     Ok(resp)
 }
 
-/// Steps 1–5 and the session. `Err` only for answers that are not a refusal (a store error).
+/// Steps 1 (after the flow opened for its state) to 5, and the session. `Err` only for
+/// answers that are not a refusal (a store error).
 async fn sign_in(
     shared: &Shared,
     ex: &mut Exchange,
     oidc: &Oidc,
     settings: &OidcConfig,
     query: &Form,
-    req: &Request<Incoming>,
-    name: &str,
+    flow: Flow,
 ) -> Result<Result<Response<Body>, Refusal>, ProxyError> {
-    let state = query.get("state").unwrap_or_default();
-    let Some(flow) = flow::find(req.headers(), name)
-        .and_then(|value| Flow::open(oidc.sealer(), name, value))
-        .filter(|flow| flow.state == state)
-    else {
-        return Ok(Err(Refusal::new(
-            "unknown_state",
-            "no flow cookie for this state in this browser",
-        )));
-    };
+    let state = flow.state.as_str();
     let now = shared.clock.now_millis();
     if now >= flow.expires {
         return Ok(Err(Refusal::new(
