@@ -618,14 +618,6 @@ async fn post_bodies_arrive_with_their_full_length() {
 
 // ---- upgrades -------------------------------------------------------------------------------
 
-const WS_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\n\
-    Host: app.test\r\n\
-    Connection: Upgrade\r\n\
-    Upgrade: websocket\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\
-    \r\n";
-
 /// WebSockets are how many apps push updates; after the upstream agrees (101) doorman must be
 /// a transparent pipe, both ways, for as long as the conversation lasts.
 #[tokio::test]
@@ -633,7 +625,9 @@ async fn websocket_upgrade_is_tunnelled_both_ways() {
     let upstream = Upstream::start().await;
     let doorman = Doorman::start(&support::doorman::config(&upstream.url(), "", "")).await;
     let mut s = TcpStream::connect(doorman.addr).await.expect("connect");
-    s.write_all(WS_REQUEST).await.expect("write");
+    s.write_all(&support::raw::ws_request("/ws", ""))
+        .await
+        .expect("write");
     let resp = read_response(&mut s).await;
     assert_eq!(resp.status, 101);
     assert_eq!(resp.header("upgrade"), ["websocket"]);
