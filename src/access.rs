@@ -21,7 +21,8 @@ use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics, RouteLabel};
 use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
-use crate::session::{Origin, SessionStore, Store};
+use crate::session::live::{Ended, Scope};
+use crate::session::{Origin, Record, SessionStore, Store};
 
 /// What every request shares below the proxy: the config, the session store, the metrics, and
 /// doorman's cookie as served over plain HTTP and over TLS (built once per config).
@@ -171,26 +172,7 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
         Ok(None) => return SessionState::Stale { looked_up: true },
         Ok(Some(record)) => record,
     };
-    let identity = match record.origin {
-        Origin::Login => shared
-            .config
-            .users
-            .get(&record.user)
-            .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
-        Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
-        // Groups as the ID token gave them; the users file is not consulted, except that a
-        // reload that removes `[oidc]`, or forbids a local user's name, ends these sessions.
-        Origin::Oidc => match &shared.config.oidc {
-            Some(oidc)
-                if oidc.link_local_users || shared.config.users.get(&record.user).is_none() =>
-            {
-                Identity::new(record.user.clone(), record.groups.clone()).ok()
-            }
-            _ => None,
-        },
-        // A one-time sign-in code presented as a cookie is never a session.
-        Origin::Code => None,
-    };
+    let identity = identity_of(&shared.config, &record);
     match identity {
         Some(identity) => SessionState::Valid {
             key,
@@ -198,6 +180,52 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
             record,
         },
         None => SessionState::Stale { looked_up: true },
+    }
+}
+
+/// Who a live session's record makes its bearer under `config`, if anyone: password sessions
+/// must still be in the users file (their groups are read from it now), handoff and OIDC
+/// sessions carry their groups.
+fn identity_of(config: &Config, record: &Record) -> Option<Identity> {
+    match record.origin {
+        Origin::Login => config
+            .users
+            .get(&record.user)
+            .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
+        Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+        // Groups as the ID token gave them; the users file is not consulted, except that a
+        // reload that removes `[oidc]`, or forbids a local user's name, ends these sessions.
+        Origin::Oidc => match &config.oidc {
+            Some(oidc) if oidc.link_local_users || config.users.get(&record.user).is_none() => {
+                Identity::new(record.user.clone(), record.groups.clone()).ok()
+            }
+            _ => None,
+        },
+        // A one-time sign-in code presented as a cookie is never a session.
+        Origin::Code => None,
+    }
+}
+
+/// Whether a long-lived exchange of a live session may go on (DESIGN.md §11): the session's
+/// record, as the re-check read it, judged under `shared` (the config now, after any reload)
+/// like a new request for the same method, host and path. A route that became public keeps
+/// it; one that now denies, or no longer admits the user, ends it.
+///
+/// The host is the one the routes matched when the exchange began; when no route named hosts
+/// then, there is none, and host-scoped routes a reload added do not match it.
+pub fn still_allowed(shared: &Shared, record: &Record, scope: &Scope) -> Result<(), Ended> {
+    let identity = identity_of(&shared.config, record).ok_or(Ended::UserRemoved)?;
+    let policy = shared
+        .config
+        .routes
+        .find(&scope.method, scope.host.as_deref(), &scope.path)
+        .policy;
+    match policy.access {
+        Access::Deny => Err(Ended::Forbidden),
+        Access::Authenticated if !policy.allows(identity.user(), identity.groups()) => {
+            Err(Ended::Forbidden)
+        }
+        Access::Authenticated | Access::Public => Ok(()),
     }
 }
 

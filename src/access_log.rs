@@ -124,12 +124,12 @@ impl Logged {
 
 impl http_body::Body for Logged {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BodyError>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {

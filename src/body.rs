@@ -5,7 +5,12 @@ use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 
 /// A response body: streamed from the upstream, or doorman's own.
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Why a response body stopped short: the upstream's body failed, or doorman ended it (a
+/// stream whose session ended, DESIGN.md §11). hyper closes an HTTP/1 connection on it, and
+/// on HTTP/2 resets the stream with the reason an `h2::Error` in it carries.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A complete body from static or owned bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -42,8 +47,10 @@ pub fn empty() -> Body {
 }
 
 /// The upstream's body, passed through frame by frame (data and trailers), never buffered.
-pub fn stream(
-    incoming: impl http_body::Body<Data = Bytes, Error = hyper::Error> + Send + 'static,
-) -> Body {
-    incoming.boxed_unsync()
+pub fn stream<B>(incoming: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BodyError>,
+{
+    incoming.map_err(Into::into).boxed_unsync()
 }

@@ -197,7 +197,7 @@ async fn decide(
 
     let permit = handoff::permit(config, ex, &req);
     let assertion = crate::assertion::for_upstream(shared, ex, || {
-        host.or_else(|| route_host(&ex.client, &req))
+        host.clone().or_else(|| route_host(&ex.client, &req))
     });
     let asked = Instant::now();
     let ticket = match &ex.session {
@@ -207,6 +207,10 @@ async fn decide(
             user: &record.user,
             absolute_expiry: record.absolute_expiry,
             clock: &shared.clock,
+            method: &ex.method,
+            host: host.as_deref(),
+            path: ex.path.as_deref().unwrap_or("/"),
+            recheck: config.session.recheck,
         }),
         _ => None,
     };

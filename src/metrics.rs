@@ -402,6 +402,21 @@ impl Metrics {
         );
     }
 
+    /// Export the long-lived exchanges' figures (DESIGN.md §11), counted by the store's
+    /// registry of them.
+    pub fn register_live(&mut self, stats: &LiveStats) {
+        self.registry.register(
+            "long_lived_open",
+            "WebSockets and streams open for a session, followed until it ends",
+            stats.open.clone(),
+        );
+        self.registry.register(
+            "long_lived_ended",
+            "Long-lived exchanges ended because their session ended, by why it ended",
+            stats.ended.clone(),
+        );
+    }
+
     /// One response fully sent (or abandoned by the client).
     pub fn request(&self, route: &RouteLabel, status: u16, took: Duration) {
         self.requests
@@ -511,6 +526,23 @@ impl Default for CacheStats {
             trusted: Gauge::default(),
         }
     }
+}
+
+/// What `/metrics` shows of the long-lived exchanges that follow their session (DESIGN.md §11):
+/// shared with the registry, counted by the store's `session::live` registry.
+#[derive(Clone, Default)]
+pub struct LiveStats {
+    /// Open now.
+    pub open: Gauge,
+    /// Ended by their session's end, by reason.
+    pub ended: Family<EndedLabel, Counter>,
+}
+
+/// Why a long-lived exchange was ended (`logout`, `revoked`, ...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndedLabel {
+    /// The reason, as the audit line names it.
+    pub reason: &'static str,
 }
 
 impl CacheStats {

@@ -96,7 +96,10 @@ impl Reloader {
         }
         let app = current.reloaded(Arc::new(config))?;
         let summary = app.shared.config.summary();
+        let exchanges = Arc::clone(app.shared.store.live());
         self.live.store(Arc::new(app));
+        // The long-lived exchanges are judged again under the new config (DESIGN.md §11).
+        exchanges.suspect_all();
         info!(%summary, "config reloaded");
         Ok(restart)
     }

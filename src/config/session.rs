@@ -74,6 +74,10 @@ pub struct SessionConfig {
     pub same_site: SameSite,
     /// `Max-Age = absolute_timeout` instead of a browser-session cookie.
     pub persistent: bool,
+    /// `recheck`: how often the sessions of open WebSockets and streams are looked up again
+    /// (DESIGN.md §11). With the embedded store or the Redis cache their ends arrive at once
+    /// anyway; the re-check is then what slides their idle clocks. Changes with a reload.
+    pub recheck: Duration,
 }
 
 /// `[login]`.
@@ -270,6 +274,10 @@ pub(super) fn read_session(
         );
     }
     let persistent = s.bool("persistent", false);
+    let recheck = s.duration("recheck", Duration::from_secs(30));
+    if recheck < Duration::from_millis(100) {
+        s.error("recheck", "must be at least 100ms");
+    }
     s.finish();
     SessionConfig {
         store,
@@ -281,6 +289,7 @@ pub(super) fn read_session(
         cookie_secure,
         same_site,
         persistent,
+        recheck,
     }
 }
 

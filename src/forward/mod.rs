@@ -13,13 +13,13 @@
 //! get the same strip as the request head ([`UpstreamBody`]).
 
 mod client_body;
+mod following;
 pub mod headers;
 mod pool;
 mod upgrade;
 mod websocket;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -125,10 +125,8 @@ impl Upstream {
                 (Some(asked), Some(client_side)) => {
                     // A WebSocket of a session ends with it (DESIGN.md §11).
                     let follow = session.map(|t| upgrade::Follow {
-                        registration: t.registry.register(*t.key, t.user),
-                        expires_in: Duration::from_millis(
-                            t.absolute_expiry.saturating_sub(t.clock.now_millis()),
-                        ),
+                        registration: t.register(),
+                        expires_in: t.expires_in(),
                         session: t.key.tag(),
                         user: t.user.to_string(),
                     });
@@ -144,7 +142,20 @@ impl Upstream {
         let (mut parts, incoming) = resp.into_parts();
         let handoff = Handoff::read(&parts.headers);
         clean_response_headers(&mut parts.headers, &self.config);
-        Ok((Response::from_parts(parts, body::stream(incoming)), handoff))
+        let body = match session {
+            // A session's response that is still coming may be long-lived (DESIGN.md §11).
+            Some(t) if !http_body::Body::is_end_stream(&incoming) => {
+                let stream = is_event_stream(&parts.headers);
+                body::stream(following::Following::new(
+                    incoming,
+                    t.to_owned(),
+                    stream,
+                    t.recheck / 2,
+                ))
+            }
+            _ => body::stream(incoming),
+        };
+        Ok((Response::from_parts(parts, body), handoff))
     }
 
     /// Build the request the upstream receives. Every forwarded request is made here, so the
@@ -240,6 +251,15 @@ fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
     headers::remove_where(h, |name| name.starts_with("x-doorman-"));
     cookie::remove_from_response(h, &config.session.cookie_name);
+}
+
+/// Whether a response is a server-sent event stream (`Content-Type: text/event-stream`, any
+/// parameters): long-lived by nature, so it follows its session from its first byte.
+fn is_event_stream(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
 fn authority_value(authority: &Authority) -> HeaderValue {

@@ -18,6 +18,7 @@
 //! the same way with TLS or without. The sniff is under `header_timeout` too.
 
 mod deadlines;
+mod follow;
 mod per_client;
 mod protocol;
 mod redirect;
@@ -140,7 +141,9 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let per_client = PerClient::new(config.listen.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
+    let mut housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
+    // Long-lived exchanges follow their sessions (DESIGN.md §11).
+    housekeeping.push(tokio::spawn(follow::run(Arc::clone(&live))));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     let main_addr = main.local_addr()?;

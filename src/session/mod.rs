@@ -461,11 +461,36 @@ impl Store {
     /// cache's). The embedded store's upkeep (sweeper, control socket) is the server's: it
     /// lives and stops with the listeners.
     pub fn start(&self, metrics: &mut crate::metrics::Metrics) {
+        metrics.register_live(self.live().stats());
         if let Store::Redis(redis) = self {
             redis.start_background();
             if let Some(cache) = redis.session_cache() {
                 metrics.register_session_cache(cache.stats());
             }
+        }
+    }
+}
+
+impl Store {
+    /// Look up the sessions of long-lived exchanges for their re-check (DESIGN.md §11), in
+    /// one batch: answers in the order of `keys`, `None` for those no longer live. Like a
+    /// lookup, it slides their idle clocks, which is how an open WebSocket counts as activity.
+    /// The Redis store asks Redis itself in one pipeline (never its cache: this is what catches
+    /// a change the cache was not told of); the embedded store answers from its own process.
+    pub async fn recheck(
+        &self,
+        keys: &[SessionKey],
+        now: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        match self {
+            Store::Embedded(s) => {
+                let mut records = Vec::with_capacity(keys.len());
+                for key in keys {
+                    records.push(s.lookup(key, now).await?);
+                }
+                Ok(records)
+            }
+            Store::Redis(s) => s.lookup_many(keys, now).await,
         }
     }
 }
@@ -496,10 +521,14 @@ impl SessionStore for Store {
     }
 
     async fn delete_family(&self, user: &str, family: &str) -> Result<usize, StoreError> {
-        match self {
+        let deleted = match self {
             Store::Embedded(s) => s.delete_family(user, family).await,
             Store::Redis(s) => s.delete_family(user, family).await,
-        }
+        };
+        // The registry does not know families: the re-check finds which sessions went (one
+        // batch of lookups, for a logout across hosts).
+        self.live().suspect_all();
+        deleted
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {

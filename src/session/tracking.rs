@@ -30,6 +30,7 @@ use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, 
 use tracing::{debug, info, warn};
 
 use super::cache::{Generation, SessionCache};
+use super::live::Registry;
 use super::SessionKey;
 
 /// How often the tracking connection's health is checked (and the cache's trust renewed).
@@ -48,12 +49,27 @@ pub enum Source {
 
 /// Start the tracker for `cache`: a task that keeps a tracking connection up for as long as the
 /// cache lives. `record_prefix` is the prefix of session record keys (`{key_prefix}s:`).
-pub fn spawn(source: Source, record_prefix: String, cache: &Arc<SessionCache>) {
+///
+/// Every change Redis reports is passed on to `live` as well: the long-lived exchanges of a
+/// session another instance logged out or revoked are re-checked at once, and all of them when
+/// changes may have been missed (a flush, a lost connection).
+pub fn spawn(
+    source: Source,
+    record_prefix: String,
+    cache: &Arc<SessionCache>,
+    live: &Arc<Registry>,
+) {
     let cache = Arc::downgrade(cache);
-    tokio::spawn(async move { track(source, record_prefix, cache).await });
+    let live = Arc::downgrade(live);
+    tokio::spawn(async move { track(source, record_prefix, cache, live).await });
 }
 
-async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCache>) {
+async fn track(
+    mut source: Source,
+    record_prefix: String,
+    cache: Weak<SessionCache>,
+    live: Weak<Registry>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let Some(generation) = cache.upgrade().map(|c| c.current()) else {
@@ -61,7 +77,7 @@ async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCac
         };
         let connected = tokio::time::timeout(
             CHECK_TIMEOUT * 3,
-            connect(&mut source, &record_prefix, &cache, generation),
+            connect(&mut source, &record_prefix, &cache, &live, generation),
         )
         .await
         .unwrap_or_else(|_| Err("timed out".to_string()));
@@ -92,6 +108,9 @@ async fn track(mut source: Source, record_prefix: String, cache: Weak<SessionCac
                         Ok(()) => strong.renew(generation),
                         Err(why) => {
                             strong.distrust();
+                            if let Some(live) = live.upgrade() {
+                                live.suspect_all();
+                            }
                             warn!(why, "session cache off: tracking connection unhealthy");
                             break;
                         }
@@ -112,9 +131,10 @@ async fn connect(
     source: &mut Source,
     record_prefix: &str,
     cache: &Weak<SessionCache>,
+    live: &Weak<Registry>,
     generation: Generation,
 ) -> Result<MultiplexedConnection, String> {
-    let mut conn = open(source, record_prefix, cache, generation)
+    let mut conn = open(source, record_prefix, cache, live, generation)
         .await
         .map_err(|e| e.to_string())?;
     healthy(source, &mut conn).await?;
@@ -125,6 +145,7 @@ async fn open(
     source: &mut Source,
     record_prefix: &str,
     cache: &Weak<SessionCache>,
+    live: &Weak<Registry>,
     generation: Generation,
 ) -> redis::RedisResult<MultiplexedConnection> {
     let client = match source {
@@ -139,6 +160,7 @@ async fn open(
     let client = Client::open(info.set_redis_settings(resp3))?;
     let sink = Sink {
         cache: cache.clone(),
+        live: live.clone(),
         record_prefix: record_prefix.to_string(),
         generation,
     };
@@ -194,6 +216,8 @@ async fn check(source: &Source, conn: &mut MultiplexedConnection) -> Result<(), 
 /// cache's short locks.
 struct Sink {
     cache: Weak<SessionCache>,
+    /// The long-lived exchanges, told of the same changes.
+    live: Weak<Registry>,
     record_prefix: String,
     /// The connection this sink belongs to: its closing ends only its own trust.
     generation: Generation,
@@ -203,22 +227,37 @@ impl Sink {
     fn receive(&self, push: PushInfo) -> Result<(), ()> {
         // A dropped cache: refuse, and the connection stops sending here.
         let cache = self.cache.upgrade().ok_or(())?;
+        let live = self.live.upgrade();
+        let flush = || {
+            cache.flush();
+            if let Some(live) = &live {
+                live.suspect_all();
+            }
+        };
         match push.kind {
             PushKind::Invalidate => match push.data.first() {
                 Some(Value::Array(keys)) => {
                     for key in keys {
                         match self.session_key(key) {
-                            Some(key) => cache.invalidate(&key),
+                            Some(key) => {
+                                cache.invalidate(&key);
+                                if let Some(live) = &live {
+                                    live.suspect(&key);
+                                }
+                            }
                             // Under the prefix but not a key doorman wrote: play safe.
-                            None => cache.flush(),
+                            None => flush(),
                         }
                     }
                 }
                 // A null key list: the server flushed its data (FLUSHALL, FLUSHDB).
-                _ => cache.flush(),
+                _ => flush(),
             },
             PushKind::Disconnection => {
                 cache.distrust_if(self.generation);
+                if let Some(live) = &live {
+                    live.suspect_all();
+                }
                 warn!("session cache off: tracking connection closed");
             }
             _ => {}
@@ -242,6 +281,7 @@ mod tests {
     fn sink(cache: &Arc<SessionCache>) -> Sink {
         Sink {
             cache: Arc::downgrade(cache),
+            live: Weak::new(),
             record_prefix: "p:s:".into(),
             generation: cache.current(),
         }

@@ -11,6 +11,8 @@
 //!   and `read N\n` once the request body has been read to its end (N bytes);
 //! * `/quiet/{ms}`: an event stream (`text/event-stream`) that sends `data: first`, stays
 //!   silent for that long, then sends `data: last` and ends (a quiet SSE stream or long poll);
+//! * `/drip/{ms}`: a `text/plain` body of `tick\n` every that many milliseconds, until the
+//!   client goes (a long download, a long poll that is not an event stream);
 //! * `/hop-headers`: a response carrying hop-by-hop and `X-Doorman-*` headers;
 //! * `/ws`: `101` (with the RFC 6455 `Sec-WebSocket-Accept`) and an echo of every byte, when
 //!   asked to upgrade; `426` otherwise; `/ws-bad-accept`, `/ws-no-accept` and `/ws-to-h2c`
@@ -165,6 +167,7 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
         ("trailers", None) => trailers(),
         ("early", None) => early(req),
         ("quiet", Some(ms)) => quiet(Duration::from_millis(ms.parse().unwrap_or(1000))),
+        ("drip", Some(ms)) => drip(Duration::from_millis(ms.parse().unwrap_or(100))),
         ("hop-headers", None) => Response::builder()
             .header("connection", "x-internal")
             .header("x-internal", "secret")
@@ -326,6 +329,23 @@ fn quiet(silence: Duration) -> Response<Body> {
     });
     Response::builder()
         .header("content-type", "text/event-stream")
+        .body(body.boxed())
+        .expect("response")
+}
+
+fn drip(every: Duration) -> Response<Body> {
+    let (tx, body) = ChannelBody::new();
+    tokio::spawn(async move {
+        while tx
+            .send(Frame::data(Bytes::from_static(b"tick\n")))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(every).await;
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/plain")
         .body(body.boxed())
         .expect("response")
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use crate::lock::lock;
 use crate::session::cache::{SessionCache, Ticket};
+use crate::session::live::Registry;
 use crate::session::{tracking, Record, SessionKey, Timeouts};
 
 /// What the cache says about a key, before any Redis round trip.
@@ -32,16 +33,20 @@ pub(super) struct Cached {
     sessions: Arc<SessionCache>,
     source: Mutex<Option<tracking::Source>>,
     started: Once,
+    /// The long-lived exchanges the tracker's invalidations are passed on to.
+    live: Arc<Registry>,
 }
 
 impl Cached {
     /// An empty cache whose tracker, once started, connects through `source`; its trust runs
-    /// on `clock`.
-    pub(super) fn new(source: tracking::Source, clock: Clock) -> Cached {
+    /// on `clock`. What Redis says changed is passed on to `live` too, whose exchanges of a
+    /// changed session are re-checked at once (DESIGN.md §11).
+    pub(super) fn new(source: tracking::Source, clock: Clock, live: Arc<Registry>) -> Cached {
         Cached {
             sessions: Arc::new(SessionCache::with_clock(clock)),
             source: Mutex::new(Some(source)),
             started: Once::new(),
+            live,
         }
     }
 
@@ -55,7 +60,7 @@ impl Cached {
     pub(super) fn start(&self, record_prefix: impl FnOnce() -> String) {
         self.started.call_once(|| {
             if let Some(source) = lock(&self.source).take() {
-                tracking::spawn(source, record_prefix(), &self.sessions);
+                tracking::spawn(source, record_prefix(), &self.sessions, &self.live);
             }
         });
     }

@@ -158,6 +158,7 @@ impl RedisStore {
         self.cache = Some(Arc::new(Cached::new(
             tracking_source(target)?,
             self.clock.clone(),
+            Arc::clone(&self.live),
         )));
         Ok(self)
     }
@@ -200,9 +201,70 @@ impl RedisStore {
         key: &SessionKey,
         now: u64,
     ) -> Result<Option<Record>, StoreError> {
+        let reply = self.lookup_reply(key, now).await?;
+        Ok(self.live_record(key, reply, now))
+    }
+}
+
+impl RedisStore {
+    /// Look up `keys` in Redis itself (never the cache), sliding their idle clocks: the
+    /// re-check of sessions with long-lived exchanges (DESIGN.md §11). One pipeline of lookup
+    /// scripts, so a batch costs one round trip; on Cluster, where a pipeline must stay on one
+    /// slot, the lookups are sent together on the cluster connection instead, which pipelines
+    /// them per node.
+    pub async fn lookup_many(
+        &self,
+        keys: &[SessionKey],
+        now: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        let replies: Vec<Value> = if self.backend.is_cluster() {
+            let mut lookups = tokio::task::JoinSet::new();
+            for (at, key) in keys.iter().enumerate() {
+                let (store, key) = (self.clone(), *key);
+                lookups.spawn(async move { (at, store.lookup_reply(&key, now).await) });
+            }
+            let mut replies = vec![Value::Nil; keys.len()];
+            while let Some(done) = lookups.join_next().await {
+                let (at, reply) = done.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                replies[at] = reply?;
+            }
+            replies
+        } else {
+            let record_keys: Vec<String> = keys.iter().map(|k| self.keys.record(k)).collect();
+            let idle = self.idle_millis();
+            self.backend
+                .run(|mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for record_key in &record_keys {
+                        let mut call = SCRIPTS.lookup.key(record_key);
+                        call.arg(now).arg(idle).arg(RECORD_VERSION);
+                        pipe.invoke_script(&call);
+                    }
+                    match pipe.query_async(&mut c).await {
+                        // A pipeline does not load scripts by itself (after a Redis restart).
+                        Err(e)
+                            if e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                        {
+                            SCRIPTS.lookup.prepare_invoke().load_async(&mut c).await?;
+                            pipe.query_async(&mut c).await
+                        }
+                        answered => answered,
+                    }
+                })
+                .await?
+        };
+        Ok(keys
+            .iter()
+            .zip(replies)
+            .map(|(key, reply)| self.live_record(key, reply, now))
+            .collect())
+    }
+
+    /// One lookup script's raw reply.
+    async fn lookup_reply(&self, key: &SessionKey, now: u64) -> Result<Value, StoreError> {
         let record_key = self.keys.record(key);
-        let reply = self
-            .backend
+        self.backend
             .run(|mut c| async move {
                 SCRIPTS
                     .lookup
@@ -213,17 +275,21 @@ impl RedisStore {
                     .invoke_async::<Value>(&mut c)
                     .await
             })
-            .await?;
+            .await
+    }
+
+    /// A lookup script's reply as the record it names, if live.
+    fn live_record(&self, key: &SessionKey, reply: Value, now: u64) -> Option<Record> {
         let record = match decode(reply) {
             Ok(record) => record,
             Err(why) => {
                 debug!(session = %key.tag(), why, "unreadable session record treated as absent");
-                return Ok(None);
+                return None;
             }
         };
         // The script already checked the clocks; checking again here keeps the two definitions
         // of "live" from drifting apart silently.
-        Ok(record.filter(|r| r.is_live(now, &self.timeouts)))
+        record.filter(|r| r.is_live(now, &self.timeouts))
     }
 }
 

@@ -91,6 +91,11 @@ impl Backend {
         }
     }
 
+    /// Whether this is a Cluster (where a pipeline must stay within one slot).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Backend::Cluster { .. })
+    }
+
     /// Create the connection object now, on the calling runtime (no I/O: it connects on first
     /// use). A failure is left for the first use to report.
     pub(super) fn prepare(&self) {
