@@ -11,6 +11,10 @@
 //! §8) behind a real Caddy (examples/Caddyfile.forward-auth, plain HTTP) serving `app.test`,
 //! `b.test` and the login host `login.test`, all mapped to loopback in Chromium: the posted
 //! login's redirect on to another host's callback must pass the login page's `form-action`.
+//! `live.mjs` holds WebSockets and an EventSource open while their session ends — a logout in
+//! another tab, `sessions revoke`, a logout on another doorman sharing Redis (with and without
+//! the cache), the absolute expiry — and checks the page sees 1008 `session ended` (or the
+//! stream's error, then 401 on its reconnect) within 1.5 s (DESIGN.md §11).
 //! Their screenshots land in `target/browser-artifacts/` for people to look at.
 //!
 //! Needs `node` and `chromium` (and `caddy` for `hosts.mjs`; scripts/test installs both); a missing one fails this test with
@@ -98,9 +102,23 @@ fn write_certificate() -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
-/// Doorman with TLS in front of `app`: `/dashboard` needs a session and sends browsers to the
-/// login page; `/` is public; everything else needs a session. `extra`: more tables.
+/// Doorman with TLS in front of `app`, on a fresh embedded store: `/dashboard` needs a session
+/// and sends browsers to the login page; `/` is public; everything else needs a session.
+/// `extra`: more tables.
 fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path, extra: &str) -> String {
+    let session = Backend::embedded().section("");
+    doorman_toml_on(&session, app, cert, key, users, extra)
+}
+
+/// [`doorman_toml`] with this `[session]` table.
+fn doorman_toml_on(
+    session: &str,
+    app: &str,
+    cert: &Path,
+    key: &Path,
+    users: &Path,
+    extra: &str,
+) -> String {
     let listen = format!(
         "addr = \"{{addr}}\"\ntls = {{ cert = {cert:?}, key = {key:?} }}",
         cert = cert.display().to_string(),
@@ -112,7 +130,6 @@ fn doorman_toml(app: &str, cert: &Path, key: &Path, users: &Path, extra: &str) -
          [[routes]]\npath = \"/dashboard\"\naccess = \"authenticated\"\n\
          on_unauthenticated = \"redirect\"\n\n\
          [[routes]]\nglob = \"/\"\naccess = \"public\"\n\n{extra}",
-        session = Backend::embedded().section(""),
         users = users.display().to_string(),
     );
     support::doorman::config(app, &listen, &rest)
@@ -379,4 +396,77 @@ async fn sign_in_across_hosts_in_a_real_browser() {
         gateway.log()
     );
     assert_screenshots(&artifacts, HOSTS_SHOTS);
+}
+
+/// What `live.mjs` writes to the artifacts folder.
+const LIVE_SHOTS: &[&str] = &["live.png"];
+
+/// The session's absolute timeout on the expiry doorman of `live.mjs`.
+const LIVE_ABSOLUTE: Duration = Duration::from_secs(4);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_and_event_streams_end_with_their_session_in_a_real_browser() {
+    let chromium = chromium();
+    ensure_node_modules();
+    let upstream = support::Upstream::start().await;
+    let app = upstream.url();
+    let (cert, key) = write_certificate();
+    let users = write_users(&users_toml());
+    let spawn = |session: String| {
+        DoormanProcess::spawn(
+            &doorman_toml_on(&session, &app, &cert, &key, &users, ""),
+            &[],
+        )
+    };
+    let embedded = spawn(Backend::embedded().section(""));
+    let absolute = LIVE_ABSOLUTE.as_secs();
+    let expiry = spawn(Backend::embedded().section(&format!(
+        "idle_timeout = \"{absolute}s\"\nabsolute_timeout = \"{absolute}s\""
+    )));
+    let (plain, cached) = (
+        support::redis::RedisServer::start(),
+        support::redis::RedisServer::start(),
+    );
+    let recheck = Backend::redis(&plain).section("recheck = \"1s\"");
+    let (redis_a, redis_b) = (spawn(recheck.clone()), spawn(recheck));
+    let cache = Backend::redis(&cached).section("cache = true");
+    let (cache_a, cache_b) = (spawn(cache.clone()), spawn(cache));
+    let url = |d: &DoormanProcess| format!("https://{}", d.addr);
+    let config = embedded.dir.join("proxy.toml").display().to_string();
+    let revoke = [
+        support::process::binary().display().to_string(),
+        "sessions".into(),
+        "revoke".into(),
+        "--user".into(),
+        "alice".into(),
+        "--config".into(),
+        config,
+    ];
+    let artifacts = artifacts_dir(LIVE_SHOTS);
+    let env = vec![
+        ("EMBEDDED_URL", url(&embedded)),
+        (
+            "REVOKE",
+            serde_json::to_string(&revoke).expect("argv as JSON"),
+        ),
+        ("EXPIRY_URL", url(&expiry)),
+        ("ABSOLUTE_MS", LIVE_ABSOLUTE.as_millis().to_string()),
+        ("REDIS_A_URL", url(&redis_a)),
+        ("REDIS_B_URL", url(&redis_b)),
+        ("CACHE_A_URL", url(&cache_a)),
+        ("CACHE_B_URL", url(&cache_b)),
+        ("LOGIN_USER", "alice".to_string()),
+        ("LOGIN_PASSWORD", ALICE_PW.to_string()),
+    ];
+    let (ok, output) = journey("live.mjs", &chromium, &artifacts, env).await;
+    let logs: Vec<String> = [&embedded, &expiry, &redis_a, &redis_b, &cache_a, &cache_b]
+        .iter()
+        .map(|d| d.logs())
+        .collect();
+    assert!(
+        ok,
+        "the long-lived browser journey failed:\n{output}\ndoorman logs:\n{}",
+        logs.join("\n---\n")
+    );
+    assert_screenshots(&artifacts, LIVE_SHOTS);
 }

@@ -18,6 +18,8 @@
 //!   asked to upgrade; `426` otherwise; `/ws-bad-accept`, `/ws-no-accept` and `/ws-to-h2c`
 //!   switch too, with a wrong accept value, none, or to `h2c` (an upstream doorman must not
 //!   trust);
+//! * `/ws-echo`: a WebSocket echo of whole messages (tokio-tungstenite: unmasked server
+//!   frames, Close answered), for a browser at the other end;
 //! * `/ws-refuse`: `403`, even to an upgrade request;
 //! * `/set-cookies`: `200` with several `Set-Cookie` headers, including ones named
 //!   `doorman_session`, `__Host-doorman_session` and `sid` (cookie-fixation attempts);
@@ -179,6 +181,7 @@ async fn route(req: Request<Incoming>) -> Response<Body> {
             .body(full("ok"))
             .expect("response"),
         ("ws", None) => websocket(req, Switch::Correct),
+        ("ws-echo", None) => websocket(req, Switch::Messages),
         ("ws-bad-accept", None) => websocket(req, Switch::WrongAccept),
         ("ws-no-accept", None) => websocket(req, Switch::NoAccept),
         ("ws-to-h2c", None) => websocket(req, Switch::ToH2c),
@@ -390,7 +393,11 @@ impl http_body::Body for ChannelBody {
 /// How a `/ws*` route answers an upgrade: as RFC 6455 says, or wrongly in one way.
 #[derive(Clone, Copy)]
 enum Switch {
+    /// `101`, then every byte echoed as it came (client frames come back masked: fine for a
+    /// raw test client, refused by browsers).
     Correct,
+    /// `101`, then a WebSocket server echoing each message.
+    Messages,
     /// `101` with a `Sec-WebSocket-Accept` that answers another key.
     WrongAccept,
     /// `101` without `Sec-WebSocket-Accept`.
@@ -419,6 +426,9 @@ fn websocket(mut req: Request<Incoming>, switch: Switch) -> Response<Body> {
             return;
         };
         let mut io = TokioIo::new(upgraded);
+        if let Switch::Messages = switch {
+            return echo_messages(io).await;
+        }
         let mut buf = [0u8; 4096];
         loop {
             match io.read(&mut buf).await {
@@ -436,7 +446,7 @@ fn websocket(mut req: Request<Incoming>, switch: Switch) -> Response<Body> {
         _ => "websocket",
     };
     let accept = match switch {
-        Switch::Correct | Switch::ToH2c => Some(websocket_accept(&key)),
+        Switch::Correct | Switch::Messages | Switch::ToH2c => Some(websocket_accept(&key)),
         Switch::WrongAccept => Some(websocket_accept(b"AQIDBAUGBwgJCgsMDQ4PEA==")),
         Switch::NoAccept => None,
     };
@@ -448,6 +458,21 @@ fn websocket(mut req: Request<Incoming>, switch: Switch) -> Response<Body> {
         resp = resp.header("sec-websocket-accept", accept);
     }
     resp.body(full("")).expect("response")
+}
+
+/// Serve a switched connection as a WebSocket server that echoes each data message.
+async fn echo_messages<S>(io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// RFC 6455 §4.2.2: what a WebSocket server answers a `Sec-WebSocket-Key` with.
