@@ -11,6 +11,12 @@
 #             Read from /proc, 5 s later (doorman's upstream pool has idled out): doorman's
 #             VmRSS before, with the N connections held, and after they closed; VmHWM; its
 #             open fds (proof that it holds them). Target: <= 150 MB.
+#   websockets  one doorman (embedded store) in front of benches/ws_conns.py's WebSocket
+#             upstream; N WebSockets opened through it with sessions (M of them as the user
+#             `victim`) and held idle: VmRSS before / held / after, so RSS per connection; then
+#             `doorman sessions revoke --user victim`: all M must close (Close 1008 "session
+#             ended") within the stated latency, and no other (DESIGN.md §11). Raises the
+#             open-file limit (two sockets per tunnel) when allowed to.
 #   sessions  per store (redis, embedded) and per size (default 1,000 and 1,000,000): its own
 #             doorman (and, for redis, its own redis-server, so the small store is not measured
 #             inside the big one's keyspace), seeded before doorman starts by the bench-seed
@@ -26,12 +32,12 @@
 # versions.txt and the servers' logs; OUT defaults to benches/results/scale-<stamp>/.
 #
 # Usage:
-#   benches/scale.sh [--quick] [--doorman PATH] [--seed PATH] [--parts idle,sessions]
-#                    [--idle-conns 10000] [--sizes "1000 1000000"] [--stores redis,embedded]
+#   benches/scale.sh [--quick] [--doorman PATH] [--seed PATH] [--parts idle,websockets,sessions]
+#                    [--idle-conns 10000] [--ws-conns 10000] [--ws-victims 100] [--sizes "1000 1000000"] [--stores redis,embedded]
 #                    [--conns 64] [--duration 10s] [--reps 3] [--warmup 2s] [--threads 1]
 #                    [--pin] [--nice N] [--wait-quiet 60] [--max-other 20] [--retries 2]
 #                    [--no-install] [--out DIR]
-#   --quick    smoke mode, ~15 s: 300 idle connections, sizes "100 2000", 1 s per row, one rep,
+#   --quick    smoke mode, ~15 s: 300 idle connections, 300 WebSockets (10 victims), sizes "100 2000", 1 s per row, one rep,
 #              no warm-up, no waiting for quiet. Figures from it mean nothing;
 #              tests/bench_scale.rs runs it.
 #   --doorman PATH, --seed PATH  use these binaries (doorman, and the bench-seed example)
@@ -47,7 +53,7 @@ SCRIPT=scale.sh
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PARTS="idle,sessions"; IDLE_CONNS=10000; SIZES="1000 1000000"; STORES="redis,embedded"
+PARTS="idle,websockets,sessions"; IDLE_CONNS=10000; WS_CONNS=10000; WS_VICTIMS=100; SIZES="1000 1000000"; STORES="redis,embedded"
 CONNS=64; DURATION=10s; REPS=3; WARMUP=2s; THREADS=1
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0
 DOORMAN=""; SEED=""
@@ -58,6 +64,8 @@ while [ $# -gt 0 ]; do
     --seed) SEED=$2; shift 2;;
     --parts) PARTS=$2; shift 2;;
     --idle-conns) IDLE_CONNS=$2; shift 2;;
+    --ws-conns) WS_CONNS=$2; shift 2;;
+    --ws-victims) WS_VICTIMS=$2; shift 2;;
     --sizes) SIZES=$2; shift 2;;
     --stores) STORES=$2; shift 2;;
     *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
@@ -65,7 +73,7 @@ while [ $# -gt 0 ]; do
 done
 POOL_SETTLE=5
 if [ "$QUICK" = 1 ]; then
-  POOL_SETTLE=1; IDLE_CONNS=300; SIZES="100 2000"; DURATION=1s; REPS=1; WARMUP=0
+  POOL_SETTLE=1; IDLE_CONNS=300; WS_CONNS=300; WS_VICTIMS=10; SIZES="100 2000"; DURATION=1s; REPS=1; WARMUP=0
   WAIT_QUIET=0; MAX_OTHER=100000; RETRIES=0
 fi
 part() { case ",$PARTS," in *",$1,"*) return 0;; *) return 1;; esac; }
@@ -102,7 +110,7 @@ fi
 
 OUT=${OUT:-$HERE/results/scale-$(date +%Y%m%d-%H%M%S)}
 init_run
-RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/idle.tsv"; : > "$OUT/seed.tsv"
+RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/idle.tsv"; : > "$OUT/seed.tsv"; : > "$OUT/websockets.tsv"
 {
   echo "date: $(date -Is)  host: $(uname -srm)  cpus: $NCPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo))"
   echo "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))  RUST_LOG=$DOORMAN_LOG"
@@ -117,8 +125,9 @@ make_users
 
 # ---------------------------------------------------------------- part 1: idle connections
 IDLE_CLIENT=""
-cleanup_hook() {  # the client holding the idle connections, if a failure left it running
+cleanup_hook() {  # the clients holding idle connections, if a failure left them running
   [ -n "$IDLE_CLIENT" ] && kill "$IDLE_CLIENT" 2>/dev/null
+  [ -n "${WS_CLIENT:-}" ] && kill "$WS_CLIENT" 2>/dev/null
   return 0
 }
 kib() { awk -v f="$2:" '$1==f {print $2}' "/proc/$1/status" 2>/dev/null; }
@@ -158,6 +167,71 @@ idle_timeout = \"10m\""
   [ "$still" = "$held" ] || die "idle: doorman closed $((held - still)) idle connections while held"
 }
 part idle && idle_part
+
+# ---------------------------------------------------------------- part 1b: idle WebSockets
+# ws_part: doorman (embedded store) in front of benches/ws_conns.py's WebSocket upstream; the
+# client opens WS_CONNS WebSockets through it with a session (WS_VICTIMS of them as the user
+# `victim`, the rest as BENCH_USER) and holds them idle. Read: doorman's VmRSS before, held and
+# after, so RSS per connection; then `doorman sessions revoke --user victim`: how many of the
+# victim's sockets closed (with the Close frame 1008 "session ended") and how fast, and that no
+# other socket did (DESIGN.md §11). Each tunnel holds two sockets, so this raises the open-file
+# limit first (root may; otherwise WS_CONNS must fit in the limit it has).
+WS_CLIENT=""
+ws_part() {
+  local port wsport pid rss0 rss1 rss2 hwm line ready held failed secs fds hash cookie victim
+  local ended victims_closed victims max_ms others frames
+  read -r port wsport <<< "$(free_ports 2)"
+  local fit asked=$WS_CONNS
+  ulimit -Hn $((WS_CONNS * 2 + 1000)) 2>/dev/null; ulimit -n "$(ulimit -Hn)" 2>/dev/null
+  fit=$(( ($(ulimit -n) - 200) / 2 ))
+  if [ "$WS_CONNS" -gt "$fit" ]; then
+    log "websockets: the open-file limit ($(ulimit -n), not raisable here) holds at most $fit tunnels of 2 sockets: measuring $fit, not $WS_CONNS"
+    WS_CONNS=$fit
+  fi
+  start_bg ws-upstream python3 "$HERE/ws_conns.py" server --port "$wsport" --count "$WS_CONNS"
+  wait_port "$wsport" 10 ws-upstream
+  UPSTREAM_PORT=$wsport doorman_config dm-ws "$port" "$(session_toml embedded)" \
+    "max_connections = $((WS_CONNS + 1000))"
+  hash=$(awk -F'"' '/^password/ {print $2; exit}' "$RUN/users.toml")
+  printf '\n[users.victim]\npassword = "%s"\ngroups = []\n' "$hash" >> "$RUN/dm-ws/users.toml"
+  doorman_start dm-ws "$port"
+  pid=$(pid_of dm-ws)
+  cookie=$(doorman_login "$port")
+  victim=$(BENCH_USER=victim doorman_login "$port")
+  sleep 1
+  rss0=$(kib "$pid" VmRSS)
+  log "websockets: doorman VmRSS $((rss0 / 1024)) MiB before; opening $WS_CONNS WebSockets ($WS_VICTIMS as victim)"
+  coproc WS { exec python3 "$HERE/ws_conns.py" client --port "$port" --count "$WS_CONNS" \
+    --cookie "$cookie" --victim-cookie "$victim" --victims "$WS_VICTIMS" --parallel 64 2>&1; }
+  WS_CLIENT=$WS_PID
+  local in=${WS[0]} out=${WS[1]}
+  read -r -t 600 line <&"$in" || die "websockets: the client gave no READY line (see $OUT/run.log)"
+  read -r ready held failed secs <<< "$line"
+  [ "$ready" = READY ] || die "websockets: the client said: $line"
+  sleep 3
+  rss1=$(kib "$pid" VmRSS); hwm=$(kib "$pid" VmHWM)
+  fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
+  log "websockets: $held held ($failed failed, opened in ${secs}s): VmRSS $((rss1 / 1024)) MiB, $fds fds"
+  echo MARK >&"$out"
+  "$DOORMAN" sessions revoke --user victim --config "$RUN/dm-ws/proxy.toml" >&2 \
+    || die "websockets: sessions revoke failed"
+  read -r -t 30 line <&"$in" || die "websockets: the client gave no ENDED line"
+  read -r ended victims_closed victims max_ms others frames <<< "$line"
+  [ "$ended" = ENDED ] || die "websockets: the client said: $line"
+  log "websockets: revoke closed $victims_closed of $victims victim sockets (slowest $max_ms ms, $frames with the Close 1008), $others others"
+  echo >&"$out"
+  wait "$WS_CLIENT" 2>/dev/null; WS_CLIENT=""
+  sleep 2
+  rss2=$(kib "$pid" VmRSS)
+  printf 'conns\t%s\nheld\t%s\nfailed\t%s\nopen_s\t%s\nfds\t%s\nrss_before\t%s\nrss_held\t%s\nhwm\t%s\nrss_after\t%s\nvictims\t%s\nvictims_closed\t%s\nclose_frames\t%s\nslowest_ms\t%s\nothers_closed\t%s\n' \
+    "$WS_CONNS" "$held" "$failed" "$secs" "$fds" "$rss0" "$rss1" "$hwm" "$rss2" \
+    "$victims" "$victims_closed" "$frames" "$max_ms" "$others" > "$OUT/websockets.tsv"
+  printf 'asked\t%s\nfd_limit\t%s\n' "$asked" "$(ulimit -n)" >> "$OUT/websockets.tsv"
+  [ "$failed" = 0 ] || die "websockets: $failed of $WS_CONNS WebSockets were not opened"
+  [ "$victims_closed" = "$victims" ] || die "websockets: only $victims_closed of $victims victim sockets closed"
+  [ "$others" = 0 ] || die "websockets: revoking the victim closed $others other sockets"
+}
+part websockets && ws_part
 
 # ---------------------------------------------------------------- part 2: sessions
 # seed_store STORE SIZE NAME: fill the store NAME's doorman will use; one line in seed.tsv

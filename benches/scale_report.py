@@ -5,6 +5,8 @@
 
 OUT/idle.tsv: key value lines (conns held failed open_s fds still_open rss_before rss_held hwm
   rss_after; memory in KiB) from the idle-connections part.
+OUT/websockets.tsv: key value lines (conns held failed open_s fds rss_before rss_held hwm
+  rss_after victims victims_closed close_frames slowest_ms others_closed) from the WebSockets part.
 OUT/raw.tsv: run.sh's columns (see report.py), rows named STORE-SIZE.
 OUT/seed.tsv: name store size seconds store-MiB (Redis used_memory, or the redb file).
 OUT/rss.tsv: STORE-SIZE ready|peak KiB (doorman's VmRSS after the login, VmHWM after all runs).
@@ -63,6 +65,35 @@ if idle:
     targets.append(("RSS with %d idle keep-alive connections ≤ 150 MB" % n,
                     "%.1f MiB (%.0f MB), peak %.1f MiB" % (loaded, loaded * 1.048576, hwm),
                     met(loaded * 1.048576 <= 150) if n >= 10000 else "n/a (fewer than 10,000)"))
+
+ws = {k: v for k, v in (l[:2] for l in lines("websockets.tsv"))}
+if ws:
+    n = int(ws["conns"])
+    held = int(ws["held"])
+    before, loaded, hwm, after = (mib(ws[k]) for k in ("rss_before", "rss_held", "hwm", "rss_after"))
+    per = (int(ws["rss_held"]) - int(ws["rss_before"])) / held if held else 0
+    out.append("### Idle WebSockets following their sessions (DESIGN.md §11)")
+    out.append("")
+    out.append("WebSockets opened through doorman with a session (embedded store) to a WebSocket upstream "
+               "and held idle; each is a client and an upstream socket (fds). Then `doorman sessions revoke "
+               "--user victim` ends the victim's sessions: how many of their sockets closed, with the "
+               "Close frame 1008 `session ended` first, the slowest from just before the command started, "
+               "and how many other sockets closed (must be 0).")
+    out.append("")
+    out.append("| WebSockets | held | failed | doorman fds | RSS MiB before | held | per WebSocket KiB | peak | after close | victim sockets closed | with Close 1008 | slowest ms | others closed |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| %d | %d | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %s / %s | %s | %s | %s |" % (
+        n, held, ws["failed"], ws["fds"], before, loaded, per, hwm, after, ws["victims_closed"],
+        ws["victims"], ws["close_frames"], ws["slowest_ms"], ws["others_closed"]))
+    if int(ws.get("asked", n)) > n:
+        out.append("")
+        out.append("Asked for %s WebSockets; this machine's open-file limit (%s, which the script may not "
+                   "raise) holds %d tunnels of two sockets each." % (ws["asked"], ws["fd_limit"], n))
+    out.append("")
+    targets.append(("revoking one user closes exactly their WebSockets, within 1 s (embedded store), of %d held" % n,
+                    "%s of %s in %s ms, %s others" % (ws["victims_closed"], ws["victims"], ws["slowest_ms"], ws["others_closed"]),
+                    met(ws["victims_closed"] == ws["victims"] and ws["others_closed"] == "0"
+                        and float(ws["slowest_ms"]) <= 1000)))
 
 runs = {}
 for f in lines("raw.tsv"):

@@ -378,7 +378,7 @@ where
 /// ever counts bytes the client was sent: a copy step can be dropped at any await (a read,
 /// or one `write`) without losing track of where the client's frames end.
 struct Down {
-    buf: Vec<u8>,
+    buf: Growing,
     /// `buf[pos..end]`: read from the upstream, not yet written to the client.
     pos: usize,
     end: usize,
@@ -389,7 +389,7 @@ struct Down {
 impl Down {
     fn new() -> Down {
         Down {
-            buf: vec![0u8; 16 * 1024],
+            buf: Growing::new(),
             pos: 0,
             end: 0,
             frames: Frames::boundaries(),
@@ -404,7 +404,7 @@ impl Down {
         W: AsyncWrite + Unpin,
     {
         if self.pos == self.end {
-            let n = from.read(&mut self.buf).await?;
+            let n = self.buf.read_from(from).await?;
             (self.pos, self.end) = (0, n);
             return Ok(n == 0);
         }
@@ -418,12 +418,12 @@ impl Down {
         to: &mut W,
         upto: usize,
     ) -> std::io::Result<()> {
-        let n = to.write(&self.buf[self.pos..upto]).await?;
+        let n = to.write(&self.buf.0[self.pos..upto]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         // A boundaries reader refuses nothing.
-        let _ = self.frames.feed(&self.buf[self.pos..self.pos + n]);
+        let _ = self.frames.feed(&self.buf.0[self.pos..self.pos + n]);
         self.pos += n;
         self.copied += n as u64;
         Ok(())
@@ -441,19 +441,44 @@ impl Down {
                 return Ok(());
             }
             if self.pos == self.end {
-                let n = from.read(&mut self.buf).await?;
+                let n = self.buf.read_from(from).await?;
                 if n == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
                 (self.pos, self.end) = (0, n);
                 continue;
             }
-            let upto = match self.frames.to_boundary(&self.buf[self.pos..self.end]) {
+            let upto = match self.frames.to_boundary(&self.buf.0[self.pos..self.end]) {
                 Some(k) => self.pos + k,
                 None => self.end,
             };
             self.write(to, upto).await?;
         }
+    }
+}
+
+/// A tunnel's copy buffer: it starts at [`Growing::START`] and doubles, up to
+/// [`Growing::MAX`], only when a read fills it. Ten thousand idle WebSockets (dashboards,
+/// chats: small messages) then hold 2 KiB per direction instead of 16; a busy one grows to
+/// copy in large reads.
+struct Growing(Vec<u8>);
+
+impl Growing {
+    const START: usize = 2 * 1024;
+    const MAX: usize = 16 * 1024;
+
+    fn new() -> Growing {
+        Growing(vec![0u8; Growing::START])
+    }
+
+    /// Read once into the buffer's start; `0` at the end. A read that filled it makes it
+    /// grow (keeping what was read) for the next one.
+    async fn read_from<R: AsyncRead + Unpin>(&mut self, from: &mut R) -> std::io::Result<usize> {
+        let n = from.read(&mut self.0).await?;
+        if n == self.0.len() && n < Growing::MAX {
+            self.0.resize(n * 2, 0);
+        }
+        Ok(n)
     }
 }
 
@@ -465,18 +490,18 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut frames = Frames::default();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = Growing::new();
     let mut copied = 0u64;
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = buf.read_from(from).await?;
         if n == 0 {
             return Ok(copied);
         }
-        frames.feed(&buf[..n]).map_err(|e| {
+        frames.feed(&buf.0[..n]).map_err(|e| {
             debug!(error = %e, "WebSocket tunnel closed: the client sent something that is not a frame");
             std::io::Error::new(std::io::ErrorKind::InvalidData, e)
         })?;
-        to.write_all(&buf[..n]).await?;
+        to.write_all(&buf.0[..n]).await?;
         copied += n as u64;
     }
 }
