@@ -25,7 +25,7 @@ enum State {
     /// Not long-lived yet: registers if still streaming once `after` has passed since the
     /// upstream first kept it waiting.
     Waiting {
-        ticket: Box<OwnedTicket>,
+        ticket: OwnedTicket,
         after: Duration,
         timer: Option<Pin<Box<Sleep>>>,
     },
@@ -44,7 +44,7 @@ struct Follow {
 impl Follow {
     fn new(ticket: OwnedTicket) -> Follow {
         let expiry = Box::pin(tokio::time::sleep(ticket.expires_in()));
-        let user = ticket.user.clone();
+        let user = ticket.user().to_string();
         Follow {
             registration: ticket.register(),
             expiry,
@@ -78,7 +78,7 @@ impl<B> Following<B> {
             State::Following(Box::new(Follow::new(ticket)))
         } else {
             State::Waiting {
-                ticket: Box::new(ticket),
+                ticket,
                 after,
                 timer: None,
             }
@@ -143,7 +143,7 @@ where
                 if let State::Waiting { ticket, .. } =
                     std::mem::replace(&mut this.state, State::Done)
                 {
-                    this.state = State::Following(Box::new(Follow::new(*ticket)));
+                    this.state = State::Following(Box::new(Follow::new(ticket)));
                 }
                 if polled.is_pending() {
                     // Poll its end once, above, so the registration knows whom to wake.

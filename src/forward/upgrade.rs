@@ -25,10 +25,10 @@
 //! followed frame by frame (`websocket`): the first bytes that are not a masked frame with a
 //! defined opcode close the tunnel, so a `101` relayed by a confused app cannot become a raw
 //! channel to it. A WebSocket opened with a session follows it (DESIGN.md §11,
-//! `session::live`): when the session is deleted (logout, a login that replaces it,
-//! `sessions revoke` through the store) or reaches its absolute expiry, the client's side stops
-//! at once and the client gets a Close (1008, `session ended`) at the upstream side's next
-//! frame boundary ([`relay_following`]).
+//! `session::live`): when the session ends (logout, `sessions revoke`, its absolute expiry,
+//! another doorman's logout heard through the Redis cache or the `recheck`, a reload that
+//! no longer lets it through), the client's side stops at once and the client gets a Close
+//! (1008, `session ended`) at the upstream side's next frame boundary ([`relay_following`]).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -334,19 +334,25 @@ impl Ticket<'_> {
     }
 
     /// What an exchange keeps of the ticket to register later (a response that turns out to
-    /// stream): owned, since the ticket borrows from the request.
+    /// stream): owned, since the ticket borrows from the request. Every response of a session
+    /// that is still coming makes one, so it costs one allocation (user and path in one
+    /// string); the registration's own parts are made only if it registers.
     pub fn to_owned(&self) -> OwnedTicket {
+        let host = self.host.unwrap_or_default();
+        let mut text = String::with_capacity(self.user.len() + self.path.len() + host.len());
+        text.push_str(self.user);
+        text.push_str(self.path);
+        text.push_str(host);
         OwnedTicket {
             registry: Arc::clone(self.registry),
             key: *self.key,
-            user: self.user.to_string(),
             absolute_expiry: self.absolute_expiry,
             clock: self.clock.clone(),
-            scope: Scope {
-                method: self.method.clone(),
-                host: self.host.map(str::to_string),
-                path: self.path.to_string(),
-            },
+            method: self.method.clone(),
+            text,
+            user_end: self.user.len(),
+            path_end: self.user.len() + self.path.len(),
+            host: self.host.is_some(),
         }
     }
 }
@@ -355,17 +361,31 @@ impl Ticket<'_> {
 pub struct OwnedTicket {
     registry: Arc<Registry>,
     key: SessionKey,
-    /// The session's user.
-    pub user: String,
     absolute_expiry: u64,
     clock: crate::clock::Clock,
-    scope: Scope,
+    method: Method,
+    /// The user, the path, then the host (if any), end to end.
+    text: String,
+    user_end: usize,
+    path_end: usize,
+    host: bool,
 }
 
 impl OwnedTicket {
+    /// The session's user.
+    pub fn user(&self) -> &str {
+        &self.text[..self.user_end]
+    }
+
     /// Register the exchange now.
     pub fn register(self) -> Registration {
-        self.registry.register(self.key, &self.user, self.scope)
+        let scope = Scope {
+            method: self.method,
+            host: self.host.then(|| self.text[self.path_end..].to_string()),
+            path: self.text[self.user_end..self.path_end].to_string(),
+        };
+        self.registry
+            .register(self.key, &self.text[..self.user_end], scope)
     }
 
     /// Time left until the session's absolute expiry.
@@ -373,11 +393,6 @@ impl OwnedTicket {
         std::time::Duration::from_millis(
             self.absolute_expiry.saturating_sub(self.clock.now_millis()),
         )
-    }
-
-    /// The session's tag, for the audit line.
-    pub fn session_tag(&self) -> String {
-        self.key.tag()
     }
 }
 
