@@ -21,6 +21,7 @@ use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics, RouteLabel};
 use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
+use crate::session::express::Bridge;
 use crate::session::live::{Ended, Scope};
 use crate::session::{Origin, Record, SessionStore, Store};
 
@@ -37,6 +38,8 @@ pub struct Shared {
     pub clock: Clock,
     /// `[oidc]` at run time: the provider and the state key.
     pub oidc: Option<Arc<Oidc>>,
+    /// `[session.express]` at run time: the app's secrets and Redis (DESIGN.md §12).
+    pub express: Option<Arc<Bridge>>,
     cookies: [CookiePolicy; 2],
 }
 
@@ -59,8 +62,15 @@ impl Shared {
             metrics,
             clock,
             oidc,
+            express: None,
             cookies,
         }
+    }
+
+    /// The same state, taking over the sessions of an express-session app through `bridge`.
+    pub fn with_express(mut self, bridge: Option<Arc<Bridge>>) -> Shared {
+        self.express = bridge;
+        self
     }
 
     /// Doorman's cookie as served to a client over TLS (`tls`) or plain HTTP.
@@ -146,7 +156,11 @@ pub fn route<'a>(
 /// Look up the session the exchange's cookie presents and record the outcome on it; groups of
 /// password sessions come from the users file as it is now.
 pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
-    let state = session_state(shared, &ex.presented).await;
+    let mut state = session_state(shared, &ex.presented).await;
+    if let (Some(bridge), Some(value)) = (&shared.express, ex.app_cookie.take()) {
+        // Boxed: only requests that carry the app's cookie pay for this future.
+        state = Box::pin(express_state(shared, bridge, ex, &value, state)).await;
+    }
     shared.metrics.session_lookup(match &state {
         SessionState::Valid { .. } => Lookup::hit,
         SessionState::None => Lookup::miss,
@@ -158,6 +172,45 @@ pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
         ex.log_session(Some(identity.user().to_string()), key);
     }
     ex.session = state;
+}
+
+/// The session a request carrying the express app's cookie `value` is served with (DESIGN.md
+/// §12): without a doorman session, the one taken over from the app's (its cookie set on the
+/// response); with one, the same, and whether the app's cookie may still reach the app.
+async fn express_state(
+    shared: &Shared,
+    bridge: &Bridge,
+    ex: &mut Exchange,
+    value: &str,
+    state: SessionState,
+) -> SessionState {
+    let now = shared.clock.now_millis();
+    match state {
+        SessionState::None | SessionState::Stale { .. } => {
+            match bridge.take_over(&shared.store, value, now).await {
+                Ok(Some((id, record))) => match identity_of(&shared.config, &record) {
+                    Some(identity) => {
+                        let key = id.key();
+                        ex.cookie = CookieAction::Set(id);
+                        SessionState::Valid {
+                            key,
+                            identity,
+                            record,
+                        }
+                    }
+                    None => state,
+                },
+                Ok(None) => state,
+                // The store or the app's Redis did not answer: fail closed, as for a lookup.
+                Err(error) => SessionState::Down(error),
+            }
+        }
+        SessionState::Valid { ref record, .. } if bridge.forward_cookie() => {
+            ex.strip_app_cookie = !bridge.same_user(value, record, now).await.unwrap_or(false);
+            state
+        }
+        other => other,
+    }
 }
 
 async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
@@ -192,7 +245,9 @@ fn identity_of(config: &Config, record: &Record) -> Option<Identity> {
             .users
             .get(&record.user)
             .and_then(|u| Identity::new(record.user.clone(), u.groups.clone()).ok()),
-        Origin::Handoff => Identity::new(record.user.clone(), record.groups.clone()).ok(),
+        Origin::Handoff | Origin::Express => {
+            Identity::new(record.user.clone(), record.groups.clone()).ok()
+        }
         // Groups as the ID token gave them; the users file is not consulted, except that a
         // reload that removes `[oidc]`, or forbids a local user's name, ends these sessions.
         Origin::Oidc => match &config.oidc {

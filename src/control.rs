@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::session::express::Bridge;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -43,6 +44,8 @@ pub fn control_socket_path(store_path: &Path) -> PathBuf {
 pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// `[session.express]`: a revoke deletes the app's records of the sessions it ends.
+    express: Option<Arc<Bridge>>,
 }
 
 impl ControlSocket {
@@ -90,7 +93,15 @@ impl ControlSocket {
         Ok(ControlSocket {
             listener,
             path: socket_path.to_owned(),
+            express: None,
         })
+    }
+
+    /// The same socket, whose revokes also delete the express app's records of the sessions
+    /// they end (DESIGN.md §12).
+    pub fn with_express(mut self, express: Option<Arc<Bridge>>) -> ControlSocket {
+        self.express = express;
+        self
     }
 
     /// Answer `revoke <user>` requests until `shutdown` completes, then remove the socket file.
@@ -100,9 +111,12 @@ impl ControlSocket {
             accept::next("control", || self.listener.accept(), shutdown.as_mut()).await
         {
             let store = Arc::clone(&store);
+            let express = self.express.clone();
             tokio::spawn(async move {
-                let served =
-                    tokio::time::timeout(CONTROL_TIMEOUT, serve_connection(&store, stream));
+                let served = tokio::time::timeout(
+                    CONTROL_TIMEOUT,
+                    serve_connection(&store, express.as_deref(), stream),
+                );
                 match served.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "control connection failed"),
@@ -127,7 +141,11 @@ pub async fn serve_control(
     Ok(())
 }
 
-async fn serve_connection(store: &EmbeddedStore, stream: UnixStream) -> io::Result<()> {
+async fn serve_connection(
+    store: &EmbeddedStore,
+    express: Option<&Bridge>,
+    stream: UnixStream,
+) -> io::Result<()> {
     // The socket's mode already limits who can connect; check the peer too, in case the file's
     // permissions were loosened: only doorman's own user, or root.
     let peer = stream.peer_cred()?.uid();
@@ -153,19 +171,26 @@ async fn serve_connection(store: &EmbeddedStore, stream: UnixStream) -> io::Resu
             write.write_all(b"error request too long\n").await?;
             return Ok(());
         }
-        let answer = answer(store, line.trim_end_matches(['\n', '\r'])).await;
+        let answer = answer(store, express, line.trim_end_matches(['\n', '\r'])).await;
         write.write_all(answer.as_bytes()).await?;
     }
 }
 
-async fn answer(store: &EmbeddedStore, request: &str) -> String {
+async fn answer(store: &EmbeddedStore, express: Option<&Bridge>, request: &str) -> String {
     let Some(user) = request.strip_prefix("revoke ") else {
         return "error unknown command\n".to_owned();
     };
     if !valid_user(user) {
         return "error invalid user name\n".to_owned();
     }
+    let app_sessions = match express {
+        Some(_) => store.express_ids(user).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let deleted = store.delete_user(user).await;
+    if let Some(bridge) = express {
+        bridge.forget_all(&app_sessions).await;
+    }
     // The user's open WebSockets end with the sessions (DESIGN.md §11).
     store
         .live()

@@ -175,6 +175,26 @@ pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// The value of the cookie `name` when the request carries exactly one cookie of that name
+/// (one of another app: express-session's `connect.sid`, DESIGN.md §12). Two count as none.
+pub fn only_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    let mut count = 0;
+    for value in headers.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(i) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if pair[..i].trim_ascii() == name.as_bytes() {
+                count += 1;
+                found = std::str::from_utf8(pair[i + 1..].trim_ascii()).ok();
+            }
+        }
+    }
+    (count == 1).then_some(found).flatten().map(str::to_string)
+}
+
 /// Drop every upstream `Set-Cookie` that would set (or clear) one of doorman's cookies.
 pub fn remove_from_response(headers: &mut HeaderMap, name: &str) {
     if !headers.contains_key(SET_COOKIE) {

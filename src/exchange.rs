@@ -167,6 +167,12 @@ pub struct Exchange {
     pub session_tag: Option<String>,
     /// Whether the connection must close after this response (HTTP/1 only).
     pub close: bool,
+    /// With `[session.express]`: the app's cookie (`connect.sid`), when the request carried
+    /// exactly one (DESIGN.md §12).
+    pub app_cookie: Option<String>,
+    /// Whether the app's cookie must not reach the app: it names another user than the
+    /// session (or cannot be shown to name the same one).
+    pub strip_app_cookie: bool,
 }
 
 impl Exchange {
@@ -185,6 +191,8 @@ impl Exchange {
             user: None,
             session_tag: None,
             close: false,
+            app_cookie: None,
+            strip_app_cookie: false,
         }
     }
 

@@ -24,10 +24,11 @@ use crate::config::{Config, OidcConfig};
 use crate::cookie::Presented;
 use crate::error::ProxyError;
 use crate::exchange::{ClientInfo, CookieAction, Exchange, SessionState};
-use crate::forward::Upstream;
+use crate::forward::{Upstream, Vouch};
 use crate::login::{self, handoff, Login};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::oidc::Oidc;
+use crate::session::express::Bridge;
 use crate::session::live::Ticket;
 use crate::session::Store;
 
@@ -90,8 +91,20 @@ impl App {
             )),
             None => None,
         };
+        let express = match &config.session.express {
+            Some(express) => Some(Arc::new(
+                Bridge::new(
+                    express,
+                    &store,
+                    &config.session.key_prefix,
+                    config.session.timeouts,
+                )
+                .map_err(|e| BuildError::Express(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(App {
-            shared: Shared::new(config, store, metrics, clock, oidc),
+            shared: Shared::new(config, store, metrics, clock, oidc).with_express(express),
             login,
             upstream,
         })
@@ -107,6 +120,9 @@ pub enum BuildError {
     /// The OpenID Connect runtime (the state key file, the provider's client).
     #[error("{0}")]
     Oidc(String),
+    /// `[session.express]`'s Redis client.
+    #[error("[session.express]: {0}")]
+    Express(String),
 }
 
 /// Answer one request: forward it, or answer with doorman's own response.
@@ -162,6 +178,9 @@ async fn decide(
     // Normalised once: what the routes match is exactly what the upstream receives.
     let path = crate::path::normalise(req.uri().path())?;
     ex.presented = shared.cookies(ex.client.https).read(req.headers());
+    if let Some(bridge) = &shared.express {
+        ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
+    }
     if config.login.owns(&path) {
         // Doorman's own endpoints; nothing under the prefix is ever forwarded.
         ex.path = Some(path);
@@ -214,8 +233,20 @@ async fn decide(
         }),
         _ => None,
     };
+    // The express app's cookie (DESIGN.md §12): kept unless told otherwise, or it names
+    // someone other than the session's user.
+    let drop_cookie = shared
+        .express
+        .as_deref()
+        .filter(|b| !b.forward_cookie() || ex.strip_app_cookie)
+        .map(Bridge::cookie_name);
+    let vouch = Vouch {
+        identity: ex.identity(),
+        assertion,
+        drop_cookie,
+    };
     let forwarded = upstream
-        .forward(req, &ex.client, target, ex.identity(), assertion, ticket)
+        .forward(req, &ex.client, target, vouch, ticket)
         .await;
     shared.metrics.upstream(asked.elapsed());
     let (resp, handoff) = forwarded?;

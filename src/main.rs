@@ -226,7 +226,23 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
             }
             StoreKind::Redis(_) => {
                 let store = doorman::session::open(&config.session, &Clock::system())?;
+                // Sessions taken over from an express app end the app's records too (§12).
+                let express = match &config.session.express {
+                    Some(express) => Some((
+                        doorman::session::express::Bridge::new(
+                            express,
+                            &store,
+                            &config.session.key_prefix,
+                            config.session.timeouts,
+                        )?,
+                        store.express_ids(user).await?,
+                    )),
+                    None => None,
+                };
                 let n = store.delete_user(user).await?;
+                if let Some((bridge, ids)) = express {
+                    bridge.forget_all(&ids).await;
+                }
                 doorman::audit::revoke("cli", user, n);
                 Ok(n)
             }

@@ -11,6 +11,7 @@
 //! would leave paths the operator meant to protect open.
 
 mod admin;
+mod express;
 mod gateway;
 mod net;
 mod openid;
@@ -35,6 +36,7 @@ use crate::tls::Tls;
 pub use users::{hash_password, User, Users, UsersError};
 
 pub use admin::AdminConfig;
+pub use express::ExpressConfig;
 pub use gateway::ForwardAuthConfig;
 pub use net::{client_group, IpNet};
 pub use openid::{read_state_key, OidcConfig, StateKey, STATE_KEY_LEN};

@@ -78,6 +78,8 @@ pub struct SessionConfig {
     /// (DESIGN.md §11). With the embedded store or the Redis cache their ends arrive at once
     /// anyway; the re-check is then what slides their idle clocks. Changes with a reload.
     pub recheck: Duration,
+    /// `[session.express]`: the sessions of an express-session app, taken over (DESIGN.md §12).
+    pub express: Option<super::ExpressConfig>,
 }
 
 /// `[login]`.
@@ -274,6 +276,7 @@ pub(super) fn read_session(
         );
     }
     let persistent = s.bool("persistent", false);
+    let express = super::express::read_express(&mut s, base, &store);
     let recheck = s.duration("recheck", Duration::from_secs(30));
     if recheck < Duration::from_millis(100) {
         s.error("recheck", "must be at least 100ms");
@@ -290,6 +293,7 @@ pub(super) fn read_session(
         same_site,
         persistent,
         recheck,
+        express,
     }
 }
 

@@ -91,15 +91,14 @@ impl Upstream {
 
     /// Forward `req` to `target` (its normalised path and the query as sent) and return the
     /// upstream's response head with its body streaming, and the handoff headers the upstream
-    /// sent (already removed from the response). `identity` and `assertion` (its signed token,
-    /// `crate::assertion::for_upstream`) are set after every client copy was stripped.
+    /// sent (already removed from the response). What `vouch` names is set (or removed) after
+    /// every client copy was stripped.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         client: &ClientInfo,
         target: PathAndQuery,
-        identity: Option<&Identity>,
-        assertion: Option<HeaderValue>,
+        vouch: Vouch<'_>,
         session: Option<Ticket<'_>>,
     ) -> Result<(Response<Body>, Handoff), ProxyError> {
         let upgrade = upgrade::requested(&req, &self.up.upgrades);
@@ -112,7 +111,7 @@ impl Upstream {
             req.body_mut().prefetch().await?;
         }
         let progress = req.body_mut().track();
-        let up_req = self.upstream_request(req, client, target, identity, assertion, offered)?;
+        let up_req = self.upstream_request(req, client, target, vouch, offered)?;
         let up = &self.up;
         let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
         let resp = match sent.await {
@@ -167,8 +166,7 @@ impl Upstream {
         req: Request<ClientBody>,
         client: &ClientInfo,
         target: PathAndQuery,
-        identity: Option<&Identity>,
-        assertion: Option<HeaderValue>,
+        vouch: Vouch<'_>,
         upgrade: Option<HeaderValue>,
     ) -> Result<Request<UpstreamBody>, ProxyError> {
         let config = &*self.config;
@@ -181,6 +179,9 @@ impl Upstream {
         headers::remove_hop_by_hop(h);
         config.identity.strip(h);
         cookie::remove_from_request(h, &config.session.cookie_name);
+        if let Some(name) = vouch.drop_cookie {
+            cookie::remove_from_request(h, name);
+        }
         let peer = client.peer.ip();
         let trusted = config
             .listen
@@ -212,10 +213,10 @@ impl Upstream {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, protocol);
         }
-        if let Some(identity) = identity {
+        if let Some(identity) = vouch.identity {
             config.identity.set(h, identity);
         }
-        if let Some(token) = assertion {
+        if let Some(token) = vouch.assertion {
             config.identity.set_assertion(h, token);
         }
 
@@ -242,6 +243,18 @@ impl Upstream {
                 .unwrap_or_else(|e| ProxyError::UpstreamFailed(Box::new(e))),
         }
     }
+}
+
+/// What doorman vouches for on a forwarded request, set after every client copy was stripped:
+/// the session's identity and its signed assertion (`crate::assertion::for_upstream`); and a
+/// cookie of the app's own that must not reach it (express-session's, DESIGN.md §12).
+pub struct Vouch<'a> {
+    /// The session's identity, if any.
+    pub identity: Option<&'a Identity>,
+    /// The identity's signed assertion, when configured.
+    pub assertion: Option<HeaderValue>,
+    /// A cookie name to remove from the request.
+    pub drop_cookie: Option<&'a str>,
 }
 
 /// Remove what must not reach the client: hop-by-hop headers, doorman's handoff headers

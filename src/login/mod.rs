@@ -39,6 +39,7 @@ pub mod origin;
 pub mod page;
 pub mod throttle;
 
+use crate::session::express::Bridge;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -291,12 +292,16 @@ async fn log_out(
         return Err(ProxyError::Forbidden);
     }
     let mut to = None;
+    let mut express = None;
     match ex.presented_key() {
         Some(key) => {
             // Who is logging out, for the audit trail (a stale session has no user; a store
             // error here surfaces on the delete below).
             access::lookup(shared, ex).await;
             let user = ex.identity().map(|who| who.user().to_string());
+            if let SessionState::Valid { record, .. } = &ex.session {
+                express = record.express.clone();
+            }
             if let SessionState::Valid { record, .. } = &ex.session {
                 // Signed in with the provider: its session ends too (read before the delete,
                 // which removes the ID token it needs). The login's own session keeps it.
@@ -322,7 +327,28 @@ async fn log_out(
         None if ex.presented == Presented::Invalid => ex.cookie = CookieAction::Expire,
         None => {}
     }
-    Ok(see_other(to.as_deref().unwrap_or("/")))
+    let mut resp = see_other(to.as_deref().unwrap_or("/"));
+    if let (Some(bridge), Some(id)) = (&shared.express, express) {
+        express_logout(bridge, &id, &mut resp).await;
+    }
+    Ok(resp)
+}
+
+/// A session taken over from express-session ends the app's too (DESIGN.md §12): its record is
+/// deleted and its cookie expired in the browser. The doorman session is gone already, and its
+/// take-over record keeps the old cookie from making a new one, so a Redis that fails here
+/// costs nothing but the app's record lingering until its TTL: logged, not answered 503.
+async fn express_logout(bridge: &Bridge, id: &str, resp: &mut Response<Body>) {
+    if let Err(error) = bridge.forget(id).await {
+        warn!(%error, "logout: the express-session record could not be deleted; it expires on its own");
+    }
+    let expired = format!(
+        "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly",
+        bridge.cookie_name()
+    );
+    if let Ok(value) = HeaderValue::from_str(&expired) {
+        resp.headers_mut().append(header::SET_COOKIE, value);
+    }
 }
 
 async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Body>, ProxyError> {

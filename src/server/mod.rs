@@ -141,7 +141,8 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(config.listen.max_connections));
     let per_client = PerClient::new(config.listen.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut housekeeping = start_housekeeping(&config, &store, stop_rx.clone())?;
+    let express = live.load().shared.express.clone();
+    let mut housekeeping = start_housekeeping(&config, &store, express, stop_rx.clone())?;
     // Long-lived exchanges follow their sessions (DESIGN.md §11).
     housekeeping.push(tokio::spawn(follow::run(Arc::clone(&live))));
     let mut connections = JoinSet::new();
@@ -302,6 +303,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 fn start_housekeeping(
     config: &Config,
     store: &Arc<Store>,
+    express: Option<Arc<crate::session::express::Bridge>>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let (Store::Embedded(embedded), StoreKind::Embedded { path }) =
@@ -310,7 +312,9 @@ fn start_housekeeping(
         return Ok(Vec::new());
     };
     let socket = control::control_socket_path(path);
-    let control = control::ControlSocket::bind(&socket).map_err(io::Error::other)?;
+    let control = control::ControlSocket::bind(&socket)
+        .map_err(io::Error::other)?
+        .with_express(express);
     let sweeper = embedded.spawn_sweeper(SWEEP_EVERY);
     let store = Arc::new(embedded.clone());
     let control = tokio::spawn(async move {

@@ -14,6 +14,7 @@
 
 pub(crate) mod cache;
 pub mod embedded;
+pub mod express;
 pub mod live;
 pub mod redis;
 mod tracking;
@@ -142,6 +143,9 @@ pub enum Origin {
     /// Signed in with the OpenID Connect provider (DESIGN.md §10): not tied to the users file;
     /// groups as the ID token gave them.
     Oidc,
+    /// Taken over from an express-session cookie (DESIGN.md §12): not tied to the users file;
+    /// groups as the express session's `groups_field` gave them. [`Record::express`] names it.
+    Express,
 }
 
 impl Origin {
@@ -152,6 +156,7 @@ impl Origin {
             Origin::Handoff => "handoff",
             Origin::Code => "code",
             Origin::Oidc => "oidc",
+            Origin::Express => "express",
         }
     }
 
@@ -162,6 +167,7 @@ impl Origin {
             "handoff" => Some(Origin::Handoff),
             "code" => Some(Origin::Code),
             "oidc" => Some(Origin::Oidc),
+            "express" => Some(Origin::Express),
             _ => None,
         }
     }
@@ -262,6 +268,12 @@ pub struct Record {
     /// [`SessionStore::sealed_id_token`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Box<str>>,
+    /// For a session taken over from express-session ([`Origin::Express`]), the express
+    /// session's id (the `connect.sid` cookie's, unsigned): logout and revoke delete the app's
+    /// record by it, and a request whose `connect.sid` names this id is known to be the same
+    /// user's without asking Redis. Not a secret: useless without the app's signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub express: Option<Box<str>>,
 }
 
 impl Record {
@@ -283,6 +295,7 @@ impl Record {
             last_seen: now,
             link: None,
             id_token: None,
+            express: None,
         }
     }
 
@@ -472,6 +485,15 @@ impl Store {
 }
 
 impl Store {
+    /// The express-session ids of `user`'s sessions taken over from an express app: read
+    /// before a revoke, which then deletes the app's records too (DESIGN.md §12).
+    pub async fn express_ids(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.express_ids(user).await,
+            Store::Redis(s) => s.express_ids(user).await,
+        }
+    }
+
     /// Look up the sessions of long-lived exchanges for their re-check (DESIGN.md §11), in
     /// one batch: answers in the order of `keys`, `None` for those no longer live. Like a
     /// lookup, it slides their idle clocks, which is how an open WebSocket counts as activity.

@@ -177,6 +177,13 @@ impl EmbeddedStore {
         self
     }
 
+    /// The express-session ids of `user`'s sessions taken over from an express app
+    /// ([`Record::express`]): what a revoke deletes in the app's Redis (DESIGN.md §12).
+    pub async fn express_ids(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.blocking(move |inner| inner.express_ids(&user)).await
+    }
+
     /// The open long-lived exchanges of this store's sessions: a delete ends them.
     pub fn live(&self) -> &Arc<super::live::Registry> {
         &self.inner.live
@@ -488,6 +495,24 @@ impl Inner {
                 Ok(None)
             }
         }
+    }
+
+    fn express_ids(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let users = txn.open_multimap_table(USERS).map_err(unavailable)?;
+        let sessions = txn.open_table(SESSIONS).map_err(unavailable)?;
+        let mut ids = Vec::new();
+        for k in users.get(user).map_err(unavailable)? {
+            let key = *k.map_err(unavailable)?.value();
+            let record = sessions
+                .get(&key)
+                .map_err(unavailable)?
+                .and_then(|g| decode(g.value()));
+            if let Some(id) = record.filter(|r| r.user == user).and_then(|r| r.express) {
+                ids.push(id.into_string());
+            }
+        }
+        Ok(ids)
     }
 
     /// The stored record at `key`: `Some(None)` when present but unreadable.

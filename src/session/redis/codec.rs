@@ -13,14 +13,27 @@ use redis::Value;
 use crate::session::{Link, Origin, Record, RECORD_VERSION};
 
 /// A record's hash fields, in the order [`encode`] writes them and the lookup script reads them.
-/// The last, [`LINK_FIELD`], is written only for a session or code made by signing in across
-/// hosts ([`Link::to_field`]); other records leave it out.
-pub(super) const FIELDS: [&str; 8] = [
-    "v", "user", "groups", "origin", "created", "exp", "seen", LINK_FIELD,
+/// [`LINK_FIELD`] is written only for a session or code made by signing in across hosts
+/// ([`Link::to_field`]), [`EXPRESS_FIELD`] only for a session taken over from express-session;
+/// other records leave them out.
+pub(super) const FIELDS: [&str; 9] = [
+    "v",
+    "user",
+    "groups",
+    "origin",
+    "created",
+    "exp",
+    "seen",
+    LINK_FIELD,
+    EXPRESS_FIELD,
 ];
 
 /// The hash field holding a record's [`Link`].
 pub(super) const LINK_FIELD: &str = "x";
+
+/// The hash field holding a taken-over express session's id ([`Record::express`]); written only
+/// for those.
+pub(super) const EXPRESS_FIELD: &str = "e";
 
 /// The hash field holding an OIDC session's sealed ID token ([`Record::id_token`]). Not one of
 /// [`FIELDS`]: the lookup script does not read it (a kilobyte or two per request for a value
@@ -43,6 +56,9 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
     if let Some(link) = &record.link {
         fields.push((LINK_FIELD, link.to_field()));
     }
+    if let Some(express) = &record.express {
+        fields.push((EXPRESS_FIELD, express.to_string()));
+    }
     if let Some(token) = &record.id_token {
         fields.push((ID_TOKEN_FIELD, token.to_string()));
     }
@@ -59,7 +75,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
             .map_err(|_| "unexpected number of values")?,
         _ => return Err("unexpected reply shape"),
     };
-    let [v, user, groups, origin, created, exp, seen, link] = values;
+    let [v, user, groups, origin, created, exp, seen, link, express] = values;
     let version: u8 = text(v)?.parse().map_err(|_| "malformed version")?;
     if version != RECORD_VERSION {
         return Err("another format version");
@@ -89,6 +105,10 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
         last_seen: number(seen)?,
         link,
         id_token: None,
+        express: match express {
+            Value::Nil => None,
+            value => Some(text(value)?.into_boxed_str()),
+        },
     }))
 }
 
@@ -135,6 +155,9 @@ mod tests {
                 family: "ab".repeat(32),
                 code: None,
             }));
+            assert_eq!(decode(reply(&r)), Ok(Some(r.clone())));
+            r.origin = Origin::Express;
+            r.express = Some("x4Fa-id".into());
             assert_eq!(decode(reply(&r)), Ok(Some(r)));
         }
         assert_eq!(decode(Value::Nil), Ok(None));

@@ -261,6 +261,85 @@ impl RedisStore {
             .collect())
     }
 
+    /// The express-session ids of `user`'s sessions taken over from an express app
+    /// ([`Record::express`]): what a revoke deletes in the app's Redis (DESIGN.md §12). One
+    /// `HGET` per index member (one key per command, as everywhere here).
+    pub async fn express_ids(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for member in self.index_members(&self.keys.user(user)).await? {
+            let record_key = self.keys.record_hex(&member);
+            let id: Option<String> = self
+                .backend
+                .run(|mut c| {
+                    let record_key = &record_key;
+                    async move {
+                        redis::cmd("HGET")
+                            .arg(record_key)
+                            .arg(codec::EXPRESS_FIELD)
+                            .query_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            ids.extend(id);
+        }
+        Ok(ids)
+    }
+
+    /// `GET key` and its `PTTL`, in one round trip: a key outside doorman's own layout (an
+    /// express-session record, DESIGN.md §12). The TTL is `None` for a key without one.
+    pub async fn get_foreign(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<u64>)>, StoreError> {
+        let (value, ttl): (Option<Vec<u8>>, i64) = self
+            .backend
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(value.map(|v| (v, u64::try_from(ttl).ok())))
+    }
+
+    /// `SET key value NX PX ttl`: whether this call set it.
+    pub async fn set_foreign_once(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .backend
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// `DEL key`: whether it was there.
+    pub async fn delete_foreign(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .backend
+            .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(n > 0)
+    }
+
     /// One lookup script's raw reply.
     async fn lookup_reply(&self, key: &SessionKey, now: u64) -> Result<Value, StoreError> {
         let record_key = self.keys.record(key);

@@ -30,7 +30,7 @@ use redis::Script;
 /// set when `seen` moves: it is `min(seen + idle, exp) - now`, a deadline that does not change
 /// while `seen` does not. The TTL only cleans up; validity is decided from `exp` and `seen`.
 pub(super) const LOOKUP: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'v', 'user', 'groups', 'origin', 'created', 'exp', 'seen', 'x')
+local r = redis.call('HMGET', KEYS[1], 'v', 'user', 'groups', 'origin', 'created', 'exp', 'seen', 'x', 'e')
 if not r[1] then return false end
 if r[1] ~= ARGV[3] then return r end
 local now = tonumber(ARGV[1])
@@ -130,6 +130,7 @@ mod tests {
             family: "ab".repeat(32),
             code: None,
         }));
+        record.express = Some("id".into());
         let written: Vec<&str> = encode(&record).into_iter().map(|(k, _)| k).collect();
         assert_eq!(written, FIELDS);
     }
