@@ -21,7 +21,7 @@ use crate::identity::Identity;
 use crate::metrics::{Lookup, Metrics, RouteLabel};
 use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
-use crate::session::express::Bridge;
+use crate::session::express::{Bridge, TakeOver};
 use crate::session::live::{Ended, Scope};
 use crate::session::{Origin, Record, SessionStore, Store};
 
@@ -188,7 +188,7 @@ async fn express_state(
     match state {
         SessionState::None | SessionState::Stale { .. } => {
             match bridge.take_over(&shared.store, value, now).await {
-                Ok(Some((id, record))) => match identity_of(&shared.config, &record) {
+                Ok(TakeOver::Session(id, record)) => match identity_of(&shared.config, &record) {
                     Some(identity) => {
                         let key = id.key();
                         ex.cookie = CookieAction::Set(id);
@@ -200,7 +200,12 @@ async fn express_state(
                     }
                     None => state,
                 },
-                Ok(None) => state,
+                Ok(TakeOver::Ended) => {
+                    // Revoked or logged out since: the browser may forget the app's cookie.
+                    ex.expire_app_cookie = true;
+                    state
+                }
+                Ok(TakeOver::No) => state,
                 // The store or the app's Redis did not answer: fail closed, as for a lookup.
                 Err(error) => SessionState::Down(error),
             }

@@ -173,6 +173,9 @@ pub struct Exchange {
     /// Whether the app's cookie must not reach the app: it names another user than the
     /// session (or cannot be shown to name the same one).
     pub strip_app_cookie: bool,
+    /// Whether the response expires the app's cookie: it was taken over by a session that has
+    /// ended since (a revoke, which could not reach the browser itself).
+    pub expire_app_cookie: bool,
 }
 
 impl Exchange {
@@ -193,6 +196,7 @@ impl Exchange {
             close: false,
             app_cookie: None,
             strip_app_cookie: false,
+            expire_app_cookie: false,
         }
     }
 

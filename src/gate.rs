@@ -275,6 +275,13 @@ fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Bod
         // A response that sets a session cookie must never be stored by a shared cache.
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    if ex.expire_app_cookie {
+        if let Some(bridge) = &shared.express {
+            if let Ok(value) = HeaderValue::from_str(&bridge.expired_cookie()) {
+                resp.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+    }
     if ex.client.tls {
         if let Some(max_age) = shared.config.listen.hsts {
             // Doorman's policy replaces any the upstream sent: two headers would leave the

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! base:       lock worker clock encoding accept body metrics audit logging
-//! vocabulary: jws path host identity routes tls
+//! vocabulary: jws seal path host identity routes tls
 //! config:     config
 //! provider:   oidc
 //! store:      session
@@ -31,7 +31,7 @@
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
 //!   [`logging`].
 //! * **vocabulary**: the types the config is made of: [`jws`] (the signed identity assertion:
-//!   keys, tokens, the JWKS), [`path`] (the normaliser), [`host`] (host names as routes and
+//!   keys, tokens, the JWKS), `seal` (authenticated encryption under a 32-byte key), [`path`] (the normaliser), [`host`] (host names as routes and
 //!   `allowed_hosts` match them), [`identity`] (identity headers, stripped then set),
 //!   [`routes`] (the route table), `tls`.
 //! * **config**: `proxy.toml` and the users file → a validated, typed [`config::Config`].
@@ -104,6 +104,7 @@ pub(crate) mod oidc;
 pub mod path;
 pub mod reload;
 pub mod routes;
+pub(crate) mod seal;
 pub mod server;
 pub mod session;
 pub(crate) mod tls;

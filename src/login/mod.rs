@@ -342,11 +342,7 @@ async fn express_logout(bridge: &Bridge, id: &str, resp: &mut Response<Body>) {
     if let Err(error) = bridge.forget(id).await {
         warn!(%error, "logout: the express-session record could not be deleted; it expires on its own");
     }
-    let expired = format!(
-        "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly",
-        bridge.cookie_name()
-    );
-    if let Ok(value) = HeaderValue::from_str(&expired) {
+    if let Ok(value) = HeaderValue::from_str(&bridge.expired_cookie()) {
         resp.headers_mut().append(header::SET_COOKIE, value);
     }
 }

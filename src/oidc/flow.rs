@@ -26,7 +26,7 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::seal::Sealer;
+use crate::seal::Sealer;
 
 /// The flow cookies' name, before the state prefix (and after `__Host-` under TLS). They are
 /// doorman's: they are stripped from requests to the upstream like the session cookie.

@@ -19,7 +19,6 @@ pub mod flow;
 mod http;
 mod jwks;
 pub mod provider;
-pub mod seal;
 mod token;
 
 #[cfg(test)]
@@ -29,8 +28,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use crate::config::{OidcConfig, StateKey, STATE_KEY_LEN};
+use crate::seal::Sealer;
 use provider::{Provider, ProviderSettings};
-use seal::Sealer;
 
 /// `[oidc]` at run time.
 pub struct Oidc {

@@ -38,7 +38,7 @@ use tracing::debug;
 use super::redis::RedisStore;
 use super::{Origin, Record, SessionId, SessionStore, Store, StoreError, Timeouts};
 use crate::config::ExpressConfig;
-use crate::oidc::seal::Sealer;
+use crate::seal::Sealer;
 
 /// HKDF salt of the take-over record's sealing key (a fixed, versioned label).
 const SEAL_SALT: &[u8] = b"doorman express take-over v1";
@@ -52,6 +52,18 @@ pub struct AppSession {
     pub groups: Vec<String>,
     /// `cookie.expires`, Unix milliseconds, when the cookie has one.
     pub expires: Option<u64>,
+}
+
+/// What [`Bridge::take_over`] made of the app's cookie.
+#[derive(Debug)]
+pub enum TakeOver {
+    /// The doorman session that stands for it (made now, or by an earlier take-over).
+    Session(SessionId, Record),
+    /// It was taken over, and that session has ended (logout, revoke, expiry): the cookie is
+    /// spent, and the browser may as well forget it.
+    Ended,
+    /// Nothing to take over (see the module docs): the request goes on without a session.
+    No,
 }
 
 /// `[session.express]` at run time: the secrets as HMAC keys and the app's Redis.
@@ -132,29 +144,36 @@ impl Bridge {
         Ok(parse_record(&json, &self.config, now).map(|s| (s, ttl)))
     }
 
-    /// Serve a request that carries no doorman session but the app's cookie `value`: the
-    /// doorman session that stands for it (made now, or by an earlier take-over), or `None`
-    /// (see the module docs). `Err` only when Redis or the store could not answer.
+    /// Serve a request that carries no doorman session but the app's cookie `value` (see the
+    /// module docs). `Err` only when Redis or the store could not answer.
     pub async fn take_over(
         &self,
         store: &Store,
         value: &str,
         now: u64,
-    ) -> Result<Option<(SessionId, Record)>, StoreError> {
+    ) -> Result<TakeOver, StoreError> {
         let Some(id) = self.verify(value) else {
-            return Ok(None);
+            return Ok(TakeOver::No);
         };
         let x_key = self.take_over_key(&id);
         let Some(sealer) = sealer_for(value, &x_key) else {
-            return Ok(None);
+            return Ok(TakeOver::No);
         };
         // Twice at most: a lost race reads the winner's record on the second pass.
         for _ in 0..2 {
             if let Some((sealed, _)) = self.redis.get_foreign(&x_key).await? {
-                return self.taken(store, &sealer, &x_key, &sealed, &id, now).await;
+                return Ok(
+                    match self
+                        .taken(store, &sealer, &x_key, &sealed, &id, now)
+                        .await?
+                    {
+                        Some((session, record)) => TakeOver::Session(session, record),
+                        None => TakeOver::Ended,
+                    },
+                );
             }
             let Some((app, ttl)) = self.app_session(&id, now).await? else {
-                return Ok(None);
+                return Ok(TakeOver::No);
             };
             let new = SessionId::generate()?;
             let mut record =
@@ -165,19 +184,19 @@ impl Bridge {
             record.express = Some(id.clone().into_boxed_str());
             store.create(&new.key(), &record).await?;
             let Some(sealed) = sealer.seal(&new_bytes(&new), x_key.as_bytes()) else {
-                return Ok(None);
+                return Ok(TakeOver::No);
             };
             let keep = ttl
                 .map(Duration::from_millis)
                 .unwrap_or(self.timeouts.absolute);
             if self.redis.set_foreign_once(&x_key, &sealed, keep).await? {
                 debug!(session = %new.key().tag(), "express session taken over");
-                return Ok(Some((new, record)));
+                return Ok(TakeOver::Session(new, record));
             }
             // Another request took it over first: ours goes, theirs is the answer.
             store.delete(&new.key()).await?;
         }
-        Ok(None)
+        Ok(TakeOver::No)
     }
 
     /// An express session taken over before: its doorman session, while it lives.
@@ -226,6 +245,14 @@ impl Bridge {
             .app_session(&id, now)
             .await?
             .is_some_and(|(app, _)| app.user == record.user))
+    }
+
+    /// The `Set-Cookie` value that expires the app's cookie in the browser.
+    pub fn expired_cookie(&self) -> String {
+        format!(
+            "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly",
+            self.config.cookie_name
+        )
     }
 
     /// Delete the app's record of the express session `id` (logout, revoke): the old cookie

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)] // each test file uses its own part of the support module
 
 pub mod doorman;
+pub mod express;
 pub mod fake_oidc;
 pub mod gateway;
 pub mod h2c;

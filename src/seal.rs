@@ -1,10 +1,13 @@
-//! Sealing: authenticated encryption under the `[oidc]` state key (ChaCha20-Poly1305, ring).
+//! Sealing: authenticated encryption under a 32-byte key (ChaCha20-Poly1305, ring).
 //!
-//! The sign-in flow's secrets travel in a cookie rather than the store (starting a flow writes
+//! Two users. The `[oidc]` state key: the sign-in flow's secrets travel in a cookie rather than the store (starting a flow writes
 //! nothing, two tabs can sign in at once, and a flow started on one replica finishes on
 //! another that shares the key), so the cookie must be both unreadable and unforgeable by the
 //! browser holding it. The same key seals the ID token a session keeps for logout's
 //! `id_token_hint`, so a store dump does not hold it in the clear.
+//!
+//! And the take-over records of express-session cookies (`session::express`), sealed under a key
+//! derived from each cookie, so a store dump does not name the doorman session they stand for.
 //!
 //! Each sealing binds its purpose as associated data (the flow cookie's name; for an ID token,
 //! its session's user): a sealed value moved to another cookie or another user's session does
@@ -14,15 +17,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 
-use crate::config::STATE_KEY_LEN;
+/// The key length, in bytes.
+pub const KEY_LEN: usize = 32;
 
-/// The state key, ready to seal and open.
+/// A key, ready to seal and open.
 pub struct Sealer(LessSafeKey);
 
 impl Sealer {
     /// A sealer for `key` (`None` never happens for a 32-byte key: ChaCha20-Poly1305 takes
     /// any).
-    pub fn new(key: &[u8; STATE_KEY_LEN]) -> Option<Sealer> {
+    pub fn new(key: &[u8; KEY_LEN]) -> Option<Sealer> {
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, key).ok()?;
         Some(Sealer(LessSafeKey::new(unbound)))
     }
