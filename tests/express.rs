@@ -468,3 +468,22 @@ async fn check_names_what_is_wrong_with_session_express() {
         assert!(err.contains(expect), "{expect} not named in:\n{err}");
     }
 }
+
+/// A logout that presents a stale doorman cookie beside the app's still-valid one ends the
+/// express session too: nothing is left for the old cookie to come back with.
+#[tokio::test]
+async fn a_logout_with_a_stale_doorman_cookie_ends_the_express_session_too() {
+    let redis = RedisServer::start();
+    let app = ExpressApp::start(&redis.url(), &[SECRET], "sess:", HOUR);
+    let d = doorman(&app, &redis, &[SECRET], "").await;
+    let value = app_login(&d, &app, "42", "").await;
+    let stale = support::login::unknown_id();
+    let cookie = sid(&value);
+    let out = post_logout(&d.client, &d.base, &stale, &[("cookie", &cookie)]).await;
+    assert_eq!(out.status, 303);
+    assert!(out.expires_cookie(COOKIE));
+    assert!(out.expires_cookie("connect.sid"));
+    let again = get(&d, "/headers", &[sid(&value)]).await;
+    assert_eq!(again.status, 401, "{}", again.text());
+    assert!(again.set_cookie(COOKIE).is_none());
+}

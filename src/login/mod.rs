@@ -294,10 +294,16 @@ async fn log_out(
     let mut to = None;
     let mut express = None;
     match ex.presented_key() {
-        Some(key) => {
+        Some(presented) => {
             // Who is logging out, for the audit trail (a stale session has no user; a store
             // error here surfaces on the delete below).
             access::lookup(shared, ex).await;
+            // The session found: the presented one, or — a stale cookie beside the express
+            // app's (DESIGN.md §12) — the one the lookup just took over, which ends too.
+            let key = match &ex.session {
+                SessionState::Valid { key, .. } => *key,
+                _ => presented,
+            };
             let user = ex.identity().map(|who| who.user().to_string());
             if let SessionState::Valid { record, .. } = &ex.session {
                 express = record.express.clone();
@@ -319,6 +325,9 @@ async fn log_out(
                 _ => {
                     shared.store.delete(&key).await?;
                 }
+            }
+            if key != presented {
+                shared.store.delete(&presented).await?;
             }
             audit::logout(ex.client.source(), user.as_deref(), &key.tag());
             ex.log_session(user, &key);
