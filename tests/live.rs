@@ -433,3 +433,23 @@ async fn large_fragmented_frames_are_never_torn_by_the_close() {
     assert_eq!(close.code, CloseCode::Policy);
     assert_eq!(close.reason.as_str(), "session ended");
 }
+
+/// `sessions revoke` on the command line against Redis reaches a doorman it never talks to:
+/// the re-check (without the cache) finds the sessions gone.
+#[tokio::test]
+async fn a_revoke_on_redis_ends_the_websockets_of_every_doorman_within_recheck() {
+    let d = Doorman::conf(&conf("recheck = \"1s\""))
+        .store(support::login::StoreChoice::Redis)
+        .start()
+        .await;
+    let alice = d.log_in("alice", ALICE_PW).await;
+    let bob = d.log_in("bob", support::login::BOB_PW).await;
+    let (mut a, mut b) = (open(&d, &alice).await, open(&d, &bob).await);
+    let (code, out, err) = d.revoke("alice").await;
+    assert_eq!(code, 0, "{out}{err}");
+    closed_with_1008(&mut a, Duration::from_millis(1500)).await;
+    assert!(
+        !b.closed_within(Duration::from_millis(300)).await,
+        "bob stays"
+    );
+}
