@@ -487,3 +487,38 @@ async fn a_logout_with_a_stale_doorman_cookie_ends_the_express_session_too() {
     assert_eq!(again.status, 401, "{}", again.text());
     assert!(again.set_cookie(COOKIE).is_none());
 }
+
+/// README's third step: once `[session.express]` is dropped (a reload), the sessions taken
+/// over stay, and the app's cookies are nobody's any more.
+#[tokio::test]
+async fn dropping_session_express_keeps_the_sessions_already_taken_over() {
+    let redis = RedisServer::start();
+    let app = ExpressApp::start(&redis.url(), &[SECRET], "sess:", HOUR);
+    let users = write_users(&users_toml());
+    let routes = "[[routes]]\npath = \"/headers\"\naccess = \"authenticated\"\n";
+    let conf = |session: String| Conf {
+        session,
+        rest: routes.into(),
+        ..Conf::default()
+    };
+    let with = conf(express_table(&[SECRET], "")).toml(&app.url(), &Backend::redis(&redis), &users);
+    let d = Doorman::toml(&with).start().await;
+    let moved = app_login(&d, &app, "42", "").await;
+    let ours = get(&d, "/headers", &[sid(&moved)]).await.new_cookie(COOKIE);
+    let late = app_login(&d, &app, "43", "").await;
+
+    let without = conf(String::new()).toml(&app.url(), &Backend::redis(&redis), &users);
+    std::fs::write(&d.file, without).expect("config");
+    assert!(
+        d.reload().await,
+        "the reload takes a config without [session.express]"
+    );
+    let kept = get_as(&d.client, &d.url("/headers"), Some(&ours), &[]).await;
+    assert_eq!(kept.status, 200, "{}", kept.text());
+    assert_eq!(json(&kept)["xAuthUser"], "42");
+    assert_eq!(
+        get(&d, "/headers", &[sid(&late)]).await.status,
+        401,
+        "no take-over any more"
+    );
+}
