@@ -267,23 +267,26 @@ impl RedisStore {
     pub async fn express_ids(&self, user: &str) -> Result<Vec<String>, StoreError> {
         let mut ids = Vec::new();
         for member in self.index_members(&self.keys.user(user)).await? {
-            let record_key = self.keys.record_hex(&member);
-            let id: Option<String> = self
-                .backend
-                .run(|mut c| {
-                    let record_key = &record_key;
-                    async move {
-                        redis::cmd("HGET")
-                            .arg(record_key)
-                            .arg(codec::EXPRESS_FIELD)
-                            .query_async(&mut c)
-                            .await
-                    }
-                })
-                .await?;
-            ids.extend(id);
+            ids.extend(self.member_field(&member, codec::EXPRESS_FIELD).await?);
         }
         Ok(ids)
+    }
+
+    /// One field of an index member's record (`HGET`), if the record has it.
+    async fn member_field(&self, member: &str, field: &str) -> Result<Option<String>, StoreError> {
+        let record_key = self.keys.record_hex(member);
+        self.backend
+            .run(|mut c| {
+                let record_key = &record_key;
+                async move {
+                    redis::cmd("HGET")
+                        .arg(record_key)
+                        .arg(field)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await
     }
 
     /// `GET key` and its `PTTL`, in one round trip: a key outside doorman's own layout (an
@@ -448,21 +451,8 @@ impl SessionStore for RedisStore {
         let mut removed = Vec::new();
         // One key per command, as for revoke-all: the same on Cluster; a user has few sessions.
         for member in members {
-            let record_key = self.keys.record_hex(&member);
             let in_family = member == family || {
-                let link: Option<String> = self
-                    .backend
-                    .run(|mut c| {
-                        let record_key = &record_key;
-                        async move {
-                            redis::cmd("HGET")
-                                .arg(record_key)
-                                .arg(codec::LINK_FIELD)
-                                .query_async(&mut c)
-                                .await
-                        }
-                    })
-                    .await?;
+                let link = self.member_field(&member, codec::LINK_FIELD).await?;
                 link.and_then(|l| Link::from_field(&l))
                     .is_some_and(|l| l.family == family)
             };
