@@ -377,7 +377,7 @@ fn iso_millis(s: &str) -> Option<u64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let millis = match &s[19..] {
+    let millis = match s.get(19..)? {
         "Z" => 0,
         rest => {
             let frac = rest.strip_prefix('.')?.strip_suffix('Z')?;
