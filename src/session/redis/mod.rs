@@ -231,11 +231,12 @@ impl RedisStore {
             replies
         } else {
             let record_keys: Vec<String> = keys.iter().map(|k| self.keys.record(k)).collect();
+            let record_keys = &record_keys;
             let idle = self.idle_millis();
             self.backend
                 .run(|mut c| async move {
                     let mut pipe = redis::pipe();
-                    for record_key in &record_keys {
+                    for record_key in record_keys {
                         let mut call = SCRIPTS.lookup.key(record_key);
                         call.arg(now).arg(idle).arg(RECORD_VERSION);
                         pipe.invoke_script(&call);
@@ -346,6 +347,7 @@ impl RedisStore {
     /// One lookup script's raw reply.
     async fn lookup_reply(&self, key: &SessionKey, now: u64) -> Result<Value, StoreError> {
         let record_key = self.keys.record(key);
+        let record_key = &record_key;
         self.backend
             .run(|mut c| async move {
                 SCRIPTS
@@ -380,9 +382,11 @@ impl SessionStore for RedisStore {
         let now = self.clock.now_millis();
         let ttl = record.ttl(now, &self.timeouts).as_millis().max(1);
         let hex = key.hex();
+        let hex = &hex;
         // The index first: a record that exists must be reachable by revoke-all; an index
         // member without a record is harmless (revoke deletes nothing for it, trimming drops it).
         let user_key = self.keys.user(&record.user);
+        let user_key = &user_key;
         self.backend
             .run(|mut c| async move {
                 SCRIPTS
@@ -396,12 +400,14 @@ impl SessionStore for RedisStore {
             })
             .await?;
         let record_key = self.keys.record(key);
+        let record_key = &record_key;
         let fields = encode(record);
+        let fields = &fields;
         self.backend
             .run(|mut c| async move {
                 let mut call = SCRIPTS.create.key(&record_key);
                 call.arg(u64::try_from(ttl).unwrap_or(u64::MAX));
-                for (name, value) in &fields {
+                for (name, value) in fields {
                     call.arg(*name).arg(value);
                 }
                 call.invoke_async::<i64>(&mut c).await
@@ -429,6 +435,7 @@ impl SessionStore for RedisStore {
         // The user index is left alone (it would be a second key and a read of the record
         // first); it trims itself, and revoke-all tolerates members without a record.
         let record_key = self.keys.record(key);
+        let record_key = &record_key;
         let deleted = self
             .backend
             .run(|mut c| async move {
@@ -482,6 +489,7 @@ impl SessionStore for RedisStore {
 
     async fn sealed_id_token(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
         let record_key = self.keys.record(key);
+        let record_key = &record_key;
         self.backend
             .run(|mut c| async move {
                 redis::cmd("HGET")
@@ -496,8 +504,9 @@ impl SessionStore for RedisStore {
     async fn hit(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let counter_key = self.keys.counter(counter);
         let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Once: a retried increment whose reply was lost would count one attempt twice.
         self.backend
-            .run(|mut c| async move {
+            .run_once(|mut c| async move {
                 SCRIPTS
                     .hit
                     .key(&counter_key)
@@ -510,6 +519,7 @@ impl SessionStore for RedisStore {
 
     async fn count(&self, counter: &str) -> Result<u64, StoreError> {
         let counter_key = self.keys.counter(counter);
+        let counter_key = &counter_key;
         let n: Option<u64> = self
             .backend
             .run(|mut c| async move {
@@ -524,6 +534,7 @@ impl SessionStore for RedisStore {
 
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         let counter_key = self.keys.counter(counter);
+        let counter_key = &counter_key;
         self.backend
             .run(
                 |mut c| async move { redis::cmd("DEL").arg(&counter_key).exec_async(&mut c).await },
@@ -534,7 +545,7 @@ impl SessionStore for RedisStore {
     async fn unhit(&self, counter: &str) -> Result<(), StoreError> {
         let counter_key = self.keys.counter(counter);
         self.backend
-            .run(|mut c| async move {
+            .run_once(|mut c| async move {
                 SCRIPTS
                     .unhit
                     .key(&counter_key)

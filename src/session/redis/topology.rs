@@ -121,18 +121,50 @@ impl Backend {
 
     /// Run one Redis exchange against a connection, bounded by [`COMMAND_TIMEOUT`] (getting
     /// the connection included), mapping errors and noting broken connections.
+    ///
+    /// An exchange that fails because its connection broke (a Redis restart: the first
+    /// command on each pooled connection meets a closed socket) is run once more, on the fresh
+    /// connection the manager makes, within the same bound: so a restart costs no request
+    /// (DESIGN.md §14). Only for operations that may run twice: lookups, touches, creation
+    /// (keyed by a fresh id) and deletes; a counter uses [`Backend::run_once`].
     pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.bounded(async {
+            match op(self.connection().await?).await {
+                Err(e) if broken(&e) => {
+                    self.failed(&e);
+                    let again = op(self.connection().await?).await;
+                    again.map_err(|e| self.error(e))
+                }
+                done => done.map_err(|e| self.error(e)),
+            }
+        })
+        .await
+    }
+
+    /// [`Backend::run`] without the retry: for a command that must not run twice (a counter's
+    /// increment, whose reply may be what was lost).
+    pub(super) async fn run_once<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let exchange = async {
-            let conn = self.connection().await?;
-            op(conn).await.map_err(|e| {
-                self.failed(&e);
-                store_error(e)
-            })
-        };
+        self.bounded(async {
+            op(self.connection().await?)
+                .await
+                .map_err(|e| self.error(e))
+        })
+        .await
+    }
+
+    /// `exchange`, bounded by [`COMMAND_TIMEOUT`].
+    async fn bounded<T>(
+        &self,
+        exchange: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
             Ok(result) => result,
             Err(_) => {
@@ -140,6 +172,12 @@ impl Backend {
                 Err(StoreError::Timeout)
             }
         }
+    }
+
+    /// A failed command's error, noted (see [`Backend::failed`]) and mapped.
+    fn error(&self, e: RedisError) -> StoreError {
+        self.failed(&e);
+        store_error(e)
     }
 
     async fn connection(&self) -> Result<Conn, StoreError> {
@@ -204,6 +242,12 @@ impl Backend {
             *lock(master) = None;
         }
     }
+}
+
+/// Whether a command failed because its connection broke (rather than because Redis refused
+/// it): worth one more try on a fresh connection.
+fn broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped()
 }
 
 /// Where the session cache's tracking connection goes for `target`: the store's own Redis,

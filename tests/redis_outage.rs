@@ -1,0 +1,95 @@
+//! Redis going away and coming back (DESIGN.md §14): a restart costs no request.
+//!
+//! Doorman serves on two worker runtimes, each with its own Redis connection, as the binary
+//! does. Connections to doorman are held open so both workers serve some of them; after
+//! redis-server restarts, the first command on each worker's pooled connection meets a closed
+//! socket — which used to answer 503 — and must instead be retried on a fresh connection.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorman::server::Workers;
+use support::login::{Backend, Conf, ALICE_PW, COOKIE};
+use support::raw::RawConn;
+use support::redis::RedisServer;
+use support::Doorman;
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Doorman with `/dashboard` behind a session, its sessions on `redis`, served by two workers.
+async fn doorman(redis: &RedisServer, workers: &Arc<Workers>) -> Doorman {
+    Doorman::conf(&Conf::dashboard())
+        .backend(Backend::redis(redis))
+        .workers(Arc::clone(workers))
+        .start()
+        .await
+}
+
+/// `n` connections to doorman opened together, so the workers share them.
+async fn connections(d: &Doorman, n: usize) -> Vec<RawConn> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(RawConn::connect(d.addr).await);
+    }
+    conns
+}
+
+/// `GET /dashboard` with `cookie` on each connection (keep-alive): the statuses.
+async fn statuses(conns: &mut [RawConn], cookie: &str) -> Vec<u16> {
+    let req =
+        format!("GET /dashboard HTTP/1.1\r\nHost: app.test\r\nCookie: {COOKIE}={cookie}\r\n\r\n");
+    let mut out = Vec::with_capacity(conns.len());
+    for conn in conns.iter_mut() {
+        assert!(conn.send(req.as_bytes()).await, "connection closed");
+        out.push(conn.response(PATIENCE).await.expect("a response").status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_a_persistent_redis_costs_no_request() {
+    let mut redis = RedisServer::start_persistent();
+    let workers = Arc::new(Workers::start(2).expect("workers"));
+    let d = doorman(&redis, &workers).await;
+    let alice = d.log_in("alice", ALICE_PW).await;
+    let mut held = connections(&d, 6).await;
+    assert_eq!(statuses(&mut held, &alice).await, vec![200; 6]);
+
+    redis.stop();
+    redis.start_again();
+    // Every worker's connection broke with the restart: the held connections' next requests
+    // are each their worker's first command since.
+    assert_eq!(
+        statuses(&mut held, &alice).await,
+        vec![200; 6],
+        "0 × 503 after the restart"
+    );
+    let mut fresh = connections(&d, 6).await;
+    assert_eq!(statuses(&mut fresh, &alice).await, vec![200; 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_empty_redis_restarts_old_cookies_get_401_and_logins_work_at_once() {
+    let mut redis = RedisServer::start();
+    let workers = Arc::new(Workers::start(2).expect("workers"));
+    let d = doorman(&redis, &workers).await;
+    let alice = d.log_in("alice", ALICE_PW).await;
+    let mut held = connections(&d, 6).await;
+    assert_eq!(statuses(&mut held, &alice).await, vec![200; 6]);
+
+    redis.stop();
+    redis.start_again();
+    assert_eq!(
+        statuses(&mut held, &alice).await,
+        vec![401; 6],
+        "the sessions are gone"
+    );
+    // The login right after (it used to answer 503 on a worker whose connection had not been
+    // used since the restart).
+    for _ in 0..4 {
+        let again = d.log_in("alice", ALICE_PW).await;
+        assert_eq!(statuses(&mut held, &again).await, vec![200; 6]);
+    }
+}
