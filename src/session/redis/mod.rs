@@ -352,7 +352,7 @@ impl RedisStore {
             .run(|mut c| async move {
                 SCRIPTS
                     .lookup
-                    .key(&record_key)
+                    .key(record_key)
                     .arg(now)
                     .arg(self.idle_millis())
                     .arg(RECORD_VERSION)
@@ -391,8 +391,8 @@ impl SessionStore for RedisStore {
             .run(|mut c| async move {
                 SCRIPTS
                     .index
-                    .key(&user_key)
-                    .arg(&hex)
+                    .key(user_key)
+                    .arg(hex)
                     .arg(record.absolute_expiry)
                     .arg(now)
                     .invoke_async::<i64>(&mut c)
@@ -405,7 +405,7 @@ impl SessionStore for RedisStore {
         let fields = &fields;
         self.backend
             .run(|mut c| async move {
-                let mut call = SCRIPTS.create.key(&record_key);
+                let mut call = SCRIPTS.create.key(record_key);
                 call.arg(u64::try_from(ttl).unwrap_or(u64::MAX));
                 for (name, value) in fields {
                     call.arg(*name).arg(value);
@@ -440,7 +440,7 @@ impl SessionStore for RedisStore {
             .backend
             .run(|mut c| async move {
                 redis::cmd("DEL")
-                    .arg(&record_key)
+                    .arg(record_key)
                     .query_async::<i64>(&mut c)
                     .await
             })
@@ -493,7 +493,7 @@ impl SessionStore for RedisStore {
         self.backend
             .run(|mut c| async move {
                 redis::cmd("HGET")
-                    .arg(&record_key)
+                    .arg(record_key)
                     .arg(codec::ID_TOKEN_FIELD)
                     .query_async::<Option<String>>(&mut c)
                     .await
@@ -522,12 +522,9 @@ impl SessionStore for RedisStore {
         let counter_key = &counter_key;
         let n: Option<u64> = self
             .backend
-            .run(|mut c| async move {
-                redis::cmd("GET")
-                    .arg(&counter_key)
-                    .query_async(&mut c)
-                    .await
-            })
+            .run(
+                |mut c| async move { redis::cmd("GET").arg(counter_key).query_async(&mut c).await },
+            )
             .await?;
         Ok(n.unwrap_or(0))
     }
@@ -536,9 +533,7 @@ impl SessionStore for RedisStore {
         let counter_key = self.keys.counter(counter);
         let counter_key = &counter_key;
         self.backend
-            .run(
-                |mut c| async move { redis::cmd("DEL").arg(&counter_key).exec_async(&mut c).await },
-            )
+            .run(|mut c| async move { redis::cmd("DEL").arg(counter_key).exec_async(&mut c).await })
             .await
     }
 
