@@ -402,6 +402,15 @@ impl Metrics {
         );
     }
 
+    /// Export the Redis store's breaker: 1 while Redis is unreachable and lookups fail fast.
+    pub fn register_store_unreachable(&mut self, gauge: &Gauge) {
+        self.registry.register(
+            "session_store_unreachable",
+            "1 while Redis cannot be reached and session lookups fail at once, until a probe gets an answer",
+            gauge.clone(),
+        );
+    }
+
     /// Export the long-lived exchanges' figures (DESIGN.md §11), counted by the store's
     /// registry of them.
     pub fn register_live(&mut self, stats: &LiveStats) {

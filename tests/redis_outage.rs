@@ -93,3 +93,66 @@ async fn after_an_empty_redis_restarts_old_cookies_get_401_and_logins_work_at_on
         assert_eq!(statuses(&mut held, &again).await, vec![200; 6]);
     }
 }
+
+/// Redis frozen (`kill -STOP`): once the breaker has opened, lookups fail at once — a public
+/// route answers anonymously, a protected one 503 with the cookie kept — and `/readyz` and
+/// `/metrics` say so; when Redis answers again, sessions are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_frozen_lookups_fail_fast_until_a_probe_gets_an_answer() {
+    use std::time::Instant;
+    let redis = RedisServer::start();
+    let d = Doorman::conf(&Conf::dashboard())
+        .backend(Backend::redis(&redis))
+        .admin()
+        .start()
+        .await;
+    let alice = d.log_in("alice", ALICE_PW).await;
+    assert_eq!(d.get("/dashboard", Some(&alice)).await.status, 200);
+
+    redis.pause();
+    // Each of these waits for its timeout: they are what opens the breaker.
+    for _ in 0..3 {
+        assert_eq!(d.get("/dashboard", Some(&alice)).await.status, 503);
+    }
+    let started = Instant::now();
+    let public = d.get("/public", Some(&alice)).await;
+    let took = started.elapsed();
+    assert_eq!(public.status, 200, "a public route forwards anonymously");
+    assert!(
+        took < Duration::from_millis(100),
+        "public answer took {took:?}"
+    );
+    assert!(support::login::upstream_saw(&public, "x-auth-user").is_empty());
+    let started = Instant::now();
+    let protected = d.get("/dashboard", Some(&alice)).await;
+    let took = started.elapsed();
+    assert_eq!(protected.status, 503);
+    assert!(
+        took < Duration::from_millis(100),
+        "protected answer took {took:?}"
+    );
+    assert!(
+        protected.set_cookie(COOKIE).is_none(),
+        "the cookie is kept through an outage"
+    );
+    let metrics = d.metrics(&d.client).await;
+    assert_eq!(metrics.get("doorman_session_store_unreachable", &[]), 1.0);
+    let ready = support::login::request(&d.client, "GET", &d.admin_url("/readyz"), &[], "").await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("failing fast"), "{}", ready.text());
+
+    redis.resume();
+    let back = Instant::now();
+    loop {
+        if d.get("/dashboard", Some(&alice)).await.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "sessions not served again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = d.metrics(&d.client).await;
+    assert_eq!(metrics.get("doorman_session_store_unreachable", &[]), 0.0);
+}

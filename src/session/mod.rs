@@ -477,6 +477,7 @@ impl Store {
         metrics.register_live(self.live().stats());
         if let Store::Redis(redis) = self {
             redis.start_background();
+            metrics.register_store_unreachable(redis.unreachable_gauge());
             if let Some(cache) = redis.session_cache() {
                 metrics.register_session_cache(cache.stats());
             }

@@ -136,7 +136,7 @@ impl RedisStore {
         timeouts: Timeouts,
     ) -> Result<RedisStore, StoreError> {
         Ok(RedisStore {
-            backend: Arc::new(Backend::new(target)?),
+            backend: Backend::new(target)?,
             keys: Keys::new(key_prefix),
             timeouts,
             cache: None,
@@ -178,6 +178,11 @@ impl RedisStore {
         if let Some(cache) = &self.cache {
             cache.start(|| self.keys.records());
         }
+    }
+
+    /// `1` while Redis is unreachable and lookups fail fast (`doorman_session_store_unreachable`).
+    pub fn unreachable_gauge(&self) -> &prometheus_client::metrics::gauge::Gauge {
+        self.backend.unreachable_gauge()
     }
 
     /// The local session cache, when `cache = true` (for tests and diagnostics).

@@ -17,8 +17,12 @@
 //! always watches the Redis the store talks to.
 
 use std::future::Future;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tracing::{info, warn};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
@@ -33,14 +37,72 @@ use crate::session::{tracking, StoreError};
 /// Upper bound on one store operation's wait for Redis: connecting (or resolving a Sentinel
 /// master) included. An operation that takes longer fails with [`StoreError::Timeout`].
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Consecutive failures to reach Redis (timeouts, refused or broken connections) after which
+/// commands fail at once instead of waiting [`COMMAND_TIMEOUT`] each ([`Breaker`]).
+const TRIP_AFTER: u32 = 3;
+/// How often, while the breaker is open, a background probe pings Redis.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// What a command answers while the breaker is open.
+const FAILING_FAST: &str = "Redis unreachable: failing fast until a probe gets an answer";
 /// How long one TCP (and TLS) connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command may wait for its reply on an established connection.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The three ways to reach Redis. Connections are created on first use: that needs a Tokio
-/// runtime, which [`Backend::new`] then does not.
-pub(super) enum Backend {
+/// How the store reaches Redis: one of three ways, and the breaker in front of it.
+/// Connections are created on first use: that needs a Tokio runtime, which [`Backend::new`]
+/// then does not.
+pub(super) struct Backend {
+    way: Way,
+    breaker: Breaker,
+    /// This backend, for the breaker's probe task.
+    me: Weak<Backend>,
+}
+
+/// The circuit breaker in front of Redis (DESIGN.md §14): after [`TRIP_AFTER`] consecutive
+/// failures to reach it, every command fails at once — a public route then forwards anonymously
+/// without waiting, a protected one answers 503 — until a background probe (a `PING` every
+/// [`PROBE_EVERY`]) gets an answer. Errors Redis itself returns (a script error, `READONLY`)
+/// are answers, not failures to reach it.
+#[derive(Default)]
+pub(super) struct Breaker {
+    failures: AtomicU32,
+    open: AtomicBool,
+    /// 1 while open: `doorman_session_store_unreachable`.
+    gauge: Gauge,
+}
+
+impl Breaker {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Redis answered.
+    fn reached(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Redis could not be reached; whether this failure opened the breaker.
+    fn missed(&self) -> bool {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        failures >= TRIP_AFTER
+            && self
+                .open
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn close(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
+        self.gauge.set(0);
+    }
+}
+
+/// The three ways to reach Redis.
+enum Way {
     Standalone {
         client: Client,
         /// Slot 0 for the main runtime (readiness, housekeeping, in-process use), then one per
@@ -62,23 +124,28 @@ pub(super) enum Backend {
 
 impl Backend {
     /// The way to reach `target`; no I/O. Fails only on a malformed URL.
-    pub(super) fn new(target: &RedisTarget) -> Result<Backend, StoreError> {
-        Ok(match target {
-            RedisTarget::Standalone(url) => Backend::Standalone {
+    pub(super) fn new(target: &RedisTarget) -> Result<Arc<Backend>, StoreError> {
+        let way = match target {
+            RedisTarget::Standalone(url) => Way::Standalone {
                 client: Client::open(url.as_str()).map_err(config_error)?,
                 managers: (0..=crate::worker::count())
                     .map(|_| OnceLock::new())
                     .collect(),
             },
-            RedisTarget::Sentinel { master, nodes } => Backend::Sentinel {
+            RedisTarget::Sentinel { master, nodes } => Way::Sentinel {
                 resolver: tokio::sync::Mutex::new(sentinel_client(master, nodes)?),
                 master: Mutex::new(None),
             },
-            RedisTarget::Cluster(nodes) => Backend::Cluster {
+            RedisTarget::Cluster(nodes) => Way::Cluster {
                 client: ClusterClient::new(nodes.clone()).map_err(config_error)?,
                 connection: OnceLock::new(),
             },
-        })
+        };
+        Ok(Arc::new_cyclic(|me| Backend {
+            way,
+            breaker: Breaker::default(),
+            me: me.clone(),
+        }))
     }
 
     /// Which of `len` per-thread connections the caller uses: one per serving worker, created
@@ -93,14 +160,14 @@ impl Backend {
 
     /// Whether this is a Cluster (where a pipeline must stay within one slot).
     pub(super) fn is_cluster(&self) -> bool {
-        matches!(self, Backend::Cluster { .. })
+        matches!(self.way, Way::Cluster { .. })
     }
 
     /// Create the connection object now, on the calling runtime (no I/O: it connects on first
     /// use). A failure is left for the first use to report.
     pub(super) fn prepare(&self) {
-        match self {
-            Backend::Standalone { client, managers } => {
+        match &self.way {
+            Way::Standalone { client, managers } => {
                 let manager = &managers[Backend::slot(managers.len())];
                 if manager.get().is_none() {
                     if let Ok(fresh) =
@@ -110,12 +177,12 @@ impl Backend {
                     }
                 }
             }
-            Backend::Cluster { client, connection } => {
+            Way::Cluster { client, connection } => {
                 connection.get_or_init(|| {
                     client.get_pending_async_connection_with_config(cluster_config())
                 });
             }
-            Backend::Sentinel { .. } => {}
+            Way::Sentinel { .. } => {}
         }
     }
 
@@ -160,29 +227,91 @@ impl Backend {
         .await
     }
 
-    /// `exchange`, bounded by [`COMMAND_TIMEOUT`].
+    /// `exchange`, bounded by [`COMMAND_TIMEOUT`], behind the [`Breaker`].
     async fn bounded<T>(
         &self,
         exchange: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        if self.breaker.is_open() {
+            return Err(StoreError::Unavailable(FAILING_FAST.into()));
+        }
         match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
-            Ok(result) => result,
+            Ok(Ok(value)) => {
+                self.breaker.reached();
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => {
                 self.timed_out();
+                self.missed();
                 Err(StoreError::Timeout)
             }
         }
     }
 
-    /// A failed command's error, noted (see [`Backend::failed`]) and mapped.
+    /// A failed command's error, noted (see [`Backend::failed`], and the breaker when Redis
+    /// could not be reached) and mapped.
     fn error(&self, e: RedisError) -> StoreError {
         self.failed(&e);
+        if unreachable(&e) {
+            self.missed();
+        } else {
+            // Redis answered, if with an error.
+            self.breaker.reached();
+        }
         store_error(e)
     }
 
+    /// Count a failure to reach Redis; the one that opens the breaker starts the probe.
+    fn missed(&self) {
+        if !self.breaker.missed() {
+            return;
+        }
+        self.breaker.gauge.set(1);
+        warn!(
+            failures = TRIP_AFTER,
+            "Redis unreachable: session lookups fail fast until it answers again"
+        );
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let Some(backend) = me.upgrade() else {
+                    return;
+                };
+                if backend.probe().await {
+                    backend.breaker.close();
+                    info!("Redis answers again: session lookups resume");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// One `PING`, past the breaker, bounded: whether Redis answered.
+    async fn probe(&self) -> bool {
+        let ping = async {
+            let mut conn = self.connection().await?;
+            redis::cmd("PING").exec_async(&mut conn).await.map_err(|e| {
+                // A Sentinel master that moved is resolved again on the next probe.
+                self.failed(&e);
+                store_error(e)
+            })
+        };
+        matches!(
+            tokio::time::timeout(COMMAND_TIMEOUT, ping).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// `1` while the breaker is open, for `/metrics`.
+    pub(super) fn unreachable_gauge(&self) -> &Gauge {
+        &self.breaker.gauge
+    }
+
     async fn connection(&self) -> Result<Conn, StoreError> {
-        match self {
-            Backend::Standalone { client, managers } => {
+        match &self.way {
+            Way::Standalone { client, managers } => {
                 let manager = &managers[Backend::slot(managers.len())];
                 if let Some(m) = manager.get() {
                     return Ok(Conn::Manager(m.clone()));
@@ -193,7 +322,7 @@ impl Backend {
                 // A racing first use may have won; either manager is fine, keep one.
                 Ok(Conn::Manager(manager.get_or_init(|| fresh).clone()))
             }
-            Backend::Sentinel { resolver, master } => {
+            Way::Sentinel { resolver, master } => {
                 if let Some(m) = lock(master).as_ref() {
                     return Ok(Conn::Manager(m.clone()));
                 }
@@ -207,7 +336,7 @@ impl Backend {
                 *lock(master) = Some(fresh.clone());
                 Ok(Conn::Manager(fresh))
             }
-            Backend::Cluster { client, connection } => {
+            Way::Cluster { client, connection } => {
                 if let Some(c) = connection.get() {
                     return Ok(Conn::Cluster(c.clone()));
                 }
@@ -220,7 +349,7 @@ impl Backend {
     /// A command failed: a Sentinel-resolved master is dropped on anything that suggests it
     /// moved (connection trouble, or it became a read-only replica).
     fn failed(&self, e: &RedisError) {
-        if let Backend::Sentinel { master, .. } = self {
+        if let Way::Sentinel { master, .. } = &self.way {
             let moved = e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
@@ -238,10 +367,16 @@ impl Backend {
     }
 
     fn timed_out(&self) {
-        if let Backend::Sentinel { master, .. } = self {
+        if let Way::Sentinel { master, .. } = &self.way {
             *lock(master) = None;
         }
     }
+}
+
+/// Whether a command failed because Redis could not be reached (rather than because it
+/// answered with an error): what the breaker counts.
+fn unreachable(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
 /// Whether a command failed because its connection broke (rather than because Redis refused
