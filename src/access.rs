@@ -156,11 +156,18 @@ pub fn route<'a>(
 /// Look up the session the exchange's cookie presents and record the outcome on it; groups of
 /// password sessions come from the users file as it is now.
 pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
-    let mut state = session_state(shared, &ex.presented).await;
-    if let (Some(bridge), Some(value)) = (&shared.express, ex.app_cookie.take()) {
-        // Boxed: only requests that carry the app's cookie pay for this future.
-        state = Box::pin(express_state(shared, bridge, ex, &value, state)).await;
-    }
+    let state = match (&shared.express, ex.app_cookie.take()) {
+        // Boxed, and a branch of its own: only requests that carry the app's cookie pay for
+        // this future, and the others' lookup holds nothing more across its one await.
+        (Some(bridge), Some(value)) => {
+            Box::pin(async {
+                let state = session_state(shared, &ex.presented).await;
+                express_state(shared, bridge, ex, &value, state).await
+            })
+            .await
+        }
+        _ => session_state(shared, &ex.presented).await,
+    };
     shared.metrics.session_lookup(match &state {
         SessionState::Valid { .. } => Lookup::hit,
         SessionState::None => Lookup::miss,

@@ -199,17 +199,24 @@ impl Backend {
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        self.bounded(async {
-            match op(self.connection().await?).await {
-                Err(e) if broken(&e) => {
-                    self.failed(&e);
-                    let again = op(self.connection().await?).await;
-                    again.map_err(|e| self.error(e))
+        // One await of `op` in a loop, not two, and the timeout built and awaited in place:
+        // every store call's future (so every request's) holds one command's state, once.
+        if self.breaker.is_open() {
+            return Err(StoreError::Unavailable(FAILING_FAST.into()));
+        }
+        let exchange = tokio::time::timeout(COMMAND_TIMEOUT, async {
+            let mut retried = false;
+            loop {
+                match op(self.connection().await?).await {
+                    Err(e) if broken(&e) && !retried => {
+                        self.failed(&e);
+                        retried = true;
+                    }
+                    done => return done.map_err(|e| self.error(e)),
                 }
-                done => done.map_err(|e| self.error(e)),
             }
-        })
-        .await
+        });
+        self.settle(exchange.await)
     }
 
     /// [`Backend::run`] without the retry: for a command that must not run twice (a counter's
@@ -219,23 +226,24 @@ impl Backend {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        self.bounded(async {
-            op(self.connection().await?)
-                .await
-                .map_err(|e| self.error(e))
-        })
-        .await
-    }
-
-    /// `exchange`, bounded by [`COMMAND_TIMEOUT`], behind the [`Breaker`].
-    async fn bounded<T>(
-        &self,
-        exchange: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
         if self.breaker.is_open() {
             return Err(StoreError::Unavailable(FAILING_FAST.into()));
         }
-        match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
+        let exchange = tokio::time::timeout(COMMAND_TIMEOUT, async {
+            op(self.connection().await?)
+                .await
+                .map_err(|e| self.error(e))
+        });
+        self.settle(exchange.await)
+    }
+
+    /// A bounded exchange's outcome, as the breaker counts it: an answer closes the count, a
+    /// timeout adds to it (and drops a Sentinel master that may have moved).
+    fn settle<T>(
+        &self,
+        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
             Ok(Ok(value)) => {
                 self.breaker.reached();
                 Ok(value)
