@@ -31,12 +31,23 @@ fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
 
-/// Each message prefixed with `FILE: `, as doorman prints validation errors.
+/// Each message prefixed with `FILE`, as doorman prints validation errors: a message that
+/// starts with its position (`3:8: listen.addr: ...`) becomes `FILE:3:8: listen.addr: ...`, one
+/// without (a required key left out) `FILE: key.path: ...`.
 fn prefixed(file: &Path, messages: &[&str]) -> Vec<String> {
     messages
         .iter()
-        .map(|m| format!("{}: {m}", file.display()))
+        .map(|m| placed(&file.display().to_string(), m))
         .collect()
+}
+
+/// `m` as printed for `file` (see [`prefixed`]).
+fn placed(file: &str, m: &str) -> String {
+    if m.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("{file}:{m}")
+    } else {
+        format!("{file}: {m}")
+    }
 }
 
 /// The validation messages `Config::parse` returns for `text` (empty when valid).
@@ -146,22 +157,22 @@ x = 1
     let expected = prefixed(
         &file,
         &[
-            r#"listen.addr: invalid address "localhost:80": expected IP:PORT, such as "127.0.0.1:8080" or "[::1]:8080""#,
-            "listen.shutdown_grace: must be greater than zero",
-            r#"listen.header_timeout: expected a duration string such as "30s", found an integer"#,
-            r#"listen.idle_timeout: invalid duration "soon": expected a number and a unit (ms, s, m, h, d), such as "30s""#,
-            "listen.max_connections: expected an integer, found a string",
-            "listen.max_header_bytes: must be between 8192 and 1048576, found 4096",
-            r#"listen.trusted_proxies[1]: invalid address block "10.0.0.0/33": expected an IP or CIDR such as "10.0.0.0/8""#,
-            "listen.trusted_proxies[2]: expected a string, found an integer",
-            "listen.bogus: unknown key",
-            r#"upstream.url: invalid upstream url "ftp://example.com": the scheme must be http or https"#,
-            "upstream.ca: only applies to an https:// upstream url",
-            r#"upstream.connect_timeout: invalid duration "3 s": expected a number and a unit (ms, s, m, h, d), such as "30s""#,
-            "upstream.timeout: must be greater than zero",
-            "upstream.preserve_host: expected true or false, found a string",
-            "upstream.extra: unknown key",
-            "mystery: unknown key",
+            r#"3:8: listen.addr: invalid address "localhost:80": expected IP:PORT, such as "127.0.0.1:8080" or "[::1]:8080""#,
+            "4:18: listen.shutdown_grace: must be greater than zero",
+            r#"5:18: listen.header_timeout: expected a duration string such as "30s", found an integer"#,
+            r#"6:16: listen.idle_timeout: invalid duration "soon": expected a number and a unit (ms, s, m, h, d), such as "30s""#,
+            "7:19: listen.max_connections: expected an integer, found a string",
+            "8:20: listen.max_header_bytes: must be between 8192 and 1048576, found 4096",
+            r#"9:34: listen.trusted_proxies[1]: invalid address block "10.0.0.0/33": expected an IP or CIDR such as "10.0.0.0/8""#,
+            "9:49: listen.trusted_proxies[2]: expected a string, found an integer",
+            "10:1: listen.bogus: unknown key",
+            r#"13:7: upstream.url: invalid upstream url "ftp://example.com": the scheme must be http or https"#,
+            "14:6: upstream.ca: only applies to an https:// upstream url",
+            r#"15:19: upstream.connect_timeout: invalid duration "3 s": expected a number and a unit (ms, s, m, h, d), such as "30s""#,
+            "16:11: upstream.timeout: must be greater than zero",
+            "17:17: upstream.preserve_host: expected true or false, found a string",
+            "18:1: upstream.extra: unknown key",
+            "20:2: mystery: unknown key",
         ],
     );
     assert_eq!(lines(&stderr), expected, "full stderr:\n{stderr}");
@@ -215,8 +226,8 @@ fn a_section_that_is_not_a_table_is_an_error() {
     assert_eq!(
         parse_errors("listen = 5\nupstream = \"http://127.0.0.1:3000\"\n"),
         [
-            "proxy.toml: listen: expected a table, found an integer",
-            "proxy.toml: upstream: expected a table, found a string",
+            "proxy.toml:1:10: listen: expected a table, found an integer",
+            "proxy.toml:2:12: upstream: expected a table, found a string",
         ]
     );
 }
@@ -227,13 +238,13 @@ fn integer_limits_are_range_checked() {
     assert_eq!(
         parse_errors("[listen]\nmax_connections = 0\nmax_header_bytes = 2000000\n"),
         [
-            "proxy.toml: listen.max_connections: must be between 1 and 1000000, found 0",
-            "proxy.toml: listen.max_header_bytes: must be between 8192 and 1048576, found 2000000",
+            "proxy.toml:2:19: listen.max_connections: must be between 1 and 1000000, found 0",
+            "proxy.toml:3:20: listen.max_header_bytes: must be between 8192 and 1048576, found 2000000",
         ]
     );
     assert_eq!(
         parse_errors("[listen]\nmax_connections = -3\n"),
-        ["proxy.toml: listen.max_connections: must be between 1 and 1000000, found -3"]
+        ["proxy.toml:2:19: listen.max_connections: must be between 1 and 1000000, found -3"]
     );
 }
 
@@ -281,13 +292,13 @@ fn the_session_cache_needs_redis_standalone_or_sentinel() {
     let with = |store: &str| format!("[session]\n{store}\ncache = true\n");
     assert_eq!(
         parse_errors(&with("store = \"embedded\"")),
-        ["proxy.toml: session.cache: only applies with store = \"redis\""]
+        ["proxy.toml:3:9: session.cache: only applies with store = \"redis\""]
     );
     assert_eq!(
         parse_errors(&with(
             "store = \"redis\"\nredis_cluster = [\"redis://127.0.0.1:7000\"]"
         )),
-        ["proxy.toml: session.cache: not supported with redis_cluster: use redis or redis_sentinel, or cache = false"]
+        ["proxy.toml:4:9: session.cache: not supported with redis_cluster: use redis or redis_sentinel, or cache = false"]
     );
     assert_eq!(
         parse_errors(&with(
@@ -303,7 +314,7 @@ fn the_session_cache_needs_redis_standalone_or_sentinel() {
     );
     assert_eq!(
         parse_errors("[session]\ncache = \"yes\"\n"),
-        ["proxy.toml: session.cache: expected true or false, found a string"]
+        ["proxy.toml:2:9: session.cache: expected true or false, found a string"]
     );
 }
 
@@ -329,7 +340,7 @@ fn relative_paths_resolve_against_the_config_folder_not_the_cwd() {
     let err = lines(&stderr);
     assert_eq!(err.len(), 1, "{stderr:?}");
     let prefix = format!(
-        "{}: upstream.ca: cannot read certificates from {}: ",
+        "{}:3:6: upstream.ca: cannot read certificates from {}: ",
         abs_config.display(),
         conf_dir.join("ca.pem").display()
     );
@@ -358,7 +369,7 @@ fn relative_paths_resolve_against_the_config_folder_not_the_cwd() {
     assert_eq!(code, 2);
     assert_eq!(
         stderr.trim_end(),
-        "conf/proxy.toml: upstream.ca: no PEM certificate found in conf/ca.pem"
+        "conf/proxy.toml:3:6: upstream.ca: no PEM certificate found in conf/ca.pem"
     );
 }
 
@@ -375,6 +386,10 @@ fn start_up_with_an_invalid_config_exits_2_before_binding() {
     let (check_code, _, check_stderr) = check(&file);
     assert_eq!(check_code, 2);
     assert_eq!(lines(&check_stderr).len(), 3, "{check_stderr:?}");
+    assert!(
+        check_stderr.starts_with(&format!("{}:3:16: listen.idle_timeout: ", file.display())),
+        "placed at the value: {check_stderr:?}"
+    );
 
     let mut child = Command::new(binary())
         .arg("--config")
@@ -422,12 +437,10 @@ fn policy_errors(text: &str) -> Vec<String> {
     parse_errors(text)
 }
 
-/// The expected `parse_errors` lines: each message prefixed with `proxy.toml: `.
+/// The expected `parse_errors` lines: each message prefixed with `proxy.toml` (as
+/// [`prefixed`] does).
 fn at_proxy_toml(messages: &[&str]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|m| format!("proxy.toml: {m}"))
-        .collect()
+    messages.iter().map(|m| placed("proxy.toml", m)).collect()
 }
 
 /// A route with both `path` and `glob` is ambiguous about what it covers: refused, not
@@ -436,7 +449,7 @@ fn at_proxy_toml(messages: &[&str]) -> Vec<String> {
 fn a_route_with_both_path_and_glob_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/a\"\nglob = \"/b/*\"\naccess = \"public\"\n"),
-        at_proxy_toml(&["routes[0].glob: a route has either path or glob, not both"])
+        at_proxy_toml(&["3:8: routes[0].glob: a route has either path or glob, not both"])
     );
 }
 
@@ -458,7 +471,7 @@ fn an_unknown_access_value_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/a\"\naccess = \"private\"\n"),
         at_proxy_toml(&[
-            r#"routes[0].access: expected "public", "authenticated" or "deny", found "private""#
+            r#"3:10: routes[0].access: expected "public", "authenticated" or "deny", found "private""#
         ])
     );
 }
@@ -472,8 +485,8 @@ fn an_invalid_method_is_refused() {
             "[[routes]]\npath = \"/a\"\naccess = \"public\"\nmethods = [\"GET\", \"get\", \"PO ST\"]\n"
         ),
         at_proxy_toml(&[
-            r#"routes[0].methods[1]: invalid method "get": methods are upper-case tokens such as "GET""#,
-            r#"routes[0].methods[2]: invalid method "PO ST": methods are upper-case tokens such as "GET""#,
+            r#"4:19: routes[0].methods[1]: invalid method "get": methods are upper-case tokens such as "GET""#,
+            r#"4:26: routes[0].methods[2]: invalid method "PO ST": methods are upper-case tokens such as "GET""#,
         ])
     );
 }
@@ -484,7 +497,7 @@ fn an_empty_methods_list_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/a\"\naccess = \"public\"\nmethods = []\n"),
         at_proxy_toml(&[
-            "routes[0].methods: must list at least one method (leave it out to match any method)"
+            "4:11: routes[0].methods: must list at least one method (leave it out to match any method)"
         ])
     );
 }
@@ -509,10 +522,10 @@ groups = ["admin"]
     assert_eq!(
         policy_errors(text),
         at_proxy_toml(&[
-            r#"routes[0].users: only applies to a route with access = "authenticated""#,
-            r#"routes[0].groups: only applies to a route with access = "authenticated""#,
-            r#"routes[0].on_unauthenticated: only applies to a route with access = "authenticated""#,
-            r#"routes[1].groups: only applies to a route with access = "authenticated""#,
+            r#"5:9: routes[0].users: only applies to a route with access = "authenticated""#,
+            r#"6:10: routes[0].groups: only applies to a route with access = "authenticated""#,
+            r#"7:22: routes[0].on_unauthenticated: only applies to a route with access = "authenticated""#,
+            r#"12:10: routes[1].groups: only applies to a route with access = "authenticated""#,
         ])
     );
 }
@@ -523,7 +536,7 @@ fn a_bad_on_unauthenticated_value_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/a\"\non_unauthenticated = \"302\"\n"),
         at_proxy_toml(&[
-            r#"routes[0].on_unauthenticated: expected "401" or "redirect", found "302""#
+            r#"3:22: routes[0].on_unauthenticated: expected "401" or "redirect", found "302""#
         ])
     );
 }
@@ -537,9 +550,9 @@ fn a_route_path_that_is_not_normalised_is_refused_with_the_normal_form() {
             "[[routes]]\npath = \"/a/../b\"\n\n[[routes]]\npath = \"//c/./d\"\n\n[[routes]]\npath = \"/%61dmin\"\n"
         ),
         at_proxy_toml(&[
-            r#"routes[0].path: "/a/../b" is not a normalised path; write "/b""#,
-            r#"routes[1].path: "//c/./d" is not a normalised path; write "/c/d""#,
-            r#"routes[2].path: "/%61dmin" is not a normalised path; write "/admin""#,
+            r#"2:8: routes[0].path: "/a/../b" is not a normalised path; write "/b""#,
+            r#"5:8: routes[1].path: "//c/./d" is not a normalised path; write "/c/d""#,
+            r#"8:8: routes[2].path: "/%61dmin" is not a normalised path; write "/admin""#,
         ])
     );
 }
@@ -552,9 +565,9 @@ fn a_route_path_doorman_would_refuse_is_refused() {
             "[[routes]]\npath = \"/a;b\"\n\n[[routes]]\npath = \"admin\"\n\n[[routes]]\nglob = \"/x/%2F/*\"\n"
         ),
         at_proxy_toml(&[
-            r#"routes[0].path: invalid path "/a;b": ; in path segment"#,
-            r#"routes[1].path: invalid path "admin": path must start with /"#,
-            r#"routes[2].glob: invalid glob "/x/%2F/*": encoded / or \ in path"#,
+            r#"2:8: routes[0].path: invalid path "/a;b": ; in path segment"#,
+            r#"5:8: routes[1].path: invalid path "admin": path must start with /"#,
+            r#"8:8: routes[2].glob: invalid glob "/x/%2F/*": encoded / or \ in path"#,
         ])
     );
 }
@@ -566,7 +579,7 @@ fn a_glob_with_a_star_inside_a_segment_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\nglob = \"/api/v*/admin\"\naccess = \"deny\"\n"),
         at_proxy_toml(&[
-            r#"routes[0].glob: glob "/api/v*/admin": `*` and `**` must be whole segments, found "v*""#
+            r#"2:8: routes[0].glob: glob "/api/v*/admin": `*` and `**` must be whole segments, found "v*""#
         ])
     );
 }
@@ -578,7 +591,7 @@ fn a_route_under_the_login_prefix_is_refused() {
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/_doorman/login\"\naccess = \"public\"\n"),
         at_proxy_toml(&[
-            r#"routes[0].path: "/_doorman/login" is under [login] prefix "/_doorman", which doorman answers itself"#
+            r#"2:8: routes[0].path: "/_doorman/login" is under [login] prefix "/_doorman", which doorman answers itself"#
         ])
     );
     assert_eq!(
@@ -586,14 +599,14 @@ fn a_route_under_the_login_prefix_is_refused() {
             "[login]\nprefix = \"/auth\"\n\n[[routes]]\npath = \"/auth\"\naccess = \"public\"\n\n[[routes]]\npath = \"/_doorman\"\naccess = \"public\"\n"
         ),
         at_proxy_toml(&[
-            r#"routes[0].path: "/auth" is under [login] prefix "/auth", which doorman answers itself"#
+            r#"5:8: routes[0].path: "/auth" is under [login] prefix "/auth", which doorman answers itself"#
         ])
     );
     // Globs whose literal part lies under the prefix, in any case, can never apply either.
     assert_eq!(
         policy_errors("[[routes]]\nglob = \"/_DOORMAN/*\"\naccess = \"public\"\n\n[[routes]]\nglob = \"/**\"\naccess = \"public\"\n"),
         at_proxy_toml(&[
-            r#"routes[0].glob: "/_DOORMAN/*" is under [login] prefix "/_doorman", which doorman answers itself"#
+            r#"2:8: routes[0].glob: "/_DOORMAN/*" is under [login] prefix "/_doorman", which doorman answers itself"#
         ])
     );
 }
@@ -604,7 +617,7 @@ fn an_unknown_access_default_is_refused() {
     assert_eq!(
         policy_errors("[access]\ndefault = \"maybe\"\n"),
         at_proxy_toml(&[
-            r#"access.default: expected "public", "authenticated" or "deny", found "maybe""#
+            r#"2:11: access.default: expected "public", "authenticated" or "deny", found "maybe""#
         ])
     );
 }
@@ -615,16 +628,18 @@ fn a_login_prefix_of_the_root_or_not_normalised_is_refused() {
     assert_eq!(
         policy_errors("[login]\nprefix = \"/\"\n"),
         at_proxy_toml(&[
-            r#"login.prefix: must not be "/": doorman's endpoints would hide the whole app"#
+            r#"2:10: login.prefix: must not be "/": doorman's endpoints would hide the whole app"#
         ])
     );
     assert_eq!(
         policy_errors("[login]\nprefix = \"/a/../auth\"\n"),
-        at_proxy_toml(&[r#"login.prefix: "/a/../auth" is not a normalised path; write "/auth""#])
+        at_proxy_toml(&[
+            r#"2:10: login.prefix: "/a/../auth" is not a normalised path; write "/auth""#
+        ])
     );
     assert_eq!(
         policy_errors("[login]\nprefix = \"auth\"\n"),
-        at_proxy_toml(&[r#"login.prefix: invalid path "auth": path must start with /"#])
+        at_proxy_toml(&[r#"2:10: login.prefix: invalid path "auth": path must start with /"#])
     );
 }
 
@@ -635,7 +650,7 @@ fn a_bad_cookie_name_is_refused() {
         assert_eq!(
             policy_errors(&format!("[session]\ncookie_name = {name:?}\n")),
             at_proxy_toml(&[&format!(
-                "session.cookie_name: invalid cookie name {name:?}: use letters, digits and !#$%&'*+-.^_`|~"
+                "2:15: session.cookie_name: invalid cookie name {name:?}: use letters, digits and !#$%&'*+-.^_`|~"
             )]),
             "{name:?}"
         );
@@ -651,7 +666,7 @@ fn identity_user_header_equal_to_groups_header_is_refused() {
             policy_errors(&format!(
                 "[identity]\nuser_header = {user:?}\ngroups_header = {groups:?}\n"
             )),
-            at_proxy_toml(&["identity.groups_header: must differ from user_header"]),
+            at_proxy_toml(&["3:17: identity.groups_header: must differ from user_header"]),
             "{user} / {groups}"
         );
     }
@@ -662,7 +677,9 @@ fn identity_user_header_equal_to_groups_header_is_refused() {
 fn an_empty_strip_prefix_is_refused() {
     assert_eq!(
         policy_errors("[identity]\nstrip_prefix = \"\"\n"),
-        at_proxy_toml(&["identity.strip_prefix: must not be empty: it would strip every header"])
+        at_proxy_toml(&[
+            "2:16: identity.strip_prefix: must not be empty: it would strip every header"
+        ])
     );
 }
 
@@ -680,11 +697,11 @@ strip_headers = ["X-Api-User", "bad header", ""]
     assert_eq!(
         policy_errors(text),
         at_proxy_toml(&[
-            r#"identity.user_header: invalid header name "X User""#,
-            r#"identity.groups_header: "Connection" is a hop-by-hop header and cannot carry identity"#,
-            r#"identity.strip_prefix: invalid header name prefix "X Auth-""#,
-            r#"identity.strip_headers[1]: invalid header name "bad header""#,
-            r#"identity.strip_headers[2]: invalid header name """#,
+            r#"3:15: identity.user_header: invalid header name "X User""#,
+            r#"4:17: identity.groups_header: "Connection" is a hop-by-hop header and cannot carry identity"#,
+            r#"5:16: identity.strip_prefix: invalid header name prefix "X Auth-""#,
+            r#"6:32: identity.strip_headers[1]: invalid header name "bad header""#,
+            r#"6:46: identity.strip_headers[2]: invalid header name """#,
         ])
     );
 }
@@ -744,10 +761,150 @@ access = "public"
 
     assert_eq!(
         policy_errors("[[routes]]\npath = \"/a\"\nacess = \"public\"\n"),
-        at_proxy_toml(&["routes[0].acess: unknown key"])
+        at_proxy_toml(&["3:1: routes[0].acess: unknown key; did you mean `access`?"])
     );
     assert_eq!(
         policy_errors("routes = 5\n"),
-        at_proxy_toml(&["routes: expected an array of tables: write each route as [[routes]]"])
+        at_proxy_toml(&[
+            "1:10: routes: expected an array of tables: write each route as [[routes]]"
+        ])
+    );
+}
+
+// ---- where an error is: FILE:LINE:COL: key.path: message (DESIGN.md §14) --------------------
+
+/// `doorman check --config proxy.toml` run in a fresh folder holding `files` (name, text), so
+/// messages name the file exactly as an operator who typed that would see them.
+fn check_in_folder(tag: &str, files: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = temp_dir(tag);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write file");
+    }
+    run_cli_in(Some(&dir), &["check", "--config", "proxy.toml"])
+}
+
+/// A misspelt key is placed at the key itself (column counted from the line's start, indented
+/// here) and named with the key that table accepts that it was probably meant to be.
+#[test]
+fn a_misspelt_key_is_placed_at_the_key_with_the_key_it_was_meant_to_be() {
+    let text = "[listen]\naddr = \"127.0.0.1:8080\"\n\n[session]\n  idle_timout = \"45m\"\n";
+    let (code, stdout, stderr) = check_in_folder("misspelt", &[("proxy.toml", text)]);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        "proxy.toml:5:3: session.idle_timout: unknown key; did you mean `idle_timeout`?\n"
+    );
+
+    // Section names too; a key close to nothing accepted gets no guess.
+    let text = "[upstream]\nurl = \"http://127.0.0.1:3000\"\nconect_timeout = \"1s\"\n\n[sesion]\nfoo = 1\n";
+    let (code, _, stderr) = check_in_folder("misspelt-section", &[("proxy.toml", text)]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines(&stderr),
+        [
+            "proxy.toml:3:1: upstream.conect_timeout: unknown key; did you mean `connect_timeout`?",
+            "proxy.toml:5:2: sesion: unknown key; did you mean `session`?",
+        ]
+    );
+}
+
+/// A bad value (an unusable duration, a wrong type, a value out of range) is placed where the
+/// value starts, not at its key.
+#[test]
+fn a_bad_value_is_placed_at_the_value() {
+    let text = r#"[upstream]
+url = "http://127.0.0.1:3000"
+timeout = "5 fortnights"
+preserve_host = "yes"
+
+[listen]
+max_connections =    0
+"#;
+    let (code, stdout, stderr) = check_in_folder("bad-value", &[("proxy.toml", text)]);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        lines(&stderr),
+        [
+            "proxy.toml:7:22: listen.max_connections: must be between 1 and 1000000, found 0",
+            r#"proxy.toml:3:11: upstream.timeout: invalid duration "5 fortnights": expected a number and a unit (ms, s, m, h, d), such as "30s""#,
+            "proxy.toml:4:17: upstream.preserve_host: expected true or false, found a string",
+        ]
+    );
+}
+
+/// In an array of tables, the error names the entry (`routes[1]`, the second `[[routes]]`) and
+/// points into it; keys of inline tables and of `[a.b]` tables are placed the same way.
+#[test]
+fn errors_in_arrays_of_tables_and_nested_tables_are_placed_too() {
+    let text = r#"[[routes]]
+path = "/public"
+access = "public"
+
+[[routes]]
+path = "/admin"
+acces = "deny"
+methods = ["GET", "delete"]
+
+[session]
+store = "redis"
+redis_sentinel = { master = "m", nodes = ["redis://127.0.0.1:26379"], tls = true }
+
+[session.express]
+secrets = ["s3cret"]
+user_field = "userId"
+forward_cookie = "no"
+"#;
+    let (code, _, stderr) = check_in_folder("nested", &[("proxy.toml", text)]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines(&stderr),
+        [
+            "proxy.toml:12:71: session.redis_sentinel.tls: unknown key",
+            "proxy.toml:17:18: session.express.forward_cookie: expected true or false, found a string",
+            r#"proxy.toml:8:19: routes[1].methods[1]: invalid method "delete": methods are upper-case tokens such as "GET""#,
+            "proxy.toml:7:1: routes[1].acces: unknown key; did you mean `access`?",
+        ]
+    );
+}
+
+/// A required key the file leaves out has nowhere to point: the message keeps `FILE: key.path`.
+#[test]
+fn an_error_about_a_key_the_file_does_not_have_has_no_position() {
+    let text = "[[routes]]\npath = \"/a\"\n\n[[routes]]\naccess = \"deny\"\n\n[forward_auth]\nallowed_hosts = [\"a.test\"]\n";
+    let (code, _, stderr) = check_in_folder("no-position", &[("proxy.toml", text)]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines(&stderr),
+        [
+            "proxy.toml: forward_auth.trusted_gateways: required: the addresses of the gateways that send auth sub-requests, such as [\"127.0.0.1/32\"]",
+            "proxy.toml: routes[1].path: a route needs a path or a glob",
+        ]
+    );
+}
+
+/// The users file is read with the same machinery: its errors are placed in the users file.
+#[test]
+fn users_file_errors_are_placed_in_the_users_file() {
+    let config = "[login]\nusers_file = \"users.toml\"\n";
+    let users = "[users.alice]\npasword = \"hunter2\"\ngroups = [\"ops\", 7]\n";
+    let (code, _, stderr) = check_in_folder(
+        "users-placed",
+        &[("proxy.toml", config), ("users.toml", users)],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines(&stderr),
+        [
+            "users.toml: users.alice.password: required: an argon2id hash from `doorman hash-password`",
+            "users.toml:3:18: users.alice.groups[1]: expected a string, found an integer",
+            "users.toml:2:1: users.alice.pasword: unknown key; did you mean `password`?",
+        ]
+    );
+    // A users file that cannot be read is reported at `users_file` in proxy.toml.
+    let (code, _, stderr) = check_in_folder("users-missing", &[("proxy.toml", config)]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("proxy.toml:2:14: login.users_file: cannot read users.toml: "),
+        "{stderr:?}"
     );
 }

@@ -787,7 +787,7 @@ fn check(dir: &Path, toml: &str) -> (i32, String, String) {
 }
 
 /// A `doorman check` case: tag, cert file contents, key file contents (None: no file), the
-/// message expected, and the file it must name.
+/// message expected (from its position on), and the file it must name.
 type CheckCase<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
 
 const TLS_KEYS: &str = "tls = { cert = \"cert.pem\", key = \"key.pem\" }";
@@ -805,35 +805,35 @@ fn check_names_the_file_when_a_certificate_or_key_is_missing_or_broken() {
             "missing-cert",
             None,
             Some(&pair.key_pem),
-            "listen.tls.cert: cannot read certificates from ",
+            "2:16: listen.tls.cert: cannot read certificates from ",
             "cert.pem",
         ),
         (
             "garbage-cert",
             Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"),
             Some(&pair.key_pem),
-            "listen.tls.cert: cannot read certificates from ",
+            "2:16: listen.tls.cert: cannot read certificates from ",
             "cert.pem",
         ),
         (
             "missing-key",
             Some(&pair.cert_pem),
             None,
-            "listen.tls.key: cannot read a private key from ",
+            "2:34: listen.tls.key: cannot read a private key from ",
             "key.pem",
         ),
         (
             "no-key-in-file",
             Some(&pair.cert_pem),
             Some(&pair.cert_pem),
-            "listen.tls.key: cannot read a private key from ",
+            "2:34: listen.tls.key: cannot read a private key from ",
             "key.pem",
         ),
         (
             "other-key",
             Some(&pair.cert_pem),
             Some(&other.key_pem),
-            "listen.tls.key: cannot use the private key in ",
+            "2:34: listen.tls.key: cannot use the private key in ",
             "key.pem",
         ),
     ];
@@ -849,7 +849,7 @@ fn check_names_the_file_when_a_certificate_or_key_is_missing_or_broken() {
         assert_eq!(code, 2, "{tag}: {stderr}");
         assert_eq!(stdout, "", "{tag}");
         let expected = format!(
-            "{}: {message}{}",
+            "{}:{message}{}",
             dir.join("proxy.toml").display(),
             dir.join(file).display()
         );
@@ -891,9 +891,9 @@ fn tls_only_settings_are_checked_against_tls() {
     assert_eq!(
         lines,
         [
-            format!("{f}: listen.redirect_http: only applies with tls: it redirects to the https listener"),
-            format!("{f}: listen.hsts: only applies with tls: browsers ignore it over plain HTTP"),
-            format!("{f}: session.same_site: \"none\" requires TLS: configure [listen] tls, or set cookie_secure = \"always\" behind a TLS load balancer"),
+            format!("{f}:3:17: listen.redirect_http: only applies with tls: it redirects to the https listener"),
+            format!("{f}:2:8: listen.hsts: only applies with tls: browsers ignore it over plain HTTP"),
+            format!("{f}:7:13: session.same_site: \"none\" requires TLS: configure [listen] tls, or set cookie_secure = \"always\" behind a TLS load balancer"),
         ]
     );
 
@@ -917,8 +917,8 @@ fn tls_only_settings_are_checked_against_tls() {
         lines,
         [
             format!("{f}: listen.tls.key: required: the PEM file with the private key"),
-            format!("{f}: listen.redirect_http: must differ from listen.addr"),
-            format!("{f}: listen.hsts: invalid duration \"soon\": expected a number and a unit (ms, s, m, h, d), such as \"30s\""),
+            format!("{f}:4:17: listen.redirect_http: must differ from listen.addr"),
+            format!("{f}:3:8: listen.hsts: invalid duration \"soon\": expected a number and a unit (ms, s, m, h, d), such as \"30s\""),
         ]
     );
 }

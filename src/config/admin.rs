@@ -2,9 +2,8 @@
 
 use std::net::SocketAddr;
 
-use toml::Table;
-
 use crate::config::reader::{KeyError, Section};
+use crate::config::source::Document;
 
 /// `[admin]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,7 +14,7 @@ pub struct AdminConfig {
 }
 
 pub(super) fn read_admin(
-    root: &Table,
+    root: &Document<'_>,
     listen: SocketAddr,
     errors: &mut Vec<KeyError>,
 ) -> AdminConfig {
@@ -54,17 +53,17 @@ mod tests {
         assert_eq!(
             errors("[admin]\naddr = \"localhost\"\n"),
             [
-                r#"proxy.toml: admin.addr: invalid address "localhost": expected IP:PORT, such as "127.0.0.1:8080" or "[::1]:8080""#
+                r#"proxy.toml:2:8: admin.addr: invalid address "localhost": expected IP:PORT, such as "127.0.0.1:8080" or "[::1]:8080""#
             ]
         );
         assert_eq!(
             errors("[admin]\nport = 9090\n"),
-            ["proxy.toml: admin.port: unknown key"]
+            ["proxy.toml:2:1: admin.port: unknown key"]
         );
         for clash in ["127.0.0.1:8080", "0.0.0.0:8080"] {
             assert_eq!(
                 errors(&format!("[admin]\naddr = {clash:?}\n")),
-                [format!("proxy.toml: admin.addr: {clash} is the public listener (127.0.0.1:8080); the admin listener needs its own address")]
+                [format!("proxy.toml:2:8: admin.addr: {clash} is the public listener (127.0.0.1:8080); the admin listener needs its own address")]
             );
         }
         assert!(errors("[admin]\naddr = \"127.0.0.2:8080\"\n").is_empty());

@@ -4,10 +4,9 @@
 //! host list that allows any host, would let anyone who can reach doorman describe an
 //! "original request" of their choosing.
 
-use toml::Table;
-
 use crate::config::net::IpNet;
 use crate::config::reader::{KeyError, Section};
+use crate::config::source::Document;
 use crate::host::HostPattern;
 
 /// `[forward_auth]`, validated.
@@ -33,10 +32,10 @@ impl ForwardAuthConfig {
 }
 
 pub(super) fn read_forward_auth(
-    root: &Table,
+    root: &Document<'_>,
     errors: &mut Vec<KeyError>,
 ) -> Option<ForwardAuthConfig> {
-    let raw = root.get("forward_auth")?;
+    let raw = root.values().get("forward_auth")?;
     let raw_empty = |key: &str| {
         raw.get(key)
             .and_then(toml::Value::as_array)

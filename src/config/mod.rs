@@ -2,9 +2,11 @@
 //!
 //! The loader is "parse, don't validate": [`Config::load`] either returns a [`Config`] whose
 //! fields are already the types the proxy uses (`Duration`, `SocketAddr`, a split upstream
-//! URL), or a [`ConfigErrors`] listing every problem it found, one per line, as
-//! `FILE:LINE:COL: message` for TOML syntax and `FILE: key.path: message` for validation.
-//! `doorman check` prints exactly that list; start-up refuses to bind with it.
+//! URL), or a [`ConfigErrors`] listing every problem it found, one per line: `FILE:LINE:COL:
+//! message` for TOML syntax, `FILE:LINE:COL: key.path: message` for a key or value the file
+//! has (a misspelt key adds `did you mean ...?`), and `FILE: key.path: message` where nothing
+//! in the file can be pointed at (a required key left out). `doorman check` prints exactly that
+//! list; start-up refuses to bind with it.
 //!
 //! Sections of the contract that this build does not implement yet are refused with a message
 //! saying so rather than accepted and ignored: a `[[routes]]` table that silently did nothing
@@ -18,6 +20,8 @@ mod openid;
 mod policy;
 mod reader;
 mod session;
+mod source;
+mod spelling;
 mod users;
 
 use std::fmt;
@@ -28,7 +32,6 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use rustls::pki_types::CertificateDer;
-use toml::Table;
 
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
@@ -43,6 +46,8 @@ pub use openid::{read_state_key, OidcConfig, StateKey, STATE_KEY_LEN};
 use reader::Section;
 pub use reader::{parse_duration, KeyError};
 pub use session::{CookieSecure, LoginConfig, SameSite, SessionConfig, StoreKind, Timeouts};
+pub use source::Position;
+use source::{Document, Step};
 
 /// The validated configuration of one doorman process.
 #[derive(Debug, Clone)]
@@ -189,7 +194,8 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
-    /// A key is unknown, has the wrong type, or a value that cannot be used.
+    /// A key is unknown, has the wrong type, or a value that cannot be used (placed in the
+    /// file by [`KeyError::at`] when it can be).
     Key {
         /// The file concerned.
         file: PathBuf,
@@ -212,7 +218,10 @@ impl fmt::Display for ConfigError {
             } => {
                 write!(f, "{}:{}:{}: {}", file.display(), line, col, message)
             }
-            ConfigError::Key { file, error } => write!(f, "{}: {}", file.display(), error),
+            ConfigError::Key { file, error } => match error.at {
+                Some(at) => write!(f, "{}:{at}: {error}", file.display()),
+                None => write!(f, "{}: {error}", file.display()),
+            },
         }
     }
 }
@@ -262,13 +271,15 @@ impl Config {
     /// Validate `text` as if read from `file` (which names it in messages and anchors relative
     /// paths).
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
-        let root: Table = toml::from_str(text).map_err(|e| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let root = Document::parse(text).map_err(|e| {
+            let at = e.span().map_or(Position { line: 1, col: 1 }, |s| {
+                Position::of(text, s.start)
+            });
             let message = e.message().trim().to_string();
             ConfigErrors(vec![ConfigError::Syntax {
                 file: file.to_path_buf(),
-                line,
-                col,
+                line: at.line,
+                col: at.col,
                 message,
             }])
         })?;
@@ -276,7 +287,7 @@ impl Config {
         let mut errors = Vec::new();
         let listen = read_listen(&root, &base, &mut errors);
         let forward_auth = gateway::read_forward_auth(&root, &mut errors);
-        let upstream = (root.contains_key("upstream") || forward_auth.is_none())
+        let upstream = (root.values().contains_key("upstream") || forward_auth.is_none())
             .then(|| read_upstream(&root, &base, &mut errors));
         let login = session::read_login(&root, &base, &mut errors);
         let tls = listen.tls.is_some();
@@ -285,20 +296,14 @@ impl Config {
         let identity = policy::read_identity(&root, &base, &login, &mut errors);
         let routes = policy::read_routes(&root, &login, &mut errors);
         let admin = admin::read_admin(&root, listen.addr, &mut errors);
-        for key in root.keys() {
-            if KNOWN.contains(&key.as_str()) {
-                continue;
-            }
-            let message = if NOT_YET.contains(&key.as_str()) {
-                "not supported by this build of doorman yet"
-            } else {
-                "unknown key"
-            };
-            errors.push(KeyError {
-                key: key.clone(),
-                message: message.to_string(),
-            });
+        let mut top = Section::root(&root, &mut errors);
+        for key in KNOWN {
+            top.known(key);
         }
+        for key in NOT_YET {
+            top.refuse(key, "not supported by this build of doorman yet");
+        }
+        top.finish();
         if let (Some(origin), Some(fa)) = (&login.public_origin, &forward_auth) {
             // The login host serves doorman's login behind the same gateway: its requests are
             // judged as any allowed host's (the login form's Origin check among them).
@@ -307,13 +312,14 @@ impl Config {
                 .as_deref()
                 .is_some_and(|h| fa.allows_host(h))
             {
-                errors.push(KeyError {
-                    key: "login.public_origin".into(),
-                    message: format!(
+                errors.push(KeyError::value(
+                    &root,
+                    &[Step::key("login"), Step::key("public_origin")],
+                    format!(
                         "with [forward_auth], the login host of {origin:?} must be one of \
                          forward_auth.allowed_hosts"
                     ),
-                });
+                ));
             }
         }
         let file = file.to_path_buf();
@@ -329,10 +335,10 @@ impl Config {
             Some(path) => match Users::load(path) {
                 Ok(users) => users,
                 Err(UsersError::Read(message)) => {
-                    let error = KeyError {
-                        key: "login.users_file".into(),
-                        message,
-                    };
+                    // At `users_file` when the file names it; the default users.toml has no
+                    // position.
+                    let at = [Step::key("login"), Step::key("users_file")];
+                    let error = KeyError::value(&root, &at, message);
                     all.push(ConfigError::Key {
                         file: file.clone(),
                         error,
@@ -404,7 +410,7 @@ impl Config {
     }
 }
 
-fn read_listen(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> ListenConfig {
+fn read_listen(root: &Document<'_>, base: &Path, errors: &mut Vec<KeyError>) -> ListenConfig {
     let mut s = Section::new(root, "listen", errors);
     let defaults_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
     let addr = s.socket_addr("addr", defaults_addr);
@@ -482,7 +488,7 @@ fn read_tls(s: &mut Section<'_>, base: &Path) -> Option<Arc<Tls>> {
     tls
 }
 
-fn read_upstream(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> UpstreamConfig {
+fn read_upstream(root: &Document<'_>, base: &Path, errors: &mut Vec<KeyError>) -> UpstreamConfig {
     let mut s = Section::new(root, "upstream", errors);
     let url = s.opt_str("url").unwrap_or("http://127.0.0.1:3000");
     let (scheme, authority) = match parse_upstream_url(url) {
@@ -568,14 +574,6 @@ fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority), String> {
     Ok((scheme, authority))
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -615,7 +613,7 @@ pub(crate) mod tests {
             ));
             assert_eq!(e.len(), 1, "{bad}: {e:?}");
             assert!(
-                e[0].starts_with("proxy.toml: upstream.upgrades[1]: "),
+                e[0].starts_with("proxy.toml:2:26: upstream.upgrades[1]: "),
                 "{e:?}"
             );
         }
@@ -660,7 +658,7 @@ pub(crate) mod tests {
             assert_eq!(
                 e,
                 [format!(
-                    "proxy.toml: upstream.url: invalid upstream url {url:?}: {why}"
+                    "proxy.toml:2:7: upstream.url: invalid upstream url {url:?}: {why}"
                 )]
             );
         }
@@ -681,7 +679,7 @@ pub(crate) mod tests {
         let e = errors("[forward_auth]\ntrusted_gateways = []\nallowed_hosts = [\"*\"]\n");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(
-            e[0].starts_with("proxy.toml: forward_auth.allowed_hosts[0]: "),
+            e[0].starts_with("proxy.toml:3:18: forward_auth.allowed_hosts[0]: "),
             "{e:?}"
         );
         assert!(
@@ -736,7 +734,7 @@ pub(crate) mod tests {
         assert_eq!(
             errors(&login("https://login.b.test")),
             [
-                "proxy.toml: login.public_origin: with [forward_auth], the login host of \
+                "proxy.toml:5:17: login.public_origin: with [forward_auth], the login host of \
               \"https://login.b.test\" must be one of forward_auth.allowed_hosts"
             ]
         );
@@ -752,19 +750,35 @@ pub(crate) mod tests {
         assert!(route("[\"Admin.Example.com\", \"*.example.com\"]").is_empty());
         assert_eq!(
             route("[]"),
-            ["proxy.toml: routes[0].hosts: must list at least one host (leave it out to match any host)"]
+            ["proxy.toml:4:9: routes[0].hosts: must list at least one host (leave it out to match any host)"]
         );
         let e = route("[\"a.test:8080\", \"*.*.test\"]");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(
-            e[0].starts_with("proxy.toml: routes[0].hosts[0]: "),
+            e[0].starts_with("proxy.toml:4:10: routes[0].hosts[0]: "),
             "{e:?}"
         );
     }
 
+    /// Keys a reader reads only when present (it asks `has` first) are still keys the table
+    /// accepts, so their misspellings get a suggestion too.
     #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    fn misspelt_keys_read_only_when_present_are_suggested_too() {
+        let text = "[listen]\nredirect_htp = \"127.0.0.1:8081\"\nhst = \"1d\"\n\n\
+                    [upstream]\nupgrade = []\n\n[admin]\nadr = \"127.0.0.1:9090\"\n\n\
+                    [session]\nredis_clustr = []\n\n\
+                    [[routes]]\npath = \"/\"\nmethod = [\"GET\"]\nhost = [\"a.test\"]\n";
+        assert_eq!(
+            errors(text),
+            [
+                "proxy.toml:3:1: listen.hst: unknown key; did you mean `hsts`?",
+                "proxy.toml:2:1: listen.redirect_htp: unknown key; did you mean `redirect_http`?",
+                "proxy.toml:6:1: upstream.upgrade: unknown key; did you mean `upgrades`?",
+                "proxy.toml:12:1: session.redis_clustr: unknown key; did you mean `redis_cluster`?",
+                "proxy.toml:17:1: routes[0].host: unknown key; did you mean `hosts`?",
+                "proxy.toml:16:1: routes[0].method: unknown key; did you mean `methods`?",
+                "proxy.toml:9:1: admin.adr: unknown key; did you mean `addr`?",
+            ]
+        );
     }
 }

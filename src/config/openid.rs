@@ -17,9 +17,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
-use toml::Table;
 
 use crate::config::reader::{KeyError, Section};
+use crate::config::source::Document;
 use crate::config::{SessionConfig, StoreKind};
 
 /// The scopes asked for when `scopes` is not set.
@@ -146,12 +146,12 @@ pub fn read_state_key(path: &Path) -> Result<[u8; STATE_KEY_LEN], String> {
 }
 
 pub(super) fn read_oidc(
-    root: &Table,
+    root: &Document<'_>,
     base: &Path,
     session: &SessionConfig,
     errors: &mut Vec<KeyError>,
 ) -> Option<OidcConfig> {
-    root.get("oidc")?;
+    root.values().get("oidc")?;
     let mut s = Section::new(root, "oidc", errors);
     let issuer = match s.opt_str("issuer") {
         None => {

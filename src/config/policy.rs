@@ -9,6 +9,7 @@ use toml::{Table, Value};
 
 use crate::config::reader::{KeyError, Section};
 use crate::config::session::LoginConfig;
+use crate::config::source::{Document, Step};
 use crate::host::HostPattern;
 use crate::identity::{canonical, IdentityHeaders};
 use crate::jws::{self, Assertion, Key};
@@ -19,7 +20,7 @@ use crate::routes::{Access, OnUnauthenticated, PathMatcher, Route, RoutePolicy, 
 /// the assertion's default audience (the host of `public_origin`); with `[forward_auth]`, the
 /// request's host as validated by `allowed_hosts` is.
 pub(super) fn read_identity(
-    root: &Table,
+    root: &Document<'_>,
     base: &Path,
     login: &LoginConfig,
     errors: &mut Vec<KeyError>,
@@ -68,7 +69,7 @@ pub(super) fn read_identity(
             .map(|h| canonical(h.as_str()).into_owned())
             .map_err(|_| format!("invalid header name {name:?}"))
     });
-    let validated_hosts = root.contains_key("forward_auth");
+    let validated_hosts = root.values().contains_key("forward_auth");
     let assertion = read_assertion(&mut s, base, login, validated_hosts, &[&user, &groups]);
     s.finish();
     IdentityHeaders::new(user, groups, strip_prefix, strip_headers).with_assertion(assertion)
@@ -85,15 +86,15 @@ fn read_assertion(
     taken: &[&HeaderName],
 ) -> Option<Arc<Assertion>> {
     let mut t = s.sub("assertion")?;
-    let load = |t: &mut Section<'_>, key: &str, file: &str| match Key::load(&base.join(file)) {
-        Ok(k) => Some(k),
-        Err(message) => {
-            t.error(key, message);
-            None
-        }
-    };
+    let load = |file: &str| Key::load(&base.join(file));
     let signing = match t.opt_str("key") {
-        Some(file) => load(&mut t, "key", file),
+        Some(file) => match load(file) {
+            Ok(k) => Some(k),
+            Err(message) => {
+                t.error("key", message);
+                None
+            }
+        },
         None => {
             if !t.has("key") {
                 t.error(
@@ -168,8 +169,9 @@ fn read_assertion(
     for list in ["next_keys", "previous_keys"] {
         let files = t.list(list, |f| Ok(f.to_string()));
         for (i, file) in files.iter().enumerate() {
-            if let Some(k) = load(&mut t, &format!("{list}[{i}]"), file) {
-                published.push(k);
+            match load(file) {
+                Ok(k) => published.push(k),
+                Err(message) => t.error_item(list, i, message),
             }
         }
     }
@@ -197,7 +199,7 @@ fn default_lower(default: &'static str) -> &'static str {
 }
 
 pub(super) fn read_routes(
-    root: &Table,
+    root: &Document<'_>,
     login: &LoginConfig,
     errors: &mut Vec<KeyError>,
 ) -> RouteTable {
@@ -213,39 +215,38 @@ pub(super) fn read_routes(
     s.finish();
 
     let mut routes = Vec::new();
-    match root.get("routes") {
+    match root.values().get("routes") {
         None => {}
         Some(Value::Array(entries)) => {
             for (i, entry) in entries.iter().enumerate() {
-                let at = format!("routes[{i}]");
+                let at = vec![Step::key("routes"), Step::Item(i)];
                 match entry {
                     Value::Table(t) => {
-                        if let Some(route) = read_route(t, at, login, errors) {
+                        if let Some(route) = read_route(root, t, at, login, errors) {
                             routes.push(route);
                         }
                     }
-                    _ => errors.push(KeyError {
-                        key: at,
-                        message: "expected a table ([[routes]])".into(),
-                    }),
+                    _ => errors.push(KeyError::value(root, &at, "expected a table ([[routes]])")),
                 }
             }
         }
-        Some(_) => errors.push(KeyError {
-            key: "routes".into(),
-            message: "expected an array of tables: write each route as [[routes]]".into(),
-        }),
+        Some(_) => errors.push(KeyError::value(
+            root,
+            &[Step::key("routes")],
+            "expected an array of tables: write each route as [[routes]]",
+        )),
     }
     RouteTable::new(routes, RoutePolicy::new(default), case_sensitive)
 }
 
 fn read_route(
+    root: &Document<'_>,
     t: &Table,
-    at: String,
+    at: Vec<Step>,
     login: &LoginConfig,
     errors: &mut Vec<KeyError>,
 ) -> Option<Route> {
-    let mut s = Section::entry(t, at, errors);
+    let mut s = Section::entry(root, at, t, errors);
     let matcher = match (s.opt_str("path"), s.opt_str("glob")) {
         (Some(_), Some(_)) => {
             s.error("glob", "a route has either path or glob, not both");

@@ -3,10 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::Table;
-
 use crate::config::reader::is_token;
 use crate::config::reader::{KeyError, Section};
+use crate::config::source::Document;
 use crate::config::RedisTarget;
 use crate::path;
 
@@ -121,7 +120,7 @@ impl LoginConfig {
 
 /// `tls`: whether `[listen]` terminates TLS (which makes the cookie `Secure` under `auto`).
 pub(super) fn read_session(
-    root: &Table,
+    root: &Document<'_>,
     base: &Path,
     tls: bool,
     errors: &mut Vec<KeyError>,
@@ -307,7 +306,11 @@ fn redis_url_check(url: &str) -> Result<String, String> {
     }
 }
 
-pub(super) fn read_login(root: &Table, base: &Path, errors: &mut Vec<KeyError>) -> LoginConfig {
+pub(super) fn read_login(
+    root: &Document<'_>,
+    base: &Path,
+    errors: &mut Vec<KeyError>,
+) -> LoginConfig {
     let mut s = Section::new(root, "login", errors);
     let prefix = s.opt_str("prefix").unwrap_or("/_doorman");
     let prefix = match path::normalise(prefix) {

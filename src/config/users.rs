@@ -20,9 +20,11 @@ use std::path::Path;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher};
-use toml::{Table, Value};
+use toml::Value;
 
-use crate::config::reader::KeyError;
+use crate::config::reader::{KeyError, Section};
+use crate::config::source::{Document, Position, Step};
+use crate::config::spelling::did_you_mean;
 use crate::identity::check_name;
 
 /// One local user.
@@ -67,82 +69,71 @@ impl Users {
         Users::parse(&text).map_err(UsersError::Invalid)
     }
 
-    /// Validate the text of a users file.
+    /// Validate the text of a users file. Errors are placed in it like proxy.toml's: each user
+    /// is read as a [`Section`], so a wrong type, an unknown key (with the key it was probably
+    /// meant to be) and a bad value get their line and column.
     pub fn parse(text: &str) -> Result<Users, Vec<KeyError>> {
-        let err = |key: String, message: String| KeyError { key, message };
-        let root: Table = toml::from_str(text).map_err(|e| {
-            vec![err(
-                "users".into(),
-                format!("not valid TOML: {}", e.message().trim()),
-            )]
+        let doc = Document::parse(text).map_err(|e| {
+            vec![KeyError {
+                key: "users".into(),
+                message: format!("not valid TOML: {}", e.message().trim()),
+                at: e.span().map(|s| Position::of(text, s.start)),
+            }]
         })?;
         let mut errors = Vec::new();
-        let mut users = HashMap::new();
-        for key in root.keys().filter(|k| *k != "users") {
-            errors.push(err(
-                key.clone(),
-                "unknown key (users go under [users.NAME])".into(),
-            ));
+        for key in doc.values().keys().filter(|k| *k != "users") {
+            let path = [Step::key(key)];
+            let message = match did_you_mean(key, ["users"]) {
+                Some(_) => "unknown key; did you mean `users`?",
+                None => "unknown key (users go under [users.NAME])",
+            };
+            errors.push(KeyError::key(&doc, &path, message));
         }
-        let table = match root.get("users") {
+        let table = match doc.values().get("users") {
             None => None,
             Some(Value::Table(t)) => Some(t),
             Some(_) => {
-                errors.push(err("users".into(), "expected a table of users".into()));
+                let path = [Step::key("users")];
+                errors.push(KeyError::value(&doc, &path, "expected a table of users"));
                 None
             }
         };
+        let mut users = HashMap::new();
         let mut first_hash = None;
         for (name, entry) in table.into_iter().flatten() {
-            let at = format!("users.{name}");
+            let at = vec![Step::key("users"), Step::key(name)];
             if let Err(e) = check_name(name) {
-                errors.push(err(at.clone(), format!("invalid user name: {e}")));
+                let message = format!("invalid user name: {e}");
+                errors.push(KeyError::key(&doc, &at, message));
             }
             let Some(entry) = entry.as_table() else {
-                errors.push(err(at, "expected a table with password and groups".into()));
+                let message = "expected a table with password and groups";
+                errors.push(KeyError::value(&doc, &at, message));
                 continue;
             };
-            for key in entry.keys().filter(|k| *k != "password" && *k != "groups") {
-                errors.push(err(format!("{at}.{key}"), "unknown key".into()));
-            }
-            let hash = match entry.get("password").and_then(Value::as_str) {
-                None => {
-                    errors.push(err(
-                        format!("{at}.password"),
-                        "required: an argon2id hash from `doorman hash-password`".into(),
-                    ));
-                    continue;
-                }
-                Some(h) if is_argon2id(h) => h.to_string(),
+            let mut s = Section::entry(&doc, at, entry, &mut errors);
+            let hash = match s.opt_str("password") {
+                Some(h) if is_argon2id(h) => Some(h.to_string()),
                 Some(_) => {
-                    errors.push(err(
-                        format!("{at}.password"),
-                        "not an argon2id hash: make one with `doorman hash-password`".into(),
-                    ));
-                    continue;
+                    let message = "not an argon2id hash: make one with `doorman hash-password`";
+                    s.error("password", message);
+                    None
+                }
+                None => {
+                    if !s.has("password") {
+                        let message = "required: an argon2id hash from `doorman hash-password`";
+                        s.error("password", message);
+                    }
+                    None
                 }
             };
-            let mut groups = Vec::new();
-            match entry.get("groups") {
-                None => {}
-                Some(Value::Array(items)) => {
-                    for (i, g) in items.iter().enumerate() {
-                        match g.as_str().map(|g| check_name(g).map(|()| g)) {
-                            Some(Ok(g)) => groups.push(g.to_string()),
-                            Some(Err(e)) => errors.push(err(
-                                format!("{at}.groups[{i}]"),
-                                format!("invalid group: {e}"),
-                            )),
-                            None => errors
-                                .push(err(format!("{at}.groups[{i}]"), "expected a string".into())),
-                        }
-                    }
-                }
-                Some(_) => errors.push(err(
-                    format!("{at}.groups"),
-                    "expected an array of strings".into(),
-                )),
-            }
+            let groups = s.list("groups", |g| {
+                check_name(g)
+                    .map(|()| g.to_string())
+                    .map_err(|e| format!("invalid group: {e}"))
+            });
+            s.finish();
+            let Some(hash) = hash else { continue };
             first_hash.get_or_insert_with(|| hash.clone());
             users.insert(name.clone(), User { hash, groups });
         }
@@ -245,22 +236,46 @@ mod tests {
         assert!(verify("mallory", "correct horse").is_none());
     }
 
+    /// Each error as shown, with its position in the users file.
+    fn shown(errors: &[KeyError]) -> Vec<String> {
+        errors
+            .iter()
+            .map(|e| match e.at {
+                Some(at) => format!("{at}: {e}"),
+                None => e.to_string(),
+            })
+            .collect()
+    }
+
     #[test]
-    fn bad_entries_are_reported_with_their_keys() {
+    fn bad_entries_are_reported_with_their_keys_and_positions() {
         let errors = Users::parse(
-            "[users.alice]\npassword = \"plaintext\"\n[users.bob]\ngroups = [\"a,b\"]\n[users.\"x,y\"]\npassword = \"$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g\"\nshell = 1\n",
+            "[users.alice]\npassword = \"plaintext\"\n[users.bob]\ngroups = [\"a,b\"]\npasword = \"x\"\n[users.\"x,y\"]\npassword = \"$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g\"\nshell = 1\n[user.carol]\n",
         )
         .unwrap_err();
-        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(
-            shown,
+            shown(&errors),
             [
-                "users.alice.password: not an argon2id hash: make one with `doorman hash-password`",
+                "9:2: user: unknown key; did you mean `users`?",
+                "2:12: users.alice.password: not an argon2id hash: make one with `doorman hash-password`",
                 "users.bob.password: required: an argon2id hash from `doorman hash-password`",
-                "users.x,y: invalid user name: name contains a character that is not printable ASCII, or a comma",
-                "users.x,y.shell: unknown key",
-                "users.x,y.password: not an argon2id hash: make one with `doorman hash-password`",
+                "4:11: users.bob.groups[0]: invalid group: name contains a character that is not printable ASCII, or a comma",
+                "5:1: users.bob.pasword: unknown key; did you mean `password`?",
+                "6:8: users.x,y: invalid user name: name contains a character that is not printable ASCII, or a comma",
+                "7:12: users.x,y.password: not an argon2id hash: make one with `doorman hash-password`",
+                "8:1: users.x,y.shell: unknown key",
             ]
+        );
+    }
+
+    #[test]
+    fn a_users_file_that_is_not_toml_is_placed_too() {
+        let errors = Users::parse("[users.alice]\npassword = \n").unwrap_err();
+        let shown = shown(&errors);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("2:12: users: not valid TOML: "),
+            "{shown:?}"
         );
     }
 }
