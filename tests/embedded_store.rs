@@ -100,6 +100,59 @@ async fn revoke_through_the_control_socket_of_a_running_store() {
     assert_eq!(revoke_via_socket(&socket, "bob").await.unwrap(), None);
 }
 
+/// DESIGN.md §14: a store so deep that `<path>.sock` is too long for a Unix socket address
+/// (108 bytes on Linux) still gets its socket there, which replaces a stale one, refuses a
+/// second doorman and answers `revoke_via_socket` as a short one does.
+#[tokio::test]
+async fn the_control_socket_of_a_store_too_deep_for_a_socket_address_answers() {
+    let dir = TempDir::new("deep");
+    let mut db = dir.0.clone();
+    while db.as_os_str().len() < 150 {
+        db.push("a-folder-deep-in-the-tree");
+    }
+    let db = db.join("sessions.db");
+    let store = Arc::new(EmbeddedStore::open(&db, T).unwrap());
+    let alice = new_session(&store, "alice").await;
+    let bob = new_session(&store, "bob").await;
+    let socket = control_socket_path(&db);
+    assert!(socket.as_os_str().len() >= 150, "{}", socket.display());
+    assert!(std::os::unix::net::UnixListener::bind(&socket).is_err());
+
+    // A stale socket file from a previous run (bound, never served) is replaced.
+    drop(ControlSocket::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let (store, socket) = (Arc::clone(&store), socket.clone());
+        async move { serve_control(store, &socket, stopped).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while revoke_via_socket(&socket, "nobody")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "control socket never came up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let refused = ControlSocket::bind(&socket).err().unwrap().to_string();
+    assert!(
+        refused.contains("another process is listening"),
+        "{refused}"
+    );
+
+    assert_eq!(revoke_via_socket(&socket, "alice").await.unwrap(), Some(1));
+    assert_eq!(store.lookup(&alice, now_millis()).await.unwrap(), None);
+    assert!(store.lookup(&bob, now_millis()).await.unwrap().is_some());
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(!socket.exists(), "the socket file is removed on shutdown");
+    assert_eq!(revoke_via_socket(&socket, "bob").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn the_control_socket_answers_errors_on_its_line_protocol() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};

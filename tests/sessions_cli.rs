@@ -140,6 +140,59 @@ async fn sessions_revoke_reaches_a_running_doorman_on_the_embedded_store() {
     assert_eq!(upstream_saw(&answer, "x-auth-user"), ["bob"]);
 }
 
+/// DESIGN.md §14: a store whose `<path>.sock` is too long for a Unix socket address (108
+/// bytes on Linux) does not stop doorman starting, and `sessions revoke`, another process
+/// knowing only the config, still reaches it through that socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_revoke_reaches_a_doorman_whose_store_path_is_too_long_for_a_socket() {
+    let mut dir = support::temp_dir("deep-store");
+    while dir.as_os_str().len() < 150 {
+        dir.push("a-folder-deep-in-the-tree");
+    }
+    let store = dir.join("sessions.db");
+    let socket = std::path::PathBuf::from(format!("{}.sock", store.display()));
+    assert!(socket.as_os_str().len() >= 150, "{}", socket.display());
+    let upstream = Upstream::start().await;
+    let users = write_users(&users_toml());
+    let toml = Conf::dashboard().for_binary().toml(
+        &upstream.url(),
+        &Backend::Embedded(store.clone()),
+        &users,
+    );
+    let doorman = DoormanProcess::spawn(&toml, &[]);
+    let base = format!("http://{}", doorman.addr);
+    let client = h1_client();
+    let alice1 = log_in(&client, &base, "alice", ALICE_PW).await;
+    let alice2 = log_in(&client, &base, "alice", ALICE_PW).await;
+    let bob = log_in(&client, &base, "bob", BOB_PW).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&socket)
+            .expect("control socket beside the store")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
+
+    let config = doorman.dir.join("proxy.toml");
+    let (code, out, err) = revoke("alice", &config).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("revoked 2 session"), "{out}");
+    for cookie in [&alice1, &alice2] {
+        let answer = get_as(&client, &format!("{base}/dashboard"), Some(cookie), &[]).await;
+        assert_eq!(answer.status, 401);
+    }
+    let answer = get_as(&client, &format!("{base}/dashboard"), Some(&bob), &[]).await;
+    assert_eq!(upstream_saw(&answer, "x-auth-user"), ["bob"]);
+    // The running doorman did it (its audit event), not the CLI in the file, which the
+    // running doorman holds locked.
+    assert!(
+        doorman.logs().contains("control-socket"),
+        "{}",
+        doorman.logs()
+    );
+    stop(doorman);
+    assert!(!socket.exists(), "the socket file is removed on shutdown");
+}
+
 /// With no doorman running, revoke opens the file itself; the next doorman on that file has
 /// the sessions gone. (On the way: the file holds no session id, only their hashes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
