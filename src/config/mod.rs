@@ -137,6 +137,8 @@ pub struct UpstreamConfig {
     /// Pooled connections idle longer than this are closed, so doorman never reuses a socket
     /// the upstream is about to close (Node closes idle sockets after 5s).
     pub pool_idle_timeout: Duration,
+    /// `pool_max_idle`: idle pooled connections kept per serving thread (default 64).
+    pub pool_max_idle: usize,
     /// Forward the client's `Host` instead of the upstream's authority.
     pub preserve_host: bool,
     /// `upgrades`: the protocols a client may switch to through doorman, lower-cased (default
@@ -518,6 +520,7 @@ fn read_upstream(root: &Document<'_>, base: &Path, errors: &mut Vec<KeyError>) -
         connect_timeout: s.duration("connect_timeout", Duration::from_secs(3)),
         timeout: s.duration("timeout", Duration::from_secs(60)),
         pool_idle_timeout: s.duration("pool_idle_timeout", Duration::from_secs(4)),
+        pool_max_idle: usize::try_from(s.int("pool_max_idle", 64, 1, 100_000)).unwrap_or(64),
         preserve_host: s.bool("preserve_host", false),
         upgrades: read_upgrades(&mut s),
     };
@@ -597,6 +600,7 @@ pub(crate) mod tests {
         let up = c.upstream.as_ref().unwrap();
         assert_eq!(up.url(), "http://127.0.0.1:3000");
         assert_eq!(up.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(up.pool_max_idle, 64);
         assert!(!up.preserve_host);
         assert_eq!(up.upgrades, ["websocket"]);
         assert!(c.forward_auth.is_none());

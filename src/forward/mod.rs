@@ -81,7 +81,13 @@ impl Upstream {
             parts
         })
         .map_err(|e| rustls::Error::General(format!("upstream url: {e}")))?;
-        let pool = Pool::new(https, target, crate::worker::count(), up.pool_idle_timeout);
+        let pool = Pool::new(
+            https,
+            target,
+            crate::worker::count(),
+            up.pool_idle_timeout,
+            up.pool_max_idle,
+        );
         Ok(Some(Upstream {
             pool: Arc::new(pool),
             config,

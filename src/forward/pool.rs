@@ -60,6 +60,8 @@ pub struct Pool<C, B> {
 struct Slot<B> {
     idle: Mutex<Idle<B>>,
     idle_timeout: Duration,
+    /// `pool_max_idle`: past this many, returning a connection closes the oldest idle one.
+    max_idle: usize,
 }
 
 struct Idle<B> {
@@ -84,8 +86,16 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// A pool for each of `workers` workers; connections idle for `idle_timeout` are closed.
-    pub fn new(connector: C, target: Uri, workers: usize, idle_timeout: Duration) -> Self {
+    /// A pool for each of `workers` workers; connections idle for `idle_timeout` are closed,
+    /// and each worker keeps at most `max_idle` idle (a burst's surplus is closed as it
+    /// returns, rather than held until it times out).
+    pub fn new(
+        connector: C,
+        target: Uri,
+        workers: usize,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
         let workers = (0..workers.max(1))
             .map(|_| {
                 Arc::new(Slot {
@@ -94,6 +104,7 @@ where
                         reaping: false,
                     }),
                     idle_timeout,
+                    max_idle: max_idle.max(1),
                 })
             })
             .collect();
@@ -203,6 +214,10 @@ impl<B: Send + 'static> Slot<B> {
                 sender,
                 since: Instant::now(),
             });
+            if idle.conns.len() > self.max_idle {
+                // The oldest goes (dropping its sender closes it): LIFO would use it last.
+                idle.conns.remove(0);
+            }
             !std::mem::replace(&mut idle.reaping, true)
         };
         if arm {
@@ -379,7 +394,7 @@ mod tests {
         };
         let target = Uri::from_static("http://upstream.test/");
         (
-            Pool::new(pipes, target, 1, Duration::from_secs(60)),
+            Pool::new(pipes, target, 1, Duration::from_secs(60), 64),
             rx,
             connects,
         )
@@ -555,6 +570,7 @@ mod tests {
             Uri::from_static("http://upstream.test/"),
             1,
             Duration::from_secs(4),
+            64,
         );
         let mut older = first_exchange(&pool, &mut ends).await;
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -572,5 +588,43 @@ mod tests {
         let stale = pool.workers[0].checkout();
         assert!(stale.is_none(), "an expired connection was handed out");
         assert_eq!(idle_count(&pool), 0);
+    }
+
+    /// `pool_max_idle`: a connection returned to a full pool closes the oldest idle one.
+    #[tokio::test]
+    async fn a_full_pool_closes_its_oldest_idle_connection() {
+        let (tx, mut ends) = mpsc::unbounded_channel();
+        let pipes = Pipes {
+            upstream_ends: tx,
+            connects: Arc::new(AtomicUsize::new(0)),
+        };
+        let pool: TestPool = Pool::new(
+            pipes,
+            Uri::from_static("http://upstream.test/"),
+            1,
+            Duration::from_secs(60),
+            2,
+        );
+        let mut first = first_exchange(&pool, &mut ends).await;
+        // Two more connections, made while the others are checked out, all returned.
+        let a = pool.workers[0].checkout().expect("the first connection");
+        let _second = first_exchange(&pool, &mut ends).await;
+        let b = pool.workers[0].checkout().expect("the second connection");
+        let mut third = first_exchange(&pool, &mut ends).await;
+        pool.workers[0].checkin(b);
+        assert_eq!(idle_count(&pool), 2);
+        pool.workers[0].checkin(a);
+        assert_eq!(idle_count(&pool), 2, "never more than pool_max_idle");
+        // The oldest idle one (the third connection, returned first) is closed; the first
+        // connection, returned last, is not.
+        let mut byte = [0u8; 1];
+        let closed = within(third.read(&mut byte)).await;
+        assert_eq!(
+            closed.ok(),
+            Some(0),
+            "the oldest idle connection was closed"
+        );
+        let open = tokio::time::timeout(Duration::from_millis(100), first.read(&mut byte)).await;
+        assert!(open.is_err(), "the newest idle connection stays open");
     }
 }
