@@ -232,7 +232,7 @@ impl Upstream {
         // encoder would rewrite an h2-marked request, and panics on any other version).
         parts.version = Version::HTTP_11;
         let body = UpstreamBody {
-            inner: body,
+            inner: Some(body),
             config: Arc::clone(&self.config),
         };
         Ok(Request::from_parts(parts, body))
@@ -305,9 +305,19 @@ pin_project_lite::pin_project! {
     /// like the head (identity and forwarding headers, doorman's cookie), so a client cannot
     /// deliver an identity claim after the body.
     pub struct UpstreamBody {
+        // `None`: the empty stand-in a bodiless request is sent again with (`pool::Replayable`).
         #[pin]
-        inner: ClientBody,
+        inner: Option<ClientBody>,
         config: Arc<Config>,
+    }
+}
+
+impl pool::Replayable for UpstreamBody {
+    fn replay(&self) -> Option<Self> {
+        http_body::Body::is_end_stream(self).then(|| UpstreamBody {
+            inner: None,
+            config: Arc::clone(&self.config),
+        })
     }
 }
 
@@ -321,7 +331,10 @@ impl http_body::Body for UpstreamBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         let this = self.project();
         let config = &**this.config;
-        this.inner.poll_frame(cx).map(|frame| {
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        inner.poll_frame(cx).map(|frame| {
             frame.map(|frame| {
                 frame.map(|frame| match frame.into_trailers() {
                     Ok(mut trailers) => {
@@ -337,10 +350,15 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            |inner| inner.size_hint(),
+        )
     }
 }

@@ -18,8 +18,12 @@
 //!   pool that turns non-empty arms a reaper task on its worker, which keeps running only while
 //!   the pool holds connections.
 //! * A request that could not be written on a *pooled* connection (it closed before anything
-//!   was sent, so hyper hands the request back) is sent once more on a fresh connection. A
-//!   request that may have reached the upstream is never sent again.
+//!   was sent, so hyper hands the request back) is sent once more on a fresh connection.
+//! * A request that may have reached the upstream is sent again only in the keep-alive race
+//!   (DESIGN.md §14, as nginx's `proxy_next_upstream`): an idempotent method, no body, a pooled
+//!   connection that sat idle at least [`REPLAY_AFTER_IDLE`], closed before any byte of a
+//!   response. Then once, on a fresh connection. Anything else (a POST, a body, a connection in
+//!   use a moment ago, a response begun) is never sent twice.
 //!
 //! Connection tasks are spawned on the caller's runtime (`tokio::spawn` from the request's
 //! task), which is the worker the pool belongs to.
@@ -38,6 +42,19 @@ use tower_service::Service;
 use tracing::debug;
 
 use crate::error::BoxError;
+
+/// A request body that can make an empty stand-in of itself: what lets the pool send an
+/// idempotent request without a body again.
+pub trait Replayable: Sized {
+    /// An empty body of the same type when this one is empty (nothing to send); else `None`.
+    fn replay(&self) -> Option<Self>;
+}
+
+/// How long a pooled connection must have been idle before a request sent on it keeps a copy
+/// for a resend: the race with an upstream's keep-alive timer is on connections idle about as
+/// long as that timer, never on ones in use a moment ago, and the copy (the head's headers)
+/// is not free.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 /// Why no response head came back: the one distinction [`super::Upstream`] maps to a status.
 #[derive(Debug)]
@@ -82,7 +99,7 @@ where
     C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
-    B: Body + Send + 'static,
+    B: Body + Replayable + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -120,20 +137,39 @@ where
     /// when read to the end.
     pub async fn send(&self, req: Request<B>) -> Result<Response<PooledBody<B>>, SendError> {
         let slot = &self.workers[crate::worker::current() % self.workers.len()];
-        let (mut sender, pooled) = match slot.checkout() {
-            Some(sender) => (sender, true),
-            None => (self.connect().await?, false),
+        let (mut sender, idle_for) = match slot.checkout() {
+            Some((sender, idle_for)) => (sender, Some(idle_for)),
+            None => (self.connect().await?, None),
+        };
+        // An idempotent request without a body, on a connection that sat idle: keep a copy,
+        // should the upstream close it as the request arrives (its keep-alive timer).
+        let replay = match idle_for {
+            Some(idle) if idle >= REPLAY_AFTER_IDLE && is_idempotent(req.method()) => {
+                replay_of(&req)
+            }
+            _ => None,
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
+            Err(mut e) => match (e.take_message(), replay) {
                 // Nothing was written: the pooled connection closed under us. Safe to resend,
                 // whatever the method.
-                Some(req) if pooled => {
+                (Some(req), _) if idle_for.is_some() => {
                     debug!(error = %e.error(), "pooled upstream connection closed before use; retrying on a new one");
                     sender = self.connect().await?;
                     sender
                         .try_send_request(req)
+                        .await
+                        .map_err(|e| SendError::Request(e.into_error()))?
+                }
+                // Written, and the connection closed before any response byte: as nginx's
+                // proxy_next_upstream, an idempotent bodiless request goes once more, on a new
+                // connection.
+                (None, Some(again)) if e.error().is_incomplete_message() => {
+                    debug!(error = %e.error(), "pooled upstream connection closed before answering; resending an idempotent request on a new one");
+                    sender = self.connect().await?;
+                    sender
+                        .try_send_request(again)
                         .await
                         .map_err(|e| SendError::Request(e.into_error()))?
                 }
@@ -172,16 +208,41 @@ where
     }
 }
 
+/// RFC 9110 §9.2.2: methods whose request may be sent twice with the effect of once.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// A copy of `req` to send again, when its body is empty (see [`Replayable`]).
+fn replay_of<B: Replayable>(req: &Request<B>) -> Option<Request<B>> {
+    let body = req.body().replay()?;
+    let mut again = Request::new(body);
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    Some(again)
+}
+
 fn lock<B>(idle: &Mutex<Idle<B>>) -> MutexGuard<'_, Idle<B>> {
     // Nothing panics while holding it; if something did, the `Vec` is still whole.
     crate::lock::lock(idle)
 }
 
 impl<B: Send + 'static> Slot<B> {
-    /// The most recently returned connection that is open, ready and not expired. Expired and
-    /// closed ones met on the way are dropped; ones not ready yet (still finishing a response)
-    /// stay for a later checkout.
-    fn checkout(&self) -> Option<SendRequest<B>> {
+    /// The most recently returned connection that is open, ready and not expired, and how long
+    /// it sat idle. Expired and closed ones met on the way are dropped; ones not ready yet
+    /// (still finishing a response) stay for a later checkout.
+    fn checkout(&self) -> Option<(SendRequest<B>, Duration)> {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         let conns = &mut idle.conns;
@@ -196,7 +257,8 @@ impl<B: Send + 'static> Slot<B> {
             if conns[i].sender.is_closed() {
                 conns.remove(i);
             } else if conns[i].sender.is_ready() {
-                return Some(conns.remove(i).sender);
+                let conn = conns.remove(i);
+                return Some((conn.sender, now.saturating_duration_since(conn.since)));
             }
         }
         None
@@ -381,6 +443,12 @@ mod tests {
 
     type TestPool = Pool<Pipes, Empty<Bytes>>;
 
+    impl Replayable for Empty<Bytes> {
+        fn replay(&self) -> Option<Self> {
+            Some(Empty::new())
+        }
+    }
+
     fn pool() -> (
         TestPool,
         mpsc::UnboundedReceiver<DuplexStream>,
@@ -398,6 +466,13 @@ mod tests {
             rx,
             connects,
         )
+    }
+
+    fn post(path: &'static str) -> Request<Empty<Bytes>> {
+        Request::post(path)
+            .header(http::header::HOST, "upstream.test")
+            .body(Empty::new())
+            .expect("request")
     }
 
     fn get(path: &'static str) -> Request<Empty<Bytes>> {
@@ -494,7 +569,8 @@ mod tests {
         assert_eq!(connects.load(Ordering::SeqCst), 2);
     }
 
-    /// A request the upstream may have received is never sent twice: it could be a payment.
+    /// A request the upstream may have received on a connection in use a moment ago (no
+    /// keep-alive race) is never sent twice.
     #[tokio::test]
     async fn a_request_that_reached_the_upstream_is_not_retried() {
         let (pool, mut ends, connects) = pool();
@@ -575,7 +651,7 @@ mod tests {
         let mut older = first_exchange(&pool, &mut ends).await;
         tokio::time::advance(Duration::from_secs(2)).await;
         // A second connection, made while the first is busy, returned later.
-        let busy = pool.workers[0].checkout().expect("the first connection");
+        let busy = pool.workers[0].checkout().expect("the first connection").0;
         let _newer = first_exchange(&pool, &mut ends).await;
         pool.workers[0].checkin(busy);
         assert_eq!(idle_count(&pool), 2);
@@ -607,9 +683,9 @@ mod tests {
         );
         let mut first = first_exchange(&pool, &mut ends).await;
         // Two more connections, made while the others are checked out, all returned.
-        let a = pool.workers[0].checkout().expect("the first connection");
+        let a = pool.workers[0].checkout().expect("the first connection").0;
         let _second = first_exchange(&pool, &mut ends).await;
-        let b = pool.workers[0].checkout().expect("the second connection");
+        let b = pool.workers[0].checkout().expect("the second connection").0;
         let mut third = first_exchange(&pool, &mut ends).await;
         pool.workers[0].checkin(b);
         assert_eq!(idle_count(&pool), 2);
@@ -626,5 +702,41 @@ mod tests {
         );
         let open = tokio::time::timeout(Duration::from_millis(100), first.read(&mut byte)).await;
         assert!(open.is_err(), "the newest idle connection stays open");
+    }
+
+    /// The keep-alive race: the upstream reads a request on a connection that sat idle and
+    /// closes it unanswered (its keep-alive timer fired). A GET goes once more, on a new
+    /// connection; a POST does not.
+    #[tokio::test]
+    async fn an_idempotent_request_dropped_unanswered_is_sent_once_more() {
+        let (pool, mut ends, connects) = pool();
+        for (req, resent) in [(get("/again"), true), (post("/once"), false)] {
+            let mut idle = first_exchange(&pool, &mut ends).await;
+            tokio::time::sleep(REPLAY_AFTER_IDLE + Duration::from_millis(50)).await;
+            let before = connects.load(std::sync::atomic::Ordering::SeqCst);
+            let upstream = async {
+                assert!(
+                    read_head(&mut idle).await,
+                    "the request reached the idle connection"
+                );
+                drop(idle);
+                if !resent {
+                    return None;
+                }
+                let mut io = ends.recv().await.expect("a new connection");
+                assert!(read_head(&mut io).await);
+                io.write_all(OK).await.expect("answer");
+                Some(io)
+            };
+            let (resp, _io) = within(async { tokio::join!(pool.send(req), upstream) }).await;
+            let after = connects.load(std::sync::atomic::Ordering::SeqCst);
+            if resent {
+                assert_eq!(resp.expect("answered on a new connection").status(), 200);
+                assert_eq!(after, before + 1);
+            } else {
+                assert!(resp.is_err(), "a POST is never sent twice");
+                assert_eq!(after, before);
+            }
+        }
     }
 }
