@@ -48,17 +48,23 @@ async fn statuses(conns: &mut [RawConn], cookie: &str) -> Vec<u16> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_of_a_persistent_redis_costs_no_request() {
-    let mut redis = RedisServer::start_persistent();
+/// Doorman on two workers in front of `redis`, alice logged in and served on six held
+/// connections; then redis-server restarted. (doorman, alice's cookie, the held connections)
+async fn served_then_restarted(redis: &mut RedisServer) -> (Doorman, String, Vec<RawConn>) {
     let workers = Arc::new(Workers::start(2).expect("workers"));
-    let d = doorman(&redis, &workers).await;
+    let d = doorman(redis, &workers).await;
     let alice = d.log_in("alice", ALICE_PW).await;
     let mut held = connections(&d, 6).await;
     assert_eq!(statuses(&mut held, &alice).await, vec![200; 6]);
-
     redis.stop();
     redis.start_again();
+    (d, alice, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_a_persistent_redis_costs_no_request() {
+    let mut redis = RedisServer::start_persistent();
+    let (d, alice, mut held) = served_then_restarted(&mut redis).await;
     // Every worker's connection broke with the restart: the held connections' next requests
     // are each their worker's first command since.
     assert_eq!(
@@ -73,14 +79,7 @@ async fn a_restart_of_a_persistent_redis_costs_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_empty_redis_restarts_old_cookies_get_401_and_logins_work_at_once() {
     let mut redis = RedisServer::start();
-    let workers = Arc::new(Workers::start(2).expect("workers"));
-    let d = doorman(&redis, &workers).await;
-    let alice = d.log_in("alice", ALICE_PW).await;
-    let mut held = connections(&d, 6).await;
-    assert_eq!(statuses(&mut held, &alice).await, vec![200; 6]);
-
-    redis.stop();
-    redis.start_again();
+    let (d, alice, mut held) = served_then_restarted(&mut redis).await;
     assert_eq!(
         statuses(&mut held, &alice).await,
         vec![401; 6],

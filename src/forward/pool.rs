@@ -454,6 +454,19 @@ mod tests {
         mpsc::UnboundedReceiver<DuplexStream>,
         Arc<AtomicUsize>,
     ) {
+        pool_with(Duration::from_secs(60), 64)
+    }
+
+    /// A one-worker pool over in-memory pipes, with these `pool_idle_timeout` and
+    /// `pool_max_idle`: the pool, the upstream ends of its connections, and its connect count.
+    fn pool_with(
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> (
+        TestPool,
+        mpsc::UnboundedReceiver<DuplexStream>,
+        Arc<AtomicUsize>,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let connects = Arc::new(AtomicUsize::new(0));
         let pipes = Pipes {
@@ -462,7 +475,7 @@ mod tests {
         };
         let target = Uri::from_static("http://upstream.test/");
         (
-            Pool::new(pipes, target, 1, Duration::from_secs(60), 64),
+            Pool::new(pipes, target, 1, idle_timeout, max_idle),
             rx,
             connects,
         )
@@ -636,18 +649,7 @@ mod tests {
     /// for `pool_idle_timeout`.
     #[tokio::test(start_paused = true)]
     async fn checkout_is_lifo_and_skips_expired_connections() {
-        let (tx, mut ends) = mpsc::unbounded_channel();
-        let pipes = Pipes {
-            upstream_ends: tx,
-            connects: Arc::new(AtomicUsize::new(0)),
-        };
-        let pool: TestPool = Pool::new(
-            pipes,
-            Uri::from_static("http://upstream.test/"),
-            1,
-            Duration::from_secs(4),
-            64,
-        );
+        let (pool, mut ends, _) = pool_with(Duration::from_secs(4), 64);
         let mut older = first_exchange(&pool, &mut ends).await;
         tokio::time::advance(Duration::from_secs(2)).await;
         // A second connection, made while the first is busy, returned later.
@@ -669,18 +671,7 @@ mod tests {
     /// `pool_max_idle`: a connection returned to a full pool closes the oldest idle one.
     #[tokio::test]
     async fn a_full_pool_closes_its_oldest_idle_connection() {
-        let (tx, mut ends) = mpsc::unbounded_channel();
-        let pipes = Pipes {
-            upstream_ends: tx,
-            connects: Arc::new(AtomicUsize::new(0)),
-        };
-        let pool: TestPool = Pool::new(
-            pipes,
-            Uri::from_static("http://upstream.test/"),
-            1,
-            Duration::from_secs(60),
-            2,
-        );
+        let (pool, mut ends, _) = pool_with(Duration::from_secs(60), 2);
         let mut first = first_exchange(&pool, &mut ends).await;
         // Two more connections, made while the others are checked out, all returned.
         let a = pool.workers[0].checkout().expect("the first connection").0;
