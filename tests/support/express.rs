@@ -32,8 +32,7 @@ pub struct ExpressApp {
     pub port: u16,
     /// Its log (`express.log`: everything it wrote to stderr, one line per request).
     pub dir: PathBuf,
-    stdin: Option<ChildStdin>,
-    child: Option<Child>,
+    process: super::node::NodeChild,
 }
 
 impl ExpressApp {
@@ -73,8 +72,7 @@ impl ExpressApp {
                     return ExpressApp {
                         port,
                         dir,
-                        stdin: Some(stdin),
-                        child: Some(child),
+                        process: super::node::NodeChild::new(child, stdin),
                     }
                 }
                 Err(Failed::PortTaken(e)) => last_error = e,
@@ -92,16 +90,6 @@ impl ExpressApp {
     /// What the app wrote to stderr so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("express.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for ExpressApp {
-    fn drop(&mut self) {
-        // Closing stdin alone ends it; SIGTERM is for an app stuck somewhere else.
-        drop(self.stdin.take());
-        if let Some(mut child) = self.child.take() {
-            super::terminate(&mut child);
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! OpenID provider (oidc-provider). Both come from npm, pinned by a committed lock file.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
 /// Fail with a clear message when `node` (and so `npm`) is not installed; `why` says which
@@ -48,4 +48,31 @@ pub fn npm_ci(dir: &Path, package: &str, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A node peer's process: its stdin is a pipe from the test, so the peer exits by itself when
+/// the test process dies; dropping this closes it (which ends the peer) and then terminates the
+/// process, for a peer stuck somewhere else.
+pub struct NodeChild {
+    stdin: Option<ChildStdin>,
+    child: Option<Child>,
+}
+
+impl NodeChild {
+    /// Hold `child`, started with its stdin piped, and that pipe.
+    pub fn new(child: Child, stdin: ChildStdin) -> NodeChild {
+        NodeChild {
+            stdin: Some(stdin),
+            child: Some(child),
+        }
+    }
+}
+
+impl Drop for NodeChild {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if let Some(mut child) = self.child.take() {
+            super::terminate(&mut child);
+        }
+    }
 }

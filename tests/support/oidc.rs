@@ -234,8 +234,7 @@ pub struct OidcProvider {
     pub dir: PathBuf,
     pub spec: ProviderSpec,
     client: HttpClient,
-    stdin: Option<ChildStdin>,
-    child: Option<Child>,
+    process: super::node::NodeChild,
 }
 
 impl OidcProvider {
@@ -262,8 +261,7 @@ impl OidcProvider {
                         dir,
                         spec,
                         client: super::h1_client(),
-                        stdin: Some(stdin),
-                        child: Some(child),
+                        process: super::node::NodeChild::new(child, stdin),
                     }
                 }
                 Err(e) => last_error = e,
@@ -321,16 +319,6 @@ impl OidcProvider {
     /// What the provider wrote to stderr so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("provider.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        // Closing stdin alone ends it; SIGTERM is for a provider stuck somewhere else.
-        drop(self.stdin.take());
-        if let Some(mut child) = self.child.take() {
-            super::terminate(&mut child);
-        }
     }
 }
 
