@@ -18,11 +18,11 @@
 //! it); `tests/express/node_modules` is made with `npm ci` from the committed lock file when
 //! missing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::node::{self, NodeChild, NotReady, OtherLines};
 
 /// How long the app may take to say `listening on PORT` (it gives Redis about two seconds).
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -32,7 +32,7 @@ pub struct ExpressApp {
     pub port: u16,
     /// Its log (`express.log`: everything it wrote to stderr, one line per request).
     pub dir: PathBuf,
-    process: super::node::NodeChild,
+    process: NodeChild,
 }
 
 impl ExpressApp {
@@ -68,12 +68,8 @@ impl ExpressApp {
                 ("MAX_AGE_MS", max_age_ms.clone()),
             ];
             match spawn(&env, &dir, port) {
-                Ok((child, stdin)) => {
-                    return ExpressApp {
-                        port,
-                        dir,
-                        process: super::node::NodeChild::new(child, stdin),
-                    }
+                Ok(process) => {
+                    return ExpressApp { port, dir, process };
                 }
                 Err(Failed::PortTaken(e)) => last_error = e,
                 Err(Failed::Other(e)) => panic!("could not start the Express app: {e}"),
@@ -117,7 +113,7 @@ enum Failed {
 
 /// Run `node tests/express/app.mjs` with `env` (stderr to `express.log`) and wait for its
 /// `listening on PORT` line. `Err` with its log when it exits first or does not listen in time.
-fn spawn(env: &[(&str, String)], dir: &Path, port: u16) -> Result<(Child, ChildStdin), Failed> {
+fn spawn(env: &[(&str, String)], dir: &Path, port: u16) -> Result<NodeChild, Failed> {
     let log_path = dir.join("express.log");
     // Appended to: the log of an attempt on a taken port stays, above the next attempt's.
     let log = std::fs::OpenOptions::new()
@@ -125,54 +121,31 @@ fn spawn(env: &[(&str, String)], dir: &Path, port: u16) -> Result<(Child, ChildS
         .append(true)
         .open(&log_path)
         .expect("create express.log");
-    let mut child = Command::new("node")
-        .arg(express_dir().join("app.mjs"))
+    let mut cmd = Command::new("node");
+    cmd.arg(express_dir().join("app.mjs"))
         .current_dir(express_dir())
         .env_remove("COOKIE_NAME")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| Failed::Other(format!("spawn node: {e}")))?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    // Reads stdout to its end, so the app never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        .stderr(log);
     let ready = format!("listening on {port}");
-    let mut other = Vec::new();
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(line) if line == ready => return Ok((child, stdin)),
-            Ok(line) => other.push(line),
-            Err(_) => {}
-        }
-        if let Ok(Some(status)) = child.try_wait() {
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    node::start(&mut cmd, &ready, START_LIMIT, OtherLines::Kept).map_err(|why| match why {
+        NotReady::Spawn(e) => Failed::Other(format!("spawn node: {e}")),
+        NotReady::Exited(status, other) => {
             let message = format!(
                 "app exited ({status}); stdout {other:?}; log:\n{}",
                 read_log()
             );
-            return Err(if status.code() == Some(2) {
+            if status.code() == Some(2) {
                 Failed::PortTaken(message)
             } else {
                 Failed::Other(message)
-            });
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Failed::Other(format!(
-                "app not listening after {START_LIMIT:?}; stdout {other:?}; log:\n{}",
-                read_log()
-            )));
-        }
-    }
+        NotReady::Late(other) => Failed::Other(format!(
+            "app not listening after {START_LIMIT:?}; stdout {other:?}; log:\n{}",
+            read_log()
+        )),
+        NotReady::Unexpected(line) => Failed::Other(format!("unexpected {line:?}")),
+    })
 }

@@ -1,9 +1,11 @@
 //! Node.js for the tests that run a real JavaScript peer: the browser (playwright-core) and the
 //! OpenID provider (oidc-provider). Both come from npm, pinned by a committed lock file.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Fail with a clear message when `node` (and so `npm`) is not installed; `why` says which
 /// test needs it.
@@ -58,12 +60,77 @@ pub struct NodeChild {
     child: Option<Child>,
 }
 
-impl NodeChild {
-    /// Hold `child`, started with its stdin piped, and that pipe.
-    pub fn new(child: Child, stdin: ChildStdin) -> NodeChild {
-        NodeChild {
-            stdin: Some(stdin),
-            child: Some(child),
+/// Why a node peer did not become ready.
+pub enum NotReady {
+    /// `node` could not be run.
+    Spawn(String),
+    /// It exited first; the other lines it had printed on stdout.
+    Exited(ExitStatus, Vec<String>),
+    /// It printed this line on stdout before the ready one (only when that is fatal).
+    Unexpected(String),
+    /// No ready line within the limit (it was killed); the other lines it printed.
+    Late(Vec<String>),
+}
+
+/// Which stdout lines other than the ready one a peer may print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OtherLines {
+    /// Kept, and returned if it never becomes ready.
+    Kept,
+    /// Fatal: the peer is killed.
+    Fatal,
+}
+
+/// Start `cmd` (a node peer: its stdin and stdout are piped here, its stderr is what the
+/// caller set) and wait up to `limit` for the stdout line `ready`. Stdout is read to its end
+/// on a thread of its own, so the peer never blocks on a full pipe.
+pub fn start(
+    cmd: &mut Command,
+    ready: &str,
+    limit: Duration,
+    other: OtherLines,
+) -> Result<NodeChild, NotReady> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| NotReady::Spawn(e.to_string()))?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let kill = |child: &mut Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let mut others = Vec::new();
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) if line == ready => {
+                return Ok(NodeChild {
+                    stdin: Some(stdin),
+                    child: Some(child),
+                })
+            }
+            Ok(line) if other == OtherLines::Fatal => {
+                kill(&mut child);
+                return Err(NotReady::Unexpected(line));
+            }
+            Ok(line) => others.push(line),
+            Err(_) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotReady::Exited(status, others));
+        }
+        if Instant::now() > deadline {
+            kill(&mut child);
+            return Err(NotReady::Late(others));
         }
     }
 }

@@ -17,14 +17,13 @@
 //! `tests/oidc/node_modules` is made with `npm ci` from the committed lock file when missing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::node::{self, NodeChild, NotReady, OtherLines};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -234,7 +233,7 @@ pub struct OidcProvider {
     pub dir: PathBuf,
     pub spec: ProviderSpec,
     client: HttpClient,
-    process: super::node::NodeChild,
+    process: NodeChild,
 }
 
 impl OidcProvider {
@@ -255,13 +254,13 @@ impl OidcProvider {
             )
             .expect("write provider.json");
             match spawn(&config, &dir, port) {
-                Ok((child, stdin)) => {
+                Ok(process) => {
                     return OidcProvider {
                         port,
                         dir,
                         spec,
                         client: super::h1_client(),
-                        process: super::node::NodeChild::new(child, stdin),
+                        process,
                     }
                 }
                 Err(e) => last_error = e,
@@ -1083,54 +1082,23 @@ fn ensure_node_modules() {
 /// Run `node tests/oidc/provider.mjs CONFIG` (stderr to `provider.log`) and wait for its
 /// `ready PORT` line. `Err` with its log when it exits first (typically: the port was taken)
 /// or is not ready in time.
-fn spawn(config: &Path, dir: &Path, port: u16) -> Result<(Child, ChildStdin), String> {
+fn spawn(config: &Path, dir: &Path, port: u16) -> Result<NodeChild, String> {
     let log_path = dir.join("provider.log");
     let log = std::fs::File::create(&log_path).expect("create provider.log");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("node")
-        .arg(oidc_dir().join("provider.mjs"))
+    let mut cmd = Command::new("node");
+    cmd.arg(oidc_dir().join("provider.mjs"))
         .arg(config)
         .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("spawn node: {e}"))?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    // Reads stdout to its end, so the provider never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+        .stderr(log);
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(line) if line == format!("ready {port}") => return Ok((child, stdin)),
-            Ok(line) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "unexpected line {line:?} on stdout:\n{}",
-                    read_log()
-                ));
-            }
-            Err(_) => {}
+    let ready = format!("ready {port}");
+    node::start(&mut cmd, &ready, START_LIMIT, OtherLines::Fatal).map_err(|why| match why {
+        NotReady::Spawn(e) => format!("spawn node: {e}"),
+        NotReady::Unexpected(line) => {
+            format!("unexpected line {line:?} on stdout:\n{}", read_log())
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("provider exited ({status}):\n{}", read_log()));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "provider not ready after {START_LIMIT:?}:\n{}",
-                read_log()
-            ));
-        }
-    }
+        NotReady::Exited(status, _) => format!("provider exited ({status}):\n{}", read_log()),
+        NotReady::Late(_) => format!("provider not ready after {START_LIMIT:?}:\n{}", read_log()),
+    })
 }
