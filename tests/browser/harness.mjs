@@ -30,6 +30,16 @@ export async function shot(artifacts, page, name) {
 /** The path of the page's URL. */
 export const pathOf = (page) => new URL(page.url()).pathname;
 
+/**
+ * Load `${base}/dashboard` without a session: it must answer with a page, the login page at
+ * `loginPath` (the route's redirect). Every journey starts this way.
+ */
+export async function dashboardLandsOnLogin(page, base, loginPath) {
+  const first = await page.goto(`${base}/dashboard`);
+  check('GET /dashboard answers with a page', first && first.ok(), first && first.status());
+  check(`/dashboard without a session lands on ${loginPath}`, pathOf(page) === loginPath, page.url());
+}
+
 /** Launch the Chromium at `executablePath`, with `extraArgs` after the usual ones. */
 export function launch(executablePath, extraArgs = []) {
   return chromium.launch({

@@ -13,7 +13,7 @@
 
 import { mkdirSync } from 'node:fs';
 import {
-  check, checkSessionCookie, launch, pathOf, runJourneys, shot as harnessShot,
+  check, checkSessionCookie, dashboardLandsOnLogin, launch, pathOf, runJourneys, shot as harnessShot,
 } from './harness.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
@@ -53,13 +53,7 @@ async function desktopJourney() {
   });
 
   // 1. Not logged in: /dashboard redirects to the login page.
-  const first = await page.goto(`${BASE_URL}/dashboard`);
-  check('GET /dashboard answers with a page', first && first.ok(), first && first.status());
-  check(
-    `/dashboard without a session lands on ${LOGIN_PATH}`,
-    pathOf(page) === LOGIN_PATH,
-    page.url(),
-  );
+  await dashboardLandsOnLogin(page, BASE_URL, LOGIN_PATH);
   const protocol = await page.evaluate(
     () => performance.getEntriesByType('navigation')[0]?.nextHopProtocol,
   );

@@ -23,7 +23,7 @@
 import { mkdirSync } from 'node:fs';
 import { request } from 'playwright-core';
 import {
-  check, checkSessionCookie, launch, pathOf, runJourneys, shot as harnessShot,
+  check, checkSessionCookie, dashboardLandsOnLogin, launch, pathOf, runJourneys, shot as harnessShot,
 } from './harness.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
@@ -188,13 +188,7 @@ async function oidcJourney() {
   check('the provider has no signed-in session yet', (await providerSessions()) === 0);
 
   // 1. Not signed in: /dashboard redirects to the login page, which offers the provider.
-  const first = await page.goto(`${BASE_URL}/dashboard`);
-  check('GET /dashboard answers with a page', first && first.ok(), first && first.status());
-  check(
-    `/dashboard without a session lands on ${LOGIN_PATH}`,
-    pathOf(page) === LOGIN_PATH,
-    page.url(),
-  );
+  await dashboardLandsOnLogin(page, BASE_URL, LOGIN_PATH);
   const button = providerButton(page);
   check(
     `the login page shows a "Sign in with ${PROVIDER_NAME}" button`,
