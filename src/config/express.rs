@@ -111,17 +111,15 @@ pub(super) fn read_express(
     }
     let groups_field = t.opt_str("groups_field").map(str::to_string);
     let forward_cookie = t.bool("forward_cookie", true);
-    let redis = t.opt_str("redis").and_then(|url| {
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            Some(RedisTarget::Standalone(url.to_string()))
-        } else {
-            t.error(
-                "redis",
-                format!("invalid Redis URL {url:?}: expected redis://HOST:PORT/DB or rediss://..."),
-            );
-            None
-        }
-    });
+    let redis = t
+        .opt_str("redis")
+        .and_then(|url| match super::session::redis_url_check(url) {
+            Ok(url) => Some(RedisTarget::Standalone(url)),
+            Err(message) => {
+                t.error("redis", message);
+                None
+            }
+        });
     if redis.is_none() && !t.has("redis") && !matches!(store, StoreKind::Redis(_)) {
         t.error(
             "redis",

@@ -296,7 +296,8 @@ pub(super) fn read_session(
     }
 }
 
-fn redis_url_check(url: &str) -> Result<String, String> {
+/// A Redis URL as the config takes it (`redis://` or `rediss://`), or what is wrong with it.
+pub(super) fn redis_url_check(url: &str) -> Result<String, String> {
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         Ok(url.to_string())
     } else {
