@@ -277,9 +277,7 @@ fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Bod
     }
     if ex.expire_app_cookie {
         if let Some(bridge) = &shared.express {
-            if let Ok(value) = HeaderValue::from_str(&bridge.expired_cookie()) {
-                resp.headers_mut().append(header::SET_COOKIE, value);
-            }
+            bridge.expire_cookie(resp.headers_mut());
         }
     }
     if ex.client.tls {

@@ -351,9 +351,7 @@ async fn express_logout(bridge: &Bridge, id: &str, resp: &mut Response<Body>) {
     if let Err(error) = bridge.forget(id).await {
         warn!(%error, "logout: the express-session record could not be deleted; it expires on its own");
     }
-    if let Ok(value) = HeaderValue::from_str(&bridge.expired_cookie()) {
-        resp.headers_mut().append(header::SET_COOKIE, value);
-    }
+    bridge.expire_cookie(resp.headers_mut());
 }
 
 async fn session_info(shared: &Shared, ex: &mut Exchange) -> Result<Response<Body>, ProxyError> {

@@ -247,12 +247,16 @@ impl Bridge {
             .is_some_and(|(app, _)| app.user == record.user))
     }
 
-    /// The `Set-Cookie` value that expires the app's cookie in the browser.
-    pub fn expired_cookie(&self) -> String {
-        format!(
+    /// Add to a response's `headers` the `Set-Cookie` that expires the app's cookie in the
+    /// browser (a logout, or a cookie whose session has ended since its take-over).
+    pub fn expire_cookie(&self, headers: &mut http::HeaderMap) {
+        let expired = format!(
             "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly",
             self.config.cookie_name
-        )
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&expired) {
+            headers.append(http::header::SET_COOKIE, value);
+        }
     }
 
     /// Delete the app's record of the express session `id` (logout, revoke): the old cookie
