@@ -84,19 +84,11 @@ pub fn oidc_failure(from: Source, user: Option<&str>, reason: &str, detail: &str
     );
 }
 
-/// A WebSocket ended because its session did (`reason`: logout, revoked, expired).
-pub fn long_lived_ended(user: &str, session: &str, reason: &str) {
+/// A long-lived exchange (`kind`: a WebSocket or a stream) ended because its session did.
+pub fn long_lived_ended(kind: &str, user: &str, session: &str, reason: &str) {
     info!(
-        target: "doorman::audit", event = "long_lived_ended", kind = "websocket", user, session, reason,
-        "WebSocket closed: its session ended"
-    );
-}
-
-/// A streaming response (an event stream, a long download) ended because its session did.
-pub fn stream_ended(user: &str, session: &str, reason: &str) {
-    info!(
-        target: "doorman::audit", event = "long_lived_ended", kind = "stream", user, session, reason,
-        "stream ended: its session ended"
+        target: "doorman::audit", event = "long_lived_ended", kind, user, session, reason,
+        "long-lived exchange ended: its session ended"
     );
 }
 

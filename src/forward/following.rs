@@ -112,7 +112,7 @@ where
             if let State::Following(follow) = &mut this.state {
                 if let Poll::Ready(why) = follow.poll_end(cx) {
                     let session = follow.registration.session_tag();
-                    crate::audit::stream_ended(&follow.user, &session, why.as_str());
+                    crate::audit::long_lived_ended("stream", &follow.user, &session, why.as_str());
                     // Dropped, not finished: its connection is closed rather than pooled.
                     this.inner = None;
                     this.state = State::Done;

@@ -129,11 +129,13 @@ impl Upstream {
             return match (upgrade, client_side) {
                 (Some(asked), Some(client_side)) => {
                     // A WebSocket of a session ends with it (DESIGN.md §11).
-                    let follow = session.map(|t| upgrade::Follow {
-                        registration: t.register(),
-                        expires_in: t.expires_in(),
-                        session: t.key.tag(),
-                        user: t.user.to_string(),
+                    let follow = session.map(|t| {
+                        let t = t.to_owned();
+                        upgrade::Follow {
+                            expires_in: t.expires_in(),
+                            user: t.user().to_string(),
+                            registration: t.register(),
+                        }
                     });
                     upgrade::tunnel(&asked, client_side, resp, &self.config, follow)
                         .map(|r| (r, Handoff::default()))

@@ -287,9 +287,7 @@ pub struct Follow {
     pub registration: Registration,
     /// Until the session's absolute expiry.
     pub expires_in: Duration,
-    /// The session's tag and user, for the audit line.
-    pub session: String,
-    /// The session's user.
+    /// The session's user, for the audit line.
     pub user: String,
 }
 
@@ -353,7 +351,8 @@ where
         }
         // Leaving this block drops the client→upstream copy: nothing more goes up.
     };
-    crate::audit::long_lived_ended(&follow.user, &follow.session, ended.as_str());
+    let session = follow.registration.session_tag();
+    crate::audit::long_lived_ended("websocket", &follow.user, &session, ended.as_str());
     let reached = tokio::time::timeout(
         BOUNDARY_WAIT,
         down.copy_to_boundary(&mut upstream_read, &mut client_write),

@@ -289,7 +289,8 @@ impl Registry {
 }
 
 /// The session a request is forwarded for, borrowed from the exchange: a tunnel or stream it
-/// opens registers with it (only then: ordinary requests pay nothing).
+/// opens registers with it, through [`Ticket::to_owned`] (only then, or for a response still
+/// coming: ordinary requests pay nothing).
 #[derive(Clone, Copy)]
 pub struct Ticket<'a> {
     /// The store's registry.
@@ -313,26 +314,6 @@ pub struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    /// Register the exchange this ticket is for.
-    pub fn register(&self) -> Registration {
-        self.registry.register(
-            *self.key,
-            self.user,
-            Scope {
-                method: self.method.clone(),
-                host: self.host.map(str::to_string),
-                path: self.path.to_string(),
-            },
-        )
-    }
-
-    /// Time left until the session's absolute expiry.
-    pub fn expires_in(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(
-            self.absolute_expiry.saturating_sub(self.clock.now_millis()),
-        )
-    }
-
     /// What an exchange keeps of the ticket to register later (a response that turns out to
     /// stream): owned, since the ticket borrows from the request. Every response of a session
     /// that is still coming makes one, so it costs one allocation (user and path in one
