@@ -155,3 +155,55 @@ async fn while_redis_is_frozen_lookups_fail_fast_until_a_probe_gets_an_answer() 
     let metrics = d.metrics(&d.client).await;
     assert_eq!(metrics.get("doorman_session_store_unreachable", &[]), 0.0);
 }
+
+/// A Redis that restarts with data accepts connections before it has read its files back, and
+/// answers `LOADING` until then: the requests that arrive meanwhile wait for it (within the
+/// command timeout) instead of answering 503 for sessions that are about to be there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_restarted_redis_s_loading_wait_for_it_instead_of_503() {
+    let mut redis = RedisServer::start_persistent();
+    let workers = Arc::new(Workers::start(2).expect("workers"));
+    let d = doorman(&redis, &workers).await;
+    let alice = d.log_in("alice", ALICE_PW).await;
+    let mut held = connections(&d, 6).await;
+    assert_eq!(statuses(&mut held, &alice).await, vec![200; 6]);
+    // Enough data that loading it back takes a while (a few hundred ms), written into the
+    // append-only file's base so the restart reads it.
+    let mut admin = redis.client();
+    for batch in 0..400 {
+        let mut mset = ::redis::cmd("MSET");
+        for i in 0..1000 {
+            mset.arg(format!("filler:{batch}:{i}")).arg("x");
+        }
+        let _: () = mset.query(&mut admin).expect("MSET filler");
+    }
+    let _: () = ::redis::cmd("BGREWRITEAOF")
+        .query(&mut admin)
+        .expect("BGREWRITEAOF");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let info: String = ::redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut admin)
+            .expect("INFO");
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the AOF rewrite took too long"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(admin);
+    redis.stop();
+    assert!(
+        redis.start_again_loading(),
+        "the restarted redis-server was still loading when it first answered"
+    );
+    assert_eq!(
+        statuses(&mut held, &alice).await,
+        vec![200; 6],
+        "0 × 503 while Redis loads"
+    );
+}

@@ -78,8 +78,17 @@ impl RedisServer {
         let mut last_error = String::new();
         for _ in 0..20 {
             let port = free_port();
-            match spawn_with_config(Some(&conf), port, None, &dir, false, None, &["--sentinel"]) {
-                Ok(child) => {
+            match spawn_with_config(
+                Some(&conf),
+                port,
+                None,
+                &dir,
+                false,
+                None,
+                &["--sentinel"],
+                ready_when_pong,
+            ) {
+                Ok((child, _)) => {
                     return RedisServer {
                         port,
                         tls_port: None,
@@ -147,22 +156,38 @@ impl RedisServer {
         }
     }
 
-    /// Start again after [`RedisServer::stop`], on the same port(s) and data directory.
+    /// Start again after [`RedisServer::stop`], on the same port(s) and data directory, and
+    /// wait until it answers `PING` (so, with data, until it has loaded it).
     pub fn start_again(&mut self) {
+        self.restart(ready_when_pong);
+    }
+
+    /// [`RedisServer::start_again`], returning as soon as it answers anything, `-LOADING`
+    /// included: a restarted Redis with data accepts connections before it has read its files
+    /// back. Whether it still was loading then.
+    pub fn start_again_loading(&mut self) -> bool {
+        self.restart(ready_when_answering)
+    }
+
+    /// Spawn on the same port(s) and directory until `ready` says the first `PING` reply
+    /// will do; whether that reply was `-LOADING`.
+    fn restart(&mut self, ready: fn(&[u8]) -> bool) -> bool {
         assert!(self.child.is_none(), "redis-server is still running");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match spawn(
+            match spawn_with_config(
+                None,
                 self.port,
                 self.tls_port,
                 &self.dir,
                 self.persistent,
                 self.tls.as_ref(),
                 &[],
+                ready,
             ) {
-                Ok(child) => {
+                Ok((child, loading)) => {
                     self.child = Some(child);
-                    return;
+                    return loading;
                 }
                 // The port may still be held for a moment; it is ours, so wait for it.
                 Err(e) if Instant::now() < deadline => {
@@ -263,10 +288,23 @@ fn spawn(
     tls: Option<&TlsFiles>,
     extra: &[&str],
 ) -> Result<Child, String> {
-    spawn_with_config(None, port, tls_port, dir, persistent, tls, extra)
+    spawn_with_config(
+        None,
+        port,
+        tls_port,
+        dir,
+        persistent,
+        tls,
+        extra,
+        ready_when_pong,
+    )
+    .map(|(child, _)| child)
 }
 
-/// [`spawn`], with a config file first on the command line (Sentinel needs one it can rewrite).
+/// [`spawn`], with a config file first on the command line (Sentinel needs one it can rewrite),
+/// ready when `ready` accepts the first reply to `PING`; the child, and whether that reply was
+/// `-LOADING`.
+#[allow(clippy::too_many_arguments)]
 fn spawn_with_config(
     config: Option<&Path>,
     port: u16,
@@ -275,7 +313,8 @@ fn spawn_with_config(
     persistent: bool,
     tls: Option<&TlsFiles>,
     extra: &[&str],
-) -> Result<Child, String> {
+    ready: fn(&[u8]) -> bool,
+) -> Result<(Child, bool), String> {
     let log = dir.join(format!("redis-{port}.log"));
     let mut cmd = Command::new("redis-server");
     if let Some(config) = config {
@@ -319,8 +358,8 @@ fn spawn_with_config(
                 "redis-server exited ({status}) on port {port}: {log}"
             ));
         }
-        if answers_ping(port) {
-            return Ok(child);
+        if let Some(reply) = ping_reply(port).filter(|r| ready(r)) {
+            return Ok((child, reply.starts_with(b"-LOADING")));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -332,16 +371,26 @@ fn spawn_with_config(
 }
 
 /// Whether something on `port` answers an inline `PING` with `+PONG`.
-fn answers_ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+/// The first line `PING` gets on a new connection, if any.
+fn ping_reply(port: u16) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
+    stream.write_all(b"PING\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") && reply.len() < 256 {
+        stream.read_exact(&mut byte).ok()?;
+        reply.push(byte[0]);
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    Some(reply)
+}
+
+fn ready_when_pong(reply: &[u8]) -> bool {
+    reply == b"+PONG\r\n"
+}
+
+fn ready_when_answering(reply: &[u8]) -> bool {
+    reply == b"+PONG\r\n" || reply.starts_with(b"-LOADING")
 }
 
 /// The commands Redis counted between two [`command_calls`] readings, with how many calls

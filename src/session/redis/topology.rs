@@ -44,6 +44,8 @@ const TRIP_AFTER: u32 = 3;
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// What a command answers while the breaker is open.
 const FAILING_FAST: &str = "Redis unreachable: failing fast until a probe gets an answer";
+/// How long a command answered `LOADING` waits before it is sent again ([`Backend::run`]).
+const LOADING_PAUSE: Duration = Duration::from_millis(20);
 /// How long one TCP (and TLS) connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command may wait for its reply on an established connection.
@@ -194,6 +196,12 @@ impl Backend {
     /// connection the manager makes, within the same bound: so a restart costs no request
     /// (DESIGN.md §14). Only for operations that may run twice: lookups, touches, creation
     /// (keyed by a fresh id) and deletes; a counter uses [`Backend::run_once`].
+    ///
+    /// A Redis that restarts with data answers `LOADING` until it has read its files back
+    /// (milliseconds for a few thousand sessions, seconds for millions): the command did not
+    /// run, so it is sent again every [`LOADING_PAUSE`] within the same bound, rather than
+    /// answering 503 for sessions that are about to be there (benches/soak.sh saw 16 such
+    /// 503s in the 17 ms a restart spent loading).
     pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(Conn) -> Fut,
@@ -212,6 +220,7 @@ impl Backend {
                         self.failed(&e);
                         retried = true;
                     }
+                    Err(e) if loading(&e) => tokio::time::sleep(LOADING_PAUSE).await,
                     done => return done.map_err(|e| self.error(e)),
                 }
             }
@@ -385,6 +394,15 @@ impl Backend {
 /// answered with an error): what the breaker counts.
 fn unreachable(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+/// Whether Redis refused a command because it is still loading its data after a start
+/// (`LOADING`): the command did not run, and will once the data is back.
+fn loading(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+    )
 }
 
 /// Whether a command failed because its connection broke (rather than because Redis refused
