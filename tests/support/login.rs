@@ -30,6 +30,18 @@ pub fn hashes() -> &'static (String, String) {
     })
 }
 
+/// An Argon2id hash of `password` with the smallest parameters Argon2 allows (8 KiB, one
+/// pass): for tests that log in hundreds of times and are not about what a check costs. Doorman
+/// takes any Argon2id PHC string, and checks a wrong or unknown user at the same cost.
+pub fn cheap_hash(password: &str) -> String {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    let params = Params::new(Params::MIN_M_COST, Params::MIN_T_COST, 1, None).expect("params");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes())
+        .map(|h: argon2::password_hash::phc::PasswordHash| h.to_string())
+        .expect("hash password")
+}
+
 /// A users file with alice (`admin`, `staff`) and bob (no groups).
 pub fn users_toml() -> String {
     let (alice, bob) = hashes();
