@@ -193,6 +193,34 @@ async fn sessions_revoke_reaches_a_doorman_whose_store_path_is_too_long_for_a_so
     assert!(!socket.exists(), "the socket file is removed on shutdown");
 }
 
+/// A clean stop removes the control socket file, also when no connection was open to drain
+/// (shutdown used to abort the socket's task before it could remove the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_removes_the_control_socket_file() {
+    let upstream = Upstream::start().await;
+    let users = write_users(&users_toml());
+    let store = support::temp_dir("stop-socket").join("sessions.db");
+    let socket = std::path::PathBuf::from(format!("{}.sock", store.display()));
+    let toml = Conf::dashboard().for_binary().toml(
+        &upstream.url(),
+        &Backend::Embedded(store.clone()),
+        &users,
+    );
+    let doorman = DoormanProcess::spawn(&toml, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no control socket at {}; log:\n{}",
+            socket.display(),
+            doorman.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(doorman);
+    assert!(!socket.exists(), "the socket file is removed on shutdown");
+}
+
 /// With no doorman running, revoke opens the file itself; the next doorman on that file has
 /// the sessions gone. (On the way: the file holds no session id, only their hashes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

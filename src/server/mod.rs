@@ -144,7 +144,9 @@ async fn serve(
     let express = live.load().shared.express.clone();
     let mut housekeeping = start_housekeeping(&config, &store, express, stop_rx.clone())?;
     // Long-lived exchanges follow their sessions (DESIGN.md §11).
-    housekeeping.push(tokio::spawn(follow::run(Arc::clone(&live))));
+    housekeeping
+        .endless
+        .push(tokio::spawn(follow::run(Arc::clone(&live))));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     let main_addr = main.local_addr()?;
@@ -267,8 +269,18 @@ async fn serve(
         );
         connections.shutdown().await;
     }
-    for task in housekeeping {
+    for task in housekeeping.endless {
         task.abort();
+    }
+    if let Some(control) = housekeeping.control {
+        // It has stopped accepting on `stop` and is removing its socket file; aborted at once,
+        // it would leave the file behind (harmless, but not what its docs promise).
+        if tokio::time::timeout(CONTROL_STOP_GRACE, control)
+            .await
+            .is_err()
+        {
+            warn!("control socket task did not stop in time");
+        }
     }
     info!("stopped");
     Ok(())
@@ -296,6 +308,19 @@ enum Role {
 /// How often the embedded store sweeps expired sessions and counters.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// How long shutdown waits for the control socket task to remove its socket file.
+const CONTROL_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// The tasks that run beside the listeners until shutdown.
+struct Housekeeping {
+    /// Loops that never end by themselves (the sweep, the re-check of long-lived exchanges):
+    /// aborted at shutdown.
+    endless: Vec<tokio::task::JoinHandle<()>>,
+    /// The control socket's task, which ends by itself once `stop` is sent, removing its
+    /// socket file on the way out: awaited (briefly) at shutdown.
+    control: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Background work the store needs while doorman serves: for the embedded store, the sweep of
 /// expired records and the control socket `doorman sessions revoke` talks to. The socket is
 /// bound here, before the first accept, so a failure stops start-up instead of leaving revoke
@@ -305,11 +330,14 @@ fn start_housekeeping(
     store: &Arc<Store>,
     express: Option<Arc<crate::session::express::Bridge>>,
     stop: watch::Receiver<bool>,
-) -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> io::Result<Housekeeping> {
     let (Store::Embedded(embedded), StoreKind::Embedded { path }) =
         (&**store, &config.session.store)
     else {
-        return Ok(Vec::new());
+        return Ok(Housekeeping {
+            endless: Vec::new(),
+            control: None,
+        });
     };
     let socket = control::control_socket_path(path);
     let control = control::ControlSocket::bind(&socket)
@@ -324,7 +352,10 @@ fn start_housekeeping(
         };
         control.serve(store, stopped).await;
     });
-    Ok(vec![sweeper, control])
+    Ok(Housekeeping {
+        endless: vec![sweeper],
+        control: Some(control),
+    })
 }
 
 /// Everything one connection task needs.
