@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::login::{
     post_login, upstream_saw, users_toml, write_users, Backend, Conf, ALICE_PW, BOB_PW,
 };
-use support::redis::{query, RedisServer};
+use support::redis::{command_calls, query, RedisServer};
 use support::{eventually, Doorman, DoormanProcess, Upstream};
 
 /// The master's and replica's `requirepass`.
@@ -182,5 +182,58 @@ async fn doormans_log_never_shows_a_redis_password() {
     assert!(failed(&logs), "the failure is not logged:\n{logs}");
     for secret in ["wrong-data-s3cret", SENTINEL_PW] {
         assert!(!logs.contains(secret), "{secret} in the log:\n{logs}");
+    }
+}
+
+/// `cache = true` on the same protected Sentinel: the tracking connection finds the master
+/// with the same credentials (else the cache would never be trusted and every request would
+/// cost a lookup), and a revoke through the other doorman ends the cached session at once.
+#[tokio::test]
+async fn the_session_cache_tracks_a_protected_master_in_db_3() {
+    let (master, _replica, sentinel) = protected_sentinel();
+    let backend = Backend::sentinel(&table(&sentinel, DATA_PW, SENTINEL_PW));
+    let cached = Conf {
+        session: "cache = true\n".into(),
+        ..Conf::dashboard()
+    };
+    let a = Doorman::conf(&Conf::dashboard())
+        .backend(backend.clone())
+        .start()
+        .await;
+    let c = Doorman::conf(&cached)
+        .backend(backend)
+        .users(a.users())
+        .start()
+        .await;
+    let cookie = a.log_in("alice", ALICE_PW).await;
+    let lookups = || {
+        command_calls(&mut authed(&master, None))
+            .get("evalsha")
+            .copied()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = lookups();
+        let answer = c.get("/dashboard", Some(&cookie)).await;
+        assert_eq!(upstream_saw(&answer, "x-auth-user"), ["alice"]);
+        if lookups() == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session was never served from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = a.revoke("alice").await;
+    assert_eq!(code, 0, "{out}{err}");
+    let revoked = Instant::now();
+    while c.get("/dashboard", Some(&cookie)).await.status != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "the cached session outlived its revoke"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
