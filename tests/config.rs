@@ -426,6 +426,13 @@ redis_sentinel = { master = "m", nodes = ["redis://:s3cret-a@127.0.0.1:26379"], 
 "#;
     let (code, stdout, stderr) = check(&write_config("redis-secret-ok", good));
     assert_eq!(code, 0, "{stdout}{stderr}");
+    // Nor does the validated config's Debug (what a log line with `?config` would show).
+    let config = Config::parse(good, Path::new("proxy.toml")).expect("valid");
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("<redacted>"),
+        "{shown}"
+    );
     assert!(
         !stdout.contains("s3cret") && !stderr.contains("s3cret"),
         "{stdout}{stderr}"
