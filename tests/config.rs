@@ -318,6 +318,127 @@ fn the_session_cache_needs_redis_standalone_or_sentinel() {
     );
 }
 
+/// `redis_sentinel` takes the data nodes' `password`, the Sentinels' `sentinel_password`, a
+/// `db` and `tls`; each is checked by name, and no message shows a password.
+#[test]
+fn redis_sentinel_keys_are_checked_by_name() {
+    let with = |table: &str| {
+        parse_errors(&format!(
+            "[session]\nstore = \"redis\"\nredis_sentinel = {table}\n"
+        ))
+    };
+    let full = r#"{ master = "m", nodes = ["redis://127.0.0.1:26379", "rediss://h:26380"], password = "pw1", sentinel_password = "pw2", db = 3, tls = true }"#;
+    assert_eq!(with(full), Vec::<String>::new());
+    assert_eq!(
+        with(r#"{ nodes = [], password = "", db = -1, tls = "yes", username = "u" }"#),
+        [
+            "proxy.toml: session.redis_sentinel.master: required: the name Sentinel knows the master by",
+            "proxy.toml:3:43: session.redis_sentinel.password: must not be empty: leave the key out for no password",
+            "proxy.toml:3:28: session.redis_sentinel.nodes: required: at least one redis:// Sentinel URL",
+            "proxy.toml:3:52: session.redis_sentinel.db: must be between 0 and 2147483647, found -1",
+            "proxy.toml:3:62: session.redis_sentinel.tls: expected true or false, found a string",
+            "proxy.toml:3:69: session.redis_sentinel.username: unknown key",
+        ]
+    );
+    // A Sentinel URL with a database, or with credentials beside sentinel_password; a URL the
+    // redis crate cannot use: each named by its element, the password never shown.
+    assert_eq!(
+        with(r#"{ master = "m", sentinel_password = "pw", nodes = ["redis://h:26379/2", "redis://:s3cret@h:26380", "http://:s3cret@h", "redis://:s3cret@0.0.0.0:1"] }"#),
+        [
+            r#"proxy.toml:3:69: session.redis_sentinel.nodes[0]: a Sentinel has no databases: set db in redis_sentinel instead of the path of "redis://h:26379/2""#,
+            "proxy.toml:3:90: session.redis_sentinel.nodes[1]: credentials here and sentinel_password too: keep one of them",
+            r#"proxy.toml:3:117: session.redis_sentinel.nodes[2]: invalid Redis URL "http://:<redacted>@h": expected redis://HOST:PORT/DB or rediss://..."#,
+            r#"proxy.toml:3:137: session.redis_sentinel.nodes[3]: invalid Redis URL "redis://:<redacted>@0.0.0.0:1": Cannot connect to a wildcard address (0.0.0.0 or ::) - InvalidClientConfig"#,
+        ]
+    );
+}
+
+/// `redis_cluster` is the list of seed URLs DESIGN.md shows, or a table with `nodes` and a
+/// `password`. The seeds must agree on scheme and credentials (the redis crate uses the
+/// first's for every node), a Cluster has only database 0, and a password is given once.
+#[test]
+fn redis_cluster_seeds_must_agree_and_use_database_0() {
+    let with = |value: &str| {
+        parse_errors(&format!(
+            "[session]\nstore = \"redis\"\nredis_cluster = {value}\n"
+        ))
+    };
+    assert_eq!(
+        with(r#"["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with(r#"["redis://u:pw@h:7000", "redis://u:pw@h:7001/0"]"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with(r#"{ nodes = ["redis://h:7000", "redis://h:7001"], password = "pw" }"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with(r#"{ nodes = ["redis://h:7000"], db = 0 }"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with(r#"["redis://:s3cret@h:7000", "redis://:other@h:7001", "redis://h:7002", "rediss://:s3cret@h:7003", "redis://:s3cret@h:7004/3"]"#),
+        [
+            "proxy.toml:3:44: session.redis_cluster[1]: every seed must carry the user and password of the first: a Cluster's nodes share one set of credentials",
+            "proxy.toml:3:69: session.redis_cluster[2]: every seed must carry the user and password of the first: a Cluster's nodes share one set of credentials",
+            "proxy.toml:3:87: session.redis_cluster[3]: every seed must use the scheme of the first (all redis:// or all rediss://)",
+            r#"proxy.toml:3:114: session.redis_cluster[4]: Redis Cluster has only database 0: drop the path of "redis://:<redacted>@h:7004/3""#,
+        ]
+    );
+    assert_eq!(
+        with(r#"{ nodes = ["redis://:s3cret@h:7000"], password = "pw", db = 2 }"#),
+        [
+            "proxy.toml:3:28: session.redis_cluster.nodes[0]: a password here and redis_cluster.password too: keep one of them",
+            "proxy.toml:3:77: session.redis_cluster.db: Redis Cluster has only database 0",
+        ]
+    );
+    assert_eq!(
+        with("[]"),
+        ["proxy.toml:3:17: session.redis_cluster: required: at least one redis:// seed URL"]
+    );
+    assert_eq!(
+        with(r#"{ password = "pw", nodse = [] }"#),
+        [
+            "proxy.toml: session.redis_cluster.nodes: required: at least one redis:// seed URL",
+            "proxy.toml:3:36: session.redis_cluster.nodse: unknown key; did you mean `nodes`?",
+        ]
+    );
+}
+
+/// `doorman check` on a config whose Redis passwords are wrong in other ways still never
+/// prints them: not in an error, not in the summary of a valid config.
+#[test]
+fn check_never_prints_a_redis_password() {
+    let bad = r#"[session]
+store = "redis"
+redis_cluster = ["redis://:s3cret-a@127.0.0.1:7000", "redis://:s3cret-b@127.0.0.1:7001", "redis://:s3cret-a@127.0.0.1:7002/4", "http://:s3cret-c@h"]
+"#;
+    let (code, stdout, stderr) = check(&write_config("redis-secret", bad));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(lines(&stderr).len(), 3, "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let good = r#"[session]
+store = "redis"
+redis_sentinel = { master = "m", nodes = ["redis://:s3cret-a@127.0.0.1:26379"], password = "s3cret-b", db = 1 }
+"#;
+    let (code, stdout, stderr) = check(&write_config("redis-secret-ok", good));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Nor does the validated config's Debug (what a log line with `?config` would show).
+    let config = Config::parse(good, Path::new("proxy.toml")).expect("valid");
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "{stdout}{stderr}"
+    );
+}
+
 /// Relative paths in proxy.toml resolve against the config file's folder, so doorman started by
 /// a service manager (whose working directory is `/`) reads the same files `check` did.
 #[test]
@@ -847,7 +968,7 @@ methods = ["GET", "delete"]
 
 [session]
 store = "redis"
-redis_sentinel = { master = "m", nodes = ["redis://127.0.0.1:26379"], tls = true }
+redis_sentinel = { master = "m", nodes = ["redis://127.0.0.1:26379"], tsl = true }
 
 [session.express]
 secrets = ["s3cret"]
@@ -859,7 +980,7 @@ forward_cookie = "no"
     assert_eq!(
         lines(&stderr),
         [
-            "proxy.toml:12:71: session.redis_sentinel.tls: unknown key",
+            "proxy.toml:12:71: session.redis_sentinel.tsl: unknown key; did you mean `tls`?",
             "proxy.toml:17:18: session.express.forward_cookie: expected true or false, found a string",
             r#"proxy.toml:8:19: routes[1].methods[1]: invalid method "delete": methods are upper-case tokens such as "GET""#,
             "proxy.toml:7:1: routes[1].acces: unknown key; did you mean `access`?",

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use doorman::clock::Clock;
-use doorman::config::RedisTarget;
+use doorman::config::{ClusterTarget, RedisTarget, SentinelTarget};
 use doorman::session::redis::{RedisStore, COMMAND_TIMEOUT};
 use doorman::session::{
     now_millis, Origin, Record, SessionId, SessionKey, SessionStore, Timeouts, RECORD_VERSION,
@@ -638,7 +638,10 @@ async fn every_operation_works_on_a_cluster() {
     }
 
     let t = timeouts(10_000, 600_000);
-    let target = RedisTarget::Cluster(vec![redis.url()]);
+    let target = RedisTarget::Cluster(ClusterTarget {
+        nodes: vec![redis.url()],
+        password: None,
+    });
     let store = RedisStore::new(&target, PREFIX, t).expect("store");
     store.ping().await.expect("ping");
     let (a, record) = login(&store, "alice", &["ops"], &t).await;
@@ -686,10 +689,11 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
     }
 
     let t = timeouts(60_000, 600_000);
-    let target = RedisTarget::Sentinel {
+    let target = RedisTarget::Sentinel(SentinelTarget {
         master: "mymaster".into(),
         nodes: vec![sentinel.url()],
-    };
+        ..SentinelTarget::default()
+    });
     let store = RedisStore::new(&target, PREFIX, t).expect("store");
     let cached = RedisStore::new(&target, PREFIX, t)
         .and_then(|s| s.with_cache(&target))

@@ -1,5 +1,6 @@
 //! `rediss://`: the Redis store over TLS (rustls, ring), against a real `redis-server` speaking
-//! TLS with a test certificate.
+//! TLS with a test certificate; and `redis_sentinel`'s `tls = true`, the master a Sentinel names
+//! reached over TLS.
 //!
 //! The store trusts what the system trusts (the redis crate reads the platform store through
 //! rustls-native-certs, which honours `SSL_CERT_FILE`). The test points `SSL_CERT_FILE` at its
@@ -10,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use doorman::config::RedisTarget;
+use doorman::config::{RedisTarget, SentinelTarget};
 use doorman::session::redis::RedisStore;
 use doorman::session::{now_millis, Origin, Record, SessionId, SessionStore, Timeouts};
 use support::redis::{RedisServer, TlsFiles};
@@ -58,7 +59,7 @@ async fn rediss_works_and_verifies_the_server_certificate() {
     store.create(&key, &record).await.expect("create over TLS");
     assert_eq!(
         store.lookup(&key, now_millis()).await.unwrap(),
-        Some(record)
+        Some(record.clone())
     );
     let user: String = redis::cmd("HGET")
         .arg(format!("t:s:{}", key.hex()))
@@ -74,5 +75,44 @@ async fn rediss_works_and_verifies_the_server_certificate() {
     assert!(
         plain.ping().await.is_err(),
         "the TLS port answered plain text"
+    );
+
+    // Through a (plain) Sentinel that watches the master on its TLS port: `tls = true` reaches
+    // the master it names over TLS; without it, doorman would speak plain text to a TLS port.
+    let sentinel = RedisServer::start_sentinel_with(
+        redis.tls_port.expect("tls port"),
+        "mymaster",
+        &format!(
+            "tls-replication yes\ntls-cert-file {cert}\ntls-key-file {key}\n\
+             tls-ca-cert-file {cert}\ntls-auth-clients no\n",
+            cert = tls.cert.display(),
+            key = tls.key.display()
+        ),
+    );
+    let through = |tls: bool| {
+        let target = RedisTarget::Sentinel(SentinelTarget {
+            master: "mymaster".into(),
+            nodes: vec![sentinel.url()],
+            tls,
+            ..SentinelTarget::default()
+        });
+        RedisStore::new(&target, "t:", t).expect("store")
+    };
+    let store = through(true);
+    let mut reached = store.ping().await;
+    for _ in 0..50 {
+        if reached.is_ok() {
+            break;
+        }
+        // The Sentinel may not have reached the master yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reached = store.ping().await;
+    }
+    reached.expect("the master over TLS, found through the Sentinel");
+    store.create(&key, &record).await.expect("create over TLS");
+    assert!(store.lookup(&key, now_millis()).await.unwrap().is_some());
+    assert!(
+        through(false).ping().await.is_err(),
+        "the TLS port answered plain text through the Sentinel"
     );
 }

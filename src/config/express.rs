@@ -113,7 +113,7 @@ pub(super) fn read_express(
     let forward_cookie = t.bool("forward_cookie", true);
     let redis = t
         .opt_str("redis")
-        .and_then(|url| match super::session::redis_url_check(url) {
+        .and_then(|url| match super::redis::redis_url_check(url) {
             Ok(url) => Some(RedisTarget::Standalone(url)),
             Err(message) => {
                 t.error("redis", message);

@@ -19,6 +19,7 @@ mod net;
 mod openid;
 mod policy;
 mod reader;
+mod redis;
 mod session;
 mod source;
 mod spelling;
@@ -38,6 +39,7 @@ use crate::routes::RouteTable;
 use crate::tls::Tls;
 pub use users::{hash_password, User, Users, UsersError};
 
+pub use self::redis::{redact_url, ClusterTarget, RedisTarget, SentinelTarget};
 pub use admin::AdminConfig;
 pub use express::ExpressConfig;
 pub use gateway::ForwardAuthConfig;
@@ -153,22 +155,6 @@ impl UpstreamConfig {
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }
-}
-
-/// Where the Redis store lives (`[session] redis`, `redis_sentinel` or `redis_cluster`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// `redis://` or `rediss://` URL of one server.
-    Standalone(String),
-    /// A master name and the Sentinel URLs that know it.
-    Sentinel {
-        /// The master's name as the Sentinels know it.
-        master: String,
-        /// `redis://` URLs of the Sentinels.
-        nodes: Vec<String>,
-    },
-    /// Seed URLs of a Redis Cluster.
-    Cluster(Vec<String>),
 }
 
 /// Everything wrong with a config file, in the order found.

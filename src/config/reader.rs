@@ -163,6 +163,26 @@ impl<'a> Section<'a> {
         self.table.is_some_and(|t| t.contains_key(key))
     }
 
+    /// Whether `key` holds a table (for a key that takes a table or a shorter form). Like
+    /// [`Section::has`], the key counts as one this table accepts.
+    pub fn is_table(&mut self, key: &'static str) -> bool {
+        self.accept(key);
+        self.table
+            .and_then(|t| t.get(key))
+            .is_some_and(Value::is_table)
+    }
+
+    /// Whether an error about `key` of this section, or about anything inside it (`key[2]`,
+    /// `key.sub`), was recorded already: so a reader does not add "required" to "invalid".
+    pub fn has_errors_at(&self, key: &str) -> bool {
+        let path = render(&self.key_path(key));
+        self.errors.iter().any(|e| {
+            e.key
+                .strip_prefix(path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+        })
+    }
+
     /// `key` is read elsewhere (a section of the root, read by its own [`Section`]): not unknown.
     pub fn known(&mut self, key: &'static str) {
         self.accept(key);

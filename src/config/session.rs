@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::config::reader::is_token;
 use crate::config::reader::{KeyError, Section};
+use crate::config::redis::{read_cluster, read_sentinel, redis_url_check, RedisTarget};
 use crate::config::source::Document;
-use crate::config::RedisTarget;
 use crate::path;
 
 /// Where sessions are stored.
@@ -129,24 +129,8 @@ pub(super) fn read_session(
     let kind = s.opt_str("store").unwrap_or("embedded");
     let path = s.opt_str("path");
     let redis_url = s.opt_str("redis").map(str::to_string);
-    let sentinel = s.sub("redis_sentinel").map(|mut t| {
-        let master = t.opt_str("master").map(str::to_string);
-        let nodes = t.list("nodes", redis_url_check);
-        if master.is_none() {
-            t.error("master", "required: the name Sentinel knows the master by");
-        }
-        if nodes.is_empty() {
-            t.error("nodes", "required: at least one redis:// Sentinel URL");
-        }
-        t.finish();
-        RedisTarget::Sentinel {
-            master: master.unwrap_or_default(),
-            nodes,
-        }
-    });
-    let cluster = s
-        .has("redis_cluster")
-        .then(|| s.list("redis_cluster", redis_url_check));
+    let sentinel = read_sentinel(&mut s);
+    let cluster = read_cluster(&mut s);
     let store = match kind {
         "embedded" => {
             for key in ["redis", "redis_sentinel", "redis_cluster"] {
@@ -168,12 +152,6 @@ pub(super) fn read_session(
                     s.error("redis", message);
                     None
                 }
-            });
-            let cluster = cluster.map(|urls| {
-                if urls.is_empty() {
-                    s.error("redis_cluster", "list at least one redis:// seed URL");
-                }
-                RedisTarget::Cluster(urls)
             });
             let given = [standalone.is_some(), sentinel.is_some(), cluster.is_some()];
             match given.iter().filter(|g| **g).count() {
@@ -293,17 +271,6 @@ pub(super) fn read_session(
         persistent,
         recheck,
         express,
-    }
-}
-
-/// A Redis URL as the config takes it (`redis://` or `rediss://`), or what is wrong with it.
-pub(super) fn redis_url_check(url: &str) -> Result<String, String> {
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        Ok(url.to_string())
-    } else {
-        Err(format!(
-            "invalid Redis URL {url:?}: expected redis://HOST:PORT/DB or rediss://..."
-        ))
     }
 }
 

@@ -77,6 +77,13 @@ pub enum Backend {
     Embedded(PathBuf),
     /// A Redis server, with the key prefix doorman uses there.
     Redis { url: String, prefix: String },
+    /// Redis named by another `[session]` key (`redis_sentinel`, `redis_cluster`) with this
+    /// TOML value, with the key prefix doorman uses there.
+    RedisBy {
+        key: &'static str,
+        value: String,
+        prefix: String,
+    },
 }
 
 impl Backend {
@@ -93,6 +100,24 @@ impl Backend {
         }
     }
 
+    /// A Redis Cluster reached through these seed URLs, under the key prefix `dm:`.
+    pub fn cluster(seeds: &[String]) -> Backend {
+        Backend::RedisBy {
+            key: "redis_cluster",
+            value: format!("{seeds:?}"),
+            prefix: "dm:".into(),
+        }
+    }
+
+    /// Redis through Sentinels: `table` is the `redis_sentinel` inline table; key prefix `dm:`.
+    pub fn sentinel(table: &str) -> Backend {
+        Backend::RedisBy {
+            key: "redis_sentinel",
+            value: table.to_string(),
+            prefix: "dm:".into(),
+        }
+    }
+
     /// The `[session]` section for this store, with `extra` keys.
     pub fn section(&self, extra: &str) -> String {
         match self {
@@ -101,6 +126,9 @@ impl Backend {
             }
             Backend::Redis { url, prefix } => format!(
                 "[session]\nstore = \"redis\"\nredis = {url:?}\nkey_prefix = {prefix:?}\n{extra}\n"
+            ),
+            Backend::RedisBy { key, value, prefix } => format!(
+                "[session]\nstore = \"redis\"\n{key} = {value}\nkey_prefix = {prefix:?}\n{extra}\n"
             ),
         }
     }

@@ -63,6 +63,12 @@ impl RedisServer {
     /// A Sentinel (quorum 1) watching the master on `master_port` under `name`, with short
     /// failure detection so failover tests stay quick.
     pub fn start_sentinel(master_port: u16, name: &str) -> RedisServer {
+        RedisServer::start_sentinel_with(master_port, name, "")
+    }
+
+    /// [`RedisServer::start_sentinel`] with more lines for its config file (e.g. `sentinel
+    /// auth-pass NAME PW` for a master with a password, `requirepass PW` for its own).
+    pub fn start_sentinel_with(master_port: u16, name: &str, conf_extra: &str) -> RedisServer {
         require_redis_server();
         let dir = super::temp_dir("sentinel");
         let conf = dir.join("sentinel.conf");
@@ -71,7 +77,7 @@ impl RedisServer {
             format!(
                 "sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 5000\n"
+                 sentinel failover-timeout {name} 5000\n{conf_extra}"
             ),
         )
         .expect("write sentinel.conf");
@@ -370,7 +376,6 @@ fn spawn_with_config(
     }
 }
 
-/// Whether something on `port` answers an inline `PING` with `+PONG`.
 /// The first line `PING` gets on a new connection, if any.
 fn ping_reply(port: u16) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -385,12 +390,15 @@ fn ping_reply(port: u16) -> Option<Vec<u8>> {
     Some(reply)
 }
 
+/// Up: `+PONG`, or `-NOAUTH` (a server with `requirepass` is up, it just wants a password
+/// first).
 fn ready_when_pong(reply: &[u8]) -> bool {
-    reply == b"+PONG\r\n"
+    reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH")
 }
 
+/// Up, or still loading its data ([`RedisServer::start_again_loading`]).
 fn ready_when_answering(reply: &[u8]) -> bool {
-    reply == b"+PONG\r\n" || reply.starts_with(b"-LOADING")
+    ready_when_pong(reply) || reply.starts_with(b"-LOADING")
 }
 
 /// The commands Redis counted between two [`command_calls`] readings, with how many calls
@@ -422,4 +430,14 @@ pub fn command_calls(conn: &mut ::redis::Connection) -> std::collections::HashMa
             Some((name.to_string(), calls.parse().ok()?))
         })
         .collect()
+}
+
+/// One command on `conn`, panicking on an error (a test's own inspection of what doorman wrote).
+pub fn query<T: ::redis::FromRedisValue>(conn: &mut ::redis::Connection, args: &[&str]) -> T {
+    let mut cmd = ::redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(conn)
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")))
 }

@@ -10,8 +10,12 @@
 //!   threads (one connection per worker, as with the upstream pools).
 //! * **Sentinel** resolves the master through the Sentinels and re-resolves after a connection
 //!   error or a `READONLY` reply, because a `ConnectionManager` keeps reconnecting to the old
-//!   address after a failover.
-//! * **Cluster** uses the crate's async cluster connection, which follows slot moves itself.
+//!   address after a failover. The Sentinels get `sentinel_password`; the master they name gets
+//!   `password`, `db` and `tls`.
+//! * **Cluster** uses the crate's async cluster connection, which follows slot moves itself:
+//!   `MOVED` (refreshing its slot map) and `ASK` (`ASKING` on the importing node), within the
+//!   exchange's bound; every command names one key, so no `TRYAGAIN` (multi-key commands in a
+//!   slot being migrated) can arise. Reads and writes go to masters: replicas are never read.
 //!
 //! The session cache's tracking connection is found the same way ([`tracking_source`]), so it
 //! always watches the Redis the store talks to.
@@ -28,9 +32,12 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{
+    Client, Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
+    RedisResult, Value,
+};
 
-use crate::config::RedisTarget;
+use crate::config::{ClusterTarget, RedisTarget, SentinelTarget};
 use crate::lock::lock;
 use crate::session::{tracking, StoreError};
 
@@ -134,12 +141,12 @@ impl Backend {
                     .map(|_| OnceLock::new())
                     .collect(),
             },
-            RedisTarget::Sentinel { master, nodes } => Way::Sentinel {
-                resolver: tokio::sync::Mutex::new(sentinel_client(master, nodes)?),
+            RedisTarget::Sentinel(sentinel) => Way::Sentinel {
+                resolver: tokio::sync::Mutex::new(sentinel_client(sentinel)?),
                 master: Mutex::new(None),
             },
-            RedisTarget::Cluster(nodes) => Way::Cluster {
-                client: ClusterClient::new(nodes.clone()).map_err(config_error)?,
+            RedisTarget::Cluster(cluster) => Way::Cluster {
+                client: cluster_client(cluster)?,
                 connection: OnceLock::new(),
             },
         };
@@ -419,8 +426,8 @@ pub(super) fn tracking_source(target: &RedisTarget) -> Result<tracking::Source, 
         RedisTarget::Standalone(url) => Ok(tracking::Source::Standalone(
             Client::open(url.as_str()).map_err(config_error)?,
         )),
-        RedisTarget::Sentinel { master, nodes } => {
-            Ok(tracking::Source::Sentinel(sentinel_client(master, nodes)?))
+        RedisTarget::Sentinel(sentinel) => {
+            Ok(tracking::Source::Sentinel(sentinel_client(sentinel)?))
         }
         RedisTarget::Cluster(_) => Err(StoreError::Unavailable(
             "the session cache does not support Redis Cluster".into(),
@@ -463,19 +470,44 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// A client that finds `master` through the Sentinels `nodes` (TLS if any node is rediss://).
-fn sentinel_client(master: &str, nodes: &[String]) -> Result<SentinelClient, StoreError> {
-    let mut node_info = SentinelNodeConnectionInfo::default();
-    if nodes.iter().any(|n| n.starts_with("rediss://")) {
+/// A client that finds the master through the Sentinels: `sentinel_password` for the
+/// Sentinels, and `password`, `db` and `tls` for the master it finds (and the replicas the
+/// crate's role check may meet on the way).
+fn sentinel_client(target: &SentinelTarget) -> Result<SentinelClient, StoreError> {
+    let mut sentinels = Vec::with_capacity(target.nodes.len());
+    for node in &target.nodes {
+        let mut info = node.as_str().into_connection_info().map_err(config_error)?;
+        if let Some(password) = &target.sentinel_password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        sentinels.push(info);
+    }
+    let mut data = RedisConnectionInfo::default().set_db(target.db);
+    if let Some(password) = &target.password {
+        data = data.set_password(password);
+    }
+    let mut node_info = SentinelNodeConnectionInfo::default().set_redis_connection_info(data);
+    if target.tls {
         node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
     }
     SentinelClient::build(
-        nodes.to_vec(),
-        master,
+        sentinels,
+        &target.master,
         Some(node_info),
         SentinelServerType::Master,
     )
     .map_err(config_error)
+}
+
+/// The Cluster client: the seeds, with the table form's `password` for every node (the list
+/// form's credentials are in the URLs, the same in each: the config checked).
+fn cluster_client(target: &ClusterTarget) -> Result<ClusterClient, StoreError> {
+    let mut builder = ClusterClient::builder(target.nodes.clone());
+    if let Some(password) = &target.password {
+        builder = builder.password(password);
+    }
+    builder.build().map_err(config_error)
 }
 
 fn config_error(e: RedisError) -> StoreError {
