@@ -305,10 +305,10 @@ async fn a_sentinel_failover_under_load_lets_nothing_through_and_heals_itself() 
         c.await.expect("a client failed");
     }
 
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     let fails: Vec<Duration> = log.iter().filter(|e| e.3 == 503).map(|e| e.0).collect();
     let window = fails.first().zip(fails.last()).map(|(a, b)| (*a, *b - *a));
-    let logged_out = logged_out.lock().unwrap();
+    let logged_out = logged_out.lock().unwrap().clone();
     let mut lost = 0;
     for cookie in acknowledged.iter().filter(|c| !logged_out.contains(c)) {
         match doormen[0]
