@@ -69,13 +69,24 @@ impl RedisServer {
     /// [`RedisServer::start_sentinel`] with more lines for its config file (e.g. `sentinel
     /// auth-pass NAME PW` for a master with a password, `requirepass PW` for its own).
     pub fn start_sentinel_with(master_port: u16, name: &str, conf_extra: &str) -> RedisServer {
+        RedisServer::start_sentinel_quorum(master_port, name, 1, conf_extra)
+    }
+
+    /// [`RedisServer::start_sentinel_with`] with a quorum: several Sentinels watching one master
+    /// find each other through it, and `quorum` of them must agree it is down.
+    pub fn start_sentinel_quorum(
+        master_port: u16,
+        name: &str,
+        quorum: u32,
+        conf_extra: &str,
+    ) -> RedisServer {
         require_redis_server();
         let dir = super::temp_dir("sentinel");
         let conf = dir.join("sentinel.conf");
         std::fs::write(
             &conf,
             format!(
-                "sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                "sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
                  sentinel down-after-milliseconds {name} 1000\n\
                  sentinel failover-timeout {name} 5000\n{conf_extra}"
             ),
@@ -143,6 +154,14 @@ impl RedisServer {
     pub fn pid(&self) -> i32 {
         let child = self.child.as_ref().expect("redis-server is not running");
         i32::try_from(child.id()).expect("pid")
+    }
+
+    /// `kill -9`, and reap it: no shutdown, no last write to disk or to replicas.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGSTOP: the process keeps its sockets and data but answers nothing.

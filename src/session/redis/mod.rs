@@ -8,6 +8,7 @@
 //! * `scripts`: the Lua scripts, one atomic single-key step each.
 //! * `topology`: standalone / Sentinel / Cluster connections, per-worker slots, and the
 //!   bounded exchange ([`COMMAND_TIMEOUT`]) every command runs through.
+//! * `replicas`: creation, logout and revoke wait (bounded) for a replica's acknowledgement.
 //! * `cached`: `cache = true`, the local session cache in front of lookups and its tracker's
 //!   start-up.
 //!
@@ -40,6 +41,7 @@
 mod cached;
 mod codec;
 mod keys;
+mod replicas;
 mod scripts;
 mod topology;
 
@@ -53,6 +55,7 @@ use tracing::debug;
 use self::cached::{Answer, Cached};
 use self::codec::{decode, encode};
 use self::keys::Keys;
+use self::replicas::{Replicas, Write};
 use self::scripts::SCRIPTS;
 use self::topology::{tracking_source, Backend};
 use super::cache::SessionCache;
@@ -67,6 +70,8 @@ pub use crate::session::cache::TRUST_WINDOW;
 #[derive(Clone)]
 pub struct RedisStore {
     backend: Arc<Backend>,
+    /// Whether writes that must survive a failover wait for a replica (see `replicas`).
+    replicas: Arc<Replicas>,
     keys: Keys,
     timeouts: Timeouts,
     /// `cache = true`: the local cache and its tracker (started by
@@ -97,18 +102,28 @@ impl RedisStore {
     /// the same on Cluster); whether it was there.
     async fn delete_member(&self, member: &str) -> Result<bool, StoreError> {
         let record_key = self.keys.record_hex(member);
-        let n: i64 = self
-            .backend
-            .run(|mut c| {
-                let record_key = &record_key;
-                async move { redis::cmd("DEL").arg(record_key).query_async(&mut c).await }
-            })
-            .await?;
+        let n = self.durable_delete(&record_key).await?;
         // Redis tells every tracking instance; this one need not wait for the echo.
         if let (Some(cache), Some(key)) = (&self.cache, SessionKey::from_hex(member)) {
             cache.invalidate(&key);
         }
         Ok(n > 0)
+    }
+
+    /// `DEL` of a record key, waiting (bounded) for a replica: a logout or revoke the next
+    /// master must not forget. The number of keys deleted.
+    async fn durable_delete(&self, record_key: &str) -> Result<i64, StoreError> {
+        let reply = self
+            .backend
+            .run(|c| async move {
+                let mut del = redis::cmd("DEL");
+                del.arg(record_key);
+                self.replicas
+                    .write(c, record_key, &Write::Command(del))
+                    .await
+            })
+            .await?;
+        redis::from_redis_value(reply).map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Remove `members` from a user's index (ZREM what was read rather than DEL the index: a
@@ -137,6 +152,7 @@ impl RedisStore {
     ) -> Result<RedisStore, StoreError> {
         Ok(RedisStore {
             backend: Backend::new(target)?,
+            replicas: Arc::default(),
             keys: Keys::new(key_prefix),
             timeouts,
             cache: None,
@@ -408,14 +424,18 @@ impl SessionStore for RedisStore {
         let record_key = &record_key;
         let fields = encode(record);
         let fields = &fields;
+        // Waits for a replica (see `replicas`); on standalone and Sentinel that covers the index
+        // too, written before on the same connection.
         self.backend
-            .run(|mut c| async move {
+            .run(|c| async move {
                 let mut call = SCRIPTS.create.key(record_key);
                 call.arg(u64::try_from(ttl).unwrap_or(u64::MAX));
                 for (name, value) in fields {
                     call.arg(*name).arg(value);
                 }
-                call.invoke_async::<i64>(&mut c).await
+                self.replicas
+                    .write(c, record_key, &Write::Script(call))
+                    .await
             })
             .await?;
         Ok(())
@@ -441,15 +461,7 @@ impl SessionStore for RedisStore {
         // first); it trims itself, and revoke-all tolerates members without a record.
         let record_key = self.keys.record(key);
         let record_key = &record_key;
-        let deleted = self
-            .backend
-            .run(|mut c| async move {
-                redis::cmd("DEL")
-                    .arg(record_key)
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
+        let deleted = self.durable_delete(record_key).await;
         // Forgotten locally whatever Redis said: a logout must not be answered from the cache.
         if let Some(cache) = &self.cache {
             cache.invalidate(key);

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     Client, Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
@@ -440,6 +441,31 @@ pub(super) fn tracking_source(target: &RedisTarget) -> Result<tracking::Source, 
 pub(super) enum Conn {
     Manager(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// `WAIT n ms` on the node that owns `key`, whose connection took the write before it:
+    /// on Cluster routed to the key's master explicitly (the crate sends a bare `WAIT` to every
+    /// primary). See `replicas`.
+    pub(super) async fn wait_for_replica(
+        &mut self,
+        key: &str,
+        (replicas, millis): (u32, u32),
+    ) -> RedisResult<Value> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(millis);
+        match self {
+            Conn::Manager(c) => wait.query_async(c).await,
+            Conn::Cluster(c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                c.route_command(
+                    wait,
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                )
+                .await
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
