@@ -118,6 +118,22 @@ async fn sessions_from_two_doormen_spread_over_the_masters_and_work_from_both() 
             node.port
         );
     }
+    // Each creation waited for one replica with one WAIT sent to the master owning its
+    // record (DESIGN.md §13), not a bare WAIT, which the crate would send to every master.
+    let waits: u64 = masters
+        .iter()
+        .map(|port| {
+            command_calls(&mut cluster.connect(*port))
+                .get("wait")
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(
+        waits,
+        (alice.len() + bob.len()) as u64,
+        "one WAIT per session created, on its own master"
+    );
     eprintln!(
         "alice's sessions on masters {alice_masters:?}; test took {:?}",
         started.elapsed()
