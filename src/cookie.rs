@@ -195,7 +195,8 @@ pub fn only_value(headers: &HeaderMap, name: &str) -> Option<String> {
     (count == 1).then_some(found).flatten().map(str::to_string)
 }
 
-/// Drop every upstream `Set-Cookie` that would set (or clear) one of doorman's cookies.
+/// Drop every upstream `Set-Cookie` that would set (or clear) one of doorman's cookies, by
+/// the name the browser will send it back under ([`name_sent_back`]).
 pub fn remove_from_response(headers: &mut HeaderMap, name: &str) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -204,13 +205,8 @@ pub fn remove_from_response(headers: &mut HeaderMap, name: &str) {
         .get_all(SET_COOKIE)
         .iter()
         .filter(|v| {
-            let set_name = v
-                .as_bytes()
-                .split(|&b| b == b'=')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            !std::str::from_utf8(set_name).is_ok_and(|n| is_ours(n, name))
+            let sent_back = name_sent_back(v.as_bytes());
+            !std::str::from_utf8(sent_back).is_ok_and(|n| is_ours(n, name))
         })
         .cloned()
         .collect();
@@ -218,6 +214,27 @@ pub fn remove_from_response(headers: &mut HeaderMap, name: &str) {
     for v in kept {
         headers.append(SET_COOKIE, v);
     }
+}
+
+/// The cookie name a browser sends a `Set-Cookie` back under, as doorman reads a `Cookie`
+/// pair's name. Browsers store the name-value pair before the first `;` (RFC 6265bis §5.7),
+/// and one without `=`, or with an empty name, as a nameless cookie that they send back as its
+/// bare value: `Set-Cookie: =doorman_session=x` comes back as `Cookie: doorman_session=x`. So
+/// the name is the pair's, or for a nameless cookie the name its value reads as.
+fn name_sent_back(set_cookie: &[u8]) -> &[u8] {
+    let pair = set_cookie.split(|&b| b == b';').next().unwrap_or_default();
+    let (name, value) = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => (pair[..i].trim_ascii(), &pair[i + 1..]),
+        None => (&b""[..], pair),
+    };
+    if !name.is_empty() {
+        return name;
+    }
+    value
+        .split(|&b| b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
 }
 
 #[cfg(test)]
@@ -296,6 +313,32 @@ mod tests {
         assert_eq!(
             h.get_all(SET_COOKIE).iter().collect::<Vec<_>>(),
             ["app=1; Path=/", "other=2"]
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/cookie.rs: a `Set-Cookie` with an empty name is stored
+    /// nameless and sent back as its bare value, so `=doorman_session=x` planted a session
+    /// cookie (fixation on a plain-HTTP listener, where the name has no `__Host-` prefix) or
+    /// a second one (which logs the user out: two count as none).
+    #[test]
+    fn upstream_cannot_set_our_cookie_as_a_nameless_one() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "=doorman_session=fixated; Path=/",
+            "= \t__Host-doorman_session=x",
+            "=doorman_oidc_abcdefghijkl=x",
+            "doorman_session; Path=/",
+            "=doorman_session",
+            "=other=1",
+            "=plain; Path=/",
+            "==doorman_session=x",
+        ] {
+            h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        remove_from_response(&mut h, "doorman_session");
+        assert_eq!(
+            h.get_all(SET_COOKIE).iter().collect::<Vec<_>>(),
+            ["=other=1", "=plain; Path=/", "==doorman_session=x"]
         );
     }
 }

@@ -23,6 +23,7 @@
 //! proxy:      forward
 //! gate:       access_log gate
 //! serve:      reload admin control server
+//! fuzz:       fuzzing
 //! ```
 //!
 //! * **base**: no doorman imports. `lock` (a poison-tolerant lock), [`worker`] (which
@@ -52,6 +53,8 @@
 //! * **serve**: [`server`] (listeners, connections, workers, shutdown), [`reload`] (SIGHUP),
 //!   [`admin`] (`/healthz`, `/readyz`, `/metrics`), [`control`] (the embedded store's control
 //!   socket, through which the CLI revokes sessions).
+//! * **fuzz**: `fuzzing`, only in the fuzz build (`--cfg fuzzing`, `fuzz/`): the entry points
+//!   the fuzz targets need into modules private to the crate.
 //!
 //! ## A request's path through the modules
 //!
@@ -91,6 +94,8 @@ pub(crate) mod error;
 pub(crate) mod exchange;
 pub mod forward;
 pub(crate) mod forward_auth;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub(crate) mod gate;
 pub(crate) mod head;
 pub mod host;

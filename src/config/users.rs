@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Argon2, PasswordHasher};
 use toml::Value;
 
@@ -184,24 +184,37 @@ fn is_argon2id(hash: &str) -> bool {
         .is_ok_and(|h| h.algorithm.as_str() == "argon2id")
 }
 
-/// A hash of a random password with the parameters of `like` (the file's first hash, so an
-/// unknown user costs what a real one does), or the defaults.
+/// A hash that no password matches and that costs what `like` (the file's first hash) costs to
+/// check, or a default hash: Argon2id with `like`'s parameters and output length, a random
+/// salt and a random output. Nothing is hashed to make it: a check runs Argon2 with those
+/// parameters and compares with random bytes, which is the cost that must match a real user's.
+/// So reading a users file (at start-up, on every reload, in `doorman check`) costs no Argon2
+/// run, and allocates nothing, whatever memory the parameters ask for.
 fn dummy_hash(like: Option<&str>) -> String {
-    let mut secret = [0u8; 16];
-    let _ = getrandom::fill(&mut secret);
-    let password = crate::encoding::hex_lower(&secret);
     let params = like
         .and_then(|h| h.parse::<PasswordHash>().ok())
-        .and_then(|h| argon2::Params::try_from(&h).ok());
-    let argon = match params {
-        Some(p) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p),
-        None => Argon2::default(),
+        .and_then(|h| argon2::Params::try_from(&h).ok())
+        .unwrap_or_default();
+    let mut random = [0u8; SALT_LEN + Output::MAX_LENGTH];
+    let _ = getrandom::fill(&mut random);
+    let (salt, output) = random.split_at(SALT_LEN);
+    let len = params
+        .output_len()
+        .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN);
+    let hash = || {
+        Some(PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(argon2::Version::V0x13 as u32),
+            params: ParamsString::try_from(&params).ok()?,
+            salt: Some(Salt::new(salt).ok()?),
+            hash: Some(Output::new(output.get(..len)?).ok()?),
+        })
     };
-    argon
-        .hash_password(password.as_bytes())
-        .map(|h: PasswordHash| h.to_string())
-        .unwrap_or_default()
+    hash().map(|h| h.to_string()).unwrap_or_default()
 }
+
+/// The salt length `doorman hash-password` uses (the PHC recommendation).
+const SALT_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +247,37 @@ mod tests {
         );
         assert!(verify("alice", "wrong").is_none());
         assert!(verify("mallory", "correct horse").is_none());
+    }
+
+    /// Seen with fuzz/fuzz_targets/config.rs: the dummy hash was a real Argon2 run at load, so a
+    /// users file whose first hash asks for 1.5 GB made reading the file allocate 1.5 GB (and
+    /// every config read cost a hash). The dummy now only copies the parameters.
+    #[test]
+    fn the_dummy_hash_costs_what_the_first_hash_costs_and_nothing_to_make() {
+        let big = "$argon2id$v=19$m=1500000,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let started = std::time::Instant::now();
+        let users = Users::parse(&format!("[users.alice]\npassword = {big:?}\n")).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let (dummy, user) = users.hash_for("nobody");
+        assert!(user.is_none());
+        let dummy = PasswordHash::new(dummy).unwrap();
+        let real = PasswordHash::new(big).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(
+            argon2::Params::try_from(&dummy).unwrap(),
+            argon2::Params::try_from(&real).unwrap()
+        );
+        assert_ne!(dummy.hash, real.hash);
+        // Without users: the defaults `doorman hash-password` uses, a fresh salt each time.
+        let (a, b) = (Users::empty(), Users::empty());
+        let a = PasswordHash::new(a.hash_for("x").0).unwrap();
+        let default = PasswordHash::new(&hash_password("pw").unwrap()).unwrap();
+        assert_eq!(
+            argon2::Params::try_from(&a).unwrap(),
+            argon2::Params::try_from(&default).unwrap()
+        );
+        assert_ne!(a.salt, PasswordHash::new(b.hash_for("x").0).unwrap().salt);
     }
 
     /// Each error as shown, with its position in the users file.

@@ -73,6 +73,39 @@ impl Handoff {
                 .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         }
     }
+
+    /// The user `X-Doorman-Login` names, trimmed, when it is a name identity headers can carry
+    /// safely ([`check_name`]); `None` without the header or for any other value.
+    pub fn user(&self) -> Option<&str> {
+        self.login
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|u| check_name(u).is_ok())
+    }
+
+    /// The groups `X-Doorman-Groups` lists (comma-separated, each trimmed, empty ones skipped),
+    /// split into those `allowed` (`handoff_groups`) grants and those it drops, each in the
+    /// header's order.
+    pub fn groups(&self, allowed: &[String]) -> (Vec<String>, Vec<&str>) {
+        let mut granted = Vec::new();
+        let mut dropped = Vec::new();
+        let listed = self
+            .groups
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|g| !g.is_empty());
+        for g in listed {
+            if allowed.iter().any(|a| a == g) {
+                granted.push(g.to_string());
+            } else {
+                dropped.push(g);
+            }
+        }
+        (granted, dropped)
+    }
 }
 
 /// What the request allows a handoff in its response to do, decided before forwarding (the
@@ -140,37 +173,20 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
             ex.cookie = CookieAction::Expire;
         }
     }
-    let Some(login) = handoff.login else { return };
+    if handoff.login.is_none() {
+        return;
+    }
     if !permit.on_handoff_path {
         warn!(peer = %peer, "X-Doorman-Login on a path not in handoff_paths: ignored");
         return;
     }
-    let Some(user) = login
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|u| check_name(u).is_ok())
-    else {
+    let Some(user) = handoff.user() else {
         warn!(peer = %peer, "X-Doorman-Login with an unsafe user name: ignored");
         return;
     };
-    let allowed = &shared.config.login.handoff_groups;
-    let mut groups = Vec::new();
-    for g in handoff
-        .groups
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let g = g.trim();
-        if g.is_empty() {
-            continue;
-        }
-        if allowed.iter().any(|a| a == g) {
-            groups.push(g.to_string());
-        } else {
-            warn!(peer = %peer, user, group = g, "handoff group not in handoff_groups: dropped");
-        }
+    let (groups, dropped) = handoff.groups(&shared.config.login.handoff_groups);
+    for group in dropped {
+        warn!(peer = %peer, user, group, "handoff group not in handoff_groups: dropped");
     }
     let id = match SessionId::generate() {
         Ok(id) => id,
@@ -197,5 +213,72 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
             shared.metrics.store_error();
             warn!(peer = %peer, user, %error, "handoff login failed: session store")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(headers: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in headers {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn exactly_one_login_and_at_most_one_groups_header_count() {
+        let one = Handoff::read(&response(&[("x-doorman-login", " alice ")]));
+        assert_eq!(one.user(), Some("alice"));
+        assert!(!one.logout);
+        let two = Handoff::read(&response(&[
+            ("x-doorman-login", "alice"),
+            ("x-doorman-login", "bob"),
+        ]));
+        assert!(two.login.is_none() && two.is_empty());
+        let smuggled = Handoff::read(&response(&[
+            ("x-doorman-login", "alice"),
+            ("x-doorman-groups", "staff"),
+            ("x-doorman-groups", "admin"),
+        ]));
+        assert!(smuggled.login.is_none() && smuggled.groups.is_none());
+        let logout = Handoff::read(&response(&[("x-doorman-logout", " 1 ")]));
+        assert!(logout.logout && !logout.is_empty());
+        assert!(!Handoff::read(&response(&[("x-doorman-logout", "yes")])).logout);
+        assert!(Handoff::read(&response(&[("x-other", "1")])).is_empty());
+    }
+
+    #[test]
+    fn unsafe_user_names_are_refused() {
+        for name in ["", "  ", "a,b", "caf\u{e9}", "a\tb", &"x".repeat(257)] {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                &X_DOORMAN_LOGIN,
+                HeaderValue::from_bytes(name.as_bytes()).unwrap(),
+            );
+            assert_eq!(Handoff::read(&h).user(), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn only_allowed_groups_are_granted() {
+        let h = Handoff::read(&response(&[
+            ("x-doorman-login", "carol"),
+            ("x-doorman-groups", " staff, admin,,staff2 ,staff"),
+        ]));
+        let allowed = ["staff".to_string()];
+        assert_eq!(
+            h.groups(&allowed),
+            (
+                vec!["staff".to_string(), "staff".to_string()],
+                vec!["admin", "staff2"]
+            )
+        );
+        assert_eq!(Handoff::default().groups(&allowed), (vec![], vec![]));
     }
 }
