@@ -21,19 +21,8 @@ use support::cluster::{key_slot, RedisCluster};
 use support::login::{
     post_login, post_logout, unknown_id, upstream_saw, Backend, Conf, ALICE_PW, BOB_PW, COOKIE,
 };
-use support::redis::{command_calls, query};
+use support::redis::{command_calls, query, record_key};
 use support::Doorman;
-
-/// `dm:s:{hex(sha256(id))}`: the record key of the session whose cookie is `cookie`.
-fn record_key(cookie: &str) -> String {
-    use base64::Engine;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cookie)
-        .expect("base64url cookie");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &id);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("dm:s:{hex}")
-}
 
 /// Two doormen on `backend`, with one users file.
 async fn two_doormen(conf: &Conf, backend: Backend) -> (Doorman, Doorman) {

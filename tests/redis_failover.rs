@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::login::{
     post_login, post_logout, unknown_id, Backend, Conf, ALICE_PW, BOB_PW, COOKIE,
 };
-use support::redis::{query, RedisServer};
+use support::redis::{query, record_key, RedisServer};
 use support::Doorman;
 
 const NAME: &str = "mymaster";
@@ -62,17 +62,6 @@ fn backend(sentinels: &[&RedisServer]) -> Backend {
         "{{ master = {NAME:?}, nodes = [{}] }}",
         nodes.join(", ")
     ))
-}
-
-/// The record key of the session whose cookie is `cookie` (`dm:s:{hex(sha256(id))}`).
-fn record_key(cookie: &str) -> String {
-    use base64::Engine;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cookie)
-        .expect("base64url cookie");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &id);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("dm:s:{hex}")
 }
 
 /// Logout, then at once `kill -9` of the master: the replica Sentinel promotes must not bring

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::login::{
     post_login, upstream_saw, users_toml, write_users, Backend, Conf, ALICE_PW, BOB_PW,
 };
-use support::redis::{command_calls, query, RedisServer};
+use support::redis::{command_calls, query, record_key, RedisServer};
 use support::{eventually, Doorman, DoormanProcess, Upstream};
 
 /// The master's and replica's `requirepass`.
@@ -68,17 +68,6 @@ fn table(sentinel: &RedisServer, password: &str, sentinel_password: &str) -> Str
          sentinel_password = {sentinel_password:?}, db = 3 }}",
         sentinel.url()
     )
-}
-
-/// `dm:s:{hex(sha256(id))}`: the record key of the session whose cookie is `cookie`.
-fn record_key(cookie: &str) -> String {
-    use base64::Engine;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cookie)
-        .expect("base64url cookie");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &id);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("dm:s:{hex}")
 }
 
 /// With both passwords right, sessions work and live in database 3 of the master (and nothing

@@ -308,12 +308,7 @@ fn errorstat(stats: &str, name: &str) -> u64 {
 /// Panic with a clear message when `redis-cli` is missing (Debian's redis-tools, which
 /// redis-server depends on).
 pub fn require_redis_cli() {
-    let found = Command::new("redis-cli")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = super::installed("redis-cli");
     assert!(
         found,
         "redis-cli is not installed: the cluster tests need it (Debian: apt-get install redis-tools, or run .ci/run)"

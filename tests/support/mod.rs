@@ -92,6 +92,17 @@ pub fn ws_frame(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// Whether `program --version` runs and succeeds: the probe behind the tests' `require_*`
+/// checks, which fail (never skip) with a clear message when a peer is missing.
+pub fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")

@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 /// Fail with a clear message when `node` (and so `npm`) is not installed; `why` says which
 /// test needs it.
 pub fn require_node(why: &str) {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = super::installed("node");
     assert!(
         found,
         "`node` not found: {why} and needs Node.js 20+ and npm (scripts/test checks for them)"

@@ -287,14 +287,7 @@ pub use super::free_port;
 /// Panic with a clear message when `redis-server` is not installed: these tests must fail,
 /// never pass silently, without it.
 pub fn require_redis_server() {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if found {
+    if super::installed("redis-server") {
         return;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
@@ -418,6 +411,18 @@ fn ready_when_pong(reply: &[u8]) -> bool {
 /// Up, or still loading its data ([`RedisServer::start_again_loading`]).
 fn ready_when_answering(reply: &[u8]) -> bool {
     ready_when_pong(reply) || reply.starts_with(b"-LOADING")
+}
+
+/// `dm:s:{hex(sha256(id))}`: the record key, under the tests' `key_prefix` (`dm:`), of the
+/// session whose cookie is `cookie`.
+pub fn record_key(cookie: &str) -> String {
+    use base64::Engine;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cookie)
+        .expect("base64url cookie");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &id);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("dm:s:{hex}")
 }
 
 /// The commands Redis counted between two [`command_calls`] readings, with how many calls
