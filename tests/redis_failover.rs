@@ -1,17 +1,18 @@
-//! A Redis master dies (`kill -9`) under doorman (DESIGN.md §13): Sentinel promotes a replica,
-//! doorman follows it by itself, and nothing gets through a protected route without a valid
-//! session meanwhile. Creation, logout and revoke wait for a replica (`WAIT 1 100`), so a
+//! A Redis master dies (`kill -9`) under doorman (DESIGN.md §13): Sentinel, or the cluster
+//! itself, promotes a replica, doorman follows it by itself, and nothing gets through a
+//! protected route without a valid session meanwhile. Creation, logout and revoke wait for a replica (`WAIT 1 100`), so a
 //! logout acknowledged before the master died stays a logout on the new master.
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::login::{
-    post_login, post_logout, unknown_id, Backend, Conf, ALICE_PW, BOB_PW, COOKIE,
-};
+use support::cluster::RedisCluster;
+use support::failover::{Kind, Load, Outcome};
+use support::login::{post_logout, Backend, Conf, ALICE_PW, BOB_PW};
 use support::redis::{query, record_key, RedisServer};
+use support::relay::Relay;
 use support::Doorman;
 
 const NAME: &str = "mymaster";
@@ -27,7 +28,12 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// A replica of `master`, in sync.
 fn replica_of(master: &RedisServer) -> RedisServer {
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    replica_of_port(master.port)
+}
+
+/// A replica of the master reached on `port` (the master's, or a relay's), in sync.
+fn replica_of_port(port: u16) -> RedisServer {
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port.to_string()]);
     wait_until("the replica to sync", || {
         replica.try_client().is_ok_and(|mut c| {
             redis::cmd("INFO")
@@ -64,13 +70,20 @@ fn backend(sentinels: &[&RedisServer]) -> Backend {
     ))
 }
 
-/// Logout, then at once `kill -9` of the master: the replica Sentinel promotes must not bring
-/// the session back. The logout's `WAIT 1 100` returned only once the replica had the `DEL`, so
-/// the old cookie is `401` on the new master, which doorman finds by itself.
+/// Logout, then at once `kill -9` of the master with whatever was still on the wire to its
+/// replica lost: the replica Sentinel promotes must not bring the session back.
+///
+/// The replica replicates through a [`Relay`] that delays each direction by 25 ms, and is cut
+/// when the master is killed. Without `WAIT` doorman would answer the logout before its `DEL`
+/// reached the replica, and the cut would lose it: the old cookie would be `200` again on the
+/// promoted replica (checked by disabling the `WAIT`). With `WAIT 1 100` the logout is answered
+/// only once the replica acknowledged the `DEL` (about 50 ms: there and back), so the old cookie
+/// is `401` on the new master, which doorman finds by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_just_before_the_master_dies_stays_a_logout() {
     let mut master = RedisServer::start();
-    let replica = replica_of(&master);
+    let wire = Relay::start(master.port, Duration::from_millis(25)).await;
+    let replica = tokio::task::block_in_place(|| replica_of_port(wire.port));
     let sentinel = RedisServer::start_sentinel(master.port, NAME);
     wait_until("the sentinel to see the replica", || {
         sentinel.try_client().is_ok_and(|mut c| {
@@ -93,6 +106,7 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
         "{}",
         logout.status
     );
+    wire.cut();
     master.kill();
     let killed = Instant::now();
     let gone: i64 = query(&mut replica.client(), &["EXISTS", &key]);
@@ -128,22 +142,11 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
     );
 }
 
-/// What one load request was, for the checks.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Kind {
-    Live,
-    NoCookie,
-    MadeUp,
-    LoggedOut,
-    Public,
-    Login,
-    Logout,
-}
-
 /// Sentinel failover under load: a master, two replicas, three Sentinels (quorum 2), two
-/// doormen, four clients mixing authenticated and public GETs, logins and logouts, and the
-/// master `kill -9`ed three seconds in. Nothing without a valid session gets a 200; failures
-/// are 503s that never delete the cookie; both doormen serve again by themselves.
+/// doormen, four clients mixing authenticated and public GETs, logins and logouts
+/// (`support::failover`), and the master `kill -9`ed three seconds in. Nothing without a valid
+/// session gets a 200; failures are 503s that never delete the cookie; both doormen serve
+/// again by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_under_load_lets_nothing_through_and_heals_itself() {
     let mut master = RedisServer::start();
@@ -160,175 +163,130 @@ async fn a_sentinel_failover_under_load_lets_nothing_through_and_heals_itself() 
             })
         })
     });
-    let b = backend(&sentinels.iter().collect::<Vec<_>>());
-    let first = Doorman::conf(&Conf::dashboard())
-        .backend(b.clone())
-        .start()
-        .await;
-    let second = Doorman::conf(&Conf::dashboard())
-        .backend(b)
-        .users(first.users())
-        .start()
-        .await;
-    let doormen = Arc::new([first, second]);
-    let mut before = Vec::new();
-    for i in 0..8 {
-        let (user, pw) = if i % 2 == 0 {
-            ("alice", ALICE_PW)
-        } else {
-            ("bob", BOB_PW)
-        };
-        before.push(doormen[i % 2].log_in(user, pw).await);
-    }
-    let live = Arc::new(Mutex::new(before.clone()));
-    let logged_out = Arc::new(Mutex::new(Vec::<String>::new()));
-    let log = Arc::new(Mutex::new(Vec::<(Duration, usize, Kind, u16)>::new()));
-    let start = Instant::now();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for client in 0..4usize {
-        let keep = before.clone();
-        let (doormen, live, logged_out, log, stop) = (
-            Arc::clone(&doormen),
-            Arc::clone(&live),
-            Arc::clone(&logged_out),
-            Arc::clone(&log),
-            Arc::clone(&stop),
-        );
-        clients.push(tokio::spawn(async move {
-            let mut n = client;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let at = n % 2;
-                let d = &doormen[at];
-                let pick = |list: &Mutex<Vec<String>>| {
-                    let list = list.lock().unwrap();
-                    (!list.is_empty()).then(|| list[n % list.len()].clone())
-                };
-                let kind = [
-                    Kind::Live,
-                    Kind::Public,
-                    Kind::Live,
-                    Kind::NoCookie,
-                    Kind::MadeUp,
-                    Kind::LoggedOut,
-                    Kind::Live,
-                    Kind::Login,
-                    Kind::Logout,
-                ][n % 9];
-                let answer = match kind {
-                    Kind::Live => match pick(&live) {
-                        Some(c) => d.get("/dashboard", Some(&c)).await,
-                        None => continue,
-                    },
-                    Kind::LoggedOut => match pick(&logged_out) {
-                        Some(c) => d.get("/dashboard", Some(&c)).await,
-                        None => continue,
-                    },
-                    Kind::NoCookie => d.get("/dashboard", None).await,
-                    Kind::MadeUp => d.get("/dashboard", Some(&unknown_id())).await,
-                    Kind::Public => d.get("/public", None).await,
-                    Kind::Login => {
-                        let a = post_login(&d.client, &d.base, "bob", BOB_PW, None, &[]).await;
-                        if a.status == 303 {
-                            live.lock().unwrap().push(a.new_cookie(COOKIE));
-                        }
-                        a
-                    }
-                    Kind::Logout => {
-                        // Only sessions the load made: the first eight stay, to count losses.
-                        let Some(c) = pick(&live).filter(|c| !keep.contains(c)) else {
-                            continue;
-                        };
-                        let a = post_logout(&d.client, &d.base, &c, &[]).await;
-                        if a.status.is_redirection() || a.status.is_success() {
-                            live.lock().unwrap().retain(|x| *x != c);
-                            logged_out.lock().unwrap().push(c);
-                        }
-                        a
-                    }
-                };
-                let status = answer.status.as_u16();
-                if status == 503 {
-                    assert!(!answer.expires_cookie(COOKIE), "a 503 deleted the cookie");
-                }
-                match kind {
-                    Kind::NoCookie | Kind::MadeUp | Kind::LoggedOut => {
-                        assert!(matches!(status, 401 | 503), "{kind:?}: {status}")
-                    }
-                    Kind::Live => assert!(matches!(status, 200 | 401 | 503), "{status}"),
-                    Kind::Public => assert_eq!(status, 200, "a public route"),
-                    Kind::Login | Kind::Logout => {
-                        assert!(status < 500 || status == 503, "{kind:?}: {status}")
-                    }
-                }
-                log.lock()
-                    .unwrap()
-                    .push((start.elapsed(), at, kind, status));
-            }
-        }));
-    }
+    let doormen = two_doormen(backend(&sentinels.iter().collect::<Vec<_>>())).await;
+    let before = sessions(&doormen, 8).await;
+    let load = Load::start(Arc::clone(&doormen), before.clone(), 4);
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let acknowledged = live.lock().unwrap().clone();
-    let killed_at = start.elapsed();
+    let acknowledged = load.live();
+    let killed_at = load.start.elapsed();
+    let killed = Instant::now();
     master.kill();
     // Both doormen serve a session created before the kill again, by themselves.
-    let probe = acknowledged[0].clone();
-    let mut recovered = [None, None];
-    while recovered.iter().any(Option::is_none) {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "no recovery: {recovered:?}"
-        );
-        for (i, d) in doormen.iter().enumerate() {
-            if recovered[i].is_none() && d.get("/dashboard", Some(&probe)).await.status == 200 {
-                recovered[i] = Some(start.elapsed() - killed_at);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let recovered = load
+        .recovered(&before[0], killed, Duration::from_secs(40))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("a client failed");
-    }
+    let outcome = load.stop(&acknowledged).await;
 
-    let log = log.lock().unwrap().clone();
-    let fails: Vec<Duration> = log.iter().filter(|e| e.3 == 503).map(|e| e.0).collect();
-    let window = fails.first().zip(fails.last()).map(|(a, b)| (*a, *b - *a));
-    let logged_out = logged_out.lock().unwrap().clone();
-    let mut lost = 0;
-    for cookie in acknowledged.iter().filter(|c| !logged_out.contains(c)) {
-        match doormen[0]
-            .get("/dashboard", Some(cookie))
-            .await
-            .status
-            .as_u16()
-        {
-            200 => {}
-            401 => lost += 1,
-            other => panic!("after recovery: {other}"),
-        }
-    }
     let promoted = master_port(&sentinels[0]);
     assert!(
         replicas.iter().any(|r| Some(r.port) == promoted),
         "{promoted:?}"
     );
-    eprintln!(
-        "{} requests; kill at {killed_at:?}; 503s: {} (first at, window) {window:?}; \
-         recovered after {recovered:?}; sessions lost {lost} of {}",
-        log.len(),
-        fails.len(),
-        acknowledged.len()
-            - acknowledged
-                .iter()
-                .filter(|c| logged_out.contains(c))
-                .count(),
-    );
-    assert!(recovered
+    report("sentinel", killed_at, &recovered, &outcome);
+    assert!(recovered.iter().all(|r| *r < Duration::from_secs(15)));
+}
+
+/// Cluster failover under load: three masters with a replica each, two doormen, the same load,
+/// and `kill -9` of the master holding the probe session three seconds in. The cluster
+/// promotes that master's replica after `cluster-node-timeout`; both doormen find the new
+/// owner of the slots by themselves (the crate refreshes its slot map when a node stops
+/// answering), nothing without a valid session gets a 200 meanwhile, and the other masters'
+/// sessions are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_under_load_lets_nothing_through_and_heals_itself() {
+    let mut cluster = RedisCluster::start_with(None, NODE_TIMEOUT_MS);
+    let doormen = two_doormen(Backend::cluster(&cluster.seed_urls())).await;
+    let before = sessions(&doormen, 8).await;
+    let victim = cluster.owner(&record_key(&before[0]));
+    let elsewhere: Vec<String> = before
         .iter()
-        .flatten()
-        .all(|r| *r < Duration::from_secs(15)));
+        .filter(|c| cluster.owner(&record_key(c)).port != victim.port)
+        .cloned()
+        .collect();
+    let on_victim = before.len() - elsewhere.len();
+    let load = Load::start(Arc::clone(&doormen), before.clone(), 4);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let acknowledged = load.live();
+    let killed_at = load.start.elapsed();
+    let killed = Instant::now();
+    cluster.kill_master(victim.port);
+    // A session on another master is served all along (its node never went away).
+    let mut others = Vec::new();
+    for d in doormen.iter() {
+        for c in &elsewhere {
+            others.push(d.get("/dashboard", Some(c)).await.status.as_u16());
+        }
+    }
+    let recovered = load
+        .recovered(&before[0], killed, Duration::from_secs(40))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcome = load.stop(&acknowledged).await;
+
+    let promoted = cluster.owner(&record_key(&before[0]));
+    assert_ne!(
+        promoted.port, victim.port,
+        "the replica took the slots over"
+    );
+    report("cluster", killed_at, &recovered, &outcome);
+    eprintln!(
+        "{on_victim} of {} early sessions on the killed master; answers for the others \
+         during the outage: {others:?}",
+        before.len()
+    );
+    assert!(
+        others.iter().all(|s| *s == 200),
+        "sessions on the other masters are served during the outage: {others:?}"
+    );
+    assert!(recovered.iter().all(|r| *r < Duration::from_secs(20)));
+}
+
+/// Short, so a killed cluster master is failed over in seconds, not the default 15 s.
+const NODE_TIMEOUT_MS: u32 = 1000;
+
+/// Two doormen on `backend`, with one users file, shareable by the load's clients.
+async fn two_doormen(backend: Backend) -> Arc<Vec<Doorman>> {
+    let first = Doorman::conf(&Conf::dashboard())
+        .backend(backend.clone())
+        .start()
+        .await;
+    let second = Doorman::conf(&Conf::dashboard())
+        .backend(backend)
+        .users(first.users())
+        .start()
+        .await;
+    Arc::new(vec![first, second])
+}
+
+/// `n` sessions, alternately alice's and bob's, made alternately through each doorman.
+async fn sessions(doormen: &[Doorman], n: usize) -> Vec<String> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        let (user, pw) = if i % 2 == 0 {
+            ("alice", ALICE_PW)
+        } else {
+            ("bob", BOB_PW)
+        };
+        made.push(doormen[i % doormen.len()].log_in(user, pw).await);
+    }
+    made
+}
+
+/// Print the issue's figures for one failover.
+fn report(setup: &str, killed_at: Duration, recovered: &[Duration], outcome: &Outcome) {
+    let (logins, refused) = outcome.count(Kind::Login, 503);
+    eprintln!(
+        "{setup}: {} answers; kill at {killed_at:?}; 503s: {} (first at, window) {:?}; \
+         every doorman serves again after {recovered:?}; sessions lost {} of {}; \
+         logins {logins} ({refused} refused with 503); slowest answer {:?}",
+        outcome.log.len(),
+        outcome.failures(),
+        outcome.window(),
+        outcome.lost,
+        outcome.kept + outcome.lost,
+        outcome.slowest(),
+    );
 }

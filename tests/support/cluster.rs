@@ -21,6 +21,8 @@ pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
     /// Every node's `requirepass` (and `masterauth`), if any.
     pub password: Option<String>,
+    /// The ports of nodes [`RedisCluster::kill_master`] killed: never asked again.
+    dead: Vec<u16>,
 }
 
 /// One master as `CLUSTER NODES` describes it.
@@ -65,10 +67,19 @@ impl RedisCluster {
         RedisCluster::start_with_password(None)
     }
 
-    /// [`RedisCluster::start`], every node with `requirepass` and `masterauth` `password`.
+    /// [`RedisCluster::start`], every node with `requirepass` and `masterauth` `password`, and a
+    /// node timeout of 5 s: long enough that a busy two-core machine never fails a node over by
+    /// mistake (a reshard under load), short enough to notice a dead one.
     pub fn start_with_password(password: Option<&str>) -> RedisCluster {
+        RedisCluster::start_with(password, 5000)
+    }
+
+    /// [`RedisCluster::start_with_password`] with `cluster-node-timeout` `node_timeout_ms`: how
+    /// long a node may be silent before the others count it failed and its replica takes over.
+    pub fn start_with(password: Option<&str>, node_timeout_ms: u32) -> RedisCluster {
         require_redis_server();
         require_redis_cli();
+        let node_timeout = node_timeout_ms.to_string();
         let mut args = vec![
             "--cluster-enabled",
             "yes",
@@ -76,9 +87,8 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-announce-ip",
             "127.0.0.1",
-            // Short failure detection: a node that dies is noticed quickly (no test kills one).
             "--cluster-node-timeout",
-            "5000",
+            &node_timeout,
         ];
         if let Some(password) = password {
             args.extend(["--requirepass", password, "--masterauth", password]);
@@ -87,6 +97,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             password: password.map(str::to_string),
+            dead: Vec::new(),
         };
         let mut create = cluster.cli();
         create.args(["--cluster", "create"]);
@@ -139,14 +150,38 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// The masters, as the first node sees them now.
+    /// `kill -9` the master on `port` (its replica is promoted after the node timeout).
+    pub fn kill_master(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"));
+        node.kill();
+        self.dead.push(port);
+    }
+
+    /// The port of the first node still alive: the one the accessors ask.
+    fn witness(&self) -> u16 {
+        self.nodes
+            .iter()
+            .map(|n| n.port)
+            .find(|p| !self.dead.contains(p))
+            .expect("a live node")
+    }
+
+    /// The masters, as the first live node sees them now (a master counted failed is left out).
     pub fn masters(&self) -> Vec<Master> {
-        let nodes: String = query(&mut self.connect(self.nodes[0].port), &["CLUSTER", "NODES"]);
+        let nodes: String = query(&mut self.connect(self.witness()), &["CLUSTER", "NODES"]);
         nodes
             .lines()
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                if fields.len() < 8 || !fields[2].split(',').any(|f| f == "master") {
+                let flags = || fields[2].split(',');
+                if fields.len() < 8
+                    || !flags().any(|f| f == "master")
+                    || flags().any(|f| f == "fail")
+                {
                     return None;
                 }
                 let port = fields[1]
@@ -176,7 +211,7 @@ impl RedisCluster {
     /// The hash slot of `key` (`CLUSTER KEYSLOT`).
     pub fn slot(&self, key: &str) -> u16 {
         let slot: i64 = query(
-            &mut self.connect(self.nodes[0].port),
+            &mut self.connect(self.witness()),
             &["CLUSTER", "KEYSLOT", key],
         );
         u16::try_from(slot).expect("slot")
@@ -256,7 +291,7 @@ impl RedisCluster {
     /// evidence that a test really exercised redirections.
     pub fn redirections(&self) -> (u64, u64) {
         let (mut moved, mut ask) = (0, 0);
-        for node in &self.nodes {
+        for node in self.nodes.iter().filter(|n| !self.dead.contains(&n.port)) {
             let stats: String = query(&mut self.connect(node.port), &["INFO", "errorstats"]);
             moved += errorstat(&stats, "MOVED");
             ask += errorstat(&stats, "ASK");

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod doorman;
 pub mod express;
+pub mod failover;
 pub mod fake_oidc;
 pub mod gateway;
 pub mod h2c;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod relay;
 pub mod upstream;
 
 use std::net::TcpListener as StdListener;
