@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::cache::{lookups, until_cached, until_status};
 use support::cluster::RedisCluster;
 use support::failover::{Kind, Load, Outcome};
 use support::login::{post_logout, Backend, Conf, ALICE_PW, BOB_PW};
@@ -151,18 +152,7 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
 async fn a_sentinel_failover_under_load_lets_nothing_through_and_heals_itself() {
     let mut master = RedisServer::start();
     let replicas = [replica_of(&master), replica_of(&master)];
-    let sentinels: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start_sentinel_quorum(master.port, NAME, 2, ""))
-        .collect();
-    wait_until("the sentinels to see each other and the replicas", || {
-        sentinels.iter().all(|s| {
-            s.try_client().is_ok_and(|mut c| {
-                query::<Vec<redis::Value>>(&mut c, &["SENTINEL", "REPLICAS", NAME]).len() == 2
-                    && query::<Vec<redis::Value>>(&mut c, &["SENTINEL", "SENTINELS", NAME]).len()
-                        == 2
-            })
-        })
-    });
+    let sentinels = three_sentinels(&master);
     let doormen = two_doormen(backend(&sentinels.iter().collect::<Vec<_>>())).await;
     let before = sessions(&doormen, 8).await;
     let load = Load::start(Arc::clone(&doormen), before.clone(), 4);
@@ -242,6 +232,103 @@ async fn a_cluster_failover_under_load_lets_nothing_through_and_heals_itself() {
         "sessions on the other masters are served during the outage: {others:?}"
     );
     assert!(recovered.iter().all(|r| *r < Duration::from_secs(20)));
+}
+
+/// Two doormen with `cache = true` on Sentinel (issue 19 item 4): a logout on one is seen by
+/// the other within 1 s — before any failover, after a graceful one (`SENTINEL FAILOVER`: the
+/// old master lives on as a replica, where the tracking connection would hear nothing more of
+/// the writes), and after a `kill -9` of the master. Each time, a session the other doorman had
+/// cached *before* the failover is logged out *after* it: its tracking connection must have
+/// followed the new master, flushing what it cached meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_doormen_see_each_others_logouts_across_failovers() {
+    let mut servers = vec![RedisServer::start()];
+    servers.push(replica_of(&servers[0]));
+    servers.push(replica_of(&servers[0]));
+    let sentinels = three_sentinels(&servers[0]);
+    let cached = Conf {
+        session: "cache = true\n".into(),
+        ..Conf::dashboard()
+    };
+    let backend = backend(&sentinels.iter().collect::<Vec<_>>());
+    let a = Doorman::conf(&cached)
+        .backend(backend.clone())
+        .start()
+        .await;
+    let b = Doorman::conf(&cached)
+        .backend(backend)
+        .users(a.users())
+        .start()
+        .await;
+    let master = |servers: &[RedisServer]| {
+        let port = master_port(&sentinels[0]).expect("a master");
+        servers
+            .iter()
+            .position(|s| s.port == port)
+            .expect("a known master")
+    };
+
+    // Before any failover; `pre` stays cached on b across the next failover.
+    let first = a.log_in("alice", ALICE_PW).await;
+    let mut pre = a.log_in("bob", BOB_PW).await;
+    let at = master(&servers);
+    until_cached(&b, || lookups(&servers[at]), &first).await;
+    until_cached(&b, || lookups(&servers[at]), &pre).await;
+    logout_seen(&a, &b, &first).await;
+
+    for how in ["SENTINEL FAILOVER", "kill -9"] {
+        let old = master(&servers);
+        if how == "kill -9" {
+            servers[old].kill();
+        } else {
+            let () = query(&mut sentinels[0].client(), &["SENTINEL", "FAILOVER", NAME]);
+        }
+        let failed_over = Instant::now();
+        wait_until("Sentinel to promote a replica", || {
+            master_port(&sentinels[0]).is_some_and(|p| p != servers[old].port)
+        });
+        let now = master(&servers);
+        // Both doormen follow by themselves: `pre` is served again, then cached again by b.
+        for d in [&a, &b] {
+            until_status(d, &pre, 200, Duration::from_secs(20)).await;
+        }
+        until_cached(&b, || lookups(&servers[now]), &pre).await;
+        eprintln!(
+            "{how}: new master on {}, b's cache back after {:?}",
+            servers[now].port,
+            failed_over.elapsed()
+        );
+        logout_seen(&a, &b, &pre).await;
+        pre = a.log_in("bob", BOB_PW).await;
+        until_cached(&b, || lookups(&servers[now]), &pre).await;
+    }
+}
+
+/// Log `cookie` out through `a`; `b`, which has it cached, answers 401 within 1 s (Redis's
+/// invalidation, not the cache's trust window, ends it).
+async fn logout_seen(a: &Doorman, b: &Doorman, cookie: &str) {
+    let out = post_logout(&a.client, &a.base, cookie, &[]).await;
+    assert_eq!(out.status, 303);
+    let took = until_status(b, cookie, 401, Duration::from_secs(1)).await;
+    eprintln!("logout on a seen by b after {took:?}");
+}
+
+/// Three Sentinels (quorum 2) watching `master` and its two replicas, once they see each other
+/// and the replicas.
+fn three_sentinels(master: &RedisServer) -> Vec<RedisServer> {
+    let sentinels: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_sentinel_quorum(master.port, NAME, 2, ""))
+        .collect();
+    wait_until("the sentinels to see each other and the replicas", || {
+        sentinels.iter().all(|s| {
+            s.try_client().is_ok_and(|mut c| {
+                query::<Vec<redis::Value>>(&mut c, &["SENTINEL", "REPLICAS", NAME]).len() == 2
+                    && query::<Vec<redis::Value>>(&mut c, &["SENTINEL", "SENTINELS", NAME]).len()
+                        == 2
+            })
+        })
+    });
+    sentinels
 }
 
 /// Short, so a killed cluster master is failed over in seconds, not the default 15 s.

@@ -11,6 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use doorman::session::redis::TRUST_WINDOW;
+use support::cache::{lookups, until_cached, until_status};
 use support::login::{
     post_logout, upstream_saw, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE, DASHBOARD,
 };
@@ -26,48 +27,6 @@ fn cached(session: &str) -> Conf {
     }
 }
 
-/// Session lookups Redis has run so far (the lookup script).
-fn lookups(redis: &RedisServer) -> u64 {
-    redis.command_calls().get("evalsha").copied().unwrap_or(0)
-}
-
-/// Request `/dashboard` with `cookie` until one answer (200, as alice) costs Redis no lookup:
-/// the tracking connection is up and the session is cached. Panics after 10 s.
-async fn until_cached(s: &Doorman, redis: &RedisServer, cookie: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let before = lookups(redis);
-        let answer = s.get("/dashboard", Some(cookie)).await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        if lookups(redis) == before {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the session never came from the cache"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Request `/dashboard` with `cookie` until it answers `status`; how long that took. Panics
-/// after `within`.
-async fn until_status(s: &Doorman, cookie: &str, status: u16, within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let answer = s.get("/dashboard", Some(cookie)).await;
-        if answer.status == status {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "still {} after {within:?}, expected {status}",
-            answer.status
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// The point of the cache: once a session is hot, requests cost Redis nothing at all — and
 /// the upstream still gets the identity from the cached record.
 #[tokio::test]
@@ -78,7 +37,7 @@ async fn a_hot_session_costs_no_redis_round_trip() {
         .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
 
     const N: usize = 40;
     let before = redis.command_calls();
@@ -117,8 +76,8 @@ async fn a_logout_or_revoke_anywhere_is_seen_by_every_cached_instance() {
         .await;
 
     let cookie = a.log_in("alice", ALICE_PW).await;
-    until_cached(&a, redis, &cookie).await;
-    until_cached(&b, redis, &cookie).await;
+    until_cached(&a, || lookups(redis), &cookie).await;
+    until_cached(&b, || lookups(redis), &cookie).await;
     let out = post_logout(&b.client, &b.base, &cookie, &[]).await;
     assert_eq!(out.status, 303);
     assert_eq!(
@@ -134,8 +93,8 @@ async fn a_logout_or_revoke_anywhere_is_seen_by_every_cached_instance() {
     let alice = a.log_in("alice", ALICE_PW).await;
     let bob = b.log_in("bob", BOB_PW).await;
     for s in [&a, &b] {
-        until_cached(s, redis, &alice).await;
-        until_cached(s, redis, &bob).await;
+        until_cached(s, || lookups(redis), &alice).await;
+        until_cached(s, || lookups(redis), &bob).await;
     }
     let (code, out, err) = a.revoke("alice").await;
     assert_eq!(code, 0, "{out}{err}");
@@ -160,7 +119,7 @@ async fn a_flushed_redis_flushes_the_cache() {
         .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
     let mut raw = redis.client();
     let _: () = ::redis::cmd("FLUSHALL").query(&mut raw).expect("FLUSHALL");
     until_status(&s, &cookie, 401, Duration::from_secs(2)).await;
@@ -180,7 +139,7 @@ async fn cached_sessions_still_slide_and_still_expire() {
         .await;
     let redis = s.redis.as_ref().expect("redis");
     let cookie = s.log_in("alice", ALICE_PW).await;
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
     let before = lookups(redis);
     // Real time on purpose, here and below: the cache's trust is renewed by the tracker's
     // health checks once a second of real time. Advancing doorman's clock faster than that
@@ -218,7 +177,7 @@ async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
         .await;
     let cookie = s.log_in("alice", ALICE_PW).await;
     let redis = s.redis.as_ref().expect("redis");
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
 
     redis.pause();
     // The trust window runs on doorman's clock: move it a whole window on rather than wait
@@ -240,14 +199,14 @@ async fn an_unreachable_redis_turns_the_cache_off_and_it_comes_back() {
     );
     redis.resume();
     until_status(&s, &cookie, 200, Duration::from_secs(15)).await;
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
 
     let redis = s.redis.as_mut().expect("redis");
     redis.stop();
     redis.start_again();
     let redis = s.redis.as_ref().expect("redis");
     until_status(&s, &cookie, 200, Duration::from_secs(15)).await;
-    until_cached(&s, redis, &cookie).await;
+    until_cached(&s, || lookups(redis), &cookie).await;
     // Tracking is on again on the new server: a revoke there still reaches this instance.
     let mut raw = redis.client();
     let keys: Vec<String> = ::redis::cmd("KEYS")

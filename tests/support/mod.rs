@@ -4,6 +4,7 @@
 //! never collide with anything on the machine.
 #![allow(dead_code, unused_imports)] // each test file uses its own part of the support module
 
+pub mod cache;
 pub mod cluster;
 pub mod doorman;
 pub mod express;
