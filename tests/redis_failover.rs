@@ -79,9 +79,27 @@ fn backend(sentinels: &[&RedisServer]) -> Backend {
 /// reached the replica, and the cut would lose it: the old cookie would be `200` again on the
 /// promoted replica (checked by disabling the `WAIT`). With `WAIT 1 100` the logout is answered
 /// only once the replica acknowledged the `DEL` (about 50 ms: there and back), so the old cookie
-/// is `401` on the new master, which doorman finds by itself.
+/// is `401` on the new master, which doorman finds by itself. The session's creation is checked
+/// the same way: it is on the replica when the login is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_just_before_the_master_dies_stays_a_logout() {
+    ended_just_before_the_master_dies(End::Logout).await;
+}
+
+/// The same for `doorman sessions revoke`: its deletes wait for the replica too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_just_before_the_master_dies_stays_a_revoke() {
+    ended_just_before_the_master_dies(End::Revoke).await;
+}
+
+/// How a session is ended before the master dies.
+#[derive(Debug)]
+enum End {
+    Logout,
+    Revoke,
+}
+
+async fn ended_just_before_the_master_dies(end: End) {
     let mut master = RedisServer::start();
     let wire = Relay::start(master.port, Duration::from_millis(25)).await;
     let replica = tokio::task::block_in_place(|| replica_of_port(wire.port));
@@ -101,19 +119,27 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
     let on_replica: i64 = query(&mut replica.client(), &["EXISTS", &key]);
     assert_eq!(on_replica, 1, "creation waited for the replica");
 
-    let logout = post_logout(&d.client, &d.base, &alice, &[]).await;
-    assert!(
-        logout.status.is_redirection() || logout.status.is_success(),
-        "{}",
-        logout.status
-    );
+    match end {
+        End::Logout => {
+            let logout = post_logout(&d.client, &d.base, &alice, &[]).await;
+            assert!(
+                logout.status.is_redirection() || logout.status.is_success(),
+                "{}",
+                logout.status
+            );
+        }
+        End::Revoke => {
+            let (code, out, err) = d.revoke("alice").await;
+            assert_eq!(code, 0, "{out}{err}");
+        }
+    }
     wire.cut();
     master.kill();
     let killed = Instant::now();
     let gone: i64 = query(&mut replica.client(), &["EXISTS", &key]);
     assert_eq!(
         gone, 0,
-        "the logout reached the replica before doorman answered it"
+        "the {end:?} reached the replica before doorman answered it"
     );
 
     wait_until("Sentinel to promote the replica", || {
@@ -124,7 +150,7 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
     loop {
         let status = d.get("/dashboard", Some(&alice)).await.status.as_u16();
         statuses.push(status);
-        assert!(matches!(status, 401 | 503), "{statuses:?}");
+        assert!(matches!(status, 401 | 503), "{end:?}: {statuses:?}");
         if status == 401 {
             break;
         }
@@ -137,7 +163,7 @@ async fn a_logout_just_before_the_master_dies_stays_a_logout() {
     let there: i64 = query(&mut replica.client(), &["EXISTS", &record_key(&again)]);
     assert_eq!(there, 1);
     eprintln!(
-        "old cookie 401 on the new master {:?} after the kill ({} answers)",
+        "{end:?}: old cookie 401 on the new master {:?} after the kill ({} answers)",
         killed.elapsed(),
         statuses.len()
     );
