@@ -198,7 +198,7 @@ async fn the_session_cache_tracks_a_protected_master_in_db_3() {
     let cookie = a.log_in("alice", ALICE_PW).await;
     let lookups = || {
         command_calls(&mut authed(&master, None))
-            .get("evalsha")
+            .get("hmget")
             .copied()
             .unwrap_or(0)
     };

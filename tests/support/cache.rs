@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use super::redis::RedisServer;
 use super::Doorman;
 
-/// Session lookups `redis` has run so far (the lookup script, `EVALSHA`).
+/// Session lookups `redis` has run so far: its `HMGET`s (a lookup's read; a slide's touch
+/// script runs one too).
 pub fn lookups(redis: &RedisServer) -> u64 {
-    redis.command_calls().get("evalsha").copied().unwrap_or(0)
+    redis.command_calls().get("hmget").copied().unwrap_or(0)
 }
 
 /// Request `/dashboard` with `cookie` on `d` until one answer (200) costs Redis no lookup by

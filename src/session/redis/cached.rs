@@ -3,7 +3,7 @@
 //!
 //! A hot session is answered from memory, with no round trip, until Redis says its record
 //! changed, the record needs its idle clock slid, or the tracking connection is in doubt (the
-//! cache's own rules). A miss runs the ordinary lookup script and fills the cache. This
+//! cache's own rules). A miss runs the ordinary lookup and fills the cache. This
 //! instance's own deletes invalidate its cache at once; other instances hear of them through
 //! Redis within milliseconds. Standalone and Sentinel only (the config refuses Cluster).
 //!

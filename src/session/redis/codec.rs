@@ -1,9 +1,8 @@
-//! A session [`Record`] as the fields of its Redis hash, and back from the lookup script's reply.
+//! A session [`Record`] as the fields of its Redis hash, and back from the lookup's `HMGET`.
 //!
-//! **A hash, not JSON**: the lookup script reads and updates single fields (`seen`) in place,
-//! without a JSON library in Lua or a read-modify-write race between instances. The script
-//! reads the fields with one `HMGET` in [`FIELDS`] order and returns bare values, so the field
-//! order here and in the script must match (a test in the scripts' file checks it).
+//! **A hash, not JSON**: the touch script updates a single field (`seen`) in place, without a
+//! JSON library in Lua or a read-modify-write race between instances. A lookup reads the fields
+//! with one `HMGET` in [`FIELDS`] order and gets bare values back, no field names.
 //!
 //! A record this build cannot read (another format version, a damaged field) decodes to an
 //! `Err` saying why; the store then treats it as absent rather than failing the request.
@@ -12,7 +11,7 @@ use redis::Value;
 
 use crate::session::{Link, Origin, Record, RECORD_VERSION};
 
-/// A record's hash fields, in the order [`encode`] writes them and the lookup script reads them.
+/// A record's hash fields, in the order [`encode`] writes them and a lookup reads them.
 /// [`LINK_FIELD`] is written only for a session or code made by signing in across hosts
 /// ([`Link::to_field`]), [`EXPRESS_FIELD`] only for a session taken over from express-session;
 /// other records leave them out.
@@ -36,7 +35,7 @@ pub(super) const LINK_FIELD: &str = "x";
 pub(super) const EXPRESS_FIELD: &str = "e";
 
 /// The hash field holding an OIDC session's sealed ID token ([`Record::id_token`]). Not one of
-/// [`FIELDS`]: the lookup script does not read it (a kilobyte or two per request for a value
+/// [`FIELDS`]: a lookup does not read it (a kilobyte or two per request for a value
 /// only logout needs); `HGET` reads it then.
 pub(super) const ID_TOKEN_FIELD: &str = "t";
 
@@ -65,8 +64,8 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
     fields
 }
 
-/// The lookup script's reply: nil, or the values of [`FIELDS`] in order. `Err` says why a
-/// present record could not be read (it is then treated as absent).
+/// An `HMGET` of [`FIELDS`]: their values in order, all nil for a missing record (or nil).
+/// `Err` says why a present record could not be read (it is then treated as absent).
 pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
     let values: [Value; FIELDS.len()] = match reply {
         Value::Nil => return Ok(None),
@@ -75,6 +74,10 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
             .map_err(|_| "unexpected number of values")?,
         _ => return Err("unexpected reply shape"),
     };
+    // Every record has a version: without one there is no record (all fields nil).
+    if values[0] == Value::Nil {
+        return Ok(None);
+    }
     let [v, user, groups, origin, created, exp, seen, link, express] = values;
     let version: u8 = text(v)?.parse().map_err(|_| "malformed version")?;
     if version != RECORD_VERSION {
@@ -127,7 +130,7 @@ mod tests {
     use super::*;
     use crate::session::TEST_TIMEOUTS as T;
 
-    /// What LOOKUP returns for `record` (HMGET of FIELDS: nil for a field not written).
+    /// What the lookup's HMGET returns for `record` (nil for a field not written).
     fn reply(record: &Record) -> Value {
         let written = encode(record);
         Value::Array(
@@ -161,6 +164,11 @@ mod tests {
             assert_eq!(decode(reply(&r)), Ok(Some(r)));
         }
         assert_eq!(decode(Value::Nil), Ok(None));
+        assert_eq!(
+            decode(Value::Array(vec![Value::Nil; FIELDS.len()])),
+            Ok(None),
+            "a missing record"
+        );
     }
 
     #[test]

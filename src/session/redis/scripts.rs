@@ -1,9 +1,10 @@
 //! The Lua scripts the store runs in Redis, each an atomic step on one key.
 //!
-//! Scripts, not command sequences, because each step must see and change a key without another
-//! instance's command landing in between, in one round trip: a lookup checks both clocks and
-//! slides `seen`, a create writes a record and its TTL together. Each touches exactly one key
-//! (see the key schema), so each runs unchanged on Redis Cluster.
+//! Scripts, not command sequences, where a step must see and change a key without another
+//! instance's command landing in between, in one round trip: a slide checks the record is
+//! still live before moving `seen`, a create writes a record and its TTL together. Each touches
+//! exactly one key (see the key schema), so each runs unchanged on Redis Cluster. A plain read
+//! is no script: a lookup is an `HMGET` (see the store's docs for why).
 //!
 //! [`redis::Script`] sends `EVALSHA` and falls back to loading the script, once, when the
 //! server does not know it yet (after a restart); [`SCRIPTS`] computes the SHA1s once per
@@ -13,42 +14,37 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Read a record, check both clocks against its timestamps, slide `seen` (coalesced) and set
-/// the key's TTL, in one step: every authenticated request runs this once.
+/// Slide a live record's `seen` to now and set the key's TTL, or delete an expired record, in
+/// one step: what a lookup runs after its `HMGET` when the record is due a slide
+/// ([`Record::needs_touch`](crate::session::Record::needs_touch), at most once per
+/// `idle / 10`) or found expired (once per session, so dead records do not wait for their TTL,
+/// which a clock ahead of Redis's would make late).
 ///
 /// KEYS[1] the record; ARGV[1] now (ms), ARGV[2] idle timeout (ms), ARGV[3] the format version
-/// this build reads. Returns nil for a missing or expired record (an expired one is deleted), the
-/// values untouched for a record of another version or with unreadable times (doorman treats it
-/// as absent and leaves it to its TTL: a newer doorman sharing this Redis may own it), and
-/// otherwise the values with `seen` as stored now.
+/// this build reads. Returns 1 when the record is live (slid, unless another instance already
+/// slid it further), 0 when it is gone, of another version, unreadable or expired (then
+/// deleted), which the lookup answers as "no session": a logout that landed between the read
+/// and the slide wins, and a slide never recreates a deleted record (`HSET` alone would).
 ///
-/// The values are those of [`FIELDS`](super::codec::FIELDS), in its order (`HMGET`): no field
-/// names on the wire and no table built in Lua, which halves what both Redis and doorman parse
-/// per lookup.
-///
-/// `seen` slides at most once per `idle / 10`, so most lookups write nothing. The TTL is only
-/// set when `seen` moves: it is `min(seen + idle, exp) - now`, a deadline that does not change
-/// while `seen` does not. The TTL only cleans up; validity is decided from `exp` and `seen`.
-pub(super) const LOOKUP: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'v', 'user', 'groups', 'origin', 'created', 'exp', 'seen', 'x', 'e')
-if not r[1] then return false end
-if r[1] ~= ARGV[3] then return r end
+/// The TTL is `min(seen + idle, exp) - now`, a deadline that does not move while `seen` does
+/// not. The TTL only cleans up; validity is decided from `exp` and `seen`.
+pub(super) const TOUCH: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'v', 'exp', 'seen')
+if r[1] ~= ARGV[3] then return 0 end
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
-local exp = tonumber(r[6])
-local seen = tonumber(r[7])
-if seen == nil or exp == nil or now == nil or idle == nil then return r end
-local elapsed = math.max(0, now - seen)
-if elapsed >= idle or now >= exp then
+local exp = tonumber(r[2])
+local seen = tonumber(r[3])
+if seen == nil or exp == nil or now == nil or idle == nil then return 0 end
+if now - seen >= idle or now >= exp then
   redis.call('DEL', KEYS[1])
-  return false
+  return 0
 end
-if elapsed >= math.floor(idle / 10) then
+if now > seen then
   redis.call('HSET', KEYS[1], 'seen', ARGV[1])
-  r[7] = ARGV[1]
   redis.call('PEXPIRE', KEYS[1], math.min(idle, exp - now))
 end
-return r
+return 1
 "#;
 
 /// Write a new record and its TTL atomically (a record must never outlive its TTL by accident).
@@ -97,7 +93,7 @@ return 0
 
 /// The scripts, with their SHA1s computed once per process.
 pub(super) struct Scripts {
-    pub(super) lookup: Script,
+    pub(super) touch: Script,
     pub(super) create: Script,
     pub(super) index: Script,
     pub(super) hit: Script,
@@ -105,7 +101,7 @@ pub(super) struct Scripts {
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    lookup: Script::new(LOOKUP),
+    touch: Script::new(TOUCH),
     create: Script::new(CREATE),
     index: Script::new(INDEX),
     hit: Script::new(HIT),
@@ -121,17 +117,15 @@ mod tests {
     use crate::session::TEST_TIMEOUTS as T;
 
     #[test]
-    fn the_lookup_script_reads_the_fields_encode_writes_in_order() {
-        let quoted: Vec<String> = FIELDS.iter().map(|f| format!("'{f}'")).collect();
-        let hmget = format!("redis.call('HMGET', KEYS[1], {})", quoted.join(", "));
-        assert!(LOOKUP.contains(&hmget), "LOOKUP must read {hmget}");
-        let mut record = Record::new("a".into(), vec![], Origin::Login, 1, &T);
-        record.link = Some(Box::new(crate::session::Link {
-            family: "ab".repeat(32),
-            code: None,
-        }));
-        record.express = Some("id".into());
+    fn the_touch_script_reads_the_fields_encode_writes() {
+        let record = Record::new("a".into(), vec![], Origin::Login, 1, &T);
         let written: Vec<&str> = encode(&record).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(written, FIELDS);
+        for field in ["v", "exp", "seen"] {
+            assert!(
+                FIELDS.contains(&field) && written.contains(&field),
+                "{field}"
+            );
+        }
+        assert!(TOUCH.contains("redis.call('HMGET', KEYS[1], 'v', 'exp', 'seen')"));
     }
 }
