@@ -7,11 +7,13 @@
 //!
 //! Each instance has its own namespace `doorman-test-{pid}-{n}`, veth ends `dh{pid}x{n}`
 //! (here) / `di{pid}x{n}` (inside) and a /30 of its own in `10.213.0.0/16` (`.1` here, `.2`
-//! inside; no default route inside): traffic only ever goes between this namespace and the
-//! test's, and parallel tests in one binary never collide. A leftover from a run that was
-//! killed (its pid gone) is removed, with anything still running in it and its `ifb` device
-//! (`db{pid}x{n}`, see [`NetNs::drop_all`]), before the first namespace of a run is made; one of the same name is removed before it is made again.
-//! Dropping a [`NetNs`] kills its `redis-server` and removes the namespace and the veth pair.
+//! inside; no default route inside, and here an `unreachable` route for the /30 that takes
+//! over while the link is down): traffic only ever goes between this namespace and the
+//! test's — never out through the machine's default route — and parallel tests never
+//! collide. What a run that was killed left (its pid gone: the namespace, anything still
+//! running in it, its route and `ifb` device) is removed before the first namespace of a run
+//! is made; a namespace of the same name is removed before it is made again. Dropping a
+//! [`NetNs`] kills its `redis-server` and removes the namespace, the veth pair and the route.
 //!
 //! Making namespaces needs `CAP_SYS_ADMIN` and `CAP_NET_ADMIN` (root, on the machines the
 //! suite runs on). Where that is not given, [`NetNs::for_test`] prints
@@ -31,6 +33,9 @@ use std::time::{Duration, Instant};
 const REDIS_PORT: u16 = 6379;
 /// Where the namespaces' /30s come from.
 const PREFIX: [u8; 2] = [10, 213];
+/// The metric of each /30's `unreachable` route: worse than the link's own (0), so it only
+/// counts while the link is down.
+const UNREACHABLE_METRIC: &str = "4000";
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -123,6 +128,17 @@ impl NetNs {
             ],
             &["ip", "addr", "add", &host_cidr, "dev", &ns.host_if],
             &["ip", "link", "set", &ns.host_if, "up"],
+            // While the link is down its own route is gone: without this one, traffic for the
+            // inside would follow the default route out of the machine.
+            &[
+                "ip",
+                "route",
+                "replace",
+                "unreachable",
+                &ns.subnet(),
+                "metric",
+                UNREACHABLE_METRIC,
+            ],
             &[
                 "ip",
                 "-n",
@@ -184,6 +200,11 @@ impl NetNs {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.redis_url()
+    }
+
+    /// `10.213.A.B/30`.
+    fn subnet(&self) -> String {
+        format!("{}/30", Ipv4Addr::from(u32::from(self.host_addr) - 1))
     }
 
     /// `redis://10.213.A.B+2:6379`.
@@ -308,6 +329,16 @@ impl Drop for NetNs {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let subnet = self.subnet();
+        let _ = run(&[
+            "ip",
+            "route",
+            "del",
+            "unreachable",
+            &subnet,
+            "metric",
+            UNREACHABLE_METRIC,
+        ]);
         let _ = run(&["ip", "link", "del", &self.host_if]);
         let _ = run(&["ip", "link", "del", &self.sink_if]);
         remove_namespace(&self.name);
@@ -336,8 +367,8 @@ fn free_subnet(pid: u32, n: u32) -> (Ipv4Addr, Ipv4Addr) {
 }
 
 /// Remove what test processes that have exited (no `/proc/{pid}`) left: their namespaces
-/// (`doorman-test-{pid}-…`), with whatever still runs in them, and their `ifb` devices
-/// (`db{pid}x…`); once per test process.
+/// (`doorman-test-{pid}-…`), with whatever still runs in them, their `unreachable` routes and
+/// their `ifb` devices (`db{pid}x…`); once per test process.
 fn sweep_leftovers() {
     static SWEEP: std::sync::Once = std::sync::Once::new();
     SWEEP.call_once(|| {
@@ -355,6 +386,30 @@ fn sweep_leftovers() {
                 .and_then(|rest| rest.split('-').next());
             if exited(pid) {
                 remove_namespace(name);
+            }
+        }
+        // An `unreachable` route whose /30 no interface here has an address in any more.
+        let addresses = run(&["ip", "-o", "-4", "addr", "show"]).unwrap_or_default();
+        let routes = run(&["ip", "-4", "route", "show", "type", "unreachable"]).unwrap_or_default();
+        for subnet in routes.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            let Some(net) = subnet
+                .strip_suffix("/30")
+                .and_then(|net| net.parse::<Ipv4Addr>().ok())
+                .filter(|net| net.octets()[..2] == PREFIX)
+            else {
+                continue;
+            };
+            let host = Ipv4Addr::from(u32::from(net) + 1);
+            if !addresses.contains(&format!(" {host}/")) {
+                let _ = run(&[
+                    "ip",
+                    "route",
+                    "del",
+                    "unreachable",
+                    subnet,
+                    "metric",
+                    UNREACHABLE_METRIC,
+                ]);
             }
         }
         let links = run(&["ip", "-o", "link", "show", "type", "ifb"]).unwrap_or_default();
