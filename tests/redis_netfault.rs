@@ -26,11 +26,18 @@ const SLACK: Duration = Duration::from_secs(2);
 /// The longest a request that needs no store answer (no cookie, or failing fast) may take:
 /// well under the command timeout, so it cannot have waited for Redis.
 const AT_ONCE: Duration = Duration::from_secs(1);
-/// How long the link stays cut at least (longer if the breaker has not opened by then, so
-/// both phases of an outage are seen: waiting for Redis, then failing fast).
-const CUT_FOR: Duration = Duration::from_secs(3);
-/// How long after the link is back the old cookie must be served again.
+/// How long the link stays cut at least (longer if lookups do not fail fast by then, so both
+/// phases of an outage are seen: waiting for Redis, then failing fast). Long enough that the
+/// open connection's retransmissions are seconds apart (Linux doubles the wait from 200 ms:
+/// after 7 s the next is due at about 12.6 s), so recovering by waiting for them cannot pass
+/// for recovering by reconnecting ([`PROMPT_RECOVERY`]).
+const CUT_FOR: Duration = Duration::from_secs(7);
+/// How long after the link is back the old cookie is polled for at most.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(15);
+/// How soon after the link is back the old cookie must be served again: a probe or two (every
+/// 250 ms, each connecting afresh within 1 s) and slack; waiting for the connection that was
+/// open during the cut takes until its next retransmission, seconds later.
+const PROMPT_RECOVERY: Duration = Duration::from_secs(3);
 
 /// How the link is cut.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +150,7 @@ async fn outage(fault: Fault, test: &str) {
     let mut failing_fast_after = None;
     while cut.elapsed() < CUT_FOR || failing_fast_after.is_none() {
         assert!(
-            cut.elapsed() < Duration::from_secs(30),
+            cut.elapsed() < Duration::from_secs(20),
             "lookups never started failing fast"
         );
         let started = Instant::now();
@@ -232,6 +239,11 @@ async fn outage(fault: Fault, test: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let recovered = restored.elapsed();
+    assert!(
+        recovered < PROMPT_RECOVERY,
+        "served again only {recovered:?} after the link came back: waited for the connection \
+         that was open during the cut instead of connecting afresh"
+    );
     stop.store(true, Ordering::Relaxed);
     let public = public.await.expect("public prober");
 
