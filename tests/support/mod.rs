@@ -13,6 +13,7 @@ pub mod fake_oidc;
 pub mod gateway;
 pub mod h2c;
 pub mod login;
+pub mod netns;
 pub mod node;
 pub mod oidc;
 pub mod ops;

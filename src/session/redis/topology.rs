@@ -7,7 +7,8 @@
 //!
 //! * **Standalone** (`redis://`, `rediss://`) uses a [`ConnectionManager`] per serving worker
 //!   (and one for the main runtime), each driven on its own thread, so a lookup never crosses
-//!   threads (one connection per worker, as with the upstream pools).
+//!   threads (one connection per worker, as with the upstream pools). One that timed out is
+//!   replaced ([`Backend::timed_out`]).
 //! * **Sentinel** resolves the master through the Sentinels and re-resolves after a connection
 //!   error or a `READONLY` reply, because a `ConnectionManager` keeps reconnecting to the old
 //!   address after a failover. The Sentinels get `sentinel_password`; the master they name gets
@@ -116,8 +117,9 @@ enum Way {
     Standalone {
         client: Client,
         /// Slot 0 for the main runtime (readiness, housekeeping, in-process use), then one per
-        /// serving worker ([`Backend::slot`]).
-        managers: Box<[OnceLock<ConnectionManager>]>,
+        /// serving worker ([`Backend::slot`]); empty until first use, and again after an
+        /// exchange on it timed out ([`Backend::timed_out`]).
+        managers: Box<[Mutex<Option<ConnectionManager>>]>,
     },
     Sentinel {
         /// Asks the Sentinels for the master; one resolution at a time.
@@ -139,7 +141,7 @@ impl Backend {
             RedisTarget::Standalone(url) => Way::Standalone {
                 client: Client::open(url.as_str()).map_err(config_error)?,
                 managers: (0..=crate::worker::count())
-                    .map(|_| OnceLock::new())
+                    .map(|_| Mutex::new(None))
                     .collect(),
             },
             RedisTarget::Sentinel(sentinel) => Way::Sentinel {
@@ -178,13 +180,11 @@ impl Backend {
     pub(super) fn prepare(&self) {
         match &self.way {
             Way::Standalone { client, managers } => {
-                let manager = &managers[Backend::slot(managers.len())];
-                if manager.get().is_none() {
-                    if let Ok(fresh) =
+                let mut manager = lock(&managers[Backend::slot(managers.len())]);
+                if manager.is_none() {
+                    *manager =
                         ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
-                    {
-                        let _ = manager.set(fresh);
-                    }
+                            .ok();
                 }
             }
             Way::Cluster { client, connection } => {
@@ -255,7 +255,7 @@ impl Backend {
     }
 
     /// A bounded exchange's outcome, as the breaker counts it: an answer closes the count, a
-    /// timeout adds to it (and drops a Sentinel master that may have moved).
+    /// timeout adds to it (and drops the connection, [`Backend::timed_out`]).
     fn settle<T>(
         &self,
         outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
@@ -323,10 +323,13 @@ impl Backend {
                 store_error(e)
             })
         };
-        matches!(
-            tokio::time::timeout(COMMAND_TIMEOUT, ping).await,
-            Ok(Ok(()))
-        )
+        match tokio::time::timeout(COMMAND_TIMEOUT, ping).await {
+            Ok(answer) => answer.is_ok(),
+            Err(_) => {
+                self.timed_out();
+                false
+            }
+        }
     }
 
     /// `1` while the breaker is open, for `/metrics`.
@@ -337,15 +340,15 @@ impl Backend {
     async fn connection(&self) -> Result<Conn, StoreError> {
         match &self.way {
             Way::Standalone { client, managers } => {
-                let manager = &managers[Backend::slot(managers.len())];
-                if let Some(m) = manager.get() {
+                let mut manager = lock(&managers[Backend::slot(managers.len())]);
+                if let Some(m) = manager.as_ref() {
                     return Ok(Conn::Manager(m.clone()));
                 }
                 let fresh =
                     ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
                         .map_err(store_error)?;
-                // A racing first use may have won; either manager is fine, keep one.
-                Ok(Conn::Manager(manager.get_or_init(|| fresh).clone()))
+                *manager = Some(fresh.clone());
+                Ok(Conn::Manager(fresh))
             }
             Way::Sentinel { resolver, master } => {
                 if let Some(m) = lock(master).as_ref() {
@@ -372,8 +375,12 @@ impl Backend {
     }
 
     /// A command failed: a Sentinel-resolved master is dropped on anything that suggests it
-    /// moved (connection trouble, or it became a read-only replica).
+    /// moved (connection trouble, or it became a read-only replica); a standalone connection
+    /// that timed out is dropped ([`Backend::timed_out`]).
     fn failed(&self, e: &RedisError) {
+        if e.is_timeout() {
+            self.timed_out();
+        }
         if let Way::Sentinel { master, .. } = &self.way {
             let moved = e.is_io_error()
                 || e.is_connection_dropped()
@@ -391,9 +398,24 @@ impl Backend {
         }
     }
 
+    /// An exchange got no answer in time: its connection is dropped, so the next command
+    /// (the breaker's probe, once it is open) connects afresh.
+    ///
+    /// A connection that went silent — a network cut, a peer gone without a reset — still
+    /// holds the bytes sent into it, and the kernel retransmits them on a backoff that doubles
+    /// each time (up to two minutes): kept, it would answer again only at the first
+    /// retransmission after the network came back, seconds to minutes later, however long ago
+    /// a fresh connection could have been made (tests/redis_netfault.rs, all packets lost).
+    /// A Redis merely slow costs one reconnect; so does a racing request dropping a connection
+    /// made just now. The Cluster connection is left as it is: the crate keeps its per-node
+    /// connections itself.
     fn timed_out(&self) {
-        if let Way::Sentinel { master, .. } = &self.way {
-            *lock(master) = None;
+        match &self.way {
+            Way::Sentinel { master, .. } => *lock(master) = None,
+            Way::Standalone { managers, .. } => {
+                *lock(&managers[Backend::slot(managers.len())]) = None;
+            }
+            Way::Cluster { .. } => {}
         }
     }
 }
