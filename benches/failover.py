@@ -15,12 +15,14 @@ login  logs N sessions in, round robin over the doormen, and K more that it logs
 watch  one thread per doorman, every 10 ms: GET /dashboard with the probe cookie (a session
        from `login` whose record is on the master that will die, made through another
        doorman), then in turn one of: /dashboard with a logged-out cookie, with a made-up
-       cookie, with none, and /public with the probe cookie; every 100 ms GET /readyz on the
-       doorman's admin port. Each answer goes to the timeline (epoch, doorman, kind, status,
-       whether it deleted doorman's cookie, ms). When `--marker` appears (failover.sh writes
-       the epoch of its `kill -9` there), it runs until every doorman has served the probe
-       again for `--settle` s and `--min-after` s have passed since the kill, or gives up `--deadline` s after the
-       kill. Then it asks for every session from `login` again (200: kept, 401: lost).
+       cookie, with none, /public with the probe cookie, and (Cluster) /dashboard with a
+       session whose record is on another master ("live elsewhere"); every 100 ms GET /readyz
+       on the doorman's admin port. Each answer goes to the timeline (when it arrived, doorman,
+       kind, status, whether it deleted doorman's cookie, ms it took); every time below is that
+       of an answer. When `--marker` appears (failover.sh writes the epoch of its `kill -9`
+       there), it runs until every doorman has served the probe again for `--settle` s and
+       `--min-after` s have passed since the kill, or gives up `--deadline` s after the kill.
+       Then it asks for every session from `login` again (200: kept, 401: lost).
 
 Wrong answers: a 200 on /dashboard for a logged-out, made-up or no cookie, or one the upstream
 saw as someone else; a 503 whose Set-Cookie deletes doorman's cookie; any status but 200, 401
@@ -157,6 +159,8 @@ class Watch:
             other = [e for e in on_victim if e["via"] != i] or on_victim
             self.probes.append(other[i % len(other)]["cookie"])
         self.on_victim = len(on_victim)
+        # A session whose record is on another master (Cluster): is it served meanwhile?
+        self.elsewhere = [e["cookie"] for e in self.live if e["key"] not in victim]
         self.lock = threading.Lock()
         self.timeline = []  # (t, doorman, kind, status, deleted, ms)
         self.counts = collections.Counter()
@@ -189,11 +193,11 @@ class Watch:
         except (OSError, http.client.HTTPException) as e:
             self.bad(i, kind, "no answer: %r" % e)
             status, head = 0, []
-        ms = (time.time() - t0) * 1000
+        t1 = time.time()
         deleted = status == 503 and deletes_cookie(head, self.name)
         seen = next((v for k, v in head if k.lower() == "x-seen-auth-user"), "")
         with self.lock:
-            self.timeline.append((t0, i, kind, status, int(deleted), round(ms, 1)))
+            self.timeline.append((t1, i, kind, status, int(deleted), round((t1 - t0) * 1000, 1)))
             self.counts["%s %d" % (kind, status)] += 1
         if status == 0:
             return 0
@@ -204,7 +208,7 @@ class Watch:
                 self.bad(i, kind, "status %d on a public route" % status)
         elif status not in (200, 401, 503):
             self.bad(i, kind, "status %d" % status)
-        elif status == 200 and (kind != "live" or seen != self.args.user):
+        elif status == 200 and (not kind.startswith("live") or seen != self.args.user):
             self.bad(i, kind, "200 on /dashboard, the upstream saw user %r" % seen)
         return status
 
@@ -214,8 +218,9 @@ class Watch:
             status, _ = conn.request("GET", "/readyz")
         except (OSError, http.client.HTTPException):
             status = 0
+        t1 = time.time()
         with self.lock:
-            self.timeline.append((t0, i, "readyz", status, 0, round((time.time() - t0) * 1000, 1)))
+            self.timeline.append((t1, i, "readyz", status, 0, round((t1 - t0) * 1000, 1)))
 
     def poll(self, i):
         port = self.ports[i]
@@ -224,6 +229,8 @@ class Watch:
                   ("made-up", "/dashboard", lambda n: "%s=%s" % (self.name, made_up())),
                   ("none", "/dashboard", lambda n: None),
                   ("public", "/public", lambda n: self.probes[i])]
+        if self.elsewhere:
+            others.append(("live elsewhere", "/dashboard", lambda n: self.elsewhere[n % len(self.elsewhere)]))
         n, next_ready = 0, 0.0
         while not self.stop.is_set():
             start = time.time()
@@ -246,6 +253,12 @@ class Watch:
         if not after:
             return None, False
         return after[0][0] - kill, after[-1][1] == 200
+
+    def window(self, kill, kind):
+        """First and last 503 after the kill for requests of `kind`, and how many."""
+        fails = [e[0] for e in self.timeline if e[0] >= kill and e[2] == kind and e[3] == 503]
+        return {"first_s": round(fails[0] - kill, 3) if fails else None,
+                "last_s": round(fails[-1] - kill, 3) if fails else None, "count": len(fails)}
 
     def run(self):
         threads = [threading.Thread(target=self.poll, args=(i,), daemon=True) for i in range(len(self.ports))]
@@ -321,6 +334,7 @@ class Watch:
             "window_503": {"first_s": round(fails[0] - kill, 3) if fails else None,
                            "last_s": round(fails[-1] - kill, 3) if fails else None,
                            "count": len(fails)},
+            "window_503_elsewhere": self.window(kill, "live elsewhere") if self.elsewhere else None,
             "readyz_not_ready": {"first_s": round(ready_fails[0] - kill, 3) if ready_fails else None,
                                  "last_s": round(ready_fails[-1] - kill, 3) if ready_fails else None,
                                  "count": len(ready_fails)},

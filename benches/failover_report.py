@@ -26,6 +26,9 @@ def load(out, setup):
             if line.strip():
                 wrk.append({k: int(v) for k, v in (kv.split("=") for kv in line.split())})
     total = {k: sum(w[k] for w in wrk) for k in wrk[0] if k != "doorman"} if wrk else {}
+    for k in ("p99_ms", "max_ms"):  # the worst of the three wrk runs, not a sum
+        if k in total:
+            total[k] = max(w[k] for w in wrk)
     return prober, run, total
 
 
@@ -53,12 +56,13 @@ def main():
         wrong = prober["wrong"] + wrk.get("wrong", 0)
         ok = prober["recovered"] and wrong == 0 and run["promoted"] is not None and not run["exited"]
         failed |= not ok
-        rows.append("| %s | %d of %d | %s | %s (max %s) | %d of %d | %s | %s | %s / %s | %s / %s | %d |" % (
+        rows.append("| %s | %d of %d | %s | %s (max %s) | %d of %d | %s | %s | %s / %s | %s / %s | %s / %s | %d |" % (
             NAMES[setup], run["victim_sessions"], s["n"], window(prober["window_503"]),
             " / ".join(seconds(r) for r in rec), seconds(prober["recovery_max_s"]),
             s["lost"], s["n"], window(prober["readyz_not_ready"]),
             "{:,}".format(wrk.get("requests", 0)), "{:,}".format(wrk.get("s401", 0)),
-            "{:,}".format(wrk.get("s503", 0)), "{:,}".format(wrk.get("sockerr", 0)),
+            "{:,}".format(wrk.get("s503", 0)), "{:,}".format(wrk.get("p99_ms", 0)),
+            "{:,}".format(wrk.get("max_ms", 0)), "{:,}".format(wrk.get("sockerr", 0)),
             "{:,}".format(wrk.get("other", 0)), wrong))
         notes.append("- %s: kill -9 of the master on :%d at %.1f s of %.1f s of load; %s; the prober "
                      "sent %s requests (%d × 503 after the kill, %d before it); logged-out sessions "
@@ -71,6 +75,10 @@ def main():
                          "every doorman served the probe session again" if prober["recovered"]
                          else "**not every doorman served again**",
                          "; **exited: %s**" % run["exited"] if run["exited"] else ""))
+        if prober.get("window_503_elsewhere"):
+            notes.append("  - sessions whose record is on a surviving master: 503 %s" % (
+                window(prober["window_503_elsewhere"]) if prober["window_503_elsewhere"]["count"]
+                else "never"))
         for w in prober["wrong_list"][:10]:
             notes.append("  - wrong (doorman %d, %s): %s" % (w["doorman"] + 1, w["kind"], w["detail"]))
         if wrk.get("wrong"):
@@ -85,8 +93,8 @@ def main():
     with open(a.out + "/verdict.json", "w") as f:
         json.dump(verdict, f, indent=1)
 
-    print("| set-up | sessions on the killed master | 503 window after the kill | serves again after, per doorman (s) | sessions lost | /readyz not ready | wrk requests | wrk 401 / 503 | wrk socket errors / other statuses | wrong answers |")
-    print("|---|---:|---|---|---:|---|---:|---|---|---:|")
+    print("| set-up | sessions on the killed master | 503 window after the kill | serves again after, per doorman (s) | sessions lost | /readyz not ready | wrk requests | wrk 401 / 503 | wrk p99 / max latency (ms) | wrk socket errors / other statuses | wrong answers |")
+    print("|---|---:|---|---|---:|---|---:|---|---|---|---:|")
     print("\n".join(rows))
     print()
     print("\n".join(notes))

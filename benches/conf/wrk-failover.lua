@@ -7,7 +7,7 @@
 --   upstream did not answer), a 503 whose Set-Cookie deletes doorman's cookie, any status but
 --   200, 401 and 503.
 -- done() prints one line: WRKFAIL requests= non2xx= s200= s401= s503= other= wrong= deleted=
--- sockerr= timeouts=
+-- sockerr= timeouts= p99_ms= max_ms=
 local name, madeup, live = nil, nil, {}
 local n = 0
 s200, s401, s503, other, wrong, deleted = 0, 0, 0, 0, 0, 0
@@ -68,7 +68,8 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    "WRKFAIL requests=%d non2xx=%d s200=%d s401=%d s503=%d other=%d wrong=%d deleted=%d sockerr=%d timeouts=%d\n",
+    "WRKFAIL requests=%d non2xx=%d s200=%d s401=%d s503=%d other=%d wrong=%d deleted=%d sockerr=%d timeouts=%d p99_ms=%d max_ms=%d\n",
     summary.requests, e.status, t.s200, t.s401, t.s503, t.other, t.wrong, t.deleted,
-    e.connect + e.read + e.write + e.timeout, e.timeout))
+    e.connect + e.read + e.write + e.timeout, e.timeout,
+    latency:percentile(99) / 1000, latency.max / 1000))
 end
