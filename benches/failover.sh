@@ -33,9 +33,9 @@
 #
 # Defaults: 30 s of load per set-up, kill at 10 s, 16 connections per doorman, 100 sessions,
 # deadline 60 s; builds doorman --release (with bench-seed, as run.sh) unless --doorman.
-# --quick: kill after 2 s of load, stop 2 s after every doorman serves again, 4 connections per
-# doorman, 12 sessions (about a minute for both set-ups with a debug build); tests/bench_failover.rs
-# runs it. Env: DOORMAN_BENCH_LOG (RUST_LOG, default warn).
+# --quick: kill after 2 s of load, stop when every doorman has served again for 1 s (at least
+# 4 s after the kill), 4 connections per doorman, 12 sessions: about 35 s for both set-ups with
+# a debug build; tests/bench_failover.rs runs it. Env: DOORMAN_BENCH_LOG (RUST_LOG, default warn).
 set -uo pipefail
 SCRIPT=failover.sh
 # shellcheck source=benches/lib.sh
