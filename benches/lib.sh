@@ -1,4 +1,5 @@
-# benches/lib.sh -- helpers shared by benches/run.sh, scale.sh and callgrind.sh (sourced, not run).
+# benches/lib.sh -- helpers shared by benches/run.sh, scale.sh, soak.sh, failover.sh and
+# callgrind.sh (sourced, not run).
 #
 # The sourcing script sets SCRIPT (its name, for messages) before sourcing, and these
 # globals before calling the helpers that use them: OUT and PIN/NICE (init_run), DOORMAN,
@@ -214,10 +215,40 @@ nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS [KEY=VALUE...] (each replace
   wait_port "$port" 10 "$name"
 }
 
-redis_up() {  # redis_up NAME PORT: no persistence (conf/redis.conf), its own folder
-  mkdir -p "$RUN/$1"
-  start_bg "$1" redis-server "$CONF/redis.conf" --port "$2" --dir "$RUN/$1" --logfile ""
-  wait_port "$2" 10 "$1"
+redis_up() {  # redis_up NAME PORT [ARGS...]: no persistence (conf/redis.conf), its own folder;
+  # ARGS go to redis-server after the conf (e.g. --replicaof, --cluster-enabled yes). Each gets
+  # its own copy of the conf: Sentinel has replicas rewrite theirs (CONFIG REWRITE).
+  local name=$1 port=$2; shift 2
+  mkdir -p "$RUN/$name"
+  cp "$CONF/redis.conf" "$RUN/$name/redis.conf"
+  start_bg "$name" redis-server "$RUN/$name/redis.conf" --port "$port" --dir "$RUN/$name" --logfile "" "$@"
+  wait_port "$port" 10 "$name"
+}
+
+# sentinel_up NAME PORT MASTER_PORT QUORUM: a Sentinel watching the master on MASTER_PORT as
+# "mymaster", with the short failure detection tests/support/redis.rs uses (down after 1 s).
+# Sentinel rewrites its config file, so each gets its own in its folder.
+sentinel_up() {
+  local name=$1 port=$2 dir="$RUN/$1"
+  mkdir -p "$dir"
+  printf '%s\n' "bind 127.0.0.1" "port $port" "dir $dir" \
+    "sentinel monitor mymaster 127.0.0.1 $3 $4" \
+    "sentinel down-after-milliseconds mymaster 1000" \
+    "sentinel failover-timeout mymaster 5000" > "$dir/sentinel.conf"
+  start_bg "$name" redis-server "$dir/sentinel.conf" --sentinel
+  wait_port "$port" 10 "$name"
+}
+
+# redis_wait PORT TIMEOUT_S WHAT CMD... : until the output of `redis-cli -p PORT CMD...`
+# matches the extended regex WHAT (e.g. master_link_status:up), or die
+redis_wait() {
+  local port=$1 secs=$2 what=$3 i out=""; shift 3
+  for ((i=0; i<secs*10; i++)); do
+    out=$(redis-cli -p "$port" "$@" 2>&1 | tr -d '\r')
+    echo "$out" | grep -Eq -- "$what" && return 0
+    sleep 0.1
+  done
+  echo "$out" >&2; die "redis on :$port: no '$what' in '$*' within $secs s"
 }
 
 make_users() {  # $RUN/users.toml with BENCH_USER (one Argon2id hash, as doorman makes them)
@@ -227,13 +258,22 @@ make_users() {  # $RUN/users.toml with BENCH_USER (one Argon2id hash, as doorman
 }
 
 # session_toml KIND [REDIS_PORT] [KEY_PREFIX]: the [session] body for a generated config.
-# KIND: embedded | redis | redis-cache (redis + `cache = true`).
+# KIND: embedded | redis | redis-cache (redis + `cache = true`) | sentinel (REDIS_PORT: the
+# Sentinels' ports, space-separated, watching "mymaster") | cluster (REDIS_PORT: the seeds' ports).
 session_toml() {
+  local urls
+  case "$1" in
+    sentinel|cluster) urls=$(printf '"redis://127.0.0.1:%s", ' $2); urls="[${urls%, }]";;
+  esac
   case "$1" in
     embedded) printf 'store = "embedded"\npath = "sessions.db"\n';;
     redis|redis-cache)
       printf 'store = "redis"\nredis = "redis://127.0.0.1:%s/0"\nkey_prefix = "%s"\n' "$2" "${3:-doorman-bench:}"
       [ "$1" = redis-cache ] && printf 'cache = true\n';;
+    sentinel)
+      printf 'store = "redis"\nredis_sentinel = { master = "mymaster", nodes = %s }\nkey_prefix = "%s"\n' "$urls" "${3:-doorman-bench:}";;
+    cluster)
+      printf 'store = "redis"\nredis_cluster = %s\nkey_prefix = "%s"\n' "$urls" "${3:-doorman-bench:}";;
     *) die "session_toml: unknown kind $1";;
   esac
 }
