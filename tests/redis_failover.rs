@@ -261,13 +261,35 @@ async fn a_cluster_failover_under_load_lets_nothing_through_and_heals_itself() {
 }
 
 /// Two doormen with `cache = true` on Sentinel (issue 19 item 4): a logout on one is seen by
-/// the other within 1 s — before any failover, after a graceful one (`SENTINEL FAILOVER`: the
-/// old master lives on as a replica, where the tracking connection would hear nothing more of
-/// the writes), and after a `kill -9` of the master. Each time, a session the other doorman had
-/// cached *before* the failover is logged out *after* it: its tracking connection must have
-/// followed the new master, flushing what it cached meanwhile.
+/// the other within 1 s, before and after a graceful failover (`SENTINEL FAILOVER`: the old
+/// master lives on as a replica). A session the other doorman had cached *before* the failover
+/// is logged out *after* it: its tracking connection must have followed the new master,
+/// flushing what it cached meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cached_doormen_see_each_others_logouts_across_failovers() {
+async fn cached_doormen_see_each_others_logouts_across_a_graceful_failover() {
+    cached_doormen_across(Failover::Graceful).await;
+}
+
+/// The same across a `kill -9` of the master: b's tracking connection dies with it and must
+/// reconnect to the promoted replica by itself (a tracker that gave up would leave b's cache
+/// off for good, and this test waiting for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_doormen_see_each_others_logouts_across_a_kill() {
+    cached_doormen_across(Failover::Kill).await;
+}
+
+/// How the master goes.
+#[derive(Debug, PartialEq)]
+enum Failover {
+    Graceful,
+    Kill,
+}
+
+/// One failover on a fresh set-up (a master, two replicas, three Sentinels). Fresh each time:
+/// after a failover Sentinel re-attaches the other replicas to the new master only at its next
+/// look at them (up to ten seconds), and a session made meanwhile waits for no replica, so a
+/// second failover could lose it — a loss the contract allows, not what this tests.
+async fn cached_doormen_across(how: Failover) {
     let mut servers = vec![RedisServer::start()];
     servers.push(replica_of(&servers[0]));
     servers.push(replica_of(&servers[0]));
@@ -286,48 +308,42 @@ async fn cached_doormen_see_each_others_logouts_across_failovers() {
         .users(a.users())
         .start()
         .await;
-    let master = |servers: &[RedisServer]| {
-        let port = master_port(&sentinels[0]).expect("a master");
-        servers
-            .iter()
-            .position(|s| s.port == port)
-            .expect("a known master")
-    };
 
-    // Before any failover; `pre` stays cached on b across the next failover.
+    // Before the failover; `pre` stays cached on b across it.
     let first = a.log_in("alice", ALICE_PW).await;
-    let mut pre = a.log_in("bob", BOB_PW).await;
-    let at = master(&servers);
-    until_cached(&b, || lookups(&servers[at]), &first).await;
-    until_cached(&b, || lookups(&servers[at]), &pre).await;
+    let pre = a.log_in("bob", BOB_PW).await;
+    until_cached(&b, || lookups(&servers[0]), &first).await;
+    until_cached(&b, || lookups(&servers[0]), &pre).await;
     logout_seen(&a, &b, &first).await;
 
-    for how in ["SENTINEL FAILOVER", "kill -9"] {
-        let old = master(&servers);
-        if how == "kill -9" {
-            servers[old].kill();
-        } else {
-            let () = query(&mut sentinels[0].client(), &["SENTINEL", "FAILOVER", NAME]);
-        }
-        let failed_over = Instant::now();
-        wait_until("Sentinel to promote a replica", || {
-            master_port(&sentinels[0]).is_some_and(|p| p != servers[old].port)
-        });
-        let now = master(&servers);
-        // Both doormen follow by themselves: `pre` is served again, then cached again by b.
-        for d in [&a, &b] {
-            until_status(d, &pre, 200, Duration::from_secs(20)).await;
-        }
-        until_cached(&b, || lookups(&servers[now]), &pre).await;
-        eprintln!(
-            "{how}: new master on {}, b's cache back after {:?}",
-            servers[now].port,
-            failed_over.elapsed()
-        );
-        logout_seen(&a, &b, &pre).await;
-        pre = a.log_in("bob", BOB_PW).await;
-        until_cached(&b, || lookups(&servers[now]), &pre).await;
+    if how == Failover::Kill {
+        servers[0].kill();
+    } else {
+        let () = query(&mut sentinels[0].client(), &["SENTINEL", "FAILOVER", NAME]);
     }
+    let failed_over = Instant::now();
+    wait_until("Sentinel to promote a replica", || {
+        master_port(&sentinels[0]).is_some_and(|p| p != servers[0].port)
+    });
+    let port = master_port(&sentinels[0]).expect("a master");
+    let now = servers
+        .iter()
+        .position(|s| s.port == port)
+        .expect("a known master");
+    // Both doormen follow by themselves: `pre` is served again, then cached again by b.
+    for d in [&a, &b] {
+        until_status(d, &pre, 200, Duration::from_secs(20)).await;
+    }
+    until_cached(&b, || lookups(&servers[now]), &pre).await;
+    eprintln!(
+        "{how:?}: new master on {port}, b's cache back after {:?}",
+        failed_over.elapsed()
+    );
+    logout_seen(&a, &b, &pre).await;
+    // And a session made on the new master.
+    let post = a.log_in("alice", ALICE_PW).await;
+    until_cached(&b, || lookups(&servers[now]), &post).await;
+    logout_seen(&a, &b, &post).await;
 }
 
 /// Log `cookie` out through `a`; `b`, which has it cached, answers 401 within 1 s (Redis's
