@@ -320,8 +320,9 @@ doorman_login() {  # doorman_login PORT [TIMEOUT_S, default 10] [SCHEME, default
   echo "$hdrs" | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}'
 }
 
-# check_row ROW: one request as wrk will send it (200); with R_USER, the upstream saw that
-# identity; with a cookie, the same request without it gets 401.
+# check_row ROW: one request as the row's load tool will send it (200, over HTTP/2 for h2load's
+# rows, HTTP/1.1 for the others); with R_USER, the upstream saw that identity; with a cookie, the
+# same request without it gets 401.
 check_row() {
   local row=$1 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} user=${R_USER[$1]:-} hdrs code args=() extra=()
   read -r -a extra <<< "${R_CURL[$1]:-}"
