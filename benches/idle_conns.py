@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Open N keep-alive connections to a loopback server, make one request on each, hold them idle.
 
-  python3 benches/idle_conns.py --port PORT --count N [--path /public] [--parallel 200]
+  python3 benches/idle_conns.py --port PORT --count N [--path /public] [--parallel 200] [--tls]
 
 benches/scale.sh runs it to read doorman's memory with N idle client connections. Each
 connection sends one `GET PATH` (HTTP/1.1, keep-alive) and reads the whole response; at most
 --parallel connections are connecting or waiting for their response at once, so the upstream
-behind the proxy sees a bounded load and the proxy's upstream pool stays small. Then, on stdout:
+behind the proxy sees a bounded load and the proxy's upstream pool stays small. With --tls each
+connection is TLS (1.2 or 1.3, full handshake, ALPN http/1.1, the certificate not checked: it is
+the run's own). Then, on stdout:
 
   READY <ok> <failed> <seconds>     every connection has had its answer (ok: 200, kept alive)
   (it holds the connections idle until a line arrives on stdin, or stdin closes)
@@ -17,6 +19,7 @@ It raises its own open-file limit to the hard limit and fails early if that cann
 import argparse
 import asyncio
 import resource
+import ssl
 import sys
 import time
 
@@ -28,6 +31,7 @@ def parse_args():
     ap.add_argument("--path", default="/public")
     ap.add_argument("--parallel", type=int, default=200)
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--tls", action="store_true")
     return ap.parse_args()
 
 
@@ -39,13 +43,23 @@ def raise_fd_limit(need):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def one(port, request, gate, timeout):
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def one(port, request, gate, timeout, tls=None):
     """Connect, send one request, read the whole response; the open connection, or None."""
     async with gate:
         writer = None
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port), timeout)
+                asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                        server_hostname="localhost" if tls else None), timeout)
             writer.write(request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             lines = head.decode("latin-1").split("\r\n")
@@ -61,7 +75,7 @@ async def one(port, request, gate, timeout):
                 writer.close()
                 return None
             return reader, writer
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                 asyncio.LimitOverrunError, ValueError):
             if writer is not None:
                 writer.close()
@@ -75,7 +89,8 @@ async def main():
                % (a.path, a.port)).encode()
     gate = asyncio.Semaphore(a.parallel)
     t0 = time.monotonic()
-    results = await asyncio.gather(*(one(a.port, request, gate, a.timeout) for _ in range(a.count)))
+    tls = tls_context() if a.tls else None
+    results = await asyncio.gather(*(one(a.port, request, gate, a.timeout, tls) for _ in range(a.count)))
     held = [r for r in results if r is not None]
     print("READY %d %d %.1f" % (len(held), a.count - len(held), time.monotonic() - t0), flush=True)
 

@@ -16,8 +16,10 @@ BENCH_USER=bench; BENCH_PASSWORD=bench-password-not-secret
 # the process group(s) measured as "proxy" (space-separated: a gateway and its auth server
 # together are the system under test), the user the upstream must see, the Redis group
 # whose CPU is counted (default: the one named redis), and optionally one group of R_SUT whose
-# CPU is also reported on its own (R_PART: the auth server behind a gateway).
-declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS R_PART
+# CPU is also reported on its own (R_PART: the auth server behind a gateway); the load tool
+# (R_TOOL, see run_wrk: wrk by default, h2load, tls-full, tls-resume) and curl's extra options
+# for the row's check (R_CURL: -k and the HTTP version for the TLS rows).
+declare -A R_URL R_COOKIE R_SUT R_USER R_REDIS R_PART R_TOOL R_CURL
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -215,6 +217,32 @@ nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS [KEY=VALUE...] (each replace
   wait_port "$port" 10 "$name"
 }
 
+# make_certs DIR: the run's own self-signed certificates, CN and SAN 127.0.0.1 and localhost:
+# DIR/ecdsa.pem + ecdsa.key (ECDSA P-256) and DIR/rsa.pem + rsa.key (RSA 2048); keys in
+# PKCS#8, unencrypted. Made per run (never committed), shared by nginx and doorman.
+make_certs() {
+  mkdir -p "$1"
+  local kind spec
+  for kind in ecdsa rsa; do
+    case $kind in ecdsa) spec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1);; rsa) spec=(-newkey rsa:2048);; esac
+    openssl req -x509 "${spec[@]}" -nodes -days 2 -subj /CN=127.0.0.1 \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$1/$kind.key" -out "$1/$kind.pem" \
+      > "$1/$kind.log" 2>&1 || { cat "$1/$kind.log" >&2; die "openssl req ($kind) failed"; }
+  done
+}
+
+# nginx_h2: set NGINX_LISTEN_H2 and NGINX_HTTP2_ON, what turns HTTP/2 on in
+# conf/nginx-tls.conf.tmpl: `http2 on;` from nginx 1.25.1 (the listen flag is deprecated
+# there), the listen flag before.
+nginx_h2() {
+  local v; v=$(nginx -v 2>&1 | sed 's|.*/||; s| .*||')
+  if [ "$(printf '%s\n1.25.1\n' "$v" | sort -V | head -1)" = 1.25.1 ]; then
+    NGINX_LISTEN_H2=""; NGINX_HTTP2_ON="http2 on;"
+  else
+    NGINX_LISTEN_H2=" http2"; NGINX_HTTP2_ON=""
+  fi
+}
+
 redis_up() {  # redis_up NAME PORT [ARGS...]: no persistence (conf/redis.conf), its own folder;
   # ARGS go to redis-server after the conf (e.g. --replicaof, --cluster-enabled yes). Each gets
   # its own copy of the conf: Sentinel has replicas rewrite theirs (CONFIG REWRITE).
@@ -321,53 +349,108 @@ doorman_start() {
   wait_port "$2" 30 "$1"
 }
 
-doorman_login() {  # doorman_login PORT [TIMEOUT_S, default 10] -> prints "name=value" of the cookie
+doorman_login() {  # doorman_login PORT [TIMEOUT_S, default 10] [SCHEME, default http; https: the
+  # run's own certificate, not checked] -> prints "name=value" of the cookie
   local hdrs code
-  hdrs=$(curl -s -m "${2:-10}" -D - -o /dev/null -X POST \
+  hdrs=$(curl -s -k -m "${2:-10}" -D - -o /dev/null -X POST \
     --data-urlencode "username=$BENCH_USER" --data-urlencode "password=$BENCH_PASSWORD" \
-    "http://127.0.0.1:$1/_doorman/login" | tr -d '\r')
+    "${3:-http}://127.0.0.1:$1/_doorman/login" | tr -d '\r')
   code=$(echo "$hdrs" | awk 'NR==1{print $2}')
   case "$code" in 200|302|303) ;; *) echo "$hdrs" >&2; die "doorman login on :$1 gave '$code'";; esac
   echo "$hdrs" | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}'
 }
 
-# check_row ROW: one request as wrk will send it (200); with R_USER, the upstream saw that
-# identity; with a cookie, the same request without it gets 401.
+# check_row ROW: one request as the row's load tool will send it (200, over HTTP/2 for h2load's
+# rows, HTTP/1.1 for the others); with R_USER, the upstream saw that identity; with a cookie, the
+# same request without it gets 401.
 check_row() {
-  local row=$1 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} user=${R_USER[$1]:-} hdrs code args=()
+  local row=$1 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} user=${R_USER[$1]:-} hdrs code args=() extra=()
+  read -r -a extra <<< "${R_CURL[$1]:-}"
   [ -n "$cookie" ] && args=(-H "Cookie: $cookie")
-  hdrs=$(curl -s -m 5 -D - -o "$RUN/body" "${args[@]}" "$url" | tr -d '\r')
+  hdrs=$(curl -s -m 5 -D - -o "$RUN/body" "${extra[@]}" "${args[@]}" "$url" | tr -d '\r')
   code=$(echo "$hdrs" | awk 'NR==1{print $2}')
+  case "${R_TOOL[$row]:-wrk}" in  # the protocol the load will speak
+    h2load) echo "$hdrs" | head -1 | grep -q '^HTTP/2 ' || { echo "$hdrs" >&2; die "row $row: $url did not answer over HTTP/2"; };;
+    *) echo "$hdrs" | head -1 | grep -q '^HTTP/1.1 ' || { echo "$hdrs" >&2; die "row $row: $url did not answer over HTTP/1.1"; };;
+  esac
   [ "$code" = 200 ] || { echo "$hdrs" >&2; die "row $row: GET $url gave '$code', want 200"; }
   if [ -n "$user" ]; then
     echo "$hdrs" | grep -qi "^x-seen-auth-user: $user\$" \
       || { echo "$hdrs" >&2; die "row $row: the upstream did not see X-Auth-User: $user"; }
   fi
   if [ -n "$cookie" ]; then
-    code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$url")
+    code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${extra[@]}" "$url")
     [ "$code" = 401 ] || die "row $row: GET $url without the cookie gave $code, want 401"
   fi
   log "row $row ok: $(head -c 40 "$RUN/body" | tr '\n' ' ')"
 }
 
-# run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one wrk run, appended to $RAW:
+# load_cmd ROW CONNS DURATION: set LOAD_CMD to the row's load (R_TOOL) for DURATION with CONNS
+# connections; its stdout ends with a WRKRESULT line as conf/wrk-report.lua prints it (h2load:
+# once h2load_result has read its output).
+#   wrk         wrk -tTHREADS, keep-alive (http:// or https://: HTTP/1.1, TLS without ALPN)
+#   h2load      h2load -tTHREADS -c CONNS -m H2_STREAMS (default 10) over TLS, ALPN h2; its
+#               per-request log ($RUN/h2load.req) gives the percentiles
+#   tls-full    benches/tls_conns.py: a new connection per request, full handshakes only
+#   tls-resume  the same, each connection resuming its predecessor's session
+load_cmd() {
+  local row=$1 c=$2 d=$3 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} hdr=() hostport
+  [ -n "$cookie" ] && hdr=(-H "Cookie: $cookie")
+  case "${R_TOOL[$row]:-wrk}" in
+    wrk) LOAD_CMD=(wrk -t"$THREADS" -c"$c" -d"$d" --timeout 5s -s "$CONF/wrk-report.lua" "${hdr[@]}" "$url");;
+    h2load) LOAD_CMD=(h2load -t"$THREADS" -c"$c" -m"${H2_STREAMS:-10}" -D"$d" -T 5s --log-file="$RUN/h2load.req" "${hdr[@]}" "$url");;
+    tls-full|tls-resume)
+      hostport=${url#https://}; hostport=${hostport%%/*}
+      LOAD_CMD=(python3 "$HERE/tls_conns.py" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$d")
+      [ -n "$cookie" ] && LOAD_CMD+=(--cookie "$cookie")
+      [ "${R_TOOL[$row]}" = tls-resume ] && LOAD_CMD+=(--resume);;
+    *) die "row $row: unknown load tool ${R_TOOL[$row]}";;
+  esac
+}
+# h2load_result OUT LOG: append to OUT the WRKRESULT line of h2load's summary OUT and its
+# per-request LOG (start µs, status, duration µs)
+h2load_result() {
+  python3 - "$1" "$2" >> "$1" <<'PY'
+import re, sys
+out = open(sys.argv[1]).read()
+m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+rps = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
+if not (m and st and rps):
+    sys.exit(0)   # no WRKRESULT: run_wrk reports the output
+lat = []
+for line in open(sys.argv[2]):
+    f = line.split()
+    if len(f) >= 3:
+        lat.append(int(f[2]) / 1000.0)
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p / 100.0))] if lat else 0.0
+print("WRKRESULT rps=%s p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f requests=%d non2xx=%d sockerr=%d" % (
+    rps.group(1), pct(50), pct(90), pct(99), lat[-1] if lat else 0.0, int(m.group(3)),
+    int(st.group(2)) + int(st.group(3)) + int(st.group(4)), int(m.group(6)) + int(m.group(7))))
+PY
+}
+
+# run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one load_cmd run, appended to $RAW:
 # row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
 # other% proxy_us/req redis_us/req all_us/req part% part_us/req (CPU % of one core; us = CPU µs
 # per request; part = R_PART's group alone, "-" without one). "proxy" is every group of R_SUT.
 run_wrk() {
-  local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out" args=()
-  [ -n "${R_COOKIE[$row]}" ] && args=(-H "Cookie: ${R_COOKIE[$row]}")
+  local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out"
   local sut_p up_p rd_p pt_p s0 u0 r0 b0 p0 s1 u1 r1 b1 p1 t0 t1
   sut_p=$(group_pids "${R_SUT[$row]}"); up_p=$(group_pids upstream); rd_p=$(group_pids "${R_REDIS[$row]:-redis}")
   pt_p=$(group_pids "${R_PART[$row]:-}")
   s0=$(ticks_of $sut_p); u0=$(ticks_of $up_p); r0=$(ticks_of $rd_p); p0=$(ticks_of $pt_p); b0=$(busy_ticks); t0=$(date +%s.%N)
   local TIMEFORMAT='%U %S' wrc
-  { time "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" wrk -t"$THREADS" -c"$c" -d"$d" --timeout 5s \
-      -s "$CONF/wrk-report.lua" "${args[@]}" "${R_URL[$row]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
+  rm -f "$RUN/h2load.req"
+  load_cmd "$row" "$c" "$d"
+  { time "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" "${LOAD_CMD[@]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
   t1=$(date +%s.%N)
   s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); p1=$(ticks_of $pt_p); b1=$(busy_ticks)
   [ "$rep" = 0 ] && return 0
-  local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "wrk failed for row $row (exit $wrc)"; }
+  [ "${R_TOOL[$row]:-wrk}" = h2load ] && h2load_result "$f" "$RUN/h2load.req"
+  local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "${R_TOOL[$row]:-wrk} failed for row $row (exit $wrc)"; }
+  case "$res" in *" resumed="*) echo -e "$row\t$c\t$rep\t${res##* resumed=}" | sed 's/ full=/\t/' >> "$OUT/handshakes.tsv";; esac
   python3 - "$row" "$c" "$rep" "$res" "$t0" "$t1" $((s1-s0)) $((u1-u0)) $((r1-r0)) $((b1-b0)) "$HZ" \
     "$( [ "${R_SUT[$row]}" = upstream ] && echo 1 || echo 0 )" "$(tail -1 "$RUN/wrk.time")" \
     "$( [ -n "${R_PART[$row]:-}" ] && echo $((p1-p0)) || echo - )" >> "$RAW" <<'PY'

@@ -2,7 +2,7 @@
 """Render benches/run.sh's raw.tsv + rss.tsv as the markdown table (stdout).
 
   python3 benches/report.py --raw OUT/raw.tsv --rss OUT/rss.tsv [--versions OUT/versions.txt]
-                            [--skipped c=reason,g=reason] [--quick 1]
+                            [--skipped c=reason,g=reason] [--quick 1] [--handshakes OUT/handshakes.tsv]
 
 raw.tsv, one line per measured run: row conns rep rps p50 p90 p99 max requests non2xx sockerr
   wrk% proxy% upstream% redis% all% other% proxy_us/req redis_us/req all_us/req [part%
@@ -12,6 +12,7 @@ raw.tsv, one line per measured run: row conns rep rps p50 p90 p99 max requests n
 rss.tsv: row idle|ready|peak KiB: VmRSS before any request | VmRSS after the login and the
   checks, before the load | VmHWM after all runs; summed over the proxy's processes (nginx
   master + workers).
+handshakes.tsv (rows measured with benches/tls_conns.py): row conns rep resumed full.
 """
 import argparse
 import statistics as st
@@ -28,9 +29,26 @@ NAMES = {
     "g": "doorman, authenticated, Redis store, cache = true",
     "h": "nginx auth_request → doorman /auth",
     "i": "nginx auth_request → Express session check",
+    "j": "nginx TLS proxy, HTTP/1.1 keep-alive",
+    "k": "doorman TLS, public route, HTTP/1.1 keep-alive",
+    "l": "doorman TLS, authenticated, embedded store, HTTP/1.1",
+    "m": "doorman TLS, authenticated, Redis store, cache = true, HTTP/1.1",
+    "n": "nginx, full TLS handshakes, ECDSA P-256",
+    "o": "doorman, full TLS handshakes, ECDSA P-256",
+    "p": "nginx, resumed TLS handshakes, ECDSA P-256",
+    "q": "doorman, resumed TLS handshakes, ECDSA P-256",
+    "r": "nginx, full TLS handshakes, RSA 2048",
+    "s": "doorman, full TLS handshakes, RSA 2048",
+    "t": "nginx h2 proxy (h2load -m 10)",
+    "u": "doorman h2, public route (h2load -m 10)",
+    "v": "doorman h2, authenticated, embedded store (h2load -m 10)",
 }
-ROWS = "abcdefghi"
+ROWS = "abcdefghijklmnopqrstuv"
 DOORMAN = "defg"
+# The nginx row each row's ×nginx is taken from: b (plain proxy_pass) unless it is a TLS row.
+REF = {"k": "j", "l": "j", "m": "j", "o": "n", "q": "p", "s": "r", "u": "t", "v": "t"}
+REFERENCE_ROWS = "bjnprt"
+HANDSHAKE_ROWS = "nopqrs"
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--raw", required=True)
@@ -39,6 +57,7 @@ ap.add_argument("--versions")
 ap.add_argument("--skipped", default="")
 ap.add_argument("--quick", default="0")
 ap.add_argument("--fa-store", default="redis", help="row h's doorman store (run.sh --fa-store)")
+ap.add_argument("--handshakes", help="run.sh's handshakes.tsv")
 a = ap.parse_args()
 NAMES["h"] += " (%s)" % {"redis": "Redis store", "redis-cache": "Redis store, cache = true",
                          "embedded": "embedded store"}.get(a.fa_store, a.fa_store)
@@ -84,7 +103,9 @@ out.append("µs/req = CPU time (user + system, all threads) of the proxy process
 out.append("the gateway nginx and the auth server together; split below);")
 out.append("RSS (nginx: master + workers summed): idle = VmRSS before any request; ready = VmRSS after the")
 out.append("login (doorman: one Argon2id hash, m = 19 MiB) and the checks, before the load; peak = VmHWM after")
-out.append("all runs. ×nginx / ×Express = req/s of this row over row b's / row c's at the same connection count.")
+out.append("all runs. ×nginx / ×Express = req/s of this row over row b's / row c's at the same connection count;")
+out.append("for a TLS row, over its nginx row's (k, l, m: j; o: n; q: p; s: r; u, v: t). Rows n to s: one request")
+out.append("per connection, so req/s = handshakes/s, and their latency includes connect and handshake.")
 out.append("")
 out.append("| row | what | conns | req/s | p50 ms | p99 ms | errors | proxy µs/req | RSS MiB idle | ready | peak | ×nginx | ×Express |")
 out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -103,7 +124,8 @@ for c in conns:
             row, NAMES[row], c, fmt_n(rps), flag, fmt_n(med(key, 4)), fmt_n(med(key, 6)), errs,
             fmt_n(med(key, 17)),
             *("%.1f" % rss[(row, k)] if (row, k) in rss else "–" for k in ("idle", "ready", "peak")),
-            ratio(rps, med(("b", c), 3)) if row != "b" and ("b", c) in runs else "–",
+            ratio(rps, med((REF.get(row, "b"), c), 3))
+            if row not in REFERENCE_ROWS and (REF.get(row, "b"), c) in runs else "–",
             ratio(rps, med(("c", c), 3)) if row in DOORMAN and ("c", c) in runs else "–"))
 
 out.append("")
@@ -169,9 +191,34 @@ if fa_rows:
                 ratio(med(key, 3), med(("i", c), 3)) if hi else "–",
                 ratio(pu, pi) if hi else "–"))
 
+hs = {}
+if a.handshakes:
+    for line in open(a.handshakes):
+        f = line.split()
+        if len(f) == 5:
+            k = (f[0], int(f[1]))
+            hs[k] = [x + int(y) for x, y in zip(hs.get(k, [0, 0]), f[3:5])]
+if hs:
+    out.append("")
+    out.append("TLS handshakes (rows n to s, benches/tls_conns.py: a new connection per request; resumed = "
+               "handshakes the server resumed from the session the client offered, summed over reps). "
+               "µs/handshake = the proxy's CPU per connection (handshake + one proxied request).")
+    out.append("")
+    out.append("| row | what | conns | handshakes/s | resumed | full | proxy µs/handshake | ×nginx |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for c in conns:
+        for row in HANDSHAKE_ROWS:
+            key = (row, c)
+            if key not in runs or key not in hs:
+                continue
+            ref = (REF.get(row), c)
+            out.append("| %s | %s | %d | %s | %d | %d | %s | %s |" % (
+                row, NAMES[row], c, fmt_n(med(key, 3)), hs[key][0], hs[key][1], fmt_n(med(key, 17)),
+                ratio(med(key, 3), med(ref, 3)) if ref in runs else "–"))
+
 # targets of issue 7 that this harness measures
 out.append("")
-out.append("Targets (issue 7; rows h and i: issue 14 item 9) measured by this run:")
+out.append("Targets (issue 7; rows h and i: issue 14 item 9; rows k to v: issue 20) measured by this run:")
 out.append("")
 out.append("| target | conns | figure | met |")
 out.append("|---|---:|---|---|")
@@ -219,6 +266,21 @@ for row in DOORMAN:
     if (row, "idle") in rss:
         v = rss[(row, "idle")]
         out.append("| %s idle RSS ≤ 20 MB | – | %.1f MiB | %s |" % (row, v, "met" if v * 1.048576 <= 20 else "**not met**"))
+# targets of issue 20 for the TLS rows (the RSA row s is reported, not a target)
+TLS_TARGETS = [("k", "HTTPS keep-alive, public"), ("l", "HTTPS keep-alive, embedded"),
+               ("m", "HTTPS keep-alive, Redis + cache"), ("o", "full handshakes/s, ECDSA"),
+               ("q", "resumed handshakes/s, ECDSA"), ("u", "h2, public"), ("v", "h2, authenticated")]
+for c in conns:
+    for row, what in TLS_TARGETS:
+        key, ref = (row, c), (REF[row], c)
+        if key not in runs or ref not in runs:
+            continue
+        r = med(key, 3) / med(ref, 3)
+        target("%s %s ≥ 1.0× nginx (row %s) (issue 20)" % (row, what, REF[row]), c, "%.2f×" % r, r >= 1.0)
+        p, pr = med(key, 6), med(ref, 6)
+        if p and pr:
+            target("%s p99 ≤ 1.2× nginx's (issue 20)" % row, c, "%.2f vs %.2f ms = %.2f×" % (p, pr, p / pr),
+                   p / pr <= 1.2)
 out.append("")
 out.append("RSS with 10,000 idle keep-alive connections and throughput with 1,000,000 sessions in the "
            "store: `benches/scale.sh`.")

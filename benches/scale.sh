@@ -11,6 +11,12 @@
 #             Read from /proc, 5 s later (doorman's upstream pool has idled out): doorman's
 #             VmRSS before, with the N connections held, and after they closed; VmHWM; its
 #             open fds (proof that it holds them). Target: <= 150 MB.
+#   idle-tls  the same hold over TLS (idle_conns.py --tls: a full handshake, one GET /public or
+#             /dashboard, then idle), for doorman ([listen] tls) and for nginx
+#             (conf/nginx-tls.conf.tmpl, as run.sh's row j: workers = cores, session cache,
+#             tickets, h2), one after the other, both with the run's ECDSA P-256 certificate
+#             (openssl req, into OUT/certs). RSS before, held, after (nginx: master + workers
+#             summed), so RSS per TLS connection of each. Target (issue 20): doorman's <= nginx's.
 #   websockets  one doorman (embedded store) in front of benches/ws_conns.py's WebSocket
 #             upstream; N WebSockets opened through it with sessions (M of them as the user
 #             `victim`) and held idle: VmRSS before / held / after, so RSS per connection; then
@@ -32,12 +38,12 @@
 # versions.txt and the servers' logs; OUT defaults to benches/results/scale-<stamp>/.
 #
 # Usage:
-#   benches/scale.sh [--quick] [--doorman PATH] [--seed PATH] [--parts idle,websockets,sessions]
+#   benches/scale.sh [--quick] [--doorman PATH] [--seed PATH] [--parts idle,idle-tls,websockets,sessions]
 #                    [--idle-conns 10000] [--ws-conns 10000] [--ws-victims 100] [--sizes "1000 1000000"] [--stores redis,embedded]
 #                    [--conns 64] [--duration 10s] [--reps 3] [--warmup 2s] [--threads 1]
 #                    [--pin] [--nice N] [--wait-quiet 60] [--max-other 20] [--retries 2]
 #                    [--no-install] [--out DIR]
-#   --quick    smoke mode, ~15 s: 300 idle connections, 300 WebSockets (10 victims), sizes "100 2000", 1 s per row, one rep,
+#   --quick    smoke mode, ~25 s: 300 idle connections (plain, and TLS to each server), 300 WebSockets (10 victims), sizes "100 2000", 1 s per row, one rep,
 #              no warm-up, no waiting for quiet. Figures from it mean nothing;
 #              tests/bench_scale.rs runs it.
 #   --doorman PATH, --seed PATH  use these binaries (doorman, and the bench-seed example)
@@ -45,7 +51,7 @@
 #              --example bench-seed`.
 #   Other options as in benches/run.sh. Env: DOORMAN_BENCH_LOG (RUST_LOG, default warn).
 #
-# Needs: nginx, wrk, redis-server, redis-cli, curl, python3 (installed with apt-get when
+# Needs: nginx, wrk, redis-server, redis-cli, curl, python3, openssl (installed with apt-get when
 # missing, unless --no-install), and an open-file hard limit above N + 64 for the client.
 set -uo pipefail
 
@@ -53,7 +59,7 @@ SCRIPT=scale.sh
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PARTS="idle,websockets,sessions"; IDLE_CONNS=10000; WS_CONNS=10000; WS_VICTIMS=100; SIZES="1000 1000000"; STORES="redis,embedded"
+PARTS="idle,idle-tls,websockets,sessions"; IDLE_CONNS=10000; WS_CONNS=10000; WS_VICTIMS=100; SIZES="1000 1000000"; STORES="redis,embedded"
 CONNS=64; DURATION=10s; REPS=3; WARMUP=2s; THREADS=1
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0
 DOORMAN=""; SEED=""
@@ -88,6 +94,7 @@ command -v wrk >/dev/null || pkgs+=(wrk)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v python3 >/dev/null || pkgs+=(python3)
 [ "$PIN" = 1 ] && ! command -v taskset >/dev/null && pkgs+=(util-linux)
+part idle-tls && ! command -v openssl >/dev/null && pkgs+=(openssl)
 if [ $NEED_REDIS = 1 ]; then
   command -v redis-server >/dev/null || pkgs+=(redis-server)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
@@ -110,7 +117,7 @@ fi
 
 OUT=${OUT:-$HERE/results/scale-$(date +%Y%m%d-%H%M%S)}
 init_run
-RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/idle.tsv"; : > "$OUT/seed.tsv"; : > "$OUT/websockets.tsv"
+RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/idle.tsv"; : > "$OUT/idle-tls.tsv"; : > "$OUT/seed.tsv"; : > "$OUT/websockets.tsv"
 {
   echo "date: $(date -Is)  host: $(uname -srm)  cpus: $NCPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo))"
   echo "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))  RUST_LOG=$DOORMAN_LOG"
@@ -167,6 +174,53 @@ idle_timeout = \"10m\""
   [ "$still" = "$held" ] || die "idle: doorman closed $((held - still)) idle connections while held"
 }
 part idle && idle_part
+
+# ---------------------------------------------------------------- part 1c: idle TLS connections
+# hold_idle_tls NAME PORT PATH: IDLE_CONNS TLS connections to the server NAME (its process group:
+# nginx's master and workers summed), one request each, held idle; one line in idle-tls.tsv:
+# name conns held failed open_s fds still_open rss_before rss_held hwm rss_after (KiB).
+hold_idle_tls() {
+  local name=$1 port=$2 path=$3 line ready held failed secs still rss0 rss1 hwm rss2 fds=0 p
+  sleep 0.5
+  rss0=$(mem_of "$name" VmRSS)
+  log "idle-tls: $name VmRSS $((rss0 / 1024)) MiB before; opening $IDLE_CONNS TLS connections"
+  coproc TIDLE { exec python3 "$HERE/idle_conns.py" --tls --port "$port" --count "$IDLE_CONNS" --path "$path" --parallel 64 2>&1; }
+  local in=${TIDLE[0]} out=${TIDLE[1]} cpid=$TIDLE_PID
+  IDLE_CLIENT=$cpid
+  read -r -t 600 line <&"$in" || die "idle-tls: the client gave no READY line for $name (see $OUT/run.log)"
+  read -r ready held failed secs <<< "$line"
+  [ "$ready" = READY ] || die "idle-tls: the client said: $line"
+  sleep "$POOL_SETTLE"   # as in the idle part: doorman's upstream pool idles out
+  rss1=$(mem_of "$name" VmRSS); hwm=$(mem_of "$name" VmHWM)
+  for p in $(group_pids "$name"); do fds=$((fds + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
+  echo >&"$out"
+  read -r -t 60 line <&"$in" || die "idle-tls: the client did not close ($name)"
+  still=${line#CLOSED }
+  wait "$cpid" 2>/dev/null; IDLE_CLIENT=""
+  sleep 2
+  rss2=$(mem_of "$name" VmRSS)
+  log "idle-tls: $name held $held ($failed failed, opened in ${secs}s): VmRSS $((rss1 / 1024)) MiB, $fds fds; after close $((rss2 / 1024)) MiB"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$IDLE_CONNS" "$held" "$failed" "$secs" "$fds" \
+    "$still" "$rss0" "$rss1" "$hwm" "$rss2" >> "$OUT/idle-tls.tsv"
+  [ "$failed" = 0 ] || die "idle-tls: $failed of $IDLE_CONNS TLS connections to $name got no 200 keep-alive answer"
+  [ "$still" = "$held" ] || die "idle-tls: $name closed $((held - still)) idle TLS connections while held"
+}
+idle_tls_part() {
+  local dport nport
+  read -r dport nport <<< "$(free_ports 2)"
+  make_certs "$OUT/certs"
+  doorman_config dm-idle-tls "$dport" "$(session_toml embedded)" \
+    "max_connections = $((IDLE_CONNS + 1000))
+idle_timeout = \"10m\"
+tls = { cert = \"$OUT/certs/ecdsa.pem\", key = \"$OUT/certs/ecdsa.key\" }"
+  doorman_start dm-idle-tls "$dport"
+  hold_idle_tls dm-idle-tls "$dport" /public
+  nginx_h2
+  nginx_up nginx-idle-tls nginx-tls.conf.tmpl "$nport" "$(nproc)" CERT="$OUT/certs/ecdsa.pem" KEY="$OUT/certs/ecdsa.key" \
+    "LISTEN_H2=$NGINX_LISTEN_H2" "HTTP2_ON=$NGINX_HTTP2_ON"
+  hold_idle_tls nginx-idle-tls "$nport" /dashboard
+}
+part idle-tls && idle_tls_part
 
 # ---------------------------------------------------------------- part 1b: idle WebSockets
 # ws_part: doorman (embedded store) in front of benches/ws_conns.py's WebSocket upstream; the

@@ -5,6 +5,8 @@
 
 OUT/idle.tsv: key value lines (conns held failed open_s fds still_open rss_before rss_held hwm
   rss_after; memory in KiB) from the idle-connections part.
+OUT/idle-tls.tsv: one line per server (doorman's and nginx's process groups): name conns held
+  failed open_s fds still_open rss_before rss_held hwm rss_after (KiB; nginx: master + workers).
 OUT/websockets.tsv: key value lines (conns held failed open_s fds rss_before rss_held hwm
   rss_after victims victims_closed close_frames slowest_ms others_closed) from the WebSockets part.
 OUT/raw.tsv: run.sh's columns (see report.py), rows named STORE-SIZE.
@@ -65,6 +67,31 @@ if idle:
     targets.append(("RSS with %d idle keep-alive connections ≤ 150 MB" % n,
                     "%.1f MiB (%.0f MB), peak %.1f MiB" % (loaded, loaded * 1.048576, hwm),
                     met(loaded * 1.048576 <= 150) if n >= 10000 else "n/a (fewer than 10,000)"))
+
+tls_idle = [l for l in lines("idle-tls.tsv") if len(l) >= 11]
+if tls_idle:
+    out.append("### Idle TLS connections (doorman vs nginx)")
+    out.append("")
+    out.append("The same hold over TLS (ECDSA P-256, a full handshake and one request per connection, then "
+               "idle), doorman ([listen] tls) and nginx (run.sh's row j: workers = cores, ssl_session_cache, "
+               "tickets, h2) one after the other. RSS summed over the server's processes (nginx: master + "
+               "workers, whose shared pages count once per process); per connection = (held − before) / held.")
+    out.append("")
+    out.append("| server | connections | held | failed | opened in s | fds | RSS MiB before | held | per connection KiB | peak | after close |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    per_conn = {}
+    for name, n, held, failed, secs, fds, _still, r0, r1, hwm, r2 in (l[:11] for l in tls_idle):
+        per = (int(r1) - int(r0)) / int(held) if int(held) else 0
+        per_conn["nginx" if name.startswith("nginx") else "doorman"] = (per, int(n))
+        out.append("| %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+            "nginx" if name.startswith("nginx") else "doorman", n, held, failed, secs, fds,
+            mib(r0), mib(r1), per, mib(hwm), mib(r2)))
+    out.append("")
+    if "nginx" in per_conn and "doorman" in per_conn:
+        d, n = per_conn["doorman"][0], per_conn["nginx"][0]
+        targets.append(("RSS per idle TLS connection ≤ nginx's (issue 20)",
+                        "%.1f vs %.1f KiB" % (d, n),
+                        met(d <= n) if per_conn["doorman"][1] >= 10000 else "n/a (fewer than 10,000)"))
 
 ws = {k: v for k, v in (l[:2] for l in lines("websockets.tsv"))}
 if ws:

@@ -3,11 +3,13 @@
 //! It drives this test run's doorman binary (a debug build: the figures mean nothing, and no
 //! timing is asserted) against the harness's nginx upstream and nginx proxy, with wrk and
 //! redis-server, all on free loopback ports, for about a second per row; row h puts a gateway
-//! nginx in front of an auth-only doorman (`auth_request` to `/_doorman/auth`). Row g (`[session]
-//! cache = true`) is measured when this build accepts the option, and must be listed as not
-//! supported when it does not (the harness runs older builds too). `scripts/test`
-//! installs nginx, wrk and redis-server when they are missing; `--no-install` keeps this test
-//! from running apt-get itself.
+//! nginx in front of an auth-only doorman (`auth_request` to `/_doorman/auth`). The TLS rows j to
+//! v (issue 20: HTTPS keep-alive with wrk, full and resumed handshakes with benches/tls_conns.py,
+//! HTTP/2 with h2load; nginx and doorman on certificates the run makes with openssl) run too. Rows
+//! g and m (`[session] cache = true`) are measured when this build accepts the option, and must be
+//! listed as not supported when it does not (the harness runs older builds too). `scripts/test`
+//! installs nginx, wrk, h2load, openssl and redis-server when they are missing; `--no-install`
+//! keeps this test from running apt-get itself.
 
 use std::process::Command;
 
@@ -47,9 +49,22 @@ fn quick_benchmark_runs_every_doorman_row() {
         ("e", "doorman, authenticated, Redis store"),
         ("f", "doorman, authenticated, embedded store"),
         ("h", "nginx auth_request → doorman /auth"),
+        ("j", "nginx TLS proxy, HTTP/1.1 keep-alive"),
+        ("k", "doorman TLS, public route"),
+        ("l", "doorman TLS, authenticated, embedded store"),
+        ("n", "nginx, full TLS handshakes, ECDSA P-256"),
+        ("o", "doorman, full TLS handshakes, ECDSA P-256"),
+        ("p", "nginx, resumed TLS handshakes, ECDSA P-256"),
+        ("q", "doorman, resumed TLS handshakes, ECDSA P-256"),
+        ("r", "nginx, full TLS handshakes, RSA 2048"),
+        ("s", "doorman, full TLS handshakes, RSA 2048"),
+        ("t", "nginx h2 proxy"),
+        ("u", "doorman h2, public route"),
+        ("v", "doorman h2, authenticated, embedded store"),
     ];
     if cache {
         measured.push(("g", "doorman, authenticated, Redis store, cache = true"));
+        measured.push(("m", "doorman TLS, authenticated, Redis store, cache = true"));
     } else {
         // A build that refuses `cache = true` gets row g listed, not a failed run.
         assert!(

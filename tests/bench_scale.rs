@@ -2,11 +2,11 @@
 //!
 //! It drives this test run's doorman binary (a debug build: the figures mean nothing, and no
 //! timing is asserted) and a debug build of the `bench-seed` example (built here with cargo)
-//! at tiny sizes: 300 idle connections, stores seeded with 100 and 2,000 sessions, a second of
+//! at tiny sizes: 300 idle connections (plain, and TLS to doorman and to nginx), stores seeded with 100 and 2,000 sessions, a second of
 //! wrk per row. The script itself fails when a connection is refused or dropped while held,
 //! when seeding reports an error, or when doorman does not accept a seeded session (the seed
 //! tool's layout drifted from the store's); this test checks that it succeeded and that its
-//! table has every part, without errors. Needs nginx, wrk and redis-server, like
+//! table has every part, without errors. Needs nginx, wrk, redis-server and openssl, like
 //! `bench_quick.rs`.
 
 use std::path::{Path, PathBuf};
@@ -74,6 +74,16 @@ fn quick_scale_run_holds_idle_connections_and_reads_seeded_stores() {
         .unwrap_or_else(|| panic!("no idle-connections row in:\n{table}"));
     let cells: Vec<&str> = idle.split('|').map(str::trim).collect();
     assert_eq!((cells[2], cells[3]), ("300", "0"), "{idle}");
+
+    // | server | connections | held | failed | ...
+    for server in ["doorman", "nginx"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {server} | 300 |")))
+            .unwrap_or_else(|| panic!("no idle TLS row for {server} in:\n{table}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!((cells[3], cells[4]), ("300", "0"), "{line}");
+    }
 
     for store in ["redis", "embedded"] {
         for size in ["100", "2,000"] {
