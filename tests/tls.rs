@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use rustls::{ClientConfig, HandshakeKind, RootCertStore, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -289,6 +289,50 @@ async fn tls13_and_tls12_handshakes_succeed() {
         assert_eq!(parts.status, StatusCode::OK, "{expected:?}");
         assert_eq!(echoed(&body)["uri"], "/hello");
     }
+}
+
+/// A returning client resumes its session (TLS 1.3 and 1.2), and so do a few hundred: doorman
+/// issues stateless tickets, where rustls's default, a 256-session cache, would have evicted
+/// the first clients' sessions before they came back (issue 20).
+#[tokio::test]
+async fn returning_clients_resume_their_sessions_by_ticket() {
+    let pair = Pair::generate();
+    let (doorman, _upstream) = start(&pair, "", "").await;
+    // One request per connection: a TLS 1.3 ticket arrives after the handshake, with the
+    // first bytes the server sends.
+    let visit = |tls: TlsConnector| async move {
+        let stream = connect(doorman.addr, &tls).await;
+        let kind = stream.get_ref().1.handshake_kind();
+        let mut sender = h1_over(stream).await;
+        let resp = sender
+            .send_request(request("GET", "/", &[], ""))
+            .await
+            .expect("response");
+        assert_eq!(collect(resp).await.0.status, StatusCode::OK);
+        kind
+    };
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let tls = client(&[&pair], &[version], H1);
+        assert_eq!(visit(tls.clone()).await, Some(HandshakeKind::Full));
+        assert_eq!(
+            visit(tls).await,
+            Some(HandshakeKind::Resumed),
+            "{version:?}"
+        );
+    }
+
+    const CLIENTS: usize = 300;
+    let clients: Vec<TlsConnector> = (0..CLIENTS)
+        .map(|_| client(&[&pair], &[&rustls::version::TLS13], H1))
+        .collect();
+    for tls in &clients {
+        assert_eq!(visit(tls.clone()).await, Some(HandshakeKind::Full));
+    }
+    let mut resumed = 0;
+    for tls in clients {
+        resumed += usize::from(visit(tls).await == Some(HandshakeKind::Resumed));
+    }
+    assert_eq!(resumed, CLIENTS, "every returning client resumed");
 }
 
 /// A raw TLS 1.1 ClientHello (`client_version` 3.2, no `supported_versions` extension): what
