@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from idle_conns import tls_context  # beside this script: the same client TLS settings
+
 
 def parse_args():
     ap = argparse.ArgumentParser()
@@ -53,15 +55,6 @@ def seconds(d):
         if d.endswith(unit) and d[: -len(unit)].replace(".", "", 1).isdigit():
             return float(d[: -len(unit)]) * f
     return float(d)
-
-
-def context():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def one(ctx, port, request, session, timeout):
@@ -86,7 +79,7 @@ def one(ctx, port, request, session, timeout):
 
 
 def worker(a, nloops, deadline, out):
-    ctx = context()
+    ctx = tls_context()
     hdrs = "Cookie: %s\r\n" % a.cookie if a.cookie else ""
     request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sConnection: close\r\n\r\n"
                % (a.path, a.port, hdrs)).encode()
