@@ -116,7 +116,7 @@ def worker(a, nloops, deadline, out):
 def main():
     a = parse_args()
     if a.check:
-        ctx, ok, session = context(), True, None
+        ctx, ok, session = tls_context(), True, None
         request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sConnection: close\r\n\r\n"
                    % (a.path, a.port, "Cookie: %s\r\n" % a.cookie if a.cookie else "")).encode()
         for _ in range(2 if a.resume else 1):
