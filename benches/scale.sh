@@ -138,72 +138,60 @@ cleanup_hook() {  # the clients holding idle connections, if a failure left them
   return 0
 }
 kib() { awk -v f="$2:" '$1==f {print $2}' "/proc/$1/status" 2>/dev/null; }
+# hold_idle NAME PORT PATH TAG [--tls]: IDLE_CONNS connections (TLS with --tls) to the server
+# NAME, one GET PATH each (keep-alive), held idle by benches/idle_conns.py, then closed. Memory
+# is summed over NAME's process group (doorman alone; nginx's master and workers). Sets HELD
+# FAILED SECS FDS STILL and, in KiB, RSS0 (before) RSS1 HWM (held) RSS2 (after close); dies
+# when a connection got no 200 or the server closed one while held. TAG prefixes the log lines.
+hold_idle() {
+  local name=$1 port=$2 path=$3 tag=$4 tls=${5:-} line ready p
+  sleep 0.5
+  RSS0=$(mem_of "$name" VmRSS)
+  log "$tag: $name VmRSS $((RSS0 / 1024)) MiB before; opening $IDLE_CONNS connections"
+  # shellcheck disable=SC2086 # $tls: empty or --tls
+  coproc IDLE { exec python3 "$HERE/idle_conns.py" $tls --port "$port" --count "$IDLE_CONNS" --path "$path" --parallel 64 2>&1; }
+  local in=${IDLE[0]} out=${IDLE[1]} cpid=$IDLE_PID
+  IDLE_CLIENT=$cpid
+  read -r -t 600 line <&"$in" || die "$tag: the client gave no READY line for $name (see $OUT/run.log)"
+  read -r ready HELD FAILED SECS <<< "$line"
+  [ "$ready" = READY ] || die "$tag: the client said: $line"
+  # Let doorman's pooled upstream connections (up to --parallel of them) idle out
+  # (pool_idle_timeout, 4 s): what is left is the client connections alone.
+  sleep "$POOL_SETTLE"
+  RSS1=$(mem_of "$name" VmRSS); HWM=$(mem_of "$name" VmHWM)
+  FDS=0
+  for p in $(group_pids "$name"); do FDS=$((FDS + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
+  log "$tag: $name held $HELD ($FAILED failed, opened in ${SECS}s): VmRSS $((RSS1 / 1024)) MiB, VmHWM $((HWM / 1024)) MiB, $FDS fds"
+  echo >&"$out"
+  read -r -t 60 line <&"$in" || die "$tag: the client did not close ($name)"
+  STILL=${line#CLOSED }
+  wait "$cpid" 2>/dev/null; IDLE_CLIENT=""
+  sleep 2
+  RSS2=$(mem_of "$name" VmRSS)
+  log "$tag: $STILL of $HELD still open at the end; after close $name VmRSS $((RSS2 / 1024)) MiB"
+  [ "$FAILED" = 0 ] || die "$tag: $FAILED of $IDLE_CONNS connections to $name got no 200 keep-alive answer"
+  [ "$STILL" = "$HELD" ] || die "$tag: $name closed $((HELD - STILL)) idle connections while held"
+}
 idle_part() {
-  local port pid line ready held failed secs fds still rss0 rss1 hwm rss2
+  local port
   read -r port <<< "$(free_ports 1)"
   doorman_config dm-idle "$port" "$(session_toml embedded)" \
     "max_connections = $((IDLE_CONNS + 1000))
 idle_timeout = \"10m\""
   doorman_start dm-idle "$port"
-  pid=$(pid_of dm-idle)
-  sleep 0.5
-  rss0=$(kib "$pid" VmRSS)
-  log "idle: doorman VmRSS $((rss0 / 1024)) MiB before; opening $IDLE_CONNS connections"
-  coproc IDLE { exec python3 "$HERE/idle_conns.py" --port "$port" --count "$IDLE_CONNS" --path /public --parallel 64 2>&1; }
-  local in=${IDLE[0]} out=${IDLE[1]} cpid=$IDLE_PID
-  IDLE_CLIENT=$cpid
-  read -r -t 600 line <&"$in" || die "idle: the client gave no READY line (see $OUT/run.log)"
-  read -r ready held failed secs <<< "$line"
-  [ "$ready" = READY ] || die "idle: the client said: $line"
-  # Let doorman's pooled upstream connections (up to --parallel of them) idle out
-  # (pool_idle_timeout, 4 s): what is left is the client connections alone.
-  sleep "$POOL_SETTLE"
-  rss1=$(kib "$pid" VmRSS); hwm=$(kib "$pid" VmHWM)
-  fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-  log "idle: $held connections held ($failed failed, opened in ${secs}s): VmRSS $((rss1 / 1024)) MiB, VmHWM $((hwm / 1024)) MiB, $fds fds"
-  echo >&"$out"
-  read -r -t 60 line <&"$in" || die "idle: the client did not close"
-  still=${line#CLOSED }
-  wait "$cpid" 2>/dev/null; IDLE_CLIENT=""
-  sleep 2
-  rss2=$(kib "$pid" VmRSS)
-  log "idle: $still of $held still open at the end; after close VmRSS $((rss2 / 1024)) MiB"
+  hold_idle dm-idle "$port" /public idle
   printf 'conns\t%s\nheld\t%s\nfailed\t%s\nopen_s\t%s\nfds\t%s\nstill_open\t%s\nrss_before\t%s\nrss_held\t%s\nhwm\t%s\nrss_after\t%s\n' \
-    "$IDLE_CONNS" "$held" "$failed" "$secs" "$fds" "$still" "$rss0" "$rss1" "$hwm" "$rss2" > "$OUT/idle.tsv"
-  [ "$failed" = 0 ] || die "idle: $failed of $IDLE_CONNS connections got no 200 keep-alive answer"
-  [ "$still" = "$held" ] || die "idle: doorman closed $((held - still)) idle connections while held"
+    "$IDLE_CONNS" "$HELD" "$FAILED" "$SECS" "$FDS" "$STILL" "$RSS0" "$RSS1" "$HWM" "$RSS2" > "$OUT/idle.tsv"
 }
 part idle && idle_part
 
 # ---------------------------------------------------------------- part 1c: idle TLS connections
-# hold_idle_tls NAME PORT PATH: IDLE_CONNS TLS connections to the server NAME (its process group:
-# nginx's master and workers summed), one request each, held idle; one line in idle-tls.tsv:
+# hold_idle_tls NAME PORT PATH: hold_idle over TLS; one line in idle-tls.tsv:
 # name conns held failed open_s fds still_open rss_before rss_held hwm rss_after (KiB).
 hold_idle_tls() {
-  local name=$1 port=$2 path=$3 line ready held failed secs still rss0 rss1 hwm rss2 fds=0 p
-  sleep 0.5
-  rss0=$(mem_of "$name" VmRSS)
-  log "idle-tls: $name VmRSS $((rss0 / 1024)) MiB before; opening $IDLE_CONNS TLS connections"
-  coproc TIDLE { exec python3 "$HERE/idle_conns.py" --tls --port "$port" --count "$IDLE_CONNS" --path "$path" --parallel 64 2>&1; }
-  local in=${TIDLE[0]} out=${TIDLE[1]} cpid=$TIDLE_PID
-  IDLE_CLIENT=$cpid
-  read -r -t 600 line <&"$in" || die "idle-tls: the client gave no READY line for $name (see $OUT/run.log)"
-  read -r ready held failed secs <<< "$line"
-  [ "$ready" = READY ] || die "idle-tls: the client said: $line"
-  sleep "$POOL_SETTLE"   # as in the idle part: doorman's upstream pool idles out
-  rss1=$(mem_of "$name" VmRSS); hwm=$(mem_of "$name" VmHWM)
-  for p in $(group_pids "$name"); do fds=$((fds + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
-  echo >&"$out"
-  read -r -t 60 line <&"$in" || die "idle-tls: the client did not close ($name)"
-  still=${line#CLOSED }
-  wait "$cpid" 2>/dev/null; IDLE_CLIENT=""
-  sleep 2
-  rss2=$(mem_of "$name" VmRSS)
-  log "idle-tls: $name held $held ($failed failed, opened in ${secs}s): VmRSS $((rss1 / 1024)) MiB, $fds fds; after close $((rss2 / 1024)) MiB"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$IDLE_CONNS" "$held" "$failed" "$secs" "$fds" \
-    "$still" "$rss0" "$rss1" "$hwm" "$rss2" >> "$OUT/idle-tls.tsv"
-  [ "$failed" = 0 ] || die "idle-tls: $failed of $IDLE_CONNS TLS connections to $name got no 200 keep-alive answer"
-  [ "$still" = "$held" ] || die "idle-tls: $name closed $((held - still)) idle TLS connections while held"
+  hold_idle "$1" "$2" "$3" idle-tls --tls
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$IDLE_CONNS" "$HELD" "$FAILED" "$SECS" "$FDS" \
+    "$STILL" "$RSS0" "$RSS1" "$HWM" "$RSS2" >> "$OUT/idle-tls.tsv"
 }
 idle_tls_part() {
   local dport nport
