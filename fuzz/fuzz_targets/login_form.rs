@@ -17,6 +17,10 @@
 use doorman::fuzzing::{failed_login_page, Form};
 use libfuzzer_sys::fuzz_target;
 
+// Shared by several targets; not a target itself (scripts/fuzz runs fuzz_targets/*.rs).
+#[path = "shared/percent.rs"]
+mod percent;
+
 fuzz_target!(|data: &[u8]| {
     let form = Form::parse(data);
     let pairs = reference(data);
@@ -68,32 +72,9 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
+/// A form field, decoded: `+` is a space.
 fn decode(s: &[u8]) -> String {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                if let (Some(hi), Some(lo)) = (
-                    s.get(i + 1).copied().and_then(hex),
-                    s.get(i + 2).copied().and_then(hex),
-                ) {
-                    out.push(hi * 16 + lo);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&percent::decode(s, true)).into_owned()
 }
 
 /// A form body's pairs, decoded as browsers encode them.

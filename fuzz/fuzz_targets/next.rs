@@ -24,6 +24,11 @@ use doorman::host::HostPattern;
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 
+// Shared by several targets; not a target itself (scripts/fuzz runs fuzz_targets/*.rs).
+#[path = "shared/percent.rs"]
+mod percent;
+use percent::hex;
+
 fn hosts() -> &'static [HostPattern] {
     static HOSTS: OnceLock<Vec<HostPattern>> = OnceLock::new();
     HOSTS.get_or_init(|| {
@@ -77,30 +82,6 @@ fn location_encoded(raw: &str) -> String {
     out
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-fn decode_once(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                s.get(i + 1).copied().and_then(hex),
-                s.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(hi * 16 + lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
-}
-
 /// Rules 1–6 for a value that was kept.
 fn check_kept(raw: &str) {
     assert!(!raw.is_empty() && raw.len() <= NEXT_MAX_LEN, "{raw:?}");
@@ -109,7 +90,7 @@ fn check_kept(raw: &str) {
         !raw.chars().any(char::is_control),
         "{raw:?} kept with a control"
     );
-    let decoded = decode_once(raw.as_bytes());
+    let decoded = percent::decode(raw.as_bytes(), false);
     assert!(
         !String::from_utf8_lossy(&decoded)
             .chars()

@@ -20,6 +20,11 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// Shared by several targets; not a target itself (scripts/fuzz runs fuzz_targets/*.rs).
+#[path = "shared/percent.rs"]
+mod percent;
+use percent::hex;
+
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);
     let got = doorman::path::normalise(&raw);
@@ -50,10 +55,6 @@ fn is_unreserved(b: u8) -> bool {
 /// `pchar` of RFC 3986 without `%` (escapes are checked apart) and without `;`, plus `/`.
 fn is_path_byte(b: u8) -> bool {
     is_unreserved(b) || b"/!$&'()*+,=:@".contains(&b)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// The normaliser's rules as the module documentation states them, written apart from it:
