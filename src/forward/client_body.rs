@@ -10,8 +10,8 @@
 //! * **`[upstream] timeout`** bounds the upstream's own delays: from the end of the request
 //!   body to the response head, and, while a body is still in flight, how long the upstream may
 //!   leave a body frame untaken. A slow but progressing upload is governed by `body_timeout`
-//!   alone ([`Progress`], [`head_within`]). A request without a body keeps the plain
-//!   `timeout(send)` path: no shared state is allocated for it.
+//!   alone ([`Progress`], [`head_within`]). A request without a body waits under a plain
+//!   timeout: no shared state is allocated for it.
 //! * **Malformed chunked bodies** (a bad chunk size, data longer than its chunk, more than hyper's
 //!   16 KiB of chunk extensions) are a client error: `400`, not the `502` an upstream failure
 //!   gets. So that the usual probes never reach the upstream at all, a chunked body is
@@ -122,31 +122,63 @@ impl Progress {
 /// Wait for `send` (the upstream's response head) under `[upstream] timeout`; `None` if the
 /// upstream took too long. Without `progress` (no body in flight) this is a plain timeout;
 /// with it, the timeout counts only the upstream's time (see the module docs).
-pub async fn head_within<F: Future>(
+///
+/// A future of its own rather than an `async fn`: an `async fn` keeps its argument `send` and
+/// the timeout wrapped around it as two fields, so every request's state carried the upstream
+/// exchange twice (3.8 KB each), and moved both with it.
+pub fn head_within<F: Future>(
     timeout: Duration,
     progress: Option<Arc<Progress>>,
     send: F,
-) -> Option<F::Output> {
-    let Some(progress) = progress else {
-        return tokio::time::timeout(timeout, send).await.ok();
-    };
-    tokio::pin!(send);
-    loop {
-        // While the client is the one being waited for, look again a `timeout` later: a body
-        // that moves or ends in between sets a deadline at least that far away.
-        let wake = progress
-            .upstream_deadline(timeout)
-            .unwrap_or_else(|| Instant::now() + timeout);
-        tokio::select! {
-            out = &mut send => return Some(out),
-            () = tokio::time::sleep_until(wake) => {
-                if progress
-                    .upstream_deadline(timeout)
-                    .is_some_and(|at| at <= Instant::now())
-                {
-                    return None;
-                }
+) -> HeadWithin<F> {
+    let wake = progress
+        .as_deref()
+        .and_then(|p| p.upstream_deadline(timeout))
+        .unwrap_or_else(|| Instant::now() + timeout);
+    HeadWithin {
+        send,
+        sleep: tokio::time::sleep_until(wake),
+        timeout,
+        progress,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`head_within`]'s future.
+    pub struct HeadWithin<F> {
+        #[pin]
+        send: F,
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+        progress: Option<Arc<Progress>>,
+    }
+}
+
+impl<F: Future> Future for HeadWithin<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.send.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        loop {
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            let Some(progress) = this.progress.as_deref() else {
+                return Poll::Ready(None);
+            };
+            // While the client is the one being waited for, look again a `timeout` later: a
+            // body that moves or ends in between sets a deadline at least that far away.
+            let now = Instant::now();
+            let wake = match progress.upstream_deadline(*this.timeout) {
+                Some(at) if at <= now => return Poll::Ready(None),
+                Some(at) => at,
+                None => now + *this.timeout,
+            };
+            this.sleep.as_mut().reset(wake);
         }
     }
 }
