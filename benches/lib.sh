@@ -204,6 +204,13 @@ mem_of() {  # mem_of NAME FIELD(VmHWM|VmRSS): sum over the group's processes, Ki
 
 # ---------------------------------------------------------------- servers
 nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS [KEY=VALUE...] (each replaces @KEY@)
+  nginx_render "$@"
+  start_bg "$1" nginx -p "$RUN/$1/" -c "$RUN/$1/nginx.conf" -g 'daemon off;'
+  wait_port "$3" 10 "$1"
+}
+# nginx_render NAME TEMPLATE PORT WORKERS [KEY=VALUE...]: nginx_up's $RUN/NAME/nginx.conf,
+# checked with nginx -t, not started
+nginx_render() {
   local name=$1 tmpl=$2 port=$3 workers=$4 kv subst=()
   shift 4
   for kv in "$@"; do subst+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
@@ -213,8 +220,6 @@ nginx_up() {  # nginx_up NAME TEMPLATE PORT WORKERS [KEY=VALUE...] (each replace
       -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "${subst[@]}" "$CONF/$tmpl" > "$dir/nginx.conf"
   grep -q '@[A-Z_]*@' "$dir/nginx.conf" && die "nginx conf $name: unreplaced $(grep -o '@[A-Z_]*@' "$dir/nginx.conf" | head -1)"
   nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' 2>"$dir/t.err" || { cat "$dir/t.err" >&2; die "nginx conf $name invalid"; }
-  start_bg "$name" nginx -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;'
-  wait_port "$port" 10 "$name"
 }
 
 # make_certs DIR: the run's own self-signed certificates, CN and SAN 127.0.0.1 and localhost:
@@ -322,6 +327,9 @@ $extra
 
 [upstream]
 url = "http://127.0.0.1:$UPSTREAM_PORT"
+# nginx's rows keep \`keepalive 512\` idle upstream connections per worker; doorman's default (64
+# per thread) closes a burst's surplus and reconnects at 256 client connections.
+pool_max_idle = 512
 
 [access]
 default = "authenticated"
@@ -435,6 +443,12 @@ PY
 # row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
 # other% proxy_us/req redis_us/req all_us/req part% part_us/req (CPU % of one core; us = CPU µs
 # per request; part = R_PART's group alone, "-" without one). "proxy" is every group of R_SUT.
+# seconds_of DURATION: wrk's 10s / 2m / 1h (or a bare number of seconds) in whole seconds
+seconds_of() {
+  case $1 in
+    *s) echo "${1%s}";; *m) echo $(( ${1%m} * 60 ));; *h) echo $(( ${1%h} * 3600 ));; *) echo "$1";;
+  esac
+}
 run_wrk() {
   local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out"
   local sut_p up_p rd_p pt_p s0 u0 r0 b0 p0 s1 u1 r1 b1 p1 t0 t1
@@ -444,12 +458,15 @@ run_wrk() {
   local TIMEFORMAT='%U %S' wrc
   rm -f "$RUN/h2load.req"
   load_cmd "$row" "$c" "$d"
-  { time "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" "${LOAD_CMD[@]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
+  # Bounded: h2load has been seen to keep some of its clients going long past -D (one warm-up
+  # at 256 connections ran for 15 minutes). A load tool still running 30 s after its duration
+  # is killed, and its row fails below for want of a result, instead of hanging the run.
+  { time timeout -k 5 $(( $(seconds_of "$d") + 30 )) "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" "${LOAD_CMD[@]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
   t1=$(date +%s.%N)
   s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); p1=$(ticks_of $pt_p); b1=$(busy_ticks)
   [ "$rep" = 0 ] && return 0
   [ "${R_TOOL[$row]:-wrk}" = h2load ] && h2load_result "$f" "$RUN/h2load.req"
-  local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "${R_TOOL[$row]:-wrk} failed for row $row (exit $wrc)"; }
+  local res; res=$(grep '^WRKRESULT' "$f") || { cat "$f" >&2; die "${R_TOOL[$row]:-wrk} failed for row $row (exit $wrc$( [ "$wrc" = 124 ] && echo ": still running 30 s after its duration, killed"))"; }
   case "$res" in *" resumed="*) echo -e "$row\t$c\t$rep\t${res##* resumed=}" | sed 's/ full=/\t/' >> "$OUT/handshakes.tsv";; esac
   python3 - "$row" "$c" "$rep" "$res" "$t0" "$t1" $((s1-s0)) $((u1-u0)) $((r1-r0)) $((b1-b0)) "$HZ" \
     "$( [ "${R_SUT[$row]}" = upstream ] && echo 1 || echo 0 )" "$(tail -1 "$RUN/wrk.time")" \
