@@ -35,9 +35,17 @@
 #                   be a 200 naming the user in X-Auth-User, and the same check without the
 #                   cookie 401. Skipped with FORWARD_AUTH=0, or when DOORMAN has no forward-auth
 #                   (a build from before it refuses the config).
-# Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>` and
-# `forward-auth: <Ir/req>` on stdout
-# (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
+#   nginx:          the same loads through nginx instead of doorman, for a figure that does not
+#                   depend on the CPU (issue 20): row b's proxy (conf/nginx-proxy.conf.tmpl,
+#                   proxy_pass with a keepalive upstream pool) in one process (`master_process
+#                   off`, the counterpart of DOORMAN_WORKERS=1) under callgrind, in front of the
+#                   same upstream. nginx-public sends the public path's request, nginx-cookie
+#                   the authenticated path's (GET /dashboard with the same Cookie header; nginx
+#                   does no auth, so this is what proxying those bytes costs it). Skipped with
+#                   NGINX=0.
+# Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>`,
+# `forward-auth: <Ir/req>`, `nginx-public: <Ir/req>` and `nginx-cookie: <Ir/req>` on stdout,
+# then doorman's figures over nginx's (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
 # may be an older build.
 # Processes, ports, the upstream and the config are benches/lib.sh's, as for run.sh.
 set -uo pipefail
@@ -46,7 +54,8 @@ SCRIPT=callgrind.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
-ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}
+COOKIE=""
+ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}
 PIN=0; NICE=0
 
 for t in valgrind callgrind_control nginx curl python3; do
@@ -56,8 +65,8 @@ done
 
 build_doorman
 init_run
-read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT <<< "$(free_ports 5)"
-[ -n "$FA_PORT" ] || die "could not pick free loopback ports"
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT <<< "$(free_ports 7)"
+[ -n "$NG_COOKIE_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
 
@@ -184,6 +193,29 @@ measure() {
   python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
     "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" "$assert" \
     "${user_header[@]:-x-seen-auth-user}" "${sent[@]}" || die "$name: load failed (log: $RUN/$name.log)"
+  [ "$auth" = 1 ] && COOKIE=$cookie
+  ir_per_request "$name" "$out"
+}
+
+# measure_nginx NAME PORT PATH COOKIE: row b's nginx, one process, under callgrind, the same
+# load as measure's; sets RESULT (Ir/request)
+measure_nginx() {
+  local name=$1 port=$2 path=$3 cookie=$4 out="$RUN/$1/callgrind.out" pid
+  nginx_render "$name" nginx-proxy.conf.tmpl "$port" 1
+  log "$name: starting nginx under callgrind on :$port"
+  start_bg "$name" valgrind --tool=callgrind --callgrind-out-file="$out" \
+    nginx -p "$RUN/$name/" -c "$RUN/$name/nginx.conf" -g 'daemon off; master_process off;'
+  pid=$(pid_of "$name")
+  wait_port "$port" 60 "$name"
+  python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" "" 0 \
+    || die "$name: load failed (log: $RUN/$name.log)"
+  ir_per_request "$name" "$out"
+}
+
+# ir_per_request NAME OUT: the one dump OUT.* the load generator asked for; sets RESULT to its
+# total Ir / N
+ir_per_request() {
+  local name=$1 out=$2
   local dumps=("$out".*)
   [ ${#dumps[@]} = 1 ] && [ -f "${dumps[0]}" ] || die "$name: expected one dump $out.*, found: ${dumps[*]}"
   local total
@@ -209,9 +241,21 @@ if [ "$FORWARD_AUTH" = 1 ] && printf '[forward_auth]\ntrusted_gateways = ["127.0
     > "$RUN/fa-probe.toml" && "$DOORMAN" check --config "$RUN/fa-probe.toml" >/dev/null 2>&1; then
   measure forward-auth "$FA_PORT" /_doorman/auth 1 0 1; FORWARDED=$RESULT
 fi
+NG_PUBLIC=""; NG_COOKIE=""
+if [ "$NGINX" = 1 ]; then
+  measure_nginx nginx-public "$NG_PUBLIC_PORT" /public ""; NG_PUBLIC=$RESULT
+  measure_nginx nginx-cookie "$NG_COOKIE_PORT" /dashboard "$COOKIE"; NG_COOKIE=$RESULT
+fi
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"
 [ -n "$ASSERTED" ] && echo "assertion: $ASSERTED"
 [ -n "$FORWARDED" ] && echo "forward-auth: $FORWARDED"
+if [ -n "$NG_PUBLIC" ]; then
+  echo "nginx-public: $NG_PUBLIC"
+  echo "nginx-cookie: $NG_COOKIE"
+  # issue 20's target: doorman ≤ 1.2× nginx's instructions per request on the same load
+  awk -v p="$PUBLIC" -v np="$NG_PUBLIC" -v a="$AUTHENTICATED" -v na="$NG_COOKIE" 'BEGIN {
+    printf "public / nginx-public: %.2fx\nauthenticated / nginx-cookie: %.2fx\n", p / np, a / na }'
+fi
 [ -n "$ASSERTED" ] && log "assertion on / off: $(awk -v a="$ASSERTED" -v b="$AUTHENTICATED" 'BEGIN{printf "%+.2f %%", (a-b)*100/b}')"
 exit 0
