@@ -59,7 +59,8 @@
 # Scale (10,000 idle connections, plain and TLS; 1,000,000 sessions): benches/scale.sh.
 #
 # Output: a markdown table (req/s, p50, p99, errors, CPU µs/request and peak RSS of the
-# proxy process, ratios to nginx and to Express) on stdout and in OUT/table.md, plus
+# proxy process, ratios to nginx and to Express, the targets met and missed) on stdout and in
+# OUT/table.md, a chart of req/s and p99 per row in OUT/chart.svg (report.py, chart.py), plus
 # raw.tsv, rss.tsv, versions.txt and the servers' logs in OUT (default
 # benches/results/<stamp>/, ignored by git). Everything it started is stopped on exit.
 #
@@ -361,6 +362,6 @@ stop_all
 # ---------------------------------------------------------------- report
 python3 "$HERE/report.py" --raw "$RAW" --rss "$OUT/rss.tsv" --versions "$OUT/versions.txt" \
   --skipped "$SKIPPED" --quick "$QUICK" --fa-store "$FA_STORE" --handshakes "$OUT/handshakes.tsv" \
-  > "$OUT/table.md" || die "report.py failed"
+  --chart "$OUT/chart.svg" > "$OUT/table.md" || die "report.py failed"
 cat "$OUT/table.md"
-echo "table: $OUT/table.md  raw: $RAW  logs: $OUT" >&2
+echo "table: $OUT/table.md  chart: $OUT/chart.svg  raw: $RAW  logs: $OUT" >&2

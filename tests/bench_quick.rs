@@ -116,5 +116,11 @@ fn quick_benchmark_runs_every_doorman_row() {
             "row {ratio_row} has its ratio to nginx: {line}"
         );
     }
+    // The chart is drawn from the same run's files.
+    let chart = std::fs::read_to_string(out.join("chart.svg")).expect("run.sh wrote chart.svg");
+    assert!(
+        chart.starts_with("<svg") && chart.contains("QUICK SMOKE RUN"),
+        "chart.svg is the quick run's SVG"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
