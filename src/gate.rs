@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
@@ -323,7 +323,7 @@ fn prepare<'a>(
 ) -> Result<(&'a Upstream, PathAndQuery, Option<String>), ProxyError> {
     // Auth-only mode: doorman serves its own endpoints and nothing else.
     let upstream = app.upstream.as_ref().ok_or(ProxyError::NotFound)?;
-    let target = forward_target(path, req.uri().query())?;
+    let target = forward_target(path, req.uri())?;
     let host = match app.shared.config.routes.matches_hosts() {
         false => None,
         true => Some(
@@ -344,8 +344,13 @@ fn route_host(client: &ClientInfo, req: &Request<Incoming>) -> Option<String> {
 }
 
 /// The normalised path with the query as the client sent it (never matched, never rewritten).
-fn forward_target(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
-    let target = match query {
+/// When normalising changed nothing — almost always — that is the request's own target,
+/// shared rather than copied and parsed again.
+fn forward_target(path: &str, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+    if let Some(sent) = uri.path_and_query().filter(|sent| sent.path() == path) {
+        return Ok(sent.clone());
+    }
+    let target = match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
     };
@@ -365,4 +370,27 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forward_target_is_the_normalised_path_with_the_query_as_sent() {
+        let uri: Uri = "/a/b?x=%2F..&y".parse().unwrap();
+        let normal = crate::path::normalise(uri.path()).unwrap();
+        assert_eq!(
+            forward_target(&normal, &uri).unwrap().as_str(),
+            "/a/b?x=%2F..&y"
+        );
+
+        let uri: Uri = "/a/./c/../%62?q=1".parse().unwrap();
+        let normal = crate::path::normalise(uri.path()).unwrap();
+        assert_eq!(forward_target(&normal, &uri).unwrap().as_str(), "/a/b?q=1");
+
+        let uri: Uri = "http://app.example/a//b".parse().unwrap();
+        let normal = crate::path::normalise(uri.path()).unwrap();
+        assert_eq!(forward_target(&normal, &uri).unwrap().as_str(), normal);
+    }
 }

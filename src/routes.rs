@@ -173,7 +173,9 @@ impl RouteTable {
     /// default.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Matched<'_> {
         let lowered;
-        let path = if self.case_sensitive {
+        // Route paths are stored lower-cased; most request paths already are, and are matched
+        // as they are, without a lower-cased copy.
+        let path = if self.case_sensitive || !path.bytes().any(|b| b.is_ascii_uppercase()) {
             path
         } else {
             lowered = path.to_ascii_lowercase();
