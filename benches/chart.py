@@ -2,9 +2,10 @@
 
 Imported by report.py (`--chart PATH`), which passes the run's parsed raw.tsv; every number
 drawn comes from there. Doorman's rows are blue, nginx's grey, Express's orange; the lighter
-bar of a pair is the smaller connection count. On a row compared with an nginx row (×nginx in
+bar of a pair is the smaller connection count; req/s bars are scaled per section (handshakes/s
+are a hundredth of keep-alive req/s), p99 is on one log scale. On a row compared with an nginx row (×nginx in
 the table), a black tick marks that nginx row's figure at the same connection count, so a bar
-ending left of its tick (req/s) or right of it (p99) is behind nginx. p99 is on a log scale.
+ending left of its tick (req/s) or right of it (p99) is behind nginx.
 """
 import math
 from xml.sax.saxutils import escape
@@ -32,15 +33,18 @@ def write(path, runs, med, names, rows, ref, conns, quick=False):
     conns = list(conns)[:2] if len(conns) > 2 else list(conns)
     rps = {(r, c): med((r, c), 3) for r in present for c in conns if (r, c) in runs}
     p99 = {(r, c): med((r, c), 6) for r in present for c in conns if (r, c) in runs}
-    max_rps = max([v for v in rps.values() if v] or [1])
+    # req/s bars are scaled per section: handshakes/s are a hundredth of keep-alive req/s.
+    section_max = {}
+    for members, _ in SECTIONS:
+        section_max[members] = max([v for (r, _), v in rps.items() if v and r in members] or [1])
     p99s = [v for v in p99.values() if v and v > 0]
     lo = 10 ** math.floor(math.log10(min(p99s))) if p99s else 0.1
     hi = 10 ** math.ceil(math.log10(max(p99s))) if p99s else 10
     if hi <= lo:
         hi = lo * 10
 
-    def x_rps(v):
-        return LABEL_W + PANEL_W * (v / max_rps)
+    def x_rps(v, top):
+        return LABEL_W + PANEL_W * (v / top)
 
     def x_p99(v):
         v = min(max(v, lo), hi)
@@ -52,7 +56,10 @@ def write(path, runs, med, names, rows, ref, conns, quick=False):
         shown = [r for r in present if r in members]
         if not shown:
             continue
+        top = section_max[members]
         lines.append('<text x="8" y="%d" class="section">%s</text>' % (y + 14, escape(title)))
+        lines.append('<text x="%d" y="%d" class="value" text-anchor="end">full width = %s req/s</text>'
+                     % (LABEL_W + PANEL_W, y + 14, _fmt(top, "req/s")))
         y += 22
         for row in shown:
             label = "%s  %s" % (row, names.get(row, row))
@@ -64,7 +71,8 @@ def write(path, runs, med, names, rows, ref, conns, quick=False):
             for i, c in enumerate(conns):
                 by = y + 4 + i * (BAR_H + 2)
                 colour = COLOURS[kind][min(i, 1)]
-                for value, xf, unit in ((rps.get((row, c)), x_rps, "req/s"), (p99.get((row, c)), x_p99, "ms")):
+                scaled = (lambda v, top=top: x_rps(v, top))
+                for value, xf, unit in ((rps.get((row, c)), scaled, "req/s"), (p99.get((row, c)), x_p99, "ms")):
                     if not value:
                         continue
                     x0 = LABEL_W if unit == "req/s" else LABEL_W + PANEL_W + GAP
@@ -80,13 +88,12 @@ def write(path, runs, med, names, rows, ref, conns, quick=False):
             y += ROW_H
         y += 6
     height = y + 40
-    # axes: req/s gridlines at quarters, p99 at decades
+    # gridlines: req/s at quarters of each section's scale, p99 at decades
     axes = []
     for q in range(5):
-        v = max_rps * q / 4
-        x = x_rps(v)
+        x = LABEL_W + PANEL_W * q / 4
         axes.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" class="grid"/>' % (x, TOP - 6, x, y))
-        axes.append('<text x="%.1f" y="%d" class="axis">%s</text>' % (x, y + 14, _fmt(v, "req/s")))
+        axes.append('<text x="%.1f" y="%d" class="axis">%d %%</text>' % (x, y + 14, 25 * q))
     d = lo
     while d <= hi * 1.0001:
         x = x_p99(d)
@@ -111,7 +118,7 @@ def write(path, runs, med, names, rows, ref, conns, quick=False):
            '.tick{stroke:#000;stroke-width:2}.head{font-size:12px;font-weight:bold;text-anchor:middle}</style>',
            '<rect width="100%" height="100%" fill="white"/>',
            '<text x="8" y="18" font-size="14" font-weight="bold">%s</text>' % escape(title),
-           '<text x="%d" y="%d" class="head">req/s</text>' % (LABEL_W + PANEL_W / 2, TOP - 10),
+           '<text x="%d" y="%d" class="head">req/s (scaled per section)</text>' % (LABEL_W + PANEL_W / 2, TOP - 10),
            '<text x="%d" y="%d" class="head">p99 latency, ms (log scale)</text>'
            % (LABEL_W + PANEL_W + GAP + PANEL_W / 2, TOP - 10),
            '<text x="8" y="%d" class="value">black tick: the nginx row this row is compared with, '
