@@ -1,4 +1,5 @@
-"""SVG chart of one benches/run.sh run: req/s and p99 per row, one bar per connection count.
+"""SVG chart of one benches/run.sh run: req/s and p99 per row, one bar per connection count
+(the first two of the run's).
 
 Imported by report.py (`--chart PATH`), which passes the run's parsed raw.tsv; every number
 drawn comes from there. Doorman's rows are blue, nginx's grey, Express's orange; the lighter

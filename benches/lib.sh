@@ -439,16 +439,16 @@ print("WRKRESULT rps=%s p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f requests
 PY
 }
 
-# run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one load_cmd run, appended to $RAW:
-# row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
-# other% proxy_us/req redis_us/req all_us/req part% part_us/req (CPU % of one core; us = CPU µs
-# per request; part = R_PART's group alone, "-" without one). "proxy" is every group of R_SUT.
 # seconds_of DURATION: wrk's 10s / 2m / 1h (or a bare number of seconds) in whole seconds
 seconds_of() {
   case $1 in
     *s) echo "${1%s}";; *m) echo $(( ${1%m} * 60 ));; *h) echo $(( ${1%h} * 3600 ));; *) echo "$1";;
   esac
 }
+# run_wrk ROW CONNS DURATION REP(0 = warm-up, not recorded): one load_cmd run, appended to $RAW:
+# row conns rep rps p50 p90 p99 max requests non2xx sockerr wrk% proxy% upstream% redis% all%
+# other% proxy_us/req redis_us/req all_us/req part% part_us/req (CPU % of one core; us = CPU µs
+# per request; part = R_PART's group alone, "-" without one). "proxy" is every group of R_SUT.
 run_wrk() {
   local row=$1 c=$2 d=$3 rep=$4 f="$RUN/wrk.out"
   local sut_p up_p rd_p pt_p s0 u0 r0 b0 p0 s1 u1 r1 b1 p1 t0 t1

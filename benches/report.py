@@ -237,7 +237,7 @@ FLOORS = [("d", "plain HTTP, public", 1.0), ("e", "Redis, no cache", 0.75), ("f"
           ("l", "HTTPS keep-alive, embedded", 1.0), ("m", "HTTPS keep-alive, Redis + cache", 1.0),
           ("o", "full handshakes/s, ECDSA P-256", 1.0), ("q", "resumed handshakes/s, ECDSA P-256", 1.0),
           ("u", "h2, public", 1.0), ("v", "h2, authenticated", 1.0)]
-TARGETS = []  # (row, conns, kind, ratio, met) for the chart's marks and the summary line
+TARGETS = []  # (row, conns, kind, ratio, met): the req/s and p99 targets, for the summary line
 for c in conns:
     for row, what, floor in FLOORS:
         key, ref = (row, c), (REF.get(row, "b"), c)
@@ -278,6 +278,10 @@ for c in conns:
         if dh and di:
             target("h doorman µs/req ≤ 1/8 of Express's (row i's node) (issue 14)", c,
                    "%.1f vs %.0f µs = 1/%.1f" % (dh, di, di / dh), dh * 8 <= di)
+for row in DOORMAN:  # issue 7's, which issue 20 keeps
+    if (row, "idle") in rss:
+        v = rss[(row, "idle")]
+        target("%s idle RSS ≤ 20 MB (issue 7)" % row, "–", "%.1f MiB" % v, v * 1.048576 <= 20)
 target("idle memory per plain connection ≤ 8 KiB; per TLS connection ≤ nginx's", "–",
        "`benches/scale.sh --parts idle,idle-tls`", None)
 if TARGETS:
