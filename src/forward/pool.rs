@@ -28,6 +28,8 @@
 //! Connection tasks are spawned on the caller's runtime (`tokio::spawn` from the request's
 //! task), which is the worker the pool belongs to.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -139,7 +141,7 @@ where
         let slot = &self.workers[crate::worker::current() % self.workers.len()];
         let (mut sender, idle_for) = match slot.checkout() {
             Some((sender, idle_for)) => (sender, Some(idle_for)),
-            None => (Box::pin(self.connect()).await?, None),
+            None => (self.connect().await?, None),
         };
         // An idempotent request without a body, on a connection that sat idle: keep a copy,
         // should the upstream close it as the request arrives (its keep-alive timer).
@@ -156,7 +158,7 @@ where
                 // whatever the method.
                 (Some(req), _) if idle_for.is_some() => {
                     debug!(error = %e.error(), "pooled upstream connection closed before use; retrying on a new one");
-                    sender = Box::pin(self.connect()).await?;
+                    sender = self.connect().await?;
                     sender
                         .try_send_request(req)
                         .await
@@ -167,7 +169,7 @@ where
                 // connection.
                 (None, Some(again)) if e.error().is_incomplete_message() => {
                     debug!(error = %e.error(), "pooled upstream connection closed before answering; resending an idempotent request on a new one");
-                    sender = Box::pin(self.connect()).await?;
+                    sender = self.connect().await?;
                     sender
                         .try_send_request(again)
                         .await
@@ -185,28 +187,30 @@ where
     }
 
     /// A new connection, its task spawned on the caller's runtime (with upgrades, so a `101`
-    /// hands the socket over). Callers box it: its state (the connector's and the handshake's
-    /// futures, 1.3 KB) would otherwise be part of every request's future, and be moved with
-    /// it, although only a pool miss needs it.
-    async fn connect(&self) -> Result<SendRequest<B>, SendError> {
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let io = connector
-            .call(self.target.clone())
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| SendError::Connect(Box::new(e)))?;
-        tokio::spawn(async move {
-            if let Err(error) = conn.with_upgrades().await {
-                debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+    /// hands the socket over). Boxed: its state (the connector's and the handshake's futures,
+    /// 1.3 KB) would otherwise be part of every request's future, and be moved with it,
+    /// although only a pool miss needs it.
+    fn connect(&self) -> Pin<Box<impl Future<Output = Result<SendRequest<B>, SendError>> + '_>> {
+        Box::pin(async move {
+            let mut connector = self.connector.clone();
+            std::future::poll_fn(|cx| connector.poll_ready(cx))
+                .await
+                .map_err(|e| SendError::Connect(e.into()))?;
+            let io = connector
+                .call(self.target.clone())
+                .await
+                .map_err(|e| SendError::Connect(e.into()))?;
+            let (sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| SendError::Connect(Box::new(e)))?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.with_upgrades().await {
+                    debug!(%error, "upstream connection ended with an error");
+                }
+            });
+            Ok(sender)
+        })
     }
 }
 
