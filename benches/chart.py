@@ -31,7 +31,7 @@ def _fmt(v, unit):
 
 def write(path, runs, med, names, rows, ref, conns, quick=False):
     present = [r for r in rows if any((r, c) in runs for c in conns)]
-    conns = list(conns)[:2] if len(conns) > 2 else list(conns)
+    conns = list(conns)[:2]
     rps = {(r, c): med((r, c), 3) for r in present for c in conns if (r, c) in runs}
     p99 = {(r, c): med((r, c), 6) for r in present for c in conns if (r, c) in runs}
     # req/s bars are scaled per section: handshakes/s are a hundredth of keep-alive req/s.
