@@ -8,7 +8,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,13 +15,12 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
 
 use support::doorman::config;
 use support::raw::{get_request, RawConn};
+use support::tls::{tls_connect, tls_doorman};
 use support::upstream::ChannelBody;
 use support::{echoed, eventually, Doorman, Upstream};
 
@@ -421,48 +419,4 @@ async fn one_clients_slow_connections_cannot_starve_another_client() {
         ok,
         "the client's slots were not given back when its connections closed"
     );
-}
-
-// ---- TLS helpers ----------------------------------------------------------------------------
-
-/// Doorman with `[listen] tls` (a fresh self-signed certificate for `localhost`) and `listen`
-/// keys, and a client connector that trusts exactly that certificate and offers only HTTP/1.1.
-async fn tls_doorman(upstream: &Upstream, listen: &str) -> (Doorman, TlsConnector) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    let toml = config(
-        &upstream.url(),
-        &format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{listen}"),
-        "",
-    );
-    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-    let files: [(&str, &[u8]); 2] = [
-        ("cert.pem", cert_pem.as_bytes()),
-        ("key.pem", key_pem.as_bytes()),
-    ];
-    let doorman = Doorman::toml(&toml).files(&files).start().await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).expect("trust");
-    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (doorman, TlsConnector::from(Arc::new(client)))
-}
-
-async fn tls_connect(
-    addr: SocketAddr,
-    tls: &TlsConnector,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    tls.connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake")
 }

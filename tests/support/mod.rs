@@ -21,6 +21,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod relay;
+pub mod tls;
 pub mod upstream;
 
 use std::net::TcpListener as StdListener;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Connect to `addr`.
@@ -57,8 +57,8 @@ impl RawResponse {
 
 /// A raw client connection that reads whole responses (Content-Length or chunked bodies), so a
 /// test can send several requests on one socket and tell when the peer closed it.
-pub struct RawConn {
-    pub stream: TcpStream,
+pub struct RawConn<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
     closed: bool,
 }
@@ -67,10 +67,12 @@ impl RawConn {
     pub async fn connect(addr: SocketAddr) -> RawConn {
         RawConn::over(connect(addr).await)
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
     /// A raw connection over a stream the test connected itself (from another source address,
-    /// with socket options set).
-    pub fn over(stream: TcpStream) -> RawConn {
+    /// with socket options set; or TLS).
+    pub fn over(stream: S) -> RawConn<S> {
         RawConn {
             stream,
             buf: Vec::new(),
