@@ -13,6 +13,7 @@
 //! | `doorman_logins_total` | counter | `result` | see [`Login`] |
 //! | `doorman_store_errors_total` | counter | | session store operations on the request path that failed |
 //! | `doorman_open_connections` | gauge | | client connections on the public listener now |
+//! | `doorman_connection_rests_total` | counter | | idle HTTP/1 client connections whose HTTP state was put away until their next request (`server::deadlines`) |
 //! | `doorman_config_reloads_total` | counter | `result` | `success` / `failure` |
 //! | `doorman_build_info` | gauge | `version` | always 1 |
 //! | `doorman_session_cache_lookups_total` | counter | `result` | `[session] cache = true` only: lookups the local cache answered (`hit`) or passed to Redis (`miss`) |
@@ -248,6 +249,7 @@ pub struct Metrics {
     oidc_logins: Family<OidcLabel, Counter>,
     store_errors: Counter,
     open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    connection_rests: Counter,
     reloads: Family<ReloadLabel, Counter>,
 }
 
@@ -338,6 +340,11 @@ impl Metrics {
             "open_connections",
             "Client connections open on the public listener",
         );
+        let connection_rests: Counter<u64, AtomicU64> = registered(
+            &mut registry,
+            "connection_rests",
+            "Idle HTTP/1 client connections whose HTTP state was put away until their next request",
+        );
         let reloads: Family<ReloadLabel, Counter> = registered(
             &mut registry,
             "config_reloads",
@@ -379,6 +386,7 @@ impl Metrics {
             oidc_logins,
             store_errors,
             open_connections,
+            connection_rests,
             reloads,
         }
     }
@@ -471,6 +479,11 @@ impl Metrics {
 
     pub fn reload(&self, result: Reload) {
         self.reloads.get_or_create(&ReloadLabel { result }).inc();
+    }
+
+    /// An idle client connection rested.
+    pub fn connection_rested(&self) {
+        self.connection_rests.inc();
     }
 
     /// Count a connection as open until the returned guard is dropped.

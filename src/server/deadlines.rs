@@ -22,6 +22,12 @@
 //! (deadline: `header_timeout` after accept, or after the first byte of the next request), busy
 //! (no deadline: the upstream `timeout` and the client govern), or idle (deadline:
 //! `idle_timeout` after the last response).
+//!
+//! An idle HTTP/1 connection also has an earlier, softer deadline: [`REST_AFTER`] after its
+//! last response ([`Expiry::Rest`]), the connection task puts hyper's connection state away
+//! (its 8 KiB read and write buffers among it) and waits on the bare socket, as nginx frees a
+//! keep-alive connection's buffers (`benches/scale.sh`: idle memory per connection). It is
+//! marked [`ConnClock::rested`] until the client's next byte, so it fires once per idle spell.
 //! The connection task races [`ConnClock::expired`] against hyper's connection future.
 //!
 //! Phase changes happen twice or three times per request, so they only write the state: they
@@ -34,12 +40,12 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -52,7 +58,14 @@ pub enum Expiry {
     Idle,
     /// A write to the client made no progress for `send_timeout`.
     Send,
+    /// An HTTP/1 connection has been idle for [`REST_AFTER`]: time to put hyper's state away.
+    Rest,
 }
+
+/// How long an idle HTTP/1 connection keeps hyper's state (and its buffers) before it rests
+/// (see the module docs). A client that sends its next request within it pays nothing; one that
+/// comes back later pays for a new hyper connection state, a few microseconds, once.
+pub const REST_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -66,6 +79,8 @@ struct State {
     phase: Phase,
     /// HTTP/2 connections carry control frames while idle, so reads do not start a head timer.
     h2: bool,
+    /// The idle connection rests (hyper's state put away) until the client's next byte.
+    rested: bool,
 }
 
 /// The deadline state of one connection.
@@ -81,6 +96,9 @@ pub struct ConnClock {
     /// `start`, plus one; 0 while writes are not blocked. Outside `state`: it is read on every
     /// write, and an atomic load costs less than a lock.
     write_blocked: AtomicU64,
+    /// Set while the connection task asks hyper to let go of an idle connection: hyper's
+    /// shutdown of the socket then leaves it open ([`Watched`]), for the resting connection.
+    keeps_socket: AtomicBool,
 }
 
 impl ConnClock {
@@ -94,11 +112,13 @@ impl ConnClock {
             send_timeout,
             start: Instant::now(),
             write_blocked: AtomicU64::new(0),
+            keeps_socket: AtomicBool::new(false),
             state: Mutex::new(State {
                 phase: Phase::Head {
                     since: Instant::now(),
                 },
                 h2: false,
+                rested: false,
             }),
             header_timeout,
             idle_timeout,
@@ -123,8 +143,20 @@ impl ConnClock {
                 s.phase = Phase::Head {
                     since: Instant::now(),
                 };
+                s.rested = false;
             }
         }
+    }
+
+    /// The connection tried to put hyper's state away ([`Expiry::Rest`]): no second try until
+    /// the client's next byte.
+    pub fn rested(&self) {
+        self.lock().rested = true;
+    }
+
+    /// While set, a shutdown of the socket by hyper leaves it open (see [`Watched`]).
+    pub fn keep_socket(&self, keep: bool) {
+        self.keeps_socket.store(keep, Ordering::Relaxed);
     }
 
     /// A write (or flush) to the client returned: `Pending` (`blocked`), or made progress.
@@ -175,13 +207,30 @@ impl ConnClock {
         }
     }
 
+    /// Whether an idle spell could still end in a rest ([`Expiry::Rest`]).
+    fn may_rest(&self) -> bool {
+        let s = self.lock();
+        !s.h2 && !s.rested && REST_AFTER * 2 <= self.idle_timeout
+    }
+
     fn deadline(&self) -> Option<(Instant, Expiry)> {
-        let phase = match self.lock().phase {
+        let send = self.send_deadline();
+        let s = self.lock();
+        let phase = match s.phase {
             Phase::Head { since } => Some((since + self.header_timeout, Expiry::Header)),
+            // Resting is worth it only well before the idle deadline, and only for HTTP/1
+            // (hyper's HTTP/2 state cannot be taken apart); never with a write blocked (its
+            // bytes are still in hyper's buffer).
+            Phase::Idle { since }
+                if send.is_none() && !s.h2 && !s.rested && REST_AFTER * 2 <= self.idle_timeout =>
+            {
+                Some((since + REST_AFTER, Expiry::Rest))
+            }
             Phase::Idle { since } => Some((since + self.idle_timeout, Expiry::Idle)),
             Phase::Busy { .. } => None,
         };
-        match (phase, self.send_deadline()) {
+        drop(s);
+        match (phase, send) {
             (Some((at, expiry)), Some(send)) if at <= send => Some((at, expiry)),
             (_, Some(send)) => Some((send, Expiry::Send)),
             (phase, None) => phase,
@@ -197,6 +246,13 @@ impl ConnClock {
             .min(self.send_timeout)
             .max(Duration::from_millis(1));
         loop {
+            // While the connection may still rest, the end of a request can set a deadline
+            // only `REST_AFTER` away; a resting one (or HTTP/2) wakes no more often than before.
+            let tick = if self.may_rest() {
+                tick.min(REST_AFTER)
+            } else {
+                tick
+            };
             let now = Instant::now();
             let wake = match self.deadline() {
                 Some((at, expiry)) if at <= now => return expiry,
@@ -245,6 +301,68 @@ impl<S> Watched<S> {
     pub fn replay(&mut self, bytes: Bytes) {
         debug_assert!(self.replay.is_empty(), "one replay at a time");
         self.replay = bytes;
+    }
+
+    /// Put `bytes` back in front of what the next reads return: bytes read from the connection
+    /// but not consumed (hyper's read buffer, when its state is put away), which came before
+    /// anything still waiting to be replayed.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            // Dropped, not kept: an empty `Bytes` can still own the buffer it was cut from
+            // (hyper's 8 KiB read buffer, which resting is meant to free).
+        } else if self.replay.is_empty() {
+            self.replay = bytes;
+        } else {
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.replay.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.replay);
+            self.replay = joined.freeze();
+        }
+    }
+
+    /// Whether bytes read from the connection wait to be read again.
+    pub fn has_unread(&self) -> bool {
+        !self.replay.is_empty()
+    }
+}
+
+impl<S: Socket> Watched<S> {
+    /// Resolves when the client sent something (or closed): without reading it, so nothing
+    /// is allocated for it until it arrives.
+    pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.io.poll_read_ready(cx)).await
+    }
+}
+
+/// A client connection's transport, which can tell when the client sent something without
+/// reading it: a resting connection ([`Expiry::Rest`]) waits on this alone.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready when a read would not return `Pending` (data, the client's close, or an error).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<S: Socket> Socket for Box<S> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (tcp, tls) = self.get_ref();
+        if !tls.wants_read() {
+            // Decrypted bytes wait in the TLS session already.
+            return Poll::Ready(Ok(()));
+        }
+        // Bytes on the socket may be a TLS record without application data; then the read
+        // after this finds nothing and the new hyper state waits as any idle one does.
+        tcp.poll_read_ready(cx)
     }
 }
 
@@ -308,6 +426,10 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
+        if this.clock.keeps_socket.load(Ordering::Relaxed) {
+            // hyper closing an idle connection so that it can rest: the socket stays open.
+            return Poll::Ready(Ok(()));
+        }
         let polled = this.io.poll_shutdown(cx);
         this.clock.on_write(polled.is_pending());
         polled
@@ -384,8 +506,44 @@ mod tests {
         let idle_from = Instant::now();
         drop(guard);
         let (expiry, at) = waiter.await.unwrap();
-        assert_eq!(expiry, Expiry::Idle);
-        assert_eq!(at - idle_from, IDLE);
+        assert_eq!(expiry, Expiry::Rest);
+        assert_eq!(at - idle_from, REST_AFTER);
+        // Resting is once per idle spell; the idle deadline still counts from the response.
+        clock.rested();
+        assert_eq!(clock.expired().await, Expiry::Idle);
+        assert_eq!(idle_from.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rested_connection_rests_again_only_after_its_next_request() {
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.on_read();
+        drop(clock.start_request());
+        assert_eq!(clock.expired().await, Expiry::Rest);
+        clock.rested();
+        clock.on_read(); // the next request's first byte
+        assert_eq!(clock.expired().await, Expiry::Header);
+        clock.on_read();
+        drop(clock.start_request());
+        let idle_from = Instant::now();
+        assert_eq!(clock.expired().await, Expiry::Rest);
+        assert_eq!(idle_from.elapsed(), REST_AFTER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_rest_with_a_write_blocked_or_a_short_idle_timeout() {
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.on_read();
+        drop(clock.start_request());
+        clock.on_write(true);
+        let blocked_from = Instant::now();
+        assert_eq!(clock.expired().await, Expiry::Send);
+        assert_eq!(blocked_from.elapsed(), SEND);
+
+        let short = ConnClock::new(HEAD, REST_AFTER, SEND);
+        short.on_read();
+        drop(short.start_request());
+        assert_eq!(short.expired().await, Expiry::Idle);
     }
 
     #[tokio::test(start_paused = true)]
@@ -393,6 +551,7 @@ mod tests {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
         drop(clock.start_request());
+        clock.rested();
         tokio::time::sleep(Duration::from_secs(30)).await;
         let first_byte = Instant::now();
         clock.on_read();

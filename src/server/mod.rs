@@ -22,6 +22,7 @@ mod follow;
 mod per_client;
 mod protocol;
 mod redirect;
+mod trim;
 mod workers;
 
 use std::convert::Infallible;
@@ -29,13 +30,14 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -50,9 +52,9 @@ use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
 use crate::session::Store;
 use arc_swap::ArcSwap;
-use deadlines::{ConnClock, Expiry, Watched};
+use deadlines::{ConnClock, Expiry, Socket, Watched};
 use per_client::PerClient;
-use protocol::{HttpServer, Version};
+use protocol::{ConnService, HttpServer, Served, Version};
 
 pub use deadlines::RequestGuard;
 pub use workers::Workers;
@@ -147,6 +149,8 @@ async fn serve(
     housekeeping
         .endless
         .push(tokio::spawn(follow::run(Arc::clone(&live))));
+    // Freed memory goes back to the system when the process is quiet.
+    housekeeping.endless.push(tokio::spawn(trim::run()));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     let main_addr = main.local_addr()?;
@@ -390,8 +394,8 @@ impl Connection {
                     .await;
             }
             Role::Https(acceptor) => {
-                // Boxed: a TLS session's state (7.2 KB) is larger than the whole of a plain
-                // connection's (2.3 KB), and every connection's task, plain or not, would be
+                // Boxed: the handshake's state is larger than the whole of a plain
+                // connection's (2.8 KB), and every connection's task, plain or not, would be
                 // sized for it.
                 Box::pin(async move {
                     let stream = tokio::select! {
@@ -408,7 +412,9 @@ impl Connection {
                         }
                     };
                     let client = ClientInfo::direct(peer, true);
-                    self.serve_http(stream, clock, client, None).await;
+                    // Boxed: the TLS session (1.2 KB) would otherwise be copied into every
+                    // slot of the connection's state that holds the socket.
+                    self.serve_http(Box::new(stream), clock, client, None).await;
                 })
                 .await;
             }
@@ -425,7 +431,7 @@ impl Connection {
         client: ClientInfo,
         redirect_to: Option<u16>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Socket,
     {
         let mut io = Watched::new(stream, Arc::clone(&clock));
         let version = tokio::select! {
@@ -446,7 +452,6 @@ impl Connection {
         if version == Version::Http2 {
             clock.serving_http2();
         }
-        let io = TokioIo::new(io);
         let live = Arc::clone(&self.live);
         let service_clock = Arc::clone(&clock);
         // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
@@ -478,46 +483,119 @@ impl Connection {
             }
             .instrument(span))
         });
-        let conn = self.http.serve(version, io, service);
-        tokio::pin!(conn);
+        let mut parts = (TokioIo::new(io), service);
+        // One hyper state per pass; an idle HTTP/1 connection leaves the loop body to rest
+        // (its hyper state dropped, see `deadlines`) and comes back with its next request.
+        loop {
+            let (io, service) = parts;
+            let conn = self.http.serve(version, io, service);
+            let Some(rested) = self.serve_until_rest(conn, &clock).await else {
+                return;
+            };
+            let (mut io, service) = rested;
+            if !io.inner().has_unread() {
+                let close = tokio::select! {
+                    ready = io.inner().readable() => match ready {
+                        Ok(()) => false,
+                        Err(error) => {
+                            debug!(%error, "resting connection failed");
+                            return;
+                        }
+                    },
+                    expiry = clock.expired() => {
+                        debug!(?expiry, "idle timeout: closing resting connection");
+                        true
+                    }
+                    _ = self.stop.wait_for(|stopped| *stopped) => true,
+                };
+                if close {
+                    // As hyper's graceful close: shut the write side (TLS: close_notify).
+                    let _ = tokio::time::timeout(CLOSE_GRACE, io.inner_mut().shutdown()).await;
+                    return;
+                }
+            }
+            parts = (io, service);
+        }
+    }
 
+    /// Drive one hyper connection state until the connection ends (`None`) or, idle, rests:
+    /// then its socket (the bytes hyper read but did not use put back) and its service.
+    async fn serve_until_rest<S: Socket, Svc: ConnService + Unpin>(
+        &mut self,
+        mut conn: Served<TokioIo<Watched<S>>, Svc>,
+        clock: &ConnClock,
+    ) -> Option<(TokioIo<Watched<S>>, Svc)> {
         let mut closing = false;
         loop {
             tokio::select! {
-                result = conn.as_mut() => {
+                result = &mut conn => {
                     if let Err(error) = result {
                         debug!(error = %error, "connection ended with an error");
                     }
-                    return;
+                    return None;
                 }
                 expiry = clock.expired(), if !closing => match expiry {
                     Expiry::Header => {
                         debug!("header timeout: closing connection");
-                        return;
+                        return None;
                     }
                     Expiry::Send => {
                         // The client stopped reading; what is queued for it is dropped with it.
                         debug!("send timeout: a write to the client made no progress; dropping connection");
-                        return;
+                        return None;
                     }
                     Expiry::Idle => {
                         debug!("idle timeout: closing connection");
-                        conn.as_mut().graceful_shutdown();
-                        if tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.is_err() {
+                        conn.graceful_shutdown();
+                        if tokio::time::timeout(CLOSE_GRACE, &mut conn).await.is_err() {
                             debug!("idle connection did not close in time; dropping it");
                         }
-                        return;
+                        return None;
+                    }
+                    Expiry::Rest => {
+                        // Idle by doorman's clock; hyper knows whether it is idle too (a request
+                        // body may still be arriving after its response). Asked to close, hyper
+                        // closes an idle connection at once, in the poll below, and its
+                        // shutdown leaves the socket open (`keep_socket`); a busy one finishes
+                        // its message first and then closes for good.
+                        clock.rested();
+                        clock.keep_socket(true);
+                        conn.graceful_shutdown();
+                        let closed = poll_once(&mut conn).await;
+                        clock.keep_socket(false);
+                        match closed {
+                            Poll::Ready(Ok(())) => {
+                                // hyper let go: the socket, and the bytes it read but did not
+                                // use (a pipelined request's start).
+                                let parts = conn.into_parts()?;
+                                let mut io = parts.io;
+                                io.inner_mut().unread(parts.read_buf);
+                                trim::rested();
+                                self.live.load().shared.metrics.connection_rested();
+                                return Some((io, parts.service));
+                            }
+                            Poll::Ready(Err(error)) => {
+                                debug!(error = %error, "connection ended with an error");
+                                return None;
+                            }
+                            Poll::Pending => {}
+                        }
                     }
                 },
                 changed = self.stop.changed(), if !closing => {
                     if changed.is_err() || *self.stop.borrow() {
-                        conn.as_mut().graceful_shutdown();
+                        conn.graceful_shutdown();
                         closing = true;
                     }
                 }
             }
         }
     }
+}
+
+/// Poll `fut` once: its result, or `Pending` (it is then woken as any polled future is).
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *fut).poll(cx))).await
 }
 
 /// Raise the soft open-file limit so `max_connections` client sockets, as many upstream

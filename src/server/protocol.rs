@@ -145,37 +145,53 @@ impl HttpServer {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// One client connection being served, in its protocol.
-    #[project = ServedProj]
-    pub enum Served<I, S>
-    where
-        S: HttpService<Incoming>,
-    {
-        Http1 { #[pin] conn: http1::UpgradeableConnection<I, S> },
-        // Boxed: HTTP/2's connection state (1.6 KB) is twice HTTP/1's, and would size every
-        // HTTP/1 connection's task for it.
-        Http2 { conn: Pin<Box<http2::Connection<I, S, TokioExecutor>>> },
-    }
+/// One client connection being served, in its protocol. `Unpin`, so that an idle HTTP/1
+/// connection's state can be taken apart ([`Served::into_parts`]).
+// The HTTP/1 variant, the common one, is inline on purpose; HTTP/2's is the boxed one.
+#[allow(clippy::large_enum_variant)]
+pub enum Served<I, S>
+where
+    S: HttpService<Incoming>,
+{
+    Http1 {
+        conn: http1::UpgradeableConnection<I, S>,
+    },
+    // Boxed: HTTP/2's connection state (1.6 KB) is twice HTTP/1's, and would size every
+    // HTTP/1 connection's task for it.
+    Http2 {
+        conn: Pin<Box<http2::Connection<I, S, TokioExecutor>>>,
+    },
 }
 
 impl<I: Io, S: ConnService> Served<I, S> {
     /// Finish the requests in flight, take no new ones, then close.
-    pub fn graceful_shutdown(self: Pin<&mut Self>) {
-        match self.project() {
-            ServedProj::Http1 { conn } => conn.graceful_shutdown(),
-            ServedProj::Http2 { conn } => conn.as_mut().graceful_shutdown(),
+    pub fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Http1 { conn } => Pin::new(conn).graceful_shutdown(),
+            Served::Http2 { conn } => conn.as_mut().graceful_shutdown(),
+        }
+    }
+
+    /// An idle HTTP/1 connection taken apart: its socket, the bytes hyper read but did not
+    /// use yet, and the service, to serve the next request with a new hyper state. Only for a
+    /// connection with nothing in flight and nothing left to write (the clock's
+    /// [`super::deadlines::Expiry::Rest`]): hyper's state is dropped as it is. `None` for
+    /// HTTP/2, or once upgraded.
+    pub fn into_parts(self) -> Option<http1::Parts<I, S>> {
+        match self {
+            Served::Http1 { conn } => conn.into_parts(),
+            Served::Http2 { .. } => None,
         }
     }
 }
 
-impl<I: Io, S: ConnService> Future for Served<I, S> {
+impl<I: Io, S: ConnService + Unpin> Future for Served<I, S> {
     type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ServedProj::Http1 { conn } => conn.poll(cx),
-            ServedProj::Http2 { conn } => conn.as_mut().poll(cx),
+        match self.get_mut() {
+            Served::Http1 { conn } => Pin::new(conn).poll(cx),
+            Served::Http2 { conn } => conn.as_mut().poll(cx),
         }
     }
 }
