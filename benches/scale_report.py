@@ -67,6 +67,8 @@ if idle:
     targets.append(("RSS with %d idle keep-alive connections ≤ 150 MB" % n,
                     "%.1f MiB (%.0f MB), peak %.1f MiB" % (loaded, loaded * 1.048576, hwm),
                     met(loaded * 1.048576 <= 150) if n >= 10000 else "n/a (fewer than 10,000)"))
+    targets.append(("RSS per idle plain connection ≤ 8 KiB (issue 20)", "%.1f KiB" % per,
+                    met(per <= 8) if n >= 10000 else "n/a (fewer than 10,000)"))
 
 tls_idle = [l for l in lines("idle-tls.tsv") if len(l) >= 11]
 if tls_idle:
