@@ -22,17 +22,19 @@
 //! (deadline: `header_timeout` after accept, or after the first byte of the next request), busy
 //! (no deadline: the upstream `timeout` and the client govern), or idle (deadline:
 //! `idle_timeout` after the last response).
+//! The connection task races [`ConnClock::expired`] against hyper's connection future.
 //!
 //! An idle HTTP/1 connection also has an earlier, softer deadline: [`REST_AFTER`] after its
 //! last response ([`Expiry::Rest`]), the connection task puts hyper's connection state away
 //! (its 8 KiB read and write buffers among it) and waits on the bare socket, as nginx frees a
-//! keep-alive connection's buffers (`benches/scale.sh`: idle memory per connection). It is
-//! marked [`ConnClock::rested`] until the client's next byte, so it fires once per idle spell.
-//! The connection task races [`ConnClock::expired`] against hyper's connection future.
+//! keep-alive connection's buffers (`benches/scale.sh`: 10,000 idle connections went from 12.3
+//! to 5.1 KiB each, with `super::trim`). It is marked [`ConnClock::rested`] until the client's
+//! next byte, so it fires once per idle spell.
 //!
 //! Phase changes happen twice or three times per request, so they only write the state: they
 //! wake nobody and arm no timer. [`ConnClock::expired`] instead never sleeps longer than the
-//! shorter of the two timeouts (its *tick*) before looking again. Every deadline a phase change
+//! shortest of the timeouts — and of [`REST_AFTER`], while the connection may still rest — (its
+//! *tick*) before looking again: a connection that may rest looks once a second. Every deadline a phase change
 //! can set lies at least one tick after the change, so the timer already armed always fires
 //! first, and the deadline is still met exactly: once it is less than a tick away, the timer is
 //! armed for it. A blocked write is the same: its deadline is `send_timeout` (at least a tick)
