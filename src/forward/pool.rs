@@ -39,6 +39,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::TrySendError;
 use tokio::time::Instant;
 use tower_service::Service;
 use tracing::debug;
@@ -151,32 +152,12 @@ where
             }
             _ => None,
         };
-        let resp = match sender.try_send_request(req).await {
-            Ok(resp) => resp,
-            Err(mut e) => match (e.take_message(), replay) {
-                // Nothing was written: the pooled connection closed under us. Safe to resend,
-                // whatever the method.
-                (Some(req), _) if idle_for.is_some() => {
-                    debug!(error = %e.error(), "pooled upstream connection closed before use; retrying on a new one");
-                    sender = self.connect().await?;
-                    sender
-                        .try_send_request(req)
-                        .await
-                        .map_err(|e| SendError::Request(e.into_error()))?
-                }
-                // Written, and the connection closed before any response byte: as nginx's
-                // proxy_next_upstream, an idempotent bodiless request goes once more, on a new
-                // connection.
-                (None, Some(again)) if e.error().is_incomplete_message() => {
-                    debug!(error = %e.error(), "pooled upstream connection closed before answering; resending an idempotent request on a new one");
-                    sender = self.connect().await?;
-                    sender
-                        .try_send_request(again)
-                        .await
-                        .map_err(|e| SendError::Request(e.into_error()))?
-                }
-                _ => return Err(SendError::Request(e.into_error())),
-            },
+        let (resp, sender) = match sender.try_send_request(req).await {
+            Ok(resp) => (resp, sender),
+            // Boxed: the retries' state (the failed request, its copy, a second exchange) is
+            // larger than the common path's, and every request's future would be sized for it
+            // and moved with it.
+            Err(e) => Box::pin(self.retry(e, idle_for.is_some(), replay)).await?,
         };
         // A connection that switched protocols belongs to the tunnel now.
         let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
@@ -184,6 +165,38 @@ where
             slot: Arc::clone(slot),
         });
         Ok(resp.map(|incoming| PooledBody::new(incoming, lease)))
+    }
+
+    /// After `try_send_request` failed on a connection (pooled when `pooled`): send again on a
+    /// new connection when that is safe, else the error.
+    async fn retry(
+        &self,
+        mut e: TrySendError<Request<B>>,
+        pooled: bool,
+        replay: Option<Request<B>>,
+    ) -> Result<(Response<Incoming>, SendRequest<B>), SendError> {
+        let again = match (e.take_message(), replay) {
+            // Nothing was written: the pooled connection closed under us. Safe to resend,
+            // whatever the method.
+            (Some(req), _) if pooled => {
+                debug!(error = %e.error(), "pooled upstream connection closed before use; retrying on a new one");
+                req
+            }
+            // Written, and the connection closed before any response byte: as nginx's
+            // proxy_next_upstream, an idempotent bodiless request goes once more, on a new
+            // connection.
+            (None, Some(again)) if e.error().is_incomplete_message() => {
+                debug!(error = %e.error(), "pooled upstream connection closed before answering; resending an idempotent request on a new one");
+                again
+            }
+            _ => return Err(SendError::Request(e.into_error())),
+        };
+        let mut sender = self.connect().await?;
+        let resp = sender
+            .try_send_request(again)
+            .await
+            .map_err(|e| SendError::Request(e.into_error()))?;
+        Ok((resp, sender))
     }
 
     /// A new connection, its task spawned on the caller's runtime (with upgrades, so a `101`
