@@ -83,6 +83,10 @@ struct State {
     h2: bool,
     /// The idle connection rests (hyper's state put away) until the client's next byte.
     rested: bool,
+    /// The last request came with a body. hyper may still be reading (or giving up on) it
+    /// after the response ended, and a connection taken apart then could leave its rest on
+    /// the socket for the next request: such a connection never rests.
+    body: bool,
 }
 
 /// The deadline state of one connection.
@@ -121,6 +125,7 @@ impl ConnClock {
                 },
                 h2: false,
                 rested: false,
+                body: false,
             }),
             header_timeout,
             idle_timeout,
@@ -180,9 +185,10 @@ impl ConnClock {
         }
     }
 
-    /// hyper handed doorman a complete request head.
-    pub fn start_request(self: &Arc<Self>) -> RequestGuard {
+    /// hyper handed doorman a complete request head; `with_body`: not known to be empty.
+    pub fn start_request(self: &Arc<Self>, with_body: bool) -> RequestGuard {
         let mut s = self.lock();
+        s.body = with_body;
         s.phase = match s.phase {
             Phase::Busy { requests } => Phase::Busy {
                 requests: requests + 1,
@@ -209,10 +215,10 @@ impl ConnClock {
         }
     }
 
-    /// Whether an idle spell could still end in a rest ([`Expiry::Rest`]).
-    fn may_rest(&self) -> bool {
-        let s = self.lock();
-        !s.h2 && !s.rested && REST_AFTER * 2 <= self.idle_timeout
+    /// Whether this connection can rest at all ([`Expiry::Rest`]): HTTP/1, and an
+    /// `idle_timeout` well beyond [`REST_AFTER`].
+    fn rests(&self) -> bool {
+        !self.lock().h2 && REST_AFTER * 2 <= self.idle_timeout
     }
 
     fn deadline(&self) -> Option<(Instant, Expiry)> {
@@ -224,7 +230,11 @@ impl ConnClock {
             // (hyper's HTTP/2 state cannot be taken apart); never with a write blocked (its
             // bytes are still in hyper's buffer).
             Phase::Idle { since }
-                if send.is_none() && !s.h2 && !s.rested && REST_AFTER * 2 <= self.idle_timeout =>
+                if send.is_none()
+                    && !s.h2
+                    && !s.rested
+                    && !s.body
+                    && REST_AFTER * 2 <= self.idle_timeout =>
             {
                 Some((since + REST_AFTER, Expiry::Rest))
             }
@@ -241,6 +251,16 @@ impl ConnClock {
 
     /// Resolves when the connection's current deadline passes.
     pub async fn expired(&self) -> Expiry {
+        self.expired_every(true).await
+    }
+
+    /// [`expired`](Self::expired) for a resting connection: nothing can end a request while it
+    /// rests, so it looks as seldom as a connection that never rests.
+    pub async fn expired_resting(&self) -> Expiry {
+        self.expired_every(false).await
+    }
+
+    async fn expired_every(&self, may_rest: bool) -> Expiry {
         // No phase change sets a deadline less than `tick` away (see the module docs).
         let tick = self
             .header_timeout
@@ -248,9 +268,10 @@ impl ConnClock {
             .min(self.send_timeout)
             .max(Duration::from_millis(1));
         loop {
-            // While the connection may still rest, the end of a request can set a deadline
-            // only `REST_AFTER` away; a resting one (or HTTP/2) wakes no more often than before.
-            let tick = if self.may_rest() {
+            // An HTTP/1 connection being served can go idle at any moment, and its rest is due
+            // `REST_AFTER` after that: it looks once a second. A resting one (or HTTP/2) wakes
+            // no more often than before.
+            let tick = if may_rest && self.rests() {
                 tick.min(REST_AFTER)
             } else {
                 tick
@@ -498,7 +519,7 @@ mod tests {
     async fn busy_connections_have_no_deadline_and_idle_ones_get_idle_timeout() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
-        let guard = clock.start_request();
+        let guard = clock.start_request(false);
         let waiter = tokio::spawn({
             let clock = Arc::clone(&clock);
             async move { (clock.expired().await, Instant::now()) }
@@ -520,23 +541,37 @@ mod tests {
     async fn a_rested_connection_rests_again_only_after_its_next_request() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
-        drop(clock.start_request());
+        drop(clock.start_request(false));
         assert_eq!(clock.expired().await, Expiry::Rest);
         clock.rested();
         clock.on_read(); // the next request's first byte
         assert_eq!(clock.expired().await, Expiry::Header);
         clock.on_read();
-        drop(clock.start_request());
+        drop(clock.start_request(false));
         let idle_from = Instant::now();
         assert_eq!(clock.expired().await, Expiry::Rest);
         assert_eq!(idle_from.elapsed(), REST_AFTER);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_last_request_had_a_body_does_not_rest() {
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.on_read();
+        drop(clock.start_request(true));
+        let idle_from = Instant::now();
+        assert_eq!(clock.expired().await, Expiry::Idle);
+        assert_eq!(idle_from.elapsed(), IDLE);
+        // The next request, without one, makes it eligible again.
+        clock.on_read();
+        drop(clock.start_request(false));
+        assert_eq!(clock.expired().await, Expiry::Rest);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn no_rest_with_a_write_blocked_or_a_short_idle_timeout() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
-        drop(clock.start_request());
+        drop(clock.start_request(false));
         clock.on_write(true);
         let blocked_from = Instant::now();
         assert_eq!(clock.expired().await, Expiry::Send);
@@ -544,7 +579,7 @@ mod tests {
 
         let short = ConnClock::new(HEAD, REST_AFTER, SEND);
         short.on_read();
-        drop(short.start_request());
+        drop(short.start_request(false));
         assert_eq!(short.expired().await, Expiry::Idle);
     }
 
@@ -552,7 +587,7 @@ mod tests {
     async fn the_first_byte_of_the_next_request_starts_the_header_clock() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
-        drop(clock.start_request());
+        drop(clock.start_request(false));
         clock.rested();
         tokio::time::sleep(Duration::from_secs(30)).await;
         let first_byte = Instant::now();
@@ -565,7 +600,7 @@ mod tests {
     async fn h2_control_frames_do_not_turn_idle_into_header_wait() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.serving_http2();
-        drop(clock.start_request());
+        drop(clock.start_request(false));
         let idle_from = Instant::now();
         clock.on_read(); // a PING frame
         assert_eq!(clock.expired().await, Expiry::Idle);
@@ -576,7 +611,7 @@ mod tests {
     async fn a_write_blocked_for_send_timeout_expires_even_mid_request() {
         let clock = ConnClock::new(HEAD, IDLE, SEND);
         clock.on_read();
-        let _guard = clock.start_request();
+        let _guard = clock.start_request(false);
         clock.on_write(true);
         tokio::time::sleep(SEND / 2).await;
         let blocked_from = Instant::now();

@@ -458,7 +458,7 @@ impl Connection {
         // its own span, parented to the connection's, explicitly.
         let conn_span = tracing::Span::current();
         let service = service_fn(move |req: Request<Incoming>| {
-            let guard = service_clock.start_request();
+            let guard = service_clock.start_request(!http_body::Body::is_end_stream(req.body()));
             let app = live.load_full();
             let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
             // Boxed: hyper's HTTP/1 dispatcher allocates a slot for this future when the
@@ -502,7 +502,7 @@ impl Connection {
                             return;
                         }
                     },
-                    expiry = clock.expired() => {
+                    expiry = clock.expired_resting() => {
                         debug!(?expiry, "idle timeout: closing resting connection");
                         true
                     }
@@ -559,6 +559,14 @@ impl Connection {
                         // shutdown leaves the socket open (`keep_socket`); a busy one finishes
                         // its message first and then closes for good.
                         clock.rested();
+                        // First whatever hyper has to do anyway (a wake-up the clock's branch
+                        // won the race against), with its shutdown still a real one.
+                        if let Poll::Ready(result) = poll_once(&mut conn).await {
+                            if let Err(error) = result {
+                                debug!(error = %error, "connection ended with an error");
+                            }
+                            return None;
+                        }
                         clock.keep_socket(true);
                         conn.graceful_shutdown();
                         let closed = poll_once(&mut conn).await;

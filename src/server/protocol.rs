@@ -172,11 +172,10 @@ impl<I: Io, S: ConnService> Served<I, S> {
         }
     }
 
-    /// An idle HTTP/1 connection taken apart: its socket, the bytes hyper read but did not
-    /// use yet, and the service, to serve the next request with a new hyper state. Only for a
-    /// connection with nothing in flight and nothing left to write (the clock's
-    /// [`super::deadlines::Expiry::Rest`]): hyper's state is dropped as it is. `None` for
-    /// HTTP/2, or once upgraded.
+    /// An HTTP/1 connection taken apart: its socket, the bytes hyper read but did not use
+    /// yet, and the service, to serve the next request with a new hyper state. Only once hyper
+    /// itself closed it as idle (the rest in `super::serve_until_rest`): hyper's state is
+    /// dropped as it is. `None` for HTTP/2, or once upgraded.
     pub fn into_parts(self) -> Option<http1::Parts<I, S>> {
         match self {
             Served::Http1 { conn } => conn.into_parts(),

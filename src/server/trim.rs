@@ -60,7 +60,9 @@ pub async fn run() {
         since_trim += used;
         if used < QUIET && (since_trim >= WORTH || RESTED.load(Ordering::Relaxed) >= RESTS) {
             RESTED.store(0, Ordering::Relaxed);
-            trim();
+            // On the blocking pool: it holds the arenas' locks for some milliseconds, which
+            // must not stall the runtime that accepts connections.
+            let _ = tokio::task::spawn_blocking(trim).await;
             // The trim's own CPU time is not work that grew the arenas.
             last = cpu_time();
             since_trim = Duration::ZERO;
