@@ -553,11 +553,12 @@ impl Connection {
                         return None;
                     }
                     Expiry::Rest => {
-                        // Idle by doorman's clock; hyper knows whether it is idle too (a request
-                        // body may still be arriving after its response). Asked to close, hyper
-                        // closes an idle connection at once, in the poll below, and its
-                        // shutdown leaves the socket open (`keep_socket`); a busy one finishes
-                        // its message first and then closes for good.
+                        // Idle by doorman's clock (which never rests a connection whose last
+                        // request had a body: hyper may still be reading it); hyper knows
+                        // whether it is idle too. Asked to close, hyper closes an idle
+                        // connection at once, in the second poll below, and its shutdown leaves
+                        // the socket open (`keep_socket`); a busy one finishes its message first
+                        // and then closes for good.
                         clock.rested();
                         // First whatever hyper has to do anyway (a wake-up the clock's branch
                         // won the race against), with its shutdown still a real one.
