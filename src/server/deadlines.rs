@@ -34,10 +34,10 @@
 //! Phase changes happen twice or three times per request, so they only write the state: they
 //! wake nobody and arm no timer. [`ConnClock::expired`] instead never sleeps longer than the
 //! shortest of the timeouts — and of [`REST_AFTER`], while the connection may still rest — (its
-//! *tick*) before looking again: a connection that may rest looks once a second. Every deadline a phase change
-//! can set lies at least one tick after the change, so the timer already armed always fires
-//! first, and the deadline is still met exactly: once it is less than a tick away, the timer is
-//! armed for it. A blocked write is the same: its deadline is `send_timeout` (at least a tick)
+//! *tick*) before looking again: a connection that may rest looks once a second. Every
+//! deadline a phase change can set lies at least one tick after the change, so the timer
+//! already armed always fires first, and the deadline is still met exactly: once it is less
+//! than a tick away, the timer is armed for it. A blocked write is the same: its deadline is `send_timeout` (at least a tick)
 //! after it is noted, and noting it is one atomic store, done only when a write first blocks.
 
 use std::io;
@@ -218,7 +218,12 @@ impl ConnClock {
     /// Whether this connection can rest at all ([`Expiry::Rest`]): HTTP/1, and an
     /// `idle_timeout` well beyond [`REST_AFTER`].
     fn rests(&self) -> bool {
-        !self.lock().h2 && REST_AFTER * 2 <= self.idle_timeout
+        self.can_rest(&self.lock())
+    }
+
+    /// [`rests`](Self::rests), with the state already locked.
+    fn can_rest(&self, s: &State) -> bool {
+        !s.h2 && REST_AFTER * 2 <= self.idle_timeout
     }
 
     fn deadline(&self) -> Option<(Instant, Expiry)> {
@@ -230,11 +235,7 @@ impl ConnClock {
             // (hyper's HTTP/2 state cannot be taken apart); never with a write blocked (its
             // bytes are still in hyper's buffer).
             Phase::Idle { since }
-                if send.is_none()
-                    && !s.h2
-                    && !s.rested
-                    && !s.body
-                    && REST_AFTER * 2 <= self.idle_timeout =>
+                if send.is_none() && !s.rested && !s.body && self.can_rest(&s) =>
             {
                 Some((since + REST_AFTER, Expiry::Rest))
             }
