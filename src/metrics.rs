@@ -486,6 +486,11 @@ impl Metrics {
         self.connection_rests.inc();
     }
 
+    /// Rests so far (`server::trim` reads it).
+    pub fn connection_rests(&self) -> u64 {
+        self.connection_rests.get()
+    }
+
     /// Count a connection as open until the returned guard is dropped.
     pub fn open_connection(&self) -> OpenConnection {
         self.open_connections.inc();

@@ -150,7 +150,9 @@ async fn serve(
         .endless
         .push(tokio::spawn(follow::run(Arc::clone(&live))));
     // Freed memory goes back to the system when the process is quiet.
-    housekeeping.endless.push(tokio::spawn(trim::run()));
+    housekeeping
+        .endless
+        .push(tokio::spawn(trim::run(Arc::clone(&metrics))));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     let main_addr = main.local_addr()?;
@@ -579,7 +581,6 @@ impl Connection {
                                 let parts = conn.into_parts()?;
                                 let mut io = parts.io;
                                 io.inner_mut().unread(parts.read_buf);
-                                trim::rested();
                                 self.live.load().shared.metrics.connection_rested();
                                 return Some((io, parts.service));
                             }

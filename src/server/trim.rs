@@ -2,32 +2,31 @@
 //!
 //! glibc's allocator keeps what a thread frees for that thread's later allocations: each worker
 //! thread has its own arena, which grows to what the busiest moment needed and stays resident
-//! after. Opening 5,000 keep-alive connections (one request each, 64 at a time) left each of the
-//! two worker arenas at 46 MB with 55 KB of it in use: the connections themselves hold 2.6 KB
-//! each, the arenas about 18 KB more per connection of freed buffers and request state
-//! (`malloc_stats()` on a release build, `benches/idle_conns.py`). `malloc_trim(0)` releases
-//! every free page of every arena; here RSS went from 77 MB to 27 MB.
-//!
-//! Idle connections free most of theirs when they rest (`deadlines`: hyper's state and its
-//! buffers), but what they free stays in the arenas too until trimmed.
+//! after. Idle connections free most of their memory when they rest (`deadlines`: hyper's
+//! state and its buffers), but what they free stays in the arenas until trimmed; with 10,000
+//! held connections resting alone took RSS from 12.7 to 11.7 KiB per connection, resting and
+//! trimming to 5.2 (`benches/scale.sh --parts idle`). `malloc_trim(0)` releases every free page
+//! of every arena.
 //!
 //! Trimming walks the arenas with their locks held, so it must not run while requests are being
 //! served. The quiet signal costs nothing on the request path: once a second this task reads
 //! the process's CPU time, and trims when the last second used less than [`QUIET`] of a core,
 //! and since the last trim either the process did at least [`WORTH`] of work or [`RESTS`]
-//! connections rested (so an idle process is not trimmed over and over). A process that never
+//! connections rested (`doorman_connection_rests_total`) (so an idle process is not trimmed over and over). A process that never
 //! goes quiet keeps its high-water mark, as any allocator does. Other C libraries (musl) return
 //! memory on their own; there this task does nothing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metrics::Metrics;
 
 /// How often the task looks.
 const EVERY: Duration = Duration::from_secs(1);
 
 /// CPU time over the last [`EVERY`] below which the process counts as quiet (2 % of a core).
-/// Idle connections cost some: 10,000 resting ones wake their deadline timers for about 3 ms
-/// a second.
+/// Idle connections cost some (each looks at its deadline every 10 s, or every second until it
+/// rests); 10,000 resting ones stay well below it (`benches/scale.sh` sees them trimmed).
 const QUIET: Duration = Duration::from_millis(20);
 
 /// CPU time spent since the last trim that makes a new one worth doing: enough work to have
@@ -36,30 +35,24 @@ const WORTH: Duration = Duration::from_millis(50);
 
 /// Connections that rested since the last trim that make a new one worth doing (each freed
 /// about 16 KiB).
-const RESTS: usize = 64;
+const RESTS: u64 = 64;
 
-/// Connections that rested since the last trim, all listeners of the process together.
-static RESTED: AtomicUsize = AtomicUsize::new(0);
-
-/// A connection rested: its hyper state is freed memory now.
-pub fn rested() {
-    RESTED.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Run forever (the caller aborts it at shutdown).
-pub async fn run() {
+/// Run forever (the caller aborts it at shutdown). `metrics` counts the rests.
+pub async fn run(metrics: Arc<Metrics>) {
     let mut interval = tokio::time::interval(EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = cpu_time();
     let mut since_trim = Duration::ZERO;
+    let mut rests_at_trim = metrics.connection_rests();
     loop {
         interval.tick().await;
         let now = cpu_time();
         let used = now.saturating_sub(last);
         last = now;
         since_trim += used;
-        if used < QUIET && (since_trim >= WORTH || RESTED.load(Ordering::Relaxed) >= RESTS) {
-            RESTED.store(0, Ordering::Relaxed);
+        let rests = metrics.connection_rests();
+        if used < QUIET && (since_trim >= WORTH || rests.saturating_sub(rests_at_trim) >= RESTS) {
+            rests_at_trim = rests;
             // On the blocking pool: it holds the arenas' locks for some milliseconds, which
             // must not stall the runtime that accepts connections.
             let _ = tokio::task::spawn_blocking(trim).await;
