@@ -399,7 +399,8 @@ check_row() {
 #   wrk         wrk -tTHREADS, keep-alive (http:// or https://: HTTP/1.1, TLS without ALPN)
 #   h2load      h2load -tTHREADS -c CONNS -m H2_STREAMS (default 10) over TLS, ALPN h2; its
 #               per-request log ($RUN/h2load.req) gives the percentiles
-#   tls-full    benches/tls_conns.py: a new connection per request, full handshakes only
+#   tls-full    $TLS_CLIENT (the tls-load example, benches/tls_load.rs): a new connection
+#               per request, full handshakes only
 #   tls-resume  the same, each connection resuming its predecessor's session
 load_cmd() {
   local row=$1 c=$2 d=$3 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} hdr=() hostport
@@ -409,7 +410,7 @@ load_cmd() {
     h2load) LOAD_CMD=(h2load -t"$THREADS" -c"$c" -m"${H2_STREAMS:-10}" -D"$d" -T 5s --log-file="$RUN/h2load.req" "${hdr[@]}" "$url");;
     tls-full|tls-resume)
       hostport=${url#https://}; hostport=${hostport%%/*}
-      LOAD_CMD=(python3 "$HERE/tls_conns.py" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$d")
+      LOAD_CMD=("$TLS_CLIENT" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$d")
       [ -n "$cookie" ] && LOAD_CMD+=(--cookie "$cookie")
       [ "${R_TOOL[$row]}" = tls-resume ] && LOAD_CMD+=(--resume);;
     *) die "row $row: unknown load tool ${R_TOOL[$row]}";;

@@ -13,7 +13,7 @@ raw.tsv, one line per measured run: row conns rep rps p50 p90 p99 max requests n
 rss.tsv: row idle|ready|peak KiB: VmRSS before any request | VmRSS after the login and the
   checks, before the load | VmHWM after all runs; summed over the proxy's processes (nginx
   master + workers).
-handshakes.tsv (rows measured with benches/tls_conns.py): row conns rep resumed full.
+handshakes.tsv (rows measured with the tls-load example, benches/tls_load.rs): row conns rep resumed full.
 """
 import argparse
 import statistics as st
@@ -202,7 +202,7 @@ if a.handshakes:
             hs[k] = [x + int(y) for x, y in zip(hs.get(k, [0, 0]), f[3:5])]
 if hs:
     out.append("")
-    out.append("TLS handshakes (rows n to s, benches/tls_conns.py: a new connection per request; resumed = "
+    out.append("TLS handshakes (rows n to s, the tls-load example: a new connection per request; resumed = "
                "handshakes the server resumed from the session the client offered, summed over reps). "
                "µs/handshake = the proxy's CPU per connection (handshake + one proxied request).")
     out.append("")

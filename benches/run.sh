@@ -35,14 +35,16 @@
 #   k  doorman TLS, public route             GET /public
 #   l  doorman TLS, authenticated, embedded store          GET /dashboard + cookie
 #   m  doorman TLS, authenticated, Redis store, cache = true  (same)
-#   TLS handshakes, a new connection per request -- benches/tls_conns.py (Python's ssl, i.e.
-#   OpenSSL; processes x threads, C loops in all): connect, handshake, one GET with
+#   TLS handshakes, a new connection per request -- the tls-load example (benches/tls_load.rs:
+#   tokio + rustls with ring, one task per connection slot): connect, handshake, one GET with
 #   `Connection: close`, read to the end, close. Not wrk or h2load: both resume the session
 #   on every reconnect (wrk keeps it across SSL_clear, h2load per client; checked against
 #   nginx's $ssl_session_reused), so they cannot give full handshakes, and neither says which
 #   handshakes resumed. Not `openssl s_time`: one connection at a time per process, no status,
-#   no latency. tls_conns.py counts resumed and full handshakes (OUT/handshakes.tsv, in the
-#   table); its latency includes connect and handshake. Its own CPU is the "wrk" column.
+#   no latency. Not Python's ssl (benches/tls_conns.py until 2026-12-05): at 1.2 ms of CPU per
+#   connection the client, not the server, set the pace. tls-load counts resumed and full
+#   handshakes (OUT/handshakes.tsv, in the table); its latency includes connect and
+#   handshake. Its own CPU is the "wrk" column.
 #   n  nginx, full handshakes, ECDSA P-256           GET /dashboard
 #   o  doorman, full handshakes, ECDSA P-256         GET /public
 #   p  nginx, resumed handshakes (tickets/session cache), ECDSA P-256
@@ -66,12 +68,14 @@
 #
 # Usage:
 #   benches/run.sh [--quick] [--doorman PATH] [--duration 10s] [--conns "64 256"] [--reps 3]
-#                  [--warmup 2s] [--threads 1] [--rows a,b,...,v] [--pin] [--nice N]
+#                  [--warmup 2s] [--threads 1] [--rows a,b,...,v] [--tls-client PATH] [--pin] [--nice N]
 #                  [--wait-quiet 60] [--max-other 20] [--retries 2] [--no-install] [--out DIR]
 #   --quick    smoke mode, a few seconds: 1 s per row, 64 connections, one rep, no warm-up,
 #              no waiting for a quiet machine; rows c and i (Node) are skipped and listed as
 #              "skipped in --quick". Figures from it mean nothing; tests/bench_quick.rs runs it.
 #   --doorman PATH  use this doorman binary instead of `cargo build --release`.
+#   --tls-client PATH  the handshake rows' client (the tls-load example) instead of
+#              `cargo build --release --example tls-load`.
 #   --rows     subset of a..v to measure (default all; ratios need b and c, h's also i, the
 #              TLS rows their nginx row).
 #   --fa-store KIND  row h's doorman session store: redis (default: Express's store),
@@ -100,11 +104,13 @@ DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0; DOORMAN=""
 DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
 FA_STORE=redis
+TLS_CLIENT=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift 2;;
     --fa-store) FA_STORE=$2; shift 2;;
+    --tls-client) TLS_CLIENT=$2; shift 2;;
     *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
   esac
 done
@@ -122,6 +128,7 @@ fi
 needs_express() { has c || has i; }
 needs_redis() { needs_express || has e || has g || has h || has m; }
 needs_tls() { case ",$ROWS," in *,[j-v],*) return 0;; *) return 1;; esac; }
+needs_handshakes() { case ",$ROWS," in *,[n-s],*) return 0;; *) return 1;; esac; }
 for r in ${ROWS//,/ }; do case "$r" in [a-v]) ;; *) die "unknown row '$r' (rows are a..v)";; esac; done
 case "$FA_STORE" in redis|redis-cache|embedded) ;; *) die "--fa-store: redis, redis-cache or embedded, not '$FA_STORE'";; esac
 
@@ -155,6 +162,17 @@ ensure_tools() {
 ensure_tools
 
 build_doorman
+# The handshake rows' client (see the top): release, as doorman, sharing its library build.
+if needs_handshakes; then
+  if [ -z "$TLS_CLIENT" ]; then
+    log "cargo build --release --features bench-seed --example tls-load"
+    (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example tls-load) \
+      || die "cargo build --example tls-load failed"
+    TLS_CLIENT="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/tls-load"
+  fi
+  [ -x "$TLS_CLIENT" ] || die "no tls-load binary at $TLS_CLIENT"
+  export TLS_CLIENT
+fi
 init_run
 RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/handshakes.tsv"
 
@@ -316,8 +334,8 @@ for row in "${ORDER[@]}"; do check_row "$row"; done
 for row in "${ORDER[@]}"; do
   case "${R_TOOL[$row]:-}" in tls-full|tls-resume) ;; *) continue;; esac
   hp=${R_URL[$row]#https://}; hp=${hp%%/*}
-  seen=$(python3 "$HERE/tls_conns.py" --check --port "${hp##*:}" --path "/${R_URL[$row]#https://*/}" \
-    $( [ "${R_TOOL[$row]}" = tls-resume ] && echo --resume ) 2>&1) || { echo "$seen" >&2; die "row $row: tls_conns.py --check failed"; }
+  seen=$("$TLS_CLIENT" --check --port "${hp##*:}" --path "/${R_URL[$row]#https://*/}" \
+    $( [ "${R_TOOL[$row]}" = tls-resume ] && echo --resume ) 2>&1) || { echo "$seen" >&2; die "row $row: tls-load --check failed"; }
   seen=$(echo "$seen" | awk '{printf "%s%s", (NR>1 ? " then " : ""), $2}')
   log "row $row handshakes: $seen"
   case "${R_TOOL[$row]}:$seen" in

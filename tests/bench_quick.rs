@@ -4,7 +4,7 @@
 //! timing is asserted) against the harness's nginx upstream and nginx proxy, with wrk and
 //! redis-server, all on free loopback ports, for about a second per row; row h puts a gateway
 //! nginx in front of an auth-only doorman (`auth_request` to `/_doorman/auth`). The TLS rows j to
-//! v (issue 20: HTTPS keep-alive with wrk, full and resumed handshakes with benches/tls_conns.py,
+//! v (issue 20: HTTPS keep-alive with wrk, full and resumed handshakes with the tls-load example,
 //! HTTP/2 with h2load; nginx and doorman on certificates the run makes with openssl) run too. Rows
 //! g and m (`[session] cache = true`) are measured when this build accepts the option, and must be
 //! listed as not supported when it does not (the harness runs older builds too). `scripts/test`
@@ -37,7 +37,12 @@ fn session_cache_supported() -> bool {
 #[test]
 fn quick_benchmark_runs_every_doorman_row() {
     let out = support::temp_dir("bench-quick");
-    let (printed, stderr) = support::run_bench_quick("run.sh", &[], &out);
+    let client = support::build_example("tls-load");
+    let (printed, stderr) = support::run_bench_quick(
+        "run.sh",
+        &["--tls-client".as_ref(), client.as_os_str()],
+        &out,
+    );
 
     let table = std::fs::read_to_string(out.join("table.md")).expect("table.md written");
     assert_eq!(printed, table, "the table is printed as written");

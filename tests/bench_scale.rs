@@ -9,57 +9,11 @@
 //! table has every part, without errors. Needs nginx, wrk, redis-server and openssl, like
 //! `bench_quick.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 mod support;
-
-/// The `bench-seed` example, built by the same cargo that runs this test (`cargo test` builds
-/// examples only with `--all-targets`, and this one only with its `bench-seed` feature).
-fn seed_binary(root: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(root)
-        .args(["build", "--quiet", "--features", "bench-seed"])
-        .args(["--example", "bench-seed"]);
-    // Cargo gives this test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...).
-    // Build scripts that track them (ring's does) would see a changed environment and rebuild
-    // half the graph here, and again at the next plain `cargo build`: build as from a shell.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_MANIFEST_")
-            || name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_BIN_EXE_")
-            || matches!(
-                name.as_ref(),
-                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
-            )
-        {
-            build.env_remove(name.as_ref());
-        }
-    }
-    let out = build
-        .output()
-        .expect("run cargo build --features bench-seed --example bench-seed");
-    assert!(
-        out.status.success(),
-        "cargo build --features bench-seed --example bench-seed failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The test binary is target/<profile>/deps/bench_scale-<hash>.
-    let exe = std::env::current_exe().expect("this test's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    profile_dir.join("examples/bench-seed")
-}
 
 #[test]
 fn quick_scale_run_holds_idle_connections_and_reads_seeded_stores() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let seed = seed_binary(root);
+    let seed = support::build_example("bench-seed");
     let out = support::temp_dir("bench-scale");
     let (printed, stderr) =
         support::run_bench_quick("scale.sh", &["--seed".as_ref(), seed.as_os_str()], &out);

@@ -136,6 +136,55 @@ pub async fn eventually<T>(
     }
 }
 
+/// Build the example `name` with the same cargo, profile and features (`bench-seed`, as
+/// scripts/test runs the tests, so the library is not built again) as this test run, and return
+/// its path. `cargo test --all-targets` builds examples only as test harnesses, and the
+/// benchmark scripts run them as programs.
+pub fn build_example(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.current_dir(root).args([
+        "build",
+        "--quiet",
+        "--features",
+        "bench-seed",
+        "--example",
+        name,
+    ]);
+    // Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build
+    // scripts that track them (ring's does) would see a changed environment and rebuild half
+    // the graph here, and again at the next plain `cargo build`: build as from a shell.
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("CARGO_MANIFEST_")
+            || var.starts_with("CARGO_PKG_")
+            || var.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                var.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            )
+        {
+            build.env_remove(var.as_ref());
+        }
+    }
+    let out = build
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build --features bench-seed --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // This test's binary is target/<profile>/deps/<test>-<hash>.
+    let exe = std::env::current_exe().expect("this test's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    profile_dir.join("examples").join(name)
+}
+
 /// Run `benches/<script> --quick --no-install --doorman <this build's doorman> --out <out>`
 /// plus `extra`, as `cargo test` does to keep the benchmark scripts from rotting; assert it
 /// succeeded and return what it printed: stdout (its table) and stderr (its log).
