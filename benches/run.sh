@@ -182,7 +182,7 @@ RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/handshakes.tsv"
   echo "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))  RUST_LOG=$DOORMAN_LOG"
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //')  wrk: $(wrk --version 2>&1 | awk 'NR==1{print $2}')$(needs_redis && echo "  redis: $(redis-server --version | awk '{print $3}')")"
   if needs_tls; then
-    echo "$(openssl version)  $(h2load --version 2>&1 | head -1)  $(python3 -c 'import ssl, sys; print("python", sys.version.split()[0], ssl.OPENSSL_VERSION)')"
+    echo "$(openssl version)  $(h2load --version 2>&1 | head -1)$(needs_handshakes && echo "  handshake client: tls-load, rustls $(awk '/^name = "rustls"$/{getline; gsub(/"/, "", $3); print $3; exit}' "$ROOT/Cargo.lock")")"
   fi
   if needs_express; then
     echo "node: $(node --version)  $(cd "$APP" && node -e 'for (const p of ["express","express-session","connect-redis","redis"]) process.stdout.write(p+"@"+require("./node_modules/"+p+"/package.json").version+"  ")')"
