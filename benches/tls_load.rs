@@ -352,3 +352,39 @@ fn main() -> ExitCode {
     println!("{}", runtime.block_on(load(args)));
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_wrk_reads_them() {
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert!(duration("").is_err());
+        assert!(duration("-1s").is_err());
+        assert!(duration("fast").is_err());
+    }
+
+    #[test]
+    fn the_request_asks_for_the_connection_to_close() {
+        let args = Args {
+            port: 8443,
+            conns: 1,
+            duration: Duration::from_secs(1),
+            path: "/dashboard".into(),
+            resume: false,
+            cookie: Some("doorman_session=abc".into()),
+            threads: 1,
+            timeout: Duration::from_secs(1),
+            check: false,
+        };
+        assert_eq!(
+            request(&args),
+            b"GET /dashboard HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n\
+              Cookie: doorman_session=abc\r\nConnection: close\r\n\r\n"
+        );
+    }
+}
