@@ -37,7 +37,12 @@ impl Keys {
 
     /// The record of the session at `key`.
     pub(super) fn record(&self, key: &SessionKey) -> String {
-        self.record_hex(&key.hex())
+        // Built in place: every lookup makes one (the same string as `record_hex(&key.hex())`).
+        let mut record = String::with_capacity(self.prefix.len() + 2 + 2 * key.0.len());
+        record.push_str(&self.prefix);
+        record.push_str("s:");
+        crate::encoding::push_hex_lower(&mut record, &key.0);
+        record
     }
 
     /// The record whose key is `hex` (as stored in a user index).
