@@ -410,7 +410,8 @@ load_cmd() {
     h2load) LOAD_CMD=(h2load -t"$THREADS" -c"$c" -m"${H2_STREAMS:-10}" -D"$d" -T 5s --log-file="$RUN/h2load.req" "${hdr[@]}" "$url");;
     tls-full|tls-resume)
       hostport=${url#https://}; hostport=${hostport%%/*}
-      LOAD_CMD=("$TLS_CLIENT" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$d")
+      # In whole seconds with their unit: wrk also takes a bare number, proxy.toml's reader does not.
+      LOAD_CMD=("$TLS_CLIENT" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$(seconds_of "$d")s")
       [ -n "$cookie" ] && LOAD_CMD+=(--cookie "$cookie")
       [ "${R_TOOL[$row]}" = tls-resume ] && LOAD_CMD+=(--resume);;
     *) die "row $row: unknown load tool ${R_TOOL[$row]}";;

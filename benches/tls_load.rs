@@ -39,6 +39,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use doorman::config::parse_duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -60,25 +61,6 @@ struct Args {
     check: bool,
 }
 
-/// `5s`, `500ms`, `1m` or plain seconds, as wrk reads durations.
-fn duration(text: &str) -> Result<Duration, String> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(|n| Duration::from_secs_f64(n * scale))
-        .ok_or_else(|| format!("not a duration: {text:?}"))
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         port: 0,
@@ -97,14 +79,14 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--conns" => args.conns = value()?.parse().map_err(|e| format!("--conns: {e}"))?,
-            "--duration" => args.duration = duration(&value()?)?,
+            "--duration" => args.duration = parse_duration(&value()?)?,
             "--path" => args.path = value()?,
             "--resume" => args.resume = true,
             "--cookie" => args.cookie = Some(value()?).filter(|c| !c.is_empty()),
             "--threads" => {
                 args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
             }
-            "--timeout" => args.timeout = duration(&value()?)?,
+            "--timeout" => args.timeout = parse_duration(&value()?)?,
             "--check" => args.check = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -356,17 +338,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_as_wrk_reads_them() {
-        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
-        assert!(duration("").is_err());
-        assert!(duration("-1s").is_err());
-        assert!(duration("fast").is_err());
-    }
 
     #[test]
     fn the_request_asks_for_the_connection_to_close() {
