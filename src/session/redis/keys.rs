@@ -32,22 +32,31 @@ impl Keys {
     /// The prefix every session record key starts with (`{prefix}s:`): what the tracking
     /// connection asks Redis to broadcast changes of.
     pub(super) fn records(&self) -> String {
-        format!("{}s:", self.prefix)
+        self.record_prefix(0)
     }
 
     /// The record of the session at `key`.
     pub(super) fn record(&self, key: &SessionKey) -> String {
         // Built in place: every lookup makes one (the same string as `record_hex(&key.hex())`).
-        let mut record = String::with_capacity(self.prefix.len() + 2 + 2 * key.0.len());
-        record.push_str(&self.prefix);
-        record.push_str("s:");
+        let mut record = self.record_prefix(2 * key.0.len());
         crate::encoding::push_hex_lower(&mut record, &key.0);
         record
     }
 
     /// The record whose key is `hex` (as stored in a user index).
     pub(super) fn record_hex(&self, hex: &str) -> String {
-        format!("{}s:{}", self.prefix, hex)
+        let mut record = self.record_prefix(hex.len());
+        record.push_str(hex);
+        record
+    }
+
+    /// [`records`](Self::records), with room for `room` more bytes: the one place the record
+    /// keys' `s:` is written.
+    fn record_prefix(&self, room: usize) -> String {
+        let mut prefix = String::with_capacity(self.prefix.len() + 2 + room);
+        prefix.push_str(&self.prefix);
+        prefix.push_str("s:");
+        prefix
     }
 
     /// The index of `user`'s sessions.
