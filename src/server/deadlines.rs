@@ -37,8 +37,9 @@
 //! *tick*) before looking again: a connection that may rest looks once a second. Every
 //! deadline a phase change can set lies at least one tick after the change, so the timer
 //! already armed always fires first, and the deadline is still met exactly: once it is less
-//! than a tick away, the timer is armed for it. A blocked write is the same: its deadline is `send_timeout` (at least a tick)
-//! after it is noted, and noting it is one atomic store, done only when a write first blocks.
+//! than a tick away, the timer is armed for it. A blocked write is the same: its deadline is
+//! `send_timeout` (at least a tick) after it is noted, and noting it is one atomic store, done
+//! only when a write first blocks.
 
 use std::io;
 use std::pin::Pin;

@@ -12,8 +12,9 @@
 //! served. The quiet signal costs nothing on the request path: once a second this task reads
 //! the process's CPU time, and trims when the last second used less than [`QUIET`] of a core,
 //! and since the last trim either the process did at least [`WORTH`] of work or [`RESTS`]
-//! connections rested (`doorman_connection_rests_total`) (so an idle process is not trimmed over and over). A process that never
-//! goes quiet keeps its high-water mark, as any allocator does. Other C libraries (musl) return
+//! connections rested (read from `doorman_connection_rests_total`), so that an idle process is
+//! not trimmed over and over. A process that never goes quiet keeps its high-water mark, as any
+//! allocator does. Other C libraries (musl) return
 //! memory on their own; there this task does nothing.
 
 use std::sync::Arc;
