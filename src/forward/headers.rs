@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
-pub use crate::identity::remove_where;
+pub use crate::identity::{remove_where, Initials};
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
@@ -69,9 +69,17 @@ const FORWARDING: &[&str] = &[
     "x-method-override",
 ];
 
+/// Whether a canonical header name is one of [`FORWARDING`].
+pub fn is_forwarding(canonical_name: &str) -> bool {
+    FORWARDING.contains(&canonical_name)
+}
+
+/// The initials of [`FORWARDING`]'s names, for [`remove_where`].
+const FORWARDING_INITIALS: Initials = Initials::of(FORWARDING);
+
 /// Remove every forwarding and rewrite header (`FORWARDING`), in any spelling.
 pub fn remove_forwarding(headers: &mut HeaderMap) {
-    remove_where(headers, |name| FORWARDING.contains(&name));
+    remove_where(headers, FORWARDING_INITIALS, is_forwarding);
 }
 
 /// Remove the headers `Connection` names and the standard hop-by-hop set.

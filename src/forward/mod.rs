@@ -270,7 +270,8 @@ pub struct Vouch<'a> {
 /// for doorman's session cookie.
 fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
-    headers::remove_where(h, |name| name.starts_with("x-doorman-"));
+    const DOORMAN: headers::Initials = headers::Initials::of(&["x-doorman-"]);
+    headers::remove_where(h, DOORMAN, |name| name.starts_with("x-doorman-"));
     cookie::remove_from_response(h, &config.session.cookie_name);
 }
 
