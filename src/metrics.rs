@@ -24,8 +24,8 @@
 //! `/api/*/admin/**`), `default` when no route matched, `doorman` for doorman's own endpoints
 //! under `[login] prefix`, and `none` for requests refused before routing (a malformed path).
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -43,14 +43,50 @@ pub const ROUTE_DEFAULT: &str = "default";
 pub const ROUTE_NONE: &str = "none";
 
 /// A route's label in logs and metrics: shared, so a request records its route and counts
-/// it without copying the name (two allocations per request otherwise).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RouteLabel(Arc<str>);
+/// it without copying the name (two allocations per request otherwise). Compared and hashed
+/// by its name.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(Arc<Route>);
+
+#[derive(Debug)]
+struct Route {
+    name: Box<str>,
+    /// This route's `doorman_requests_total` series, held for the first [`Metrics`] that
+    /// counted it (a process has one; tests may have several, and the others count through
+    /// the family): counting a response is then an atomic add, not a locked, SipHashed lookup
+    /// of the label set in the family's map.
+    counted: OnceLock<Counted>,
+}
+
+#[derive(Debug)]
+struct Counted {
+    /// Which [`Metrics`] the series belong to.
+    metrics: usize,
+    /// One per status class ([`STATUS_CLASSES`]), made when first counted, as the family would.
+    classes: [OnceLock<Counter>; STATUS_CLASSES.len()],
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &RouteLabel) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
 
 impl RouteLabel {
     /// The label `name`.
     pub fn new(name: &str) -> RouteLabel {
-        RouteLabel(Arc::from(name))
+        RouteLabel(Arc::new(Route {
+            name: name.into(),
+            counted: OnceLock::new(),
+        }))
     }
 
     /// The label of doorman's own endpoints (`doorman`), made once.
@@ -76,7 +112,7 @@ impl RouteLabel {
 
     /// The label's text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.name
     }
 }
 
@@ -88,7 +124,7 @@ impl From<&str> for RouteLabel {
 
 impl std::fmt::Display for RouteLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.name)
     }
 }
 
@@ -97,7 +133,7 @@ impl EncodeLabelValue for RouteLabel {
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder,
     ) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&&*self.0, encoder)
+        EncodeLabelValue::encode(&&*self.0.name, encoder)
     }
 }
 
@@ -201,6 +237,11 @@ pub enum Reload {
     failure,
 }
 
+impl Reload {
+    /// Every result, for series that exist from the start.
+    const ALL: [Reload; 2] = [Self::success, Self::failure];
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: RouteLabel,
@@ -237,20 +278,48 @@ struct VersionLabel {
     version: &'static str,
 }
 
+/// The series of a counter family over a fixed set of results, made at start (so each exists
+/// at 0 before its first event) and held, indexed by the result's discriminant: counting one is
+/// an atomic add instead of `Family::get_or_create`'s locked, SipHashed map lookup (about 200
+/// instructions, on every request for the session lookup's result).
+struct Results<const N: usize>([Counter; N]);
+
+impl<const N: usize> Results<N> {
+    /// Make each of `all`'s series in `family`; `all[i]` must have discriminant `i`.
+    fn new<R: Copy, L>(
+        family: &Family<L, Counter>,
+        all: [R; N],
+        label: impl Fn(R) -> L,
+    ) -> Results<N>
+    where
+        L: Clone + std::hash::Hash + Eq,
+    {
+        Results(all.map(|result| family.get_or_create(&label(result)).clone()))
+    }
+
+    fn inc(&self, index: usize) {
+        if let Some(counter) = self.0.get(index) {
+            counter.inc();
+        }
+    }
+}
+
 /// Every metric doorman exports, and the registry that encodes them.
 pub struct Metrics {
+    /// Tells this instance's series apart in a [`RouteLabel`]'s cache.
+    id: usize,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_duration: Histogram,
     upstream_duration: Histogram,
-    session_lookups: Family<LookupLabel, Counter>,
-    logins: Family<LoginLabel, Counter>,
-    forward_auth: Family<ForwardAuthLabel, Counter>,
+    session_lookups: Results<{ Lookup::ALL.len() }>,
+    logins: Results<{ Login::ALL.len() }>,
+    forward_auth: Results<{ ForwardAuth::ALL.len() }>,
     oidc_logins: Family<OidcLabel, Counter>,
     store_errors: Counter,
     open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     connection_rests: Counter,
-    reloads: Family<ReloadLabel, Counter>,
+    reloads: Results<{ Reload::ALL.len() }>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -363,31 +432,25 @@ impl Metrics {
         );
         // Every result label exists from the start at 0, so a dashboard's rate() has a series
         // before the first event (request routes appear as they are first seen).
-        for result in Lookup::ALL {
-            let _ = session_lookups.get_or_create(&LookupLabel { result });
-        }
-        for result in Login::ALL {
-            let _ = logins.get_or_create(&LoginLabel { result });
-        }
-        for result in ForwardAuth::ALL {
-            let _ = forward_auth.get_or_create(&ForwardAuthLabel { result });
-        }
-        for result in [Reload::success, Reload::failure] {
-            let _ = reloads.get_or_create(&ReloadLabel { result });
-        }
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             requests,
             request_duration,
             upstream_duration,
-            session_lookups,
-            logins,
-            forward_auth,
+            session_lookups: Results::new(&session_lookups, Lookup::ALL, |result| LookupLabel {
+                result,
+            }),
+            logins: Results::new(&logins, Login::ALL, |result| LoginLabel { result }),
+            forward_auth: Results::new(&forward_auth, ForwardAuth::ALL, |result| {
+                ForwardAuthLabel { result }
+            }),
             oidc_logins,
             store_errors,
             open_connections,
             connection_rests,
-            reloads,
+            reloads: Results::new(&reloads, Reload::ALL, |result| ReloadLabel { result }),
         }
     }
 
@@ -436,12 +499,24 @@ impl Metrics {
 
     /// One response fully sent (or abandoned by the client).
     pub fn request(&self, route: &RouteLabel, status: u16, took: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                status_class: status_class(status),
-            })
-            .inc();
+        let class = status_class_index(status);
+        let series = || {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: route.clone(),
+                    status_class: STATUS_CLASSES[class],
+                })
+                .clone()
+        };
+        let counted = route.0.counted.get_or_init(|| Counted {
+            metrics: self.id,
+            classes: Default::default(),
+        });
+        if counted.metrics == self.id {
+            counted.classes[class].get_or_init(series).inc();
+        } else {
+            series().inc();
+        }
         self.request_duration.observe(took.as_secs_f64());
     }
 
@@ -451,20 +526,16 @@ impl Metrics {
     }
 
     pub fn session_lookup(&self, result: Lookup) {
-        self.session_lookups
-            .get_or_create(&LookupLabel { result })
-            .inc();
+        self.session_lookups.inc(result as usize);
     }
 
     pub fn login(&self, result: Login) {
-        self.logins.get_or_create(&LoginLabel { result }).inc();
+        self.logins.inc(result as usize);
     }
 
     /// Count one forward-auth answer.
     pub fn forward_auth(&self, result: ForwardAuth) {
-        self.forward_auth
-            .get_or_create(&ForwardAuthLabel { result })
-            .inc();
+        self.forward_auth.inc(result as usize);
     }
 
     /// Count one OpenID Connect sign-in: `"success"` or the reason it was refused.
@@ -478,7 +549,7 @@ impl Metrics {
     }
 
     pub fn reload(&self, result: Reload) {
-        self.reloads.get_or_create(&ReloadLabel { result }).inc();
+        self.reloads.inc(result as usize);
     }
 
     /// An idle client connection rested.
@@ -514,14 +585,17 @@ impl Drop for OpenConnection {
     }
 }
 
-/// `2xx`, `4xx`, ...
-pub fn status_class(status: u16) -> &'static str {
+/// The `status_class` label's values: `2xx`, `4xx`, ...
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// `status`'s index in [`STATUS_CLASSES`] (anything outside 100–499 counts as `5xx`).
+fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -587,6 +661,61 @@ impl CacheStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_result_s_discriminant_is_its_index_among_all() {
+        // `Results` counts `result as usize`: a reordered `ALL` would count under another label.
+        assert!(Lookup::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r as usize == i));
+        assert!(Login::ALL.iter().enumerate().all(|(i, r)| *r as usize == i));
+        assert!(ForwardAuth::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r as usize == i));
+        assert!(Reload::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r as usize == i));
+        let m = Metrics::new();
+        m.session_lookup(Lookup::expired);
+        m.forward_auth(ForwardAuth::forbidden);
+        m.reload(Reload::failure);
+        let text = m.encode().unwrap();
+        for line in [
+            "doorman_session_lookups_total{result=\"expired\"} 1",
+            "doorman_session_lookups_total{result=\"hit\"} 0",
+            "doorman_forward_auth_total{result=\"forbidden\"} 1",
+            "doorman_config_reloads_total{result=\"failure\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_route_label_counts_in_every_registry_that_counts_it() {
+        // The label holds the first registry's series; a second registry (tests run several
+        // servers in one process) counts through its own family, and a new label with the same
+        // name (a reload) finds the same series.
+        let (first, second) = (Metrics::new(), Metrics::new());
+        let route = RouteLabel::new("/dashboard");
+        for status in [200, 204, 404, 599, 42] {
+            first.request(&route, status, Duration::ZERO);
+        }
+        second.request(&route, 302, Duration::ZERO);
+        first.request(&RouteLabel::new("/dashboard"), 200, Duration::ZERO);
+        let (first, second) = (first.encode().unwrap(), second.encode().unwrap());
+        let series = |class, n| {
+            format!("doorman_requests_total{{route=\"/dashboard\",status_class=\"{class}\"}} {n}")
+        };
+        for line in [series("2xx", 3), series("4xx", 1), series("5xx", 2)] {
+            assert!(first.contains(&line), "{line} missing from\n{first}");
+        }
+        assert!(!first.contains("3xx"), "{first}");
+        assert!(second.contains(&series("3xx", 1)), "{second}");
+        assert!(!second.contains("2xx"), "{second}");
+    }
 
     #[test]
     fn names_follow_the_conventions() {
