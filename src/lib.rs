@@ -12,7 +12,7 @@
 //! is the rule, not a picture of it.
 //!
 //! ```text
-//! base:       lock worker clock encoding accept body metrics audit logging
+//! base:       lock worker clock encoding digest_map accept body metrics audit logging
 //! vocabulary: jws seal path host identity routes tls
 //! config:     config
 //! provider:   oidc
@@ -28,7 +28,8 @@
 //!
 //! * **base**: no doorman imports. `lock` (a poison-tolerant lock), [`worker`] (which
 //!   serving thread runs the caller), [`clock`] (the time decisions are made against),
-//!   `encoding` (hex and percent escapes), `accept` (the accept step every listener shares),
+//!   `encoding` (hex and percent escapes), `digest_map` (maps keyed by a session store
+//!   key, without SipHash), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
 //!   [`logging`].
 //! * **vocabulary**: the types the config is made of: [`jws`] (the signed identity assertion:
@@ -89,6 +90,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod cookie;
+pub(crate) mod digest_map;
 pub(crate) mod encoding;
 pub(crate) mod error;
 pub(crate) mod exchange;

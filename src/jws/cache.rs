@@ -13,12 +13,11 @@
 //! than once per quarter-shard of inserts. A hit takes one shard's lock, one hash lookup and a
 //! reference-count increment (no allocation).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use http::HeaderValue;
 
+use crate::digest_map::DigestMap;
 use crate::lock::lock;
 
 /// Entries kept in all (spread over the shards).
@@ -38,31 +37,9 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    sessions: HashMap<[u8; 32], Vec<Entry>, BuildHasherDefault<KeyHasher>>,
+    /// By session store key (`DigestMap`: only valid sessions' keys are ever kept).
+    sessions: DigestMap<[u8; 32], Vec<Entry>>,
     entries: usize,
-}
-
-/// Hashes a session store key by its first eight bytes. The key is a SHA-256 and only keys of
-/// valid sessions (ids doorman drew from the OS's CSPRNG) are ever looked up or kept, so no
-/// client can choose keys that collide: SipHash's protection would cost the hit path a few
-/// hundred instructions for nothing.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(first) = bytes.first_chunk::<8>() {
-            self.0 = u64::from_ne_bytes(*first);
-        }
-    }
-
-    fn write_usize(&mut self, _len: usize) {
-        // The array's length prefix: always 32.
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// The tokens of one assertion config, by session store key, audience and groups.
@@ -94,7 +71,7 @@ impl Cache {
     }
 
     fn shard(&self, session: &[u8; 32]) -> &Mutex<Shard> {
-        // The last byte: the first eight are the hash within the shard (`KeyHasher`), whose
+        // The last byte: the first eight are the hash within the shard (`DigestMap`), whose
         // low bits must not all be alike.
         &self.shards[usize::from(session[31]) % SHARDS]
     }
@@ -156,7 +133,7 @@ impl Cache {
         });
         shard.entries = shard.sessions.values().map(Vec::len).sum();
         if shard.entries * 4 > self.shard_capacity * 3 {
-            shard.sessions = HashMap::default();
+            shard.sessions = DigestMap::default();
             shard.entries = 0;
         }
     }

@@ -29,13 +29,13 @@
 //! arrives after the fill simply removes the entry. (Bumping per shard rather than per key
 //! costs at most an occasional extra miss.)
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Record, SessionKey, Timeouts};
 use crate::clock::Clock;
+use crate::digest_map::DigestMap;
 use crate::metrics::CacheStats;
 
 /// How long after the last successful health check of the tracking connection the cache keeps
@@ -66,7 +66,8 @@ pub struct SessionCache {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<SessionKey, Record>,
+    /// Filled only with records Redis returned (`DigestMap`'s rule).
+    entries: DigestMap<SessionKey, Record>,
     epoch: u64,
 }
 

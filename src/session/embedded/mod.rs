@@ -31,7 +31,6 @@
 //! Layout: `sessions` (SHA-256 key → JSON [`Record`]), `users` (a multimap user → keys, for
 //! revoke), `counters` (name → (count, window end in Unix ms), for login throttling).
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,6 +47,7 @@ use tokio::task::JoinHandle;
 
 use super::{Record, SessionKey, SessionStore, StoreError, Timeouts};
 use crate::clock::Clock;
+use crate::digest_map::DigestMap;
 
 /// Sessions: SHA-256 of the id → the JSON-encoded [`Record`].
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
@@ -92,7 +92,8 @@ struct Inner {
 
 #[derive(Default)]
 struct Cache {
-    map: HashMap<SessionKey, Record>,
+    /// Filled only with records read from the file (`DigestMap`'s rule).
+    map: DigestMap<SessionKey, Record>,
     /// Bumped by every delete; a lookup fills the cache only if no delete ran since it started
     /// reading, so a record read just before a revoke cannot be cached after it.
     epoch: u64,
