@@ -183,8 +183,13 @@ async fn decide(
     }
     if config.login.owns(&path) {
         // Doorman's own endpoints; nothing under the prefix is ever forwarded.
+        let forward_auth = login::forward_auth_call(config, &path, req.method());
         ex.path = Some(path);
         ex.route = Some(RouteLabel::doorman());
+        if let Some(convention) = forward_auth {
+            // A gateway's sub-request, as every request behind it: not through the box below.
+            return crate::forward_auth::answer(shared, ex, convention, req.headers()).await;
+        }
         // Boxed, like the handoff below: a large future that most requests never need.
         return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
     }

@@ -218,6 +218,24 @@ impl Default for Login {
 }
 
 /// Answer a request for a path under the login prefix (`ex.path`, normalised).
+/// The forward-auth convention a request to `path` (normalised, under the login prefix) with
+/// `method` calls: `<prefix>/auth` or `<prefix>/forward-auth` (any case), GET or HEAD. Behind a
+/// gateway every request of the site is one of these, so the gate answers them without
+/// [`endpoint`]'s boxed future (6 KB allocated and copied per request).
+pub fn forward_auth_call(config: &Config, path: &str, method: &Method) -> Option<Convention> {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let rest = path.get(config.login.prefix.len()..)?;
+    if rest.eq_ignore_ascii_case("/auth") {
+        Some(Convention::AuthRequest)
+    } else if rest.eq_ignore_ascii_case("/forward-auth") {
+        Some(Convention::ForwardAuth)
+    } else {
+        None
+    }
+}
+
 pub async fn endpoint(
     shared: &Shared,
     login: &Login,
@@ -236,11 +254,11 @@ pub async fn endpoint(
         ("/login", Method::POST) => login.log_in(shared, ex, req).await,
         ("/logout", Method::POST) => log_out(shared, ex, req).await,
         ("/session", Method::GET | Method::HEAD) => session_info(shared, ex).await,
-        ("/auth", Method::GET | Method::HEAD) => {
-            forward_auth::answer(shared, ex, Convention::AuthRequest, req.headers()).await
-        }
-        ("/forward-auth", Method::GET | Method::HEAD) => {
-            forward_auth::answer(shared, ex, Convention::ForwardAuth, req.headers()).await
+        ("/auth" | "/forward-auth", Method::GET | Method::HEAD) => {
+            // The gate answers these before it gets here (`forward_auth_call`); the same answer.
+            let convention =
+                forward_auth_call(config, path, req.method()).ok_or(ProxyError::NotFound)?;
+            forward_auth::answer(shared, ex, convention, req.headers()).await
         }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks(config),
         ("/oidc/start", Method::GET | Method::HEAD) => openid::start(shared, ex, &req).await,
@@ -449,4 +467,38 @@ fn see_other(location: &str) -> Response<Body> {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn forward_auth_calls_are_the_two_endpoints_by_get_or_head_in_any_case() {
+        let config = Config::parse("[login]\nprefix = \"/_gate\"\n", Path::new("/x/proxy.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let call = |path: &str, method: Method| forward_auth_call(&config, path, &method);
+        assert_eq!(
+            call("/_gate/auth", Method::GET),
+            Some(Convention::AuthRequest)
+        );
+        assert_eq!(
+            call("/_gate/AUTH", Method::HEAD),
+            Some(Convention::AuthRequest)
+        );
+        assert_eq!(
+            call("/_gate/Forward-Auth", Method::GET),
+            Some(Convention::ForwardAuth)
+        );
+        for (path, method) in [
+            ("/_gate/auth", Method::POST),
+            ("/_gate/auth/", Method::GET),
+            ("/_gate/authx", Method::GET),
+            ("/_gate/login", Method::GET),
+            ("/_gate", Method::GET),
+        ] {
+            assert_eq!(call(path, method.clone()), None, "{method} {path}");
+        }
+    }
 }
