@@ -175,8 +175,9 @@ pub async fn lookup(shared: &Shared, ex: &mut Exchange) {
         SessionState::Stale { looked_up: true } => Lookup::expired,
         SessionState::Down(_) => Lookup::store_error,
     });
-    if let SessionState::Valid { identity, key, .. } = &state {
-        ex.log_session(Some(identity.user().to_string()), key);
+    if let SessionState::Valid { key, .. } = &state {
+        // The log's user is moved out of the session when the gate finishes (`gate::finish`).
+        ex.session_tag = Some(key.log_tag());
     }
     ex.session = state;
 }

@@ -28,6 +28,7 @@ use tracing::info;
 use crate::body::Body;
 use crate::exchange::Exchange;
 use crate::metrics::{Metrics, RouteLabel};
+use crate::session::SessionTag;
 
 /// One request's log line, finished when the body is.
 pub struct Entry {
@@ -90,7 +91,7 @@ impl Drop for Finish {
                 duration_ms = took.as_secs_f64() * 1000.0,
                 complete = self.complete,
                 user = ex.user.as_deref(),
-                session = ex.session_tag.as_deref(),
+                session = ex.session_tag.as_ref().map(SessionTag::as_str),
                 "request"
             );
         });

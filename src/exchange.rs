@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, Method, Uri};
 
 use crate::cookie::Presented;
 use crate::identity::Identity;
-use crate::session::{Record, SessionId, SessionKey, StoreError};
+use crate::session::{Record, SessionId, SessionKey, SessionTag, StoreError};
 
 /// Who is on the other end of the connection a request arrived on, and — when that is a
 /// trusted gateway (`[forward_auth] trusted_gateways`) — who the browser behind it is.
@@ -161,10 +161,11 @@ pub struct Exchange {
     pub session: SessionState,
     /// What to do with doorman's cookie on the response.
     pub cookie: CookieAction,
-    /// The user the access log names: the session's, or the one who just logged in or out.
+    /// The user the access log names: the one who just logged in or out, else the valid
+    /// session's (moved here when the gate finishes the response, not copied at lookup).
     pub user: Option<String>,
     /// [`SessionKey::tag`] of the session in use, created or ended, for the access log.
-    pub session_tag: Option<String>,
+    pub session_tag: Option<SessionTag>,
     /// Whether the connection must close after this response (HTTP/1 only).
     pub close: bool,
     /// With `[session.express]`: the app's cookie (`connect.sid`), when the request carried
@@ -220,6 +221,6 @@ impl Exchange {
     /// Record, for the log, that the request acts as `user` in the session `key`.
     pub fn log_session(&mut self, user: Option<String>, key: &SessionKey) {
         self.user = user;
-        self.session_tag = Some(key.tag());
+        self.session_tag = Some(key.log_tag());
     }
 }

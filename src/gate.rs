@@ -305,8 +305,11 @@ fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Bod
         // client then resets the stream. The headers (Content-Length included) stay.
         resp = resp.map(|_| crate::body::empty());
     }
-    // What the log does not need is released now, not when a long body ends.
-    ex.session = SessionState::None;
+    // What the log does not need is released now, not when a long body ends; of the session,
+    // the log keeps its user (moved, not copied).
+    if let SessionState::Valid { identity, .. } = std::mem::take(&mut ex.session) {
+        ex.user.get_or_insert_with(|| identity.into_user());
+    }
     ex.presented = Presented::Absent;
     let entry = Entry::new(
         ex,

@@ -331,6 +331,11 @@ impl Identity {
         &self.user
     }
 
+    /// The user name, given up (the identity is no longer needed).
+    pub fn into_user(self) -> String {
+        self.user
+    }
+
     /// The user's groups.
     pub fn groups(&self) -> &[String] {
         &self.groups

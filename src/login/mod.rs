@@ -167,8 +167,12 @@ impl Login {
         let next = valid_next(config, ex, next);
         let resp = begin_session(shared, ex, record, &next).await?;
         shared.metrics.login(LoginResult::success);
-        let (user, tag) = (ex.user.as_deref(), ex.session_tag.as_deref());
-        audit::login(from, user.unwrap_or_default(), tag.unwrap_or_default());
+        let (user, tag) = (ex.user.as_deref(), ex.session_tag.as_ref());
+        audit::login(
+            from,
+            user.unwrap_or_default(),
+            tag.map_or("", |t| t.as_str()),
+        );
         Ok(resp)
     }
 }

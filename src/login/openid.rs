@@ -331,11 +331,11 @@ async fn sign_in(
     let next = flow.next;
     let resp = login::begin_session(shared, ex, record, &next).await?;
     shared.metrics.oidc_login("success");
-    let (user, tag) = (ex.user.as_deref(), ex.session_tag.as_deref());
+    let (user, tag) = (ex.user.as_deref(), ex.session_tag.as_ref());
     audit::oidc_login(
         ex.client.source(),
         user.unwrap_or_default(),
-        tag.unwrap_or_default(),
+        tag.map_or("", |t| t.as_str()),
     );
     Ok(Ok(resp))
 }

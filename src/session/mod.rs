@@ -117,7 +117,37 @@ impl SessionKey {
 
     /// A short, non-reversible tag for logs (the first 8 hex digits of the key).
     pub fn tag(&self) -> String {
-        crate::encoding::hex_lower(&self.0[..4])
+        self.log_tag().as_str().to_string()
+    }
+
+    /// [`tag`](Self::tag) without an allocation: what the access log keeps for every request
+    /// with a session.
+    pub fn log_tag(&self) -> SessionTag {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut tag = [0u8; 8];
+        for (pair, byte) in tag.chunks_exact_mut(2).zip(&self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        SessionTag(tag)
+    }
+}
+
+/// [`SessionKey::tag`] held inline: eight lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionTag([u8; 8]);
+
+impl SessionTag {
+    /// The tag's text.
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex digits ([`SessionKey::log_tag`]).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SessionTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -627,6 +657,7 @@ mod tests {
         assert_eq!(SessionId::parse(&value), Some(id.clone()));
         let key = id.key();
         assert_eq!(key.tag(), key.hex()[..8]);
+        assert_eq!(key.log_tag().as_str(), &key.hex()[..8]);
         for bad in [
             "",
             "A",
