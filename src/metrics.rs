@@ -45,10 +45,9 @@ pub const ROUTE_NONE: &str = "none";
 /// A route's label in logs and metrics: shared, so a request records its route and counts
 /// it without copying the name (two allocations per request otherwise). Compared and hashed
 /// by its name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RouteLabel(Arc<Route>);
 
-#[derive(Debug)]
 struct Route {
     name: Box<str>,
     /// This route's `doorman_requests_total` series, held for the first [`Metrics`] that
@@ -58,12 +57,17 @@ struct Route {
     counted: OnceLock<Counted>,
 }
 
-#[derive(Debug)]
 struct Counted {
     /// Which [`Metrics`] the series belong to.
     metrics: usize,
     /// One per status class ([`STATUS_CLASSES`]), made when first counted, as the family would.
     classes: [OnceLock<Counter>; STATUS_CLASSES.len()],
+}
+
+impl std::fmt::Debug for RouteLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RouteLabel").field(&self.0.name).finish()
+    }
 }
 
 impl PartialEq for RouteLabel {
