@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
-pub use crate::identity::{remove_where, Initials};
+pub use crate::identity::{remove_where, Folded, Initials};
 
 /// Hop-by-hop headers removed in both directions, besides those `Connection` names.
 /// `Trailer` is not among them: it is end-to-end (RFC 9110 §6.6.2), and hyper's HTTP/1 server
@@ -69,9 +69,9 @@ const FORWARDING: &[&str] = &[
     "x-method-override",
 ];
 
-/// Whether a canonical header name is one of [`FORWARDING`].
-pub fn is_forwarding(canonical_name: &str) -> bool {
-    FORWARDING.contains(&canonical_name)
+/// Whether a header name (in any spelling) is one of [`FORWARDING`].
+pub fn is_forwarding(name: Folded<'_>) -> bool {
+    FORWARDING.iter().any(|f| name.is(f))
 }
 
 /// The initials of [`FORWARDING`]'s names, for [`remove_where`].
