@@ -89,7 +89,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_BY_HOP.len()];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
             present[i] = true;
             any = true;
         }
@@ -119,6 +119,23 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// `name`'s index in [`HOP_BY_HOP`]. A `match` on the text: compiled to a switch on the
+/// length and one comparison, where comparing `HeaderName`s took nine calls per header.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        "http2-settings" => 8,
+        _ => return None,
+    })
 }
 
 /// Whether a comma-separated header carries `token` (case-insensitively).
@@ -247,6 +264,15 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
         }
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_has_its_own_index() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("trailer"), None);
+        assert_eq!(hop_by_hop_index("host"), None);
     }
 
     #[test]
