@@ -54,17 +54,6 @@ pub fn hex_lower(bytes: &[u8]) -> String {
 /// are written into a stack buffer and appended a chunk at a time, not pushed one `char` (a
 /// UTF-8 encode and a capacity check) at a time, which cost ~700 instructions a key.
 pub fn push_hex_lower(out: &mut String, bytes: &[u8]) {
-    /// Each byte's two digits.
-    const PAIRS: [[u8; 2]; 256] = {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut pairs = [[0u8; 2]; 256];
-        let mut b = 0;
-        while b < 256 {
-            pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
-            b += 1;
-        }
-        pairs
-    };
     out.reserve(bytes.len() * 2);
     if bytes.len() < 16 {
         // A log tag's 4 bytes: a char at a time costs less than validating a chunk.
@@ -77,13 +66,31 @@ pub fn push_hex_lower(out: &mut String, bytes: &[u8]) {
     }
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(buf.len() / 2) {
-        for (pair, &b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair.copy_from_slice(&PAIRS[usize::from(b)]);
-        }
+        write_hex_lower(&mut buf, chunk);
         // Only ASCII digits and letters were written: this never fails.
         if let Ok(digits) = std::str::from_utf8(&buf[..chunk.len() * 2]) {
             out.push_str(digits);
         }
+    }
+}
+
+/// Each byte's two lower-case hex digits.
+const PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
+/// Write `bytes` as lower-case hex digits into the start of `out` (as many bytes as fit:
+/// two digits each), for callers that keep the digits inline.
+pub fn write_hex_lower(out: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(b)]);
     }
 }
 

@@ -46,21 +46,16 @@ pub const BUILT_IN: &[&str] = &[
 ];
 
 /// Doorman's handoff headers (DESIGN.md §6) share this prefix; always doorman's alone.
-const DOORMAN_PREFIX: &str = "x-doorman-";
+pub const DOORMAN_PREFIX: &str = "x-doorman-";
 
 /// A header name as a CGI-style upstream would see it: lower case, `_` and `.` read as `-`.
 pub fn canonical(name: &str) -> Cow<'_, str> {
     // `HeaderName`s are already lower case; only fold when something needs rewriting.
-    if name
-        .bytes()
-        .any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase())
-    {
+    if name.bytes().any(|b| fold(b) != b) {
+        // `fold` changes only ASCII bytes, and into ASCII: other characters pass whole.
         Cow::Owned(
             name.chars()
-                .map(|c| match c {
-                    '_' | '.' => '-',
-                    c => c.to_ascii_lowercase(),
-                })
+                .map(|c| u8::try_from(c).map_or(c, |b| char::from(fold(b))))
                 .collect(),
         )
     } else {
@@ -111,7 +106,7 @@ impl Initials {
     }
 }
 
-/// One byte as [`canonical`] folds it.
+/// One byte as [`canonical`] folds it: `_` and `.` read as `-`, upper case as lower.
 const fn fold(b: u8) -> u8 {
     match b {
         b'_' | b'.' => b'-',

@@ -34,7 +34,7 @@ use crate::cookie;
 use crate::error::ProxyError;
 use crate::exchange::ClientInfo;
 use crate::head::request_host;
-use crate::identity::Identity;
+use crate::identity::{Identity, DOORMAN_PREFIX};
 use crate::login::handoff::Handoff;
 use crate::session::live::Ticket;
 use client_body::ClientBody;
@@ -270,8 +270,8 @@ pub struct Vouch<'a> {
 /// for doorman's session cookie.
 fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
     headers::remove_hop_by_hop(h);
-    const DOORMAN: headers::Initials = headers::Initials::of(&["x-doorman-"]);
-    headers::remove_where(h, DOORMAN, |name| name.starts_with("x-doorman-"));
+    const DOORMAN: headers::Initials = headers::Initials::of(&[DOORMAN_PREFIX]);
+    headers::remove_where(h, DOORMAN, |name| name.starts_with(DOORMAN_PREFIX));
     cookie::remove_from_response(h, &config.session.cookie_name);
 }
 

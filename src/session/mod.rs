@@ -123,12 +123,8 @@ impl SessionKey {
     /// [`tag`](Self::tag) without an allocation: what the access log keeps for every request
     /// with a session.
     pub fn log_tag(&self) -> SessionTag {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut tag = [0u8; 8];
-        for (pair, byte) in tag.chunks_exact_mut(2).zip(&self.0) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0xf)];
-        }
+        crate::encoding::write_hex_lower(&mut tag, &self.0);
         SessionTag(tag)
     }
 }
