@@ -43,9 +43,14 @@
 #                   the authenticated path's (GET /dashboard with the same Cookie header; nginx
 #                   does no auth, so this is what proxying those bytes costs it). Skipped with
 #                   NGINX=0.
+#   floor:          the public path's load through `hyper-floor` (benches/hyper_floor.rs, one
+#                   worker): hyper's HTTP/1.1 server and client with nothing of doorman between
+#                   them, the floor of doorman's stack on this load. Built with `cargo build
+#                   --release --example hyper-floor` unless FLOOR=PATH names a binary; skipped
+#                   with FLOOR=0.
 # Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>`,
-# `forward-auth: <Ir/req>`, `nginx-public: <Ir/req>` and `nginx-cookie: <Ir/req>` on stdout,
-# then doorman's figures over nginx's (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
+# `forward-auth: <Ir/req>`, `nginx-public: <Ir/req>`, `nginx-cookie: <Ir/req>` and
+# `floor: <Ir/req>` on stdout, then doorman's and the floor's figures over nginx's (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
 # may be an older build.
 # Processes, ports, the upstream and the config are benches/lib.sh's, as for run.sh.
 set -uo pipefail
@@ -55,7 +60,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
 COOKIE=""
-ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}
+ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
 PIN=0; NICE=0
 
 for t in valgrind callgrind_control nginx curl python3; do
@@ -65,8 +70,14 @@ done
 
 build_doorman
 init_run
-read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT <<< "$(free_ports 7)"
-[ -n "$NG_COOKIE_PORT" ] || die "could not pick free loopback ports"
+if [ "$FLOOR" != 0 ] && [ -z "$FLOOR" ]; then
+  log "building the hyper-floor example (release)"
+  (cd "$ROOT" && cargo build --release --example hyper-floor >&2) || die "cargo build --example hyper-floor failed"
+  FLOOR="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/hyper-floor"
+fi
+[ "$FLOOR" = 0 ] || [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT FLOOR_PORT <<< "$(free_ports 8)"
+[ -n "$FLOOR_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
 
@@ -212,6 +223,21 @@ measure_nginx() {
   ir_per_request "$name" "$out"
 }
 
+# measure_floor PORT: hyper-floor, one worker, under callgrind, the public path's load; sets
+# RESULT (Ir/request)
+measure_floor() {
+  local name=floor port=$1 out="$RUN/floor/callgrind.out" pid
+  mkdir -p "$RUN/floor"
+  log "floor: starting hyper-floor under callgrind on :$port"
+  start_bg "$name" valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$FLOOR" --listen "$port" --upstream "$UPSTREAM_PORT" --workers 1
+  pid=$(pid_of "$name")
+  wait_port "$port" 60 "$name"
+  python3 "$RUN/load.py" "$port" /public "" "$CONNS" "$N" "$WARMUP" "$pid" "" 0 \
+    || die "$name: load failed (log: $RUN/$name.log)"
+  ir_per_request "$name" "$out"
+}
+
 # ir_per_request NAME OUT: the one dump OUT.* the load generator asked for; sets RESULT to its
 # total Ir / N
 ir_per_request() {
@@ -246,6 +272,8 @@ if [ "$NGINX" = 1 ]; then
   measure_nginx nginx-public "$NG_PUBLIC_PORT" /public ""; NG_PUBLIC=$RESULT
   measure_nginx nginx-cookie "$NG_COOKIE_PORT" /dashboard "$COOKIE"; NG_COOKIE=$RESULT
 fi
+FLOORED=""
+[ "$FLOOR" != 0 ] && { measure_floor "$FLOOR_PORT"; FLOORED=$RESULT; }
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"
 [ -n "$ASSERTED" ] && echo "assertion: $ASSERTED"
@@ -256,6 +284,12 @@ if [ -n "$NG_PUBLIC" ]; then
   # issue 20's target: doorman ≤ 1.2× nginx's instructions per request on the same load
   awk -v p="$PUBLIC" -v np="$NG_PUBLIC" -v a="$AUTHENTICATED" -v na="$NG_COOKIE" 'BEGIN {
     printf "public / nginx-public: %.2fx\nauthenticated / nginx-cookie: %.2fx\n", p / np, a / na }'
+fi
+if [ -n "$FLOORED" ]; then
+  echo "floor: $FLOORED"
+  awk -v p="$PUBLIC" -v f="$FLOORED" -v np="$NG_PUBLIC" 'BEGIN {
+    printf "public / floor: %.2fx\n", p / f
+    if (np != "") printf "floor / nginx-public: %.2fx\n", f / np }'
 fi
 [ -n "$ASSERTED" ] && log "assertion on / off: $(awk -v a="$ASSERTED" -v b="$AUTHENTICATED" 'BEGIN{printf "%+.2f %%", (a-b)*100/b}')"
 exit 0
