@@ -7,6 +7,7 @@
 //! The inner function is the happy path with `?`. The path is normalised exactly once, here;
 //! the route table matches that value and the upstream receives that value.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -126,142 +127,154 @@ pub enum BuildError {
 }
 
 /// Answer one request: forward it, or answer with doorman's own response.
-pub async fn handle(app: &App, client: ClientInfo, req: Request<Incoming>) -> Response<Body> {
-    // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
-    let client = match &app.shared.config.forward_auth {
-        Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
-        _ => client,
-    };
-    let mut ex = Exchange::new(
-        client,
-        req.method().clone(),
-        req.uri().clone(),
-        Instant::now(),
-    );
-    // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
-    // (hyper drops it and reads the body as chunked). A front proxy that read it differently
-    // may see the rest of the bytes as a second request, so the connection is not reused.
-    let h1 = req.version() <= Version::HTTP_11;
-    ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
+///
+/// Not an `async fn` (nor is [`decide`]): one keeps its arguments twice in its state (as
+/// captured, and moved into a local on the first poll), and this state is in every request's
+/// future, moved with it. The `async move` block uses what it captured where it lies.
+pub fn handle(
+    app: &App,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> impl Future<Output = Response<Body>> + '_ {
+    async move {
+        // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
+        let client = match &app.shared.config.forward_auth {
+            Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
+            _ => client,
+        };
+        let mut ex = Exchange::new(
+            client,
+            req.method().clone(),
+            req.uri().clone(),
+            Instant::now(),
+        );
+        // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
+        // (hyper drops it and reads the body as chunked). A front proxy that read it differently
+        // may see the rest of the bytes as a second request, so the connection is not reused.
+        let h1 = req.version() <= Version::HTTP_11;
+        ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
 
-    let resp = match decide(app, &mut ex, req).await {
-        Ok(resp) => resp,
-        Err(error) => {
-            if matches!(error, ProxyError::StoreUnavailable(_)) {
-                app.shared.metrics.store_error();
+        let resp = match decide(app, &mut ex, req).await {
+            Ok(resp) => resp,
+            Err(error) => {
+                if matches!(error, ProxyError::StoreUnavailable(_)) {
+                    app.shared.metrics.store_error();
+                }
+                // (HTTP/2 has no `Connection`: there the unread body's stream is reset instead.)
+                ex.close |= h1 && error.ends_connection();
+                let status = error.status().as_u16();
+                let (peer, method, path) = (ex.client.peer, &ex.method, ex.raw_target.path());
+                if error.status().is_server_error() {
+                    warn!(%peer, %method, path, status, error = %error_chain(&error), "request failed");
+                } else {
+                    debug!(%peer, %method, path, status, reason = %error, "request refused");
+                }
+                error.to_response()
             }
-            // (HTTP/2 has no `Connection`: there the unread body's stream is reset instead.)
-            ex.close |= h1 && error.ends_connection();
-            let status = error.status().as_u16();
-            let (peer, method, path) = (ex.client.peer, &ex.method, ex.raw_target.path());
-            if error.status().is_server_error() {
-                warn!(%peer, %method, path, status, error = %error_chain(&error), "request failed");
-            } else {
-                debug!(%peer, %method, path, status, reason = %error, "request refused");
-            }
-            error.to_response()
-        }
-    };
-    finish(app, ex, resp)
+        };
+        finish(app, ex, resp)
+    }
 }
 
 /// The decision, in the order of DESIGN.md §1.
-async fn decide(
-    app: &App,
-    ex: &mut Exchange,
+fn decide<'a>(
+    app: &'a App,
+    ex: &'a mut Exchange,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ProxyError> {
-    let shared = &app.shared;
-    let config = &*shared.config;
-    // Heads a route must never be asked to judge: CONNECT, lower-case methods, bad Host.
-    crate::head::check(&req)?;
-    // Normalised once: what the routes match is exactly what the upstream receives.
-    let path = crate::path::normalise(req.uri().path())?;
-    ex.presented = shared.cookies(ex.client.https).read(req.headers());
-    if let Some(bridge) = &shared.express {
-        ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
-    }
-    if config.login.owns(&path) {
-        // Doorman's own endpoints; nothing under the prefix is ever forwarded.
-        let forward_auth = login::forward_auth_call(config, &path, req.method());
-        ex.path = Some(path);
-        ex.route = Some(RouteLabel::doorman());
-        if let Some(convention) = forward_auth {
-            // A gateway's sub-request, as every request behind it: not through the box below.
-            return crate::forward_auth::answer(shared, ex, convention, req.headers()).await;
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + 'a {
+    async move {
+        let shared = &app.shared;
+        let config = &*shared.config;
+        // Heads a route must never be asked to judge: CONNECT, lower-case methods, bad Host.
+        crate::head::check(&req)?;
+        // Normalised once: what the routes match is exactly what the upstream receives.
+        let path = crate::path::normalise(req.uri().path())?;
+        ex.presented = shared.cookies(ex.client.https).read(req.headers());
+        if let Some(bridge) = &shared.express {
+            ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
         }
-        // Boxed, like the handoff below: a large future that most requests never need.
-        return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
-    }
-    let (upstream, target, host) = match prepare(app, &ex.client, &req, &path) {
-        Ok(prepared) => prepared,
-        Err(error) => {
+        if config.login.owns(&path) {
+            // Doorman's own endpoints; nothing under the prefix is ever forwarded.
+            let forward_auth = login::forward_auth_call(config, &path, req.method());
             ex.path = Some(path);
-            return Err(error);
+            ex.route = Some(RouteLabel::doorman());
+            if let Some(convention) = forward_auth {
+                // A gateway's sub-request, as every request behind it: not through the box below.
+                return crate::forward_auth::answer(shared, ex, convention, req.headers()).await;
+            }
+            // Boxed, like the handoff below: a large future that most requests never need.
+            return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
         }
-    };
-    let judged = access::Judged {
-        method: req.method(),
-        host: host.as_deref(),
-        path: &path,
-        headers: req.headers(),
-        back: access::Return::Local(target.as_str()),
-    };
-    // access::decide's steps, inline: one async level less in every connection's future.
-    let decided = match access::route(shared, ex, &judged) {
-        Err(error) => Err(error),
-        Ok(policy) => {
-            access::lookup(shared, ex).await;
-            access::authorise(shared, ex, policy, &judged)
-        }
-    };
-    // Recorded before the decision is acted on, so a refusal's log line has the path too.
-    ex.path = Some(path);
-    decided?;
-
-    let permit = handoff::permit(config, ex, &req);
-    let assertion = crate::assertion::for_upstream(shared, ex, || {
-        host.clone().or_else(|| route_host(&ex.client, &req))
-    });
-    let asked = Instant::now();
-    let ticket = match &ex.session {
-        SessionState::Valid { key, record, .. } => Some(Ticket {
-            registry: shared.store.live(),
-            key,
-            user: &record.user,
-            absolute_expiry: record.absolute_expiry,
-            clock: &shared.clock,
-            method: &ex.method,
+        let (upstream, target, host) = match prepare(app, &ex.client, &req, &path) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                ex.path = Some(path);
+                return Err(error);
+            }
+        };
+        let judged = access::Judged {
+            method: req.method(),
             host: host.as_deref(),
-            path: ex.path.as_deref().unwrap_or("/"),
-            recheck: config.session.recheck,
-        }),
-        _ => None,
-    };
-    // The express app's cookie (DESIGN.md §12): kept unless told otherwise, or it names
-    // someone other than the session's user.
-    let drop_cookie = shared
-        .express
-        .as_deref()
-        .filter(|b| !b.forward_cookie() || ex.strip_app_cookie)
-        .map(Bridge::cookie_name);
-    let vouch = Vouch {
-        identity: ex.identity(),
-        assertion,
-        drop_cookie,
-    };
-    let forwarded = upstream
-        .forward(req, &ex.client, target, vouch, ticket)
-        .await;
-    shared.metrics.upstream(asked.elapsed());
-    let (resp, handoff) = forwarded?;
-    if !handoff.is_empty() {
-        // Boxed: the handoff's store calls make a large future, and every request's future
-        // would be sized for it (and copied whole into its box) although few responses carry a
-        // handoff.
-        Box::pin(handoff::apply(shared, ex, handoff, permit)).await;
+            path: &path,
+            headers: req.headers(),
+            back: access::Return::Local(target.as_str()),
+        };
+        // access::decide's steps, inline: one async level less in every connection's future.
+        let decided = match access::route(shared, ex, &judged) {
+            Err(error) => Err(error),
+            Ok(policy) => {
+                access::lookup(shared, ex).await;
+                access::authorise(shared, ex, policy, &judged)
+            }
+        };
+        // Recorded before the decision is acted on, so a refusal's log line has the path too.
+        ex.path = Some(path);
+        decided?;
+
+        let permit = handoff::permit(config, ex, &req);
+        let assertion = crate::assertion::for_upstream(shared, ex, || {
+            host.clone().or_else(|| route_host(&ex.client, &req))
+        });
+        let asked = Instant::now();
+        let ticket = match &ex.session {
+            SessionState::Valid { key, record, .. } => Some(Ticket {
+                registry: shared.store.live(),
+                key,
+                user: &record.user,
+                absolute_expiry: record.absolute_expiry,
+                clock: &shared.clock,
+                method: &ex.method,
+                host: host.as_deref(),
+                path: ex.path.as_deref().unwrap_or("/"),
+                recheck: config.session.recheck,
+            }),
+            _ => None,
+        };
+        // The express app's cookie (DESIGN.md §12): kept unless told otherwise, or it names
+        // someone other than the session's user.
+        let drop_cookie = shared
+            .express
+            .as_deref()
+            .filter(|b| !b.forward_cookie() || ex.strip_app_cookie)
+            .map(Bridge::cookie_name);
+        let vouch = Vouch {
+            identity: ex.identity(),
+            assertion,
+            drop_cookie,
+        };
+        let forwarded = upstream
+            .forward(req, &ex.client, target, vouch, ticket)
+            .await;
+        shared.metrics.upstream(asked.elapsed());
+        let (resp, handoff) = forwarded?;
+        if !handoff.is_empty() {
+            // Boxed: the handoff's store calls make a large future, and every request's future
+            // would be sized for it (and copied whole into its box) although few responses carry a
+            // handoff.
+            Box::pin(handoff::apply(shared, ex, handoff, permit)).await;
+        }
+        Ok(resp)
     }
-    Ok(resp)
 }
 
 /// The one finishing step every response takes: doorman's cookie, HSTS, `Connection: close`,

@@ -97,28 +97,54 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return; // no Connection header either
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        // `keep-alive` and the like are in the standard set already.
-        .filter(|token| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
-        })
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // The tokens `Connection` names beyond the standard set. Almost always there are none
+    // (`keep-alive`, `close`'s absence, `upgrade`), and then nothing is collected or parsed.
+    if present[0] && names_others(headers) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|token| !is_listed(token))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     for (name, present) in HOP_BY_HOP.iter().zip(present) {
         if present {
             headers.remove(name);
         }
     }
+}
+
+/// The comma-separated tokens of every `Connection` header, trimmed; empty ones left out.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether `Connection` names a header outside the standard set (which goes anyway).
+fn names_others(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|token| !is_listed(token))
+}
+
+/// Whether `token` (any case) is one of [`HOP_BY_HOP`]: folded into a stack buffer as long as
+/// the longest of them, then matched like a header name.
+fn is_listed(token: &str) -> bool {
+    const LONGEST: usize = "proxy-authorization".len();
+    let token = token.as_bytes();
+    if token.len() > LONGEST {
+        return false;
+    }
+    let mut folded = [0u8; LONGEST];
+    for (to, from) in folded.iter_mut().zip(token) {
+        *to = from.to_ascii_lowercase();
+    }
+    // Lower-casing ASCII bytes of a `str` leaves it valid UTF-8.
+    std::str::from_utf8(&folded[..token.len()]).is_ok_and(|name| hop_by_hop_index(name).is_some())
 }
 
 /// `name`'s index in [`HOP_BY_HOP`]. A `match` on the text: compiled to a switch on the
@@ -149,19 +175,20 @@ pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 }
 
 /// What the `X-Forwarded-*` headers describe about the client side of one request.
-pub struct Forwarded<'a> {
+pub struct Forwarded {
     /// The client's address.
     pub peer: IpAddr,
     /// The peer is in `[listen] trusted_proxies`: its forwarding headers are kept and extended.
     pub trusted: bool,
     /// `http` or `https`, as the client reached doorman.
     pub proto: &'static str,
-    /// The host the client asked for (`Host` or the h2 `:authority`).
-    pub host: Option<&'a str>,
+    /// The host the client asked for (`Host` or the h2 `:authority`), as the value to send:
+    /// the request's own `Host` value is reference-counted, so passing it on copies nothing.
+    pub host: Option<HeaderValue>,
 }
 
 /// Replace (or, for a trusted peer, extend) the forwarding headers.
-pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+pub fn set_forwarded(headers: &mut HeaderMap, f: Forwarded) {
     let prior_for = f
         .trusted
         .then(|| join_values(headers, &X_FORWARDED_FOR))
@@ -188,7 +215,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         X_FORWARDED_PROTO.clone(),
         prior_proto.unwrap_or_else(|| HeaderValue::from_static(f.proto)),
     );
-    match prior_host.or_else(|| f.host.and_then(|h| HeaderValue::from_str(h).ok())) {
+    match prior_host.or(f.host) {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
@@ -296,6 +323,59 @@ mod tests {
     }
 
     #[test]
+    fn connection_tokens_are_matched_in_any_case() {
+        for name in &HOP_BY_HOP {
+            assert!(is_listed(name.as_str()), "{name}");
+            assert!(is_listed(&name.as_str().to_ascii_uppercase()), "{name}");
+        }
+        for other in [
+            "close",
+            "x-auth-user",
+            "trailer",
+            "",
+            "keep-alive-",
+            "proxy-authorization-x",
+        ] {
+            assert!(!is_listed(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_connection_of_standard_tokens_removes_only_the_standard_set() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive, UPGRADE"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "websocket"),
+            ("x-auth-user", "alice"),
+            ("accept", "*/*"),
+        ]);
+        assert!(!names_others(&h));
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-auth-user"]);
+    }
+
+    #[test]
+    fn a_connection_naming_any_other_header_removes_it_in_any_case() {
+        for connection in [
+            "X-Auth-User",
+            "keep-alive,x-auth-user",
+            "close, X-AUTH-USER ,upgrade",
+        ] {
+            let mut h = map(&[
+                ("connection", connection),
+                ("x-auth-user", "alice"),
+                ("accept", "*/*"),
+            ]);
+            assert!(names_others(&h), "{connection}");
+            remove_hop_by_hop(&mut h);
+            let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["accept"], "{connection}");
+        }
+    }
+
+    #[test]
     fn untrusted_forwarding_headers_are_replaced() {
         let mut h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
@@ -317,9 +397,9 @@ mod tests {
             peer: "127.0.0.9".parse().unwrap(),
             trusted: false,
             proto: "http",
-            host: Some("app.test"),
+            host: Some(HeaderValue::from_static("app.test")),
         };
-        set_forwarded(&mut h, &f);
+        set_forwarded(&mut h, f);
         let mut keys: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         keys.sort();
         assert_eq!(
@@ -343,9 +423,9 @@ mod tests {
             peer: "10.0.0.2".parse().unwrap(),
             trusted: true,
             proto: "http",
-            host: Some("internal"),
+            host: Some(HeaderValue::from_static("internal")),
         };
-        set_forwarded(&mut h, &f);
+        set_forwarded(&mut h, f);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "public.example");

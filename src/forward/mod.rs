@@ -19,6 +19,7 @@ mod pool;
 mod upgrade;
 mod websocket;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -33,7 +34,6 @@ use crate::config::{Config, UpstreamConfig};
 use crate::cookie;
 use crate::error::ProxyError;
 use crate::exchange::ClientInfo;
-use crate::head::request_host;
 use crate::identity::{Identity, DOORMAN_PREFIX};
 use crate::login::handoff::Handoff;
 use crate::session::live::Ticket;
@@ -52,6 +52,9 @@ pub struct Upstream {
     config: Arc<Config>,
     /// Its `[upstream]` table.
     up: Arc<UpstreamConfig>,
+    /// The upstream's authority as a `Host` value, made once: cloning it is a reference
+    /// count, where making it per request was an allocation and a copy.
+    authority: HeaderValue,
 }
 
 impl Upstream {
@@ -91,6 +94,7 @@ impl Upstream {
         Ok(Some(Upstream {
             pool: Arc::new(pool),
             config,
+            authority: authority_value(&up.authority),
             up,
         }))
     }
@@ -99,70 +103,74 @@ impl Upstream {
     /// upstream's response head with its body streaming, and the handoff headers the upstream
     /// sent (already removed from the response). What `vouch` names is set (or removed) after
     /// every client copy was stripped.
-    pub async fn forward(
-        &self,
+    ///
+    /// Not an `async fn`, for the reason [`Pool::send`] gives.
+    pub fn forward<'a>(
+        &'a self,
         mut req: Request<Incoming>,
-        client: &ClientInfo,
+        client: &'a ClientInfo,
         target: PathAndQuery,
-        vouch: Vouch<'_>,
-        session: Option<Ticket<'_>>,
-    ) -> Result<(Response<Body>, Handoff), ProxyError> {
-        let upgrade = upgrade::requested(&req, &self.up.upgrades);
-        let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let offered = upgrade.as_ref().map(|u| u.offered().clone());
-        // Only a chunked body can be malformed after its head was accepted (client_body).
-        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-        let mut req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
-        if chunked {
-            req.body_mut().prefetch().await?;
-        }
-        let progress = req.body_mut().track();
-        let up_req = self.upstream_request(req, client, target, vouch, offered)?;
-        let up = &self.up;
-        let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
-        let resp = match sent.await {
-            None => return Err(ProxyError::UpstreamTimeout(up.timeout)),
-            Some(Err(e)) => return Err(self.classify(e)),
-            Some(Ok(resp)) => resp,
-        };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return match (upgrade, client_side) {
-                (Some(asked), Some(client_side)) => {
-                    // A WebSocket of a session ends with it (DESIGN.md §11).
-                    let follow = session.map(|t| {
-                        let t = t.to_owned();
-                        upgrade::Follow {
-                            expires_in: t.expires_in(),
-                            user: t.user().to_string(),
-                            registration: t.register(),
-                        }
-                    });
-                    upgrade::tunnel(&asked, client_side, resp, &self.config, follow)
-                        .map(|r| (r, Handoff::default()))
-                }
-                // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
-                _ => Err(ProxyError::UpgradeFailed(
-                    "upstream switched protocols unasked",
-                )),
-            };
-        }
-        let (mut parts, incoming) = resp.into_parts();
-        let handoff = Handoff::read(&parts.headers);
-        clean_response_headers(&mut parts.headers, &self.config);
-        let body = match session {
-            // A session's response that is still coming may be long-lived (DESIGN.md §11).
-            Some(t) if !http_body::Body::is_end_stream(&incoming) => {
-                let stream = is_event_stream(&parts.headers);
-                body::stream(following::Following::new(
-                    incoming,
-                    t.to_owned(),
-                    stream,
-                    t.recheck / 2,
-                ))
+        vouch: Vouch<'a>,
+        session: Option<Ticket<'a>>,
+    ) -> impl Future<Output = Result<(Response<Body>, Handoff), ProxyError>> + 'a {
+        async move {
+            let upgrade = upgrade::requested(&req, &self.up.upgrades);
+            let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+            let offered = upgrade.as_ref().map(|u| u.offered().clone());
+            // Only a chunked body can be malformed after its head was accepted (client_body).
+            let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+            let mut req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
+            if chunked {
+                req.body_mut().prefetch().await?;
             }
-            _ => body::stream(incoming),
-        };
-        Ok((Response::from_parts(parts, body), handoff))
+            let progress = req.body_mut().track();
+            let up_req = self.upstream_request(req, client, target, vouch, offered)?;
+            let up = &self.up;
+            let sent = client_body::head_within(up.timeout, progress, self.pool.send(up_req));
+            let resp = match sent.await {
+                None => return Err(ProxyError::UpstreamTimeout(up.timeout)),
+                Some(Err(e)) => return Err(self.classify(e)),
+                Some(Ok(resp)) => resp,
+            };
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                return match (upgrade, client_side) {
+                    (Some(asked), Some(client_side)) => {
+                        // A WebSocket of a session ends with it (DESIGN.md §11).
+                        let follow = session.map(|t| {
+                            let t = t.to_owned();
+                            upgrade::Follow {
+                                expires_in: t.expires_in(),
+                                user: t.user().to_string(),
+                                registration: t.register(),
+                            }
+                        });
+                        upgrade::tunnel(&asked, client_side, resp, &self.config, follow)
+                            .map(|r| (r, Handoff::default()))
+                    }
+                    // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
+                    _ => Err(ProxyError::UpgradeFailed(
+                        "upstream switched protocols unasked",
+                    )),
+                };
+            }
+            let (mut parts, incoming) = resp.into_parts();
+            let handoff = Handoff::read(&parts.headers);
+            clean_response_headers(&mut parts.headers, &self.config);
+            let body = match session {
+                // A session's response that is still coming may be long-lived (DESIGN.md §11).
+                Some(t) if !http_body::Body::is_end_stream(&incoming) => {
+                    let stream = is_event_stream(&parts.headers);
+                    body::stream(following::Following::new(
+                        incoming,
+                        t.to_owned(),
+                        stream,
+                        t.recheck / 2,
+                    ))
+                }
+                _ => body::stream(incoming),
+            };
+            Ok((Response::from_parts(parts, body), handoff))
+        }
     }
 
     /// Build the request the upstream receives. Every forwarded request is made here, so the
@@ -180,7 +188,7 @@ impl Upstream {
         let config = &*self.config;
         let up = &self.up;
         let (mut parts, body) = req.into_parts();
-        let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
+        let host = host_value(&parts.uri, &parts.headers)?;
         let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
@@ -197,22 +205,19 @@ impl Upstream {
             .iter()
             .any(|net| net.contains(peer));
         let proto = if client.https { "https" } else { "http" };
+        let host_value = match (up.preserve_host, &host) {
+            (true, Some(host)) => host.clone(),
+            _ => self.authority.clone(),
+        };
         headers::set_forwarded(
             h,
-            &Forwarded {
+            Forwarded {
                 peer: client.peer.ip(),
                 trusted,
                 proto,
-                host: host.as_deref(),
+                host,
             },
         );
-
-        let host_value = match (up.preserve_host, host) {
-            (true, Some(host)) => {
-                HeaderValue::from_str(&host).map_err(|_| ProxyError::BadRequest("invalid host"))?
-            }
-            _ => authority_value(&up.authority),
-        };
         h.insert(header::HOST, host_value);
         if wants_trailers {
             h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -282,6 +287,22 @@ fn is_event_stream(h: &http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// The host the client asked for, as a header value: the request target's authority (h2's
+/// `:authority`, an absolute-form target), else the `Host` header's own value, cloned (its
+/// bytes are shared with hyper's read buffer, not copied). A `Host` that is not visible ASCII
+/// counts as none, as `head::request_host` has it.
+fn host_value(uri: &Uri, headers: &http::HeaderMap) -> Result<Option<HeaderValue>, ProxyError> {
+    match uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str())
+            .map(Some)
+            .map_err(|_| ProxyError::BadRequest("invalid host")),
+        None => Ok(headers
+            .get(header::HOST)
+            .filter(|v| v.to_str().is_ok())
+            .cloned()),
+    }
 }
 
 fn authority_value(authority: &Authority) -> HeaderValue {

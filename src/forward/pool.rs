@@ -138,33 +138,44 @@ where
     /// Send `req` (origin-form target, `Host` set) on a pooled connection of the calling
     /// worker, or a new one, and return the response head; its body hands the connection back
     /// when read to the end.
-    pub async fn send(&self, req: Request<B>) -> Result<Response<PooledBody<B>>, SendError> {
-        let slot = &self.workers[crate::worker::current() % self.workers.len()];
-        let (mut sender, idle_for) = match slot.checkout() {
-            Some((sender, idle_for)) => (sender, Some(idle_for)),
-            None => (self.connect().await?, None),
-        };
-        // An idempotent request without a body, on a connection that sat idle: keep a copy,
-        // should the upstream close it as the request arrives (its keep-alive timer).
-        let replay = match idle_for {
-            Some(idle) if idle >= REPLAY_AFTER_IDLE && is_idempotent(req.method()) => {
-                replay_of(&req)
-            }
-            _ => None,
-        };
-        let (resp, sender) = match sender.try_send_request(req).await {
-            Ok(resp) => (resp, sender),
-            // Boxed: the retries' state (the failed request, its copy, a second exchange) is
-            // larger than the common path's, and every request's future would be sized for it
-            // and moved with it.
-            Err(e) => Box::pin(self.retry(e, idle_for.is_some(), replay)).await?,
-        };
-        // A connection that switched protocols belongs to the tunnel now.
-        let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
-            sender,
-            slot: Arc::clone(slot),
-        });
-        Ok(resp.map(|incoming| PooledBody::new(incoming, lease)))
+    ///
+    /// Not an `async fn`: one keeps its arguments twice in its state (as captured, and moved
+    /// into a local on the first poll), and every request's future is sized, and moved, with
+    /// it. The `async move` block uses the captured request where it lies.
+    pub fn send(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<PooledBody<B>>, SendError>> + '_ {
+        async move {
+            let slot = &self.workers[crate::worker::current() % self.workers.len()];
+            let (mut sender, idle_for) = match slot.checkout() {
+                Some((sender, idle_for)) => (sender, Some(idle_for)),
+                None => (self.connect().await?, None),
+            };
+            // An idempotent request without a body, on a connection that sat idle: keep a copy,
+            // should the upstream close it as the request arrives (its keep-alive timer).
+            let replay = match idle_for {
+                // Boxed: only a connection that sat idle needs it, and unboxed its room would
+                // be in every request's future.
+                Some(idle) if idle >= REPLAY_AFTER_IDLE && is_idempotent(req.method()) => {
+                    replay_of(&req).map(Box::new)
+                }
+                _ => None,
+            };
+            let (resp, sender) = match sender.try_send_request(req).await {
+                Ok(resp) => (resp, sender),
+                // Boxed: the retries' state (the failed request, its copy, a second exchange) is
+                // larger than the common path's, and every request's future would be sized for it
+                // and moved with it.
+                Err(e) => Box::pin(self.retry(e, idle_for.is_some(), replay)).await?,
+            };
+            // A connection that switched protocols belongs to the tunnel now.
+            let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
+                sender,
+                slot: Arc::clone(slot),
+            });
+            Ok(resp.map(|incoming| PooledBody::new(incoming, lease)))
+        }
     }
 
     /// After `try_send_request` failed on a connection (pooled when `pooled`): send again on a
@@ -173,7 +184,7 @@ where
         &self,
         mut e: TrySendError<Request<B>>,
         pooled: bool,
-        replay: Option<Request<B>>,
+        replay: Option<Box<Request<B>>>,
     ) -> Result<(Response<Incoming>, SendRequest<B>), SendError> {
         let again = match (e.take_message(), replay) {
             // Nothing was written: the pooled connection closed under us. Safe to resend,
@@ -187,7 +198,7 @@ where
             // connection.
             (None, Some(again)) if e.error().is_incomplete_message() => {
                 debug!(error = %e.error(), "pooled upstream connection closed before answering; resending an idempotent request on a new one");
-                again
+                *again
             }
             _ => return Err(SendError::Request(e.into_error())),
         };
