@@ -2,7 +2,8 @@
 (the first two of the run's).
 
 Imported by report.py (`--chart PATH`), which passes the run's parsed raw.tsv; every number
-drawn comes from there. Doorman's rows are blue, nginx's grey, Express's orange; the lighter
+drawn comes from there. Doorman's rows are blue, nginx's grey, Express's orange, the stack's
+floor (row w, hyper-floor) green; the lighter
 bar of a pair is the smaller connection count; req/s bars are scaled per section (handshakes/s
 are a hundredth of keep-alive req/s), p99 is on one log scale. On a row compared with an nginx row (×nginx in
 the table), a black tick marks that nginx row's figure at the same connection count, so a bar
@@ -13,13 +14,17 @@ from xml.sax.saxutils import escape
 
 NGINX_ROWS = "abjnprt"
 EXPRESS_ROWS = "ci"
-SECTIONS = [("abcdefghi", "plain HTTP/1.1, keep-alive"), ("jklm", "HTTPS, HTTP/1.1 keep-alive"),
+FLOOR_ROWS = "w"
+SECTIONS = [("abcdefghiw", "plain HTTP/1.1, keep-alive"), ("jklm", "HTTPS, HTTP/1.1 keep-alive"),
             ("nopqrs", "TLS handshakes, a new connection per request"), ("tuv", "HTTP/2 over TLS, h2load -m 10")]
-COLOURS = {"doorman": ("#8db8e8", "#1f5fa8"), "nginx": ("#bdbdbd", "#6b6b6b"), "express": ("#f5c28a", "#d9822b")}
+COLOURS = {"doorman": ("#8db8e8", "#1f5fa8"), "nginx": ("#bdbdbd", "#6b6b6b"), "express": ("#f5c28a", "#d9822b"),
+           "floor": ("#a8d8a0", "#3c8a34")}
 ROW_H, BAR_H, LABEL_W, PANEL_W, GAP, TOP = 34, 12, 330, 300, 60, 84
 
 
 def _kind(row):
+    if row in FLOOR_ROWS:
+        return "floor"
     return "nginx" if row in NGINX_ROWS else "express" if row in EXPRESS_ROWS else "doorman"
 
 

@@ -43,8 +43,10 @@ NAMES = {
     "t": "nginx h2 proxy (h2load -m 10)",
     "u": "doorman h2, public route (h2load -m 10)",
     "v": "doorman h2, authenticated, embedded store (h2load -m 10)",
+    "w": "hyper-floor: hyper server + client, nothing else (not doorman)",
 }
-ROWS = "abcdefghijklmnopqrstuv"
+# Row w is listed after i: it belongs with the plain HTTP/1.1 rows it is compared with.
+ROWS = "abcdefghiwjklmnopqrstuv"
 DOORMAN = "defg"
 # The nginx row each row's ×nginx is taken from: b (plain proxy_pass) unless it is a TLS row.
 REF = {"k": "j", "l": "j", "m": "j", "o": "n", "q": "p", "s": "r", "u": "t", "v": "t"}
@@ -250,6 +252,15 @@ for c in conns:
     if d in runs and b in runs and med(d, 17) and med(b, 17):
         nd, nb = med(d, 17), med(b, 17)
         target("d public µs/req ≤ 1.0× nginx's (row b)", c, "%.1f vs %.1f µs = %.2f×" % (nd, nb, nd / nb), nd <= nb)
+    # The stack's floor (row w): not a target, the yardstick for what doorman's own work costs.
+    w = ("w", c)
+    if w in runs and b in runs and med(w, 17) and med(b, 17):
+        nw, nb = med(w, 17), med(b, 17)
+        target("w hyper-floor µs/req against nginx's (row b): the stack alone", c,
+               "%.1f vs %.1f µs = %.2f×, req/s %.2f×" % (nw, nb, nw / nb, med(w, 3) / med(b, 3)), None)
+        if d in runs and med(d, 17):
+            target("d public µs/req over the floor's (row w): doorman's own work", c,
+                   "%.1f vs %.1f µs = +%.1f µs" % (med(d, 17), nw, med(d, 17) - nw), None)
     # p99 on every doorman row against its nginx row
     for row in "defgklmoqsuv":
         key, ref = (row, c), (REF.get(row, "b"), c)

@@ -55,6 +55,11 @@
 #   t  nginx h2 proxy                        GET /dashboard
 #   u  doorman h2, public route              GET /public
 #   v  doorman h2, authenticated, embedded store  GET /dashboard + cookie (-H)
+#   The stack's floor (issue 20) -- wrk, as rows a to i:
+#   w  hyper-floor, hyper's HTTP/1.1 server and client with nothing between them (benches/
+#      hyper_floor.rs, workers = cores)              GET /public
+#      What doorman's stack costs on its own: row d over row w is doorman's own work, row w
+#      over row b the stack's against nginx. Reported, not a target.
 # Rows k, l, o, q, u, v are one doorman (ECDSA, embedded store); m its own (Redis, cache), s its
 # own (RSA); j, n, p, t one nginx (ECDSA), r its own (RSA). ×nginx compares each TLS row with
 # its nginx row (k, l, m: j; o: n; q: p; s: r; u, v: t).
@@ -76,7 +81,9 @@
 #   --doorman PATH  use this doorman binary instead of `cargo build --release`.
 #   --tls-client PATH  the handshake rows' client (the tls-load example) instead of
 #              `cargo build --release --example tls-load`.
-#   --rows     subset of a..v to measure (default all; ratios need b and c, h's also i, the
+#   --floor PATH  row w's hyper-floor example instead of `cargo build --release --example
+#              hyper-floor`.
+#   --rows     subset of a..w to measure (default all; ratios need b and c, h's also i, the
 #              TLS rows their nginx row).
 #   --fa-store KIND  row h's doorman session store: redis (default: Express's store),
 #              redis-cache (redis with [session] cache = true) or embedded.
@@ -100,17 +107,19 @@ SCRIPT=run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 APP="$HERE/express-app"
 
-DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v"
+DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w"
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0; DOORMAN=""
 DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
 FA_STORE=redis
 TLS_CLIENT=""
+FLOOR=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift 2;;
     --fa-store) FA_STORE=$2; shift 2;;
     --tls-client) TLS_CLIENT=$2; shift 2;;
+    --floor) FLOOR=$2; shift 2;;
     *) shared_option "$@" || die "unknown option $1 (see --help)"; shift "$SHIFTS";;
   esac
 done
@@ -129,7 +138,7 @@ needs_express() { has c || has i; }
 needs_redis() { needs_express || has e || has g || has h || has m; }
 needs_tls() { case ",$ROWS," in *,[j-v],*) return 0;; *) return 1;; esac; }
 needs_handshakes() { case ",$ROWS," in *,[n-s],*) return 0;; *) return 1;; esac; }
-for r in ${ROWS//,/ }; do case "$r" in [a-v]) ;; *) die "unknown row '$r' (rows are a..v)";; esac; done
+for r in ${ROWS//,/ }; do case "$r" in [a-w]) ;; *) die "unknown row '$r' (rows are a..w)";; esac; done
 case "$FA_STORE" in redis|redis-cache|embedded) ;; *) die "--fa-store: redis, redis-cache or embedded, not '$FA_STORE'";; esac
 
 # ---------------------------------------------------------------- install
@@ -173,6 +182,16 @@ if needs_handshakes; then
   [ -x "$TLS_CLIENT" ] || die "no tls-load binary at $TLS_CLIENT"
   export TLS_CLIENT
 fi
+# Row w's floor: release, as doorman.
+if has w; then
+  if [ -z "$FLOOR" ]; then
+    log "cargo build --release --features bench-seed --example hyper-floor"
+    (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example hyper-floor) \
+      || die "cargo build --example hyper-floor failed"
+    FLOOR="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/hyper-floor"
+  fi
+  [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
+fi
 init_run
 RAW="$OUT/raw.tsv"; : > "$RAW"; : > "$OUT/handshakes.tsv"
 
@@ -215,12 +234,17 @@ fi
 
 # ---------------------------------------------------------------- start services
 read -r REDIS_PORT UPSTREAM_PORT NGINX_PORT EXPRESS_PORT DM_PUBLIC_PORT DM_REDIS_PORT DM_EMB_PORT DM_CACHE_PORT \
-  DM_FA_PORT FA_DM_PORT FA_EX_PORT NG_TLS_PORT NG_RSA_PORT DM_TLS_PORT DM_TLS_CACHE_PORT DM_RSA_PORT <<< "$(free_ports 16)"
-[ -n "$DM_RSA_PORT" ] || die "could not pick free loopback ports"
+  DM_FA_PORT FA_DM_PORT FA_EX_PORT NG_TLS_PORT NG_RSA_PORT DM_TLS_PORT DM_TLS_CACHE_PORT DM_RSA_PORT FLOOR_PORT \
+  <<< "$(free_ports 17)"
+[ -n "$FLOOR_PORT" ] || die "could not pick free loopback ports"
 
 needs_redis && redis_up redis "$REDIS_PORT"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 has b && nginx_up nginx-proxy nginx-proxy.conf.tmpl "$NGINX_PORT" "$NCPU"
+if has w; then
+  start_bg floor "$FLOOR" --listen "$FLOOR_PORT" --upstream "$UPSTREAM_PORT" --workers "$NCPU"
+  wait_port "$FLOOR_PORT" 20 floor
+fi
 EXPRESS_COOKIE=""
 if needs_express; then
   start_bg express env PORT="$EXPRESS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" NODE_ENV=production node "$APP/server.mjs"
@@ -276,8 +300,8 @@ fi
 declare -A SUT_OF=([a]=upstream [b]=nginx-proxy [c]=express [d]=dm-public [e]=dm-redis [f]=dm-embedded [g]=dm-cache
                    [h]="nginx-fa-dm dm-fa" [i]="nginx-fa-ex express"
                    [j]=nginx-tls [k]=dm-tls [l]=dm-tls [m]=dm-tls-cache [n]=nginx-tls [o]=dm-tls [p]=nginx-tls
-                   [q]=dm-tls [r]=nginx-tls-rsa [s]=dm-tls-rsa [t]=nginx-tls [u]=dm-tls [v]=dm-tls)
-for row in a b c d e f g h i j k l m n o p q r s t u v; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
+                   [q]=dm-tls [r]=nginx-tls-rsa [s]=dm-tls-rsa [t]=nginx-tls [u]=dm-tls [v]=dm-tls [w]=floor)
+for row in a b c d e f g h i j k l m n o p q r s t u v w; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
 
 if needs_express; then
   EXPRESS_COOKIE=$(curl -s -m 5 -D - -o /dev/null -X POST --data "username=$BENCH_USER&password=bench" \
@@ -326,6 +350,7 @@ add_tls_row s tls-full "https://127.0.0.1:$DM_RSA_PORT/public" "" dm-tls-rsa
 add_tls_row t h2load "$NG_TLS/dashboard" "" nginx-tls
 add_tls_row u h2load "$DM_TLS/public" "" dm-tls
 add_tls_row v h2load "$DM_TLS/dashboard" "$DM_TLS_COOKIE" dm-tls "$BENCH_USER"
+add_row w "http://127.0.0.1:$FLOOR_PORT/public" "" floor
 [ ${#ORDER[@]} -gt 0 ] || die "no rows to measure"
 for row in "${ORDER[@]}"; do check_row "$row"; done
 # Handshake rows: which handshakes the server gives the client of its row (two connections for

@@ -7,7 +7,8 @@
 //! v (issue 20: HTTPS keep-alive with wrk, full and resumed handshakes with the tls-load example,
 //! HTTP/2 with h2load; nginx and doorman on certificates the run makes with openssl) run too. Rows
 //! g and m (`[session] cache = true`) are measured when this build accepts the option, and must be
-//! listed as not supported when it does not (the harness runs older builds too). `scripts/test`
+//! listed as not supported when it does not (the harness runs older builds too). Row w, the
+//! hyper-floor example (the stack's floor), runs beside them. `scripts/test`
 //! installs nginx, wrk, h2load, openssl and redis-server when they are missing; `--no-install`
 //! keeps this test from running apt-get itself.
 
@@ -38,9 +39,15 @@ fn session_cache_supported() -> bool {
 fn quick_benchmark_runs_every_doorman_row() {
     let out = support::temp_dir("bench-quick");
     let client = support::build_example("tls-load");
+    let floor = support::build_example("hyper-floor");
     let (printed, stderr) = support::run_bench_quick(
         "run.sh",
-        &["--tls-client".as_ref(), client.as_os_str()],
+        &[
+            "--tls-client".as_ref(),
+            client.as_os_str(),
+            "--floor".as_ref(),
+            floor.as_os_str(),
+        ],
         &out,
     );
 
@@ -66,6 +73,7 @@ fn quick_benchmark_runs_every_doorman_row() {
         ("t", "nginx h2 proxy"),
         ("u", "doorman h2, public route"),
         ("v", "doorman h2, authenticated, embedded store"),
+        ("w", "hyper-floor: hyper server + client"),
     ];
     if cache {
         measured.push(("g", "doorman, authenticated, Redis store, cache = true"));
@@ -102,6 +110,13 @@ fn quick_benchmark_runs_every_doorman_row() {
         table
             .contains("| i | nginx auth_request → Express session check | 64 | skipped in --quick"),
         "quick mode lists row i (Node) as skipped:\n{table}"
+    );
+    // Row w, the stack's floor, is set beside nginx's and doorman's public row, never a target.
+    assert!(
+        table.contains("| w hyper-floor µs/req against nginx's (row b): the stack alone | 64 |")
+            && table
+                .contains("| d public µs/req over the floor's (row w): doorman's own work | 64 |"),
+        "the floor's comparisons are listed:\n{table}"
     );
     let forward_auth = table
         .lines()
