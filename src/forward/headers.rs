@@ -89,7 +89,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_BY_HOP.len()];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
+        if let Some(i) = hop_by_hop_index(name.as_str().as_bytes()) {
             present[i] = true;
             any = true;
         }
@@ -101,7 +101,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // (`keep-alive`, `close`'s absence, `upgrade`), and then nothing is collected or parsed.
     if present[0] && names_others(headers) {
         let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter(|token| !is_listed(token))
+            .filter(|token| !is_listed(token.as_bytes()))
             .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in named {
@@ -126,16 +126,23 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Whether `Connection` names a header outside the standard set (which goes anyway).
+/// Whether `Connection` names a header outside the standard set (which goes anyway). On the
+/// raw bytes: no UTF-8 check, no `char` search. A value that is not visible ASCII counts as
+/// naming others, so [`remove_hop_by_hop`] takes the long way, which ignores it.
 fn names_others(headers: &HeaderMap) -> bool {
-    connection_tokens(headers).any(|token| !is_listed(token))
+    headers.get_all(header::CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|token| !token.is_empty() && !is_listed(token))
+    })
 }
 
 /// Whether `token` (any case) is one of [`HOP_BY_HOP`]: folded into a stack buffer as long as
 /// the longest of them, then matched like a header name.
-fn is_listed(token: &str) -> bool {
+fn is_listed(token: &[u8]) -> bool {
     const LONGEST: usize = "proxy-authorization".len();
-    let token = token.as_bytes();
     if token.len() > LONGEST {
         return false;
     }
@@ -143,23 +150,22 @@ fn is_listed(token: &str) -> bool {
     for (to, from) in folded.iter_mut().zip(token) {
         *to = from.to_ascii_lowercase();
     }
-    // Lower-casing ASCII bytes of a `str` leaves it valid UTF-8.
-    std::str::from_utf8(&folded[..token.len()]).is_ok_and(|name| hop_by_hop_index(name).is_some())
+    hop_by_hop_index(&folded[..token.len()]).is_some()
 }
 
 /// `name`'s index in [`HOP_BY_HOP`]. A `match` on the text: compiled to a switch on the
 /// length and one comparison, where comparing `HeaderName`s took nine calls per header.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
+fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
     Some(match name {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "proxy-authenticate" => 3,
-        "proxy-authorization" => 4,
-        "te" => 5,
-        "transfer-encoding" => 6,
-        "upgrade" => 7,
-        "http2-settings" => 8,
+        b"connection" => 0,
+        b"keep-alive" => 1,
+        b"proxy-connection" => 2,
+        b"proxy-authenticate" => 3,
+        b"proxy-authorization" => 4,
+        b"te" => 5,
+        b"transfer-encoding" => 6,
+        b"upgrade" => 7,
+        b"http2-settings" => 8,
         _ => return None,
     })
 }
@@ -296,10 +302,14 @@ mod tests {
     #[test]
     fn each_hop_by_hop_name_has_its_own_index() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+            assert_eq!(
+                hop_by_hop_index(name.as_str().as_bytes()),
+                Some(i),
+                "{name}"
+            );
         }
-        assert_eq!(hop_by_hop_index("trailer"), None);
-        assert_eq!(hop_by_hop_index("host"), None);
+        assert_eq!(hop_by_hop_index(b"trailer"), None);
+        assert_eq!(hop_by_hop_index(b"host"), None);
     }
 
     #[test]
@@ -325,8 +335,11 @@ mod tests {
     #[test]
     fn connection_tokens_are_matched_in_any_case() {
         for name in &HOP_BY_HOP {
-            assert!(is_listed(name.as_str()), "{name}");
-            assert!(is_listed(&name.as_str().to_ascii_uppercase()), "{name}");
+            assert!(is_listed(name.as_str().as_bytes()), "{name}");
+            assert!(
+                is_listed(name.as_str().to_ascii_uppercase().as_bytes()),
+                "{name}"
+            );
         }
         for other in [
             "close",
@@ -336,7 +349,7 @@ mod tests {
             "keep-alive-",
             "proxy-authorization-x",
         ] {
-            assert!(!is_listed(other), "{other:?}");
+            assert!(!is_listed(other.as_bytes()), "{other:?}");
         }
     }
 
@@ -354,6 +367,19 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-auth-user"]);
+    }
+
+    #[test]
+    fn a_connection_value_that_is_not_text_takes_the_long_way_and_is_ignored() {
+        let mut h = map(&[("x-auth-user", "alice"), ("keep-alive", "timeout=5")]);
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"keep-alive, x-auth-\xffuser").unwrap(),
+        );
+        assert!(names_others(&h));
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-auth-user"]);
     }
 
     #[test]
