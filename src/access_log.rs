@@ -34,7 +34,7 @@ use crate::session::SessionTag;
 pub struct Entry {
     /// What doorman learnt about the request (peer, method, target, path, route, user,
     /// session).
-    exchange: Exchange,
+    exchange: Box<Exchange>,
     status: u16,
     metrics: Arc<Metrics>,
     /// The request's span, so the line carries the same context as the rest of the request.
@@ -44,7 +44,7 @@ pub struct Entry {
 impl Entry {
     /// The line for `exchange`, answered with `status`.
     pub fn new(
-        exchange: Exchange,
+        exchange: Box<Exchange>,
         status: u16,
         metrics: Arc<Metrics>,
         span: tracing::Span,

@@ -142,12 +142,14 @@ pub fn handle(
             Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
             _ => client,
         };
-        let mut ex = Exchange::new(
+        // Boxed: it lives until the response body ends (the access log's), and is moved from
+        // this future into the log's entry and on with the body; a box moves as a pointer.
+        let mut ex = Box::new(Exchange::new(
             client,
             req.method().clone(),
             req.uri().clone(),
             Instant::now(),
-        );
+        ));
         // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
         // (hyper drops it and reads the body as chunked). A front proxy that read it differently
         // may see the rest of the bytes as a second request, so the connection is not reused.
@@ -279,7 +281,7 @@ fn decide<'a>(
 
 /// The one finishing step every response takes: doorman's cookie, HSTS, `Connection: close`,
 /// no body on a `HEAD`, and the access log (written when the body is done).
-fn finish(app: &App, mut ex: Exchange, mut resp: Response<Body>) -> Response<Body> {
+fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Response<Body> {
     let shared = &app.shared;
     let cookies = shared.cookies(ex.client.https);
     let set_cookie = match &ex.cookie {

@@ -75,7 +75,7 @@ pub fn is_forwarding(name: Folded<'_>) -> bool {
 }
 
 /// The initials of [`FORWARDING`]'s names, for [`remove_where`].
-const FORWARDING_INITIALS: Initials = Initials::of(FORWARDING);
+pub const FORWARDING_INITIALS: Initials = Initials::of(FORWARDING);
 
 /// Remove every forwarding and rewrite header (`FORWARDING`), in any spelling.
 pub fn remove_forwarding(headers: &mut HeaderMap) {
@@ -193,7 +193,9 @@ pub struct Forwarded {
     pub host: Option<HeaderValue>,
 }
 
-/// Replace (or, for a trusted peer, extend) the forwarding headers.
+/// Replace (or, for a trusted peer, extend) the forwarding headers. For a peer that is not
+/// trusted, every [`FORWARDING`] header must be gone already (`remove_forwarding`, or the
+/// identity strip's pass with [`is_forwarding`]): what is set here is then all there is.
 pub fn set_forwarded(headers: &mut HeaderMap, f: Forwarded) {
     let prior_for = f
         .trusted
@@ -207,9 +209,6 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: Forwarded) {
         .trusted
         .then(|| headers.get(&X_FORWARDED_HOST).cloned())
         .flatten();
-    if !f.trusted {
-        remove_forwarding(headers);
-    }
     let xff = match prior_for {
         Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer)),
         None => ip_value(f.peer),
@@ -425,6 +424,7 @@ mod tests {
             proto: "http",
             host: Some(HeaderValue::from_static("app.test")),
         };
+        remove_forwarding(&mut h);
         set_forwarded(&mut h, f);
         let mut keys: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         keys.sort();

@@ -196,17 +196,25 @@ impl Upstream {
 
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
-        config.identity.strip(h);
-        cookie::remove_from_request(h, &config.session.cookie_name);
-        if let Some(name) = vouch.drop_cookie {
-            cookie::remove_from_request(h, name);
-        }
         let peer = client.peer.ip();
         let trusted = config
             .listen
             .trusted_proxies
             .iter()
             .any(|net| net.contains(peer));
+        // Identity headers always; forwarding headers unless a trusted proxy sent them (those
+        // are kept and extended). One pass over the names for both.
+        if trusted {
+            config.identity.strip(h);
+        } else {
+            config
+                .identity
+                .strip_also(h, headers::FORWARDING_INITIALS, headers::is_forwarding);
+        }
+        cookie::remove_from_request(h, &config.session.cookie_name);
+        if let Some(name) = vouch.drop_cookie {
+            cookie::remove_from_request(h, name);
+        }
         let proto = if client.https { "https" } else { "http" };
         let host_value = match (up.preserve_host, &host) {
             (true, Some(host)) => host.clone(),
