@@ -244,20 +244,19 @@ fn rebuild(
     peer: IpAddr,
     host: &HeaderValue,
 ) {
-    let client_host = h
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let client_host = h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned();
     headers::remove_hop_by_hop(h);
-    config.identity.strip(h);
+    config
+        .identity
+        .strip_also(h, headers::FORWARDING_INITIALS, headers::is_forwarding);
     cookie::remove_from_request(h, &config.session.cookie_name);
     headers::set_forwarded(
         h,
-        &Forwarded {
+        Forwarded {
             peer,
             trusted: false,
             proto: "http",
-            host: client_host.as_deref(),
+            host: client_host,
         },
     );
     h.insert(header::HOST, host.clone());

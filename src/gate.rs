@@ -126,17 +126,24 @@ pub enum BuildError {
     Express(String),
 }
 
-/// Answer one request: forward it, or answer with doorman's own response.
+/// Answer one request: forward it, or answer with doorman's own response; the result is
+/// what `wrap` makes of the response (the server's: its body tracked by the connection).
 ///
 /// Not an `async fn` (nor is [`decide`]): one keeps its arguments twice in its state (as
 /// captured, and moved into a local on the first poll), and this state is in every request's
-/// future, moved with it. The `async move` block uses what it captured where it lies.
-pub fn handle(
-    app: &App,
+/// future, moved with it. The `async move` block uses what it captured where it lies. It owns
+/// the config's state (`app`) and finishes with `wrap`, so the server's future can be this one
+/// itself rather than one that awaits it.
+// Not `async fn` on purpose: see the doc comment (the arguments, held once).
+#[allow(clippy::manual_async_fn)]
+pub fn handle<R>(
+    app: Arc<App>,
     client: ClientInfo,
     req: Request<Incoming>,
-) -> impl Future<Output = Response<Body>> + '_ {
+    wrap: impl FnOnce(Response<Body>) -> R + Send + 'static,
+) -> impl Future<Output = R> + 'static {
     async move {
+        let app = &*app;
         // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
         let client = match &app.shared.config.forward_auth {
             Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
@@ -174,16 +181,18 @@ pub fn handle(
                 error.to_response()
             }
         };
-        finish(app, ex, resp)
+        wrap(finish(app, ex, resp))
     }
 }
 
 /// The decision, in the order of DESIGN.md §1.
+// Not `async fn` on purpose: see the doc comment (the arguments, held once).
+#[allow(clippy::manual_async_fn)]
 fn decide<'a>(
     app: &'a App,
     ex: &'a mut Exchange,
     req: Request<Incoming>,
-) -> impl Future<Output = Result<Response<Body>, ProxyError>> + 'a {
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
     async move {
         let shared = &app.shared;
         let config = &*shared.config;

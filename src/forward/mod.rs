@@ -105,6 +105,8 @@ impl Upstream {
     /// every client copy was stripped.
     ///
     /// Not an `async fn`, for the reason [`Pool::send`] gives.
+    // Not `async fn` on purpose: see the doc comment (the arguments, held once).
+    #[allow(clippy::manual_async_fn)]
     pub fn forward<'a>(
         &'a self,
         mut req: Request<Incoming>,
@@ -112,7 +114,7 @@ impl Upstream {
         target: PathAndQuery,
         vouch: Vouch<'a>,
         session: Option<Ticket<'a>>,
-    ) -> impl Future<Output = Result<(Response<Body>, Handoff), ProxyError>> + 'a {
+    ) -> impl Future<Output = Result<(Response<Body>, Handoff), ProxyError>> + Send + 'a {
         async move {
             let upgrade = upgrade::requested(&req, &self.up.upgrades);
             let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));

@@ -98,7 +98,7 @@ struct IdleConn<B> {
 
 impl<C, B> Pool<C, B>
 where
-    C: Service<Uri> + Clone + Send + 'static,
+    C: Service<Uri> + Clone + Send + Sync + 'static,
     C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
@@ -142,10 +142,12 @@ where
     /// Not an `async fn`: one keeps its arguments twice in its state (as captured, and moved
     /// into a local on the first poll), and every request's future is sized, and moved, with
     /// it. The `async move` block uses the captured request where it lies.
+    // Not `async fn` on purpose: see the doc comment (the arguments, held once).
+    #[allow(clippy::manual_async_fn)]
     pub fn send(
         &self,
         req: Request<B>,
-    ) -> impl Future<Output = Result<Response<PooledBody<B>>, SendError>> + '_ {
+    ) -> impl Future<Output = Result<Response<PooledBody<B>>, SendError>> + Send + '_ {
         async move {
             let slot = &self.workers[crate::worker::current() % self.workers.len()];
             let (mut sender, idle_for) = match slot.checkout() {
