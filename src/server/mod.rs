@@ -23,6 +23,7 @@ mod per_client;
 mod protocol;
 mod redirect;
 mod trim;
+mod woken;
 mod workers;
 
 use std::convert::Infallible;
@@ -83,6 +84,7 @@ use arc_swap::ArcSwap;
 use deadlines::{ConnClock, Expiry, Socket, Watched};
 use per_client::PerClient;
 use protocol::{ConnService, HttpServer, Served, Version};
+use woken::WokenOnly;
 
 pub use deadlines::RequestGuard;
 pub use workers::Workers;
@@ -566,6 +568,8 @@ impl Connection {
     ) -> Option<(TokioIo<Watched<S>>, Svc)> {
         let mut closing = false;
         loop {
+            // The clock and the shutdown signal are polled only when their own wakers fired,
+            // not on every wake-up of the connection (`woken`).
             tokio::select! {
                 result = &mut conn => {
                     if let Err(error) = result {
@@ -573,7 +577,7 @@ impl Connection {
                     }
                     return None;
                 }
-                expiry = clock.expired(), if !closing => match expiry {
+                expiry = WokenOnly::new(clock.expired()), if !closing => match expiry {
                     Expiry::Header => {
                         debug!("header timeout: closing connection");
                         return None;
@@ -629,7 +633,7 @@ impl Connection {
                         }
                     }
                 },
-                changed = self.stop.changed(), if !closing => {
+                changed = WokenOnly::new(self.stop.changed()), if !closing => {
                     if changed.is_err() || *self.stop.borrow() {
                         conn.graceful_shutdown();
                         closing = true;
