@@ -171,25 +171,23 @@ ensure_tools() {
 ensure_tools
 
 build_doorman
-# The handshake rows' client (see the top): release, as doorman, sharing its library build.
+# release_example NAME: echo the path of the example NAME, built as doorman is (release,
+# sharing its library build).
+release_example() {
+  log "cargo build --release --features bench-seed --example $1"
+  (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example "$1") \
+    || die "cargo build --example $1 failed"
+  echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/$1"
+}
+# The handshake rows' client (see the top).
 if needs_handshakes; then
-  if [ -z "$TLS_CLIENT" ]; then
-    log "cargo build --release --features bench-seed --example tls-load"
-    (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example tls-load) \
-      || die "cargo build --example tls-load failed"
-    TLS_CLIENT="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/tls-load"
-  fi
+  [ -n "$TLS_CLIENT" ] || TLS_CLIENT=$(release_example tls-load)
   [ -x "$TLS_CLIENT" ] || die "no tls-load binary at $TLS_CLIENT"
   export TLS_CLIENT
 fi
-# Row w's floor: release, as doorman.
+# Row w's floor.
 if has w; then
-  if [ -z "$FLOOR" ]; then
-    log "cargo build --release --features bench-seed --example hyper-floor"
-    (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example hyper-floor) \
-      || die "cargo build --example hyper-floor failed"
-    FLOOR="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/hyper-floor"
-  fi
+  [ -n "$FLOOR" ] || FLOOR=$(release_example hyper-floor)
   [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
 fi
 init_run
