@@ -81,6 +81,25 @@ fn check_host<B>(req: &Request<B>) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// The bytes a reg-name may hold (RFC 3986 §3.2.2: unreserved, sub-delims, `%`), as a table:
+/// one load per byte of every request's `Host`, where a search of the punctuation took ten.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let punctuation = b"-._~!$&'()*+,;=%";
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// `host[:port]` as RFC 3986 §3.2 allows it in a `Host` header: a reg-name (unreserved,
 /// sub-delims and percent signs) or an IP literal in brackets, an optional all-digit port of at
 /// most 5 digits, no user info. Empty is refused too: doorman never serves a request for no
@@ -110,10 +129,7 @@ fn is_authority(value: &[u8]) -> bool {
             None => (value, None),
         }
     };
-    let host_ok = !host.is_empty()
-        && host
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let host_ok = !host.is_empty() && host.iter().all(|&b| REG_NAME[usize::from(b)]);
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     host_ok && port_ok
 }
@@ -195,6 +211,14 @@ mod tests {
             assert!(!is_authority(bad.as_bytes()), "{bad:?}");
         }
         assert_eq!(status(&req("GET", Version::HTTP_11, &["a b"])), 400);
+    }
+
+    #[test]
+    fn the_reg_name_table_is_unreserved_sub_delims_and_percent() {
+        for b in 0..=255u8 {
+            let allowed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            assert_eq!(REG_NAME[usize::from(b)], allowed, "byte {b:#04x}");
+        }
     }
 
     #[test]
