@@ -45,6 +45,23 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::accept;
+use crate::body::Body;
+use crate::clock::Clock;
+use crate::config::{Config, StoreKind, UpstreamConfig};
+use crate::control;
+use crate::exchange::ClientInfo;
+use crate::gate::{self, App};
+use crate::session::Store;
+use arc_swap::ArcSwap;
+use deadlines::{ConnClock, Expiry, Socket, Watched};
+use per_client::PerClient;
+use protocol::{ConnService, HttpServer, Served, Version};
+use woken::WokenOnly;
+
+pub use deadlines::RequestGuard;
+pub use workers::Workers;
+
 pin_project_lite::pin_project! {
     /// What the server's service returns for a request: the gate's answer, or the redirect to
     /// https (made at once). An enum rather than a `dyn Future`, so the gate's future is the
@@ -71,23 +88,6 @@ impl<G: Future<Output = R>, R> Future for RequestFuture<G, R> {
         }
     }
 }
-
-use crate::accept;
-use crate::body::Body;
-use crate::clock::Clock;
-use crate::config::{Config, StoreKind, UpstreamConfig};
-use crate::control;
-use crate::exchange::ClientInfo;
-use crate::gate::{self, App};
-use crate::session::Store;
-use arc_swap::ArcSwap;
-use deadlines::{ConnClock, Expiry, Socket, Watched};
-use per_client::PerClient;
-use protocol::{ConnService, HttpServer, Served, Version};
-use woken::WokenOnly;
-
-pub use deadlines::RequestGuard;
-pub use workers::Workers;
 
 /// How long an idle connection told to close gracefully (HTTP/2 GOAWAY) may take before it is
 /// dropped.
