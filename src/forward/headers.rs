@@ -100,9 +100,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // The tokens `Connection` names beyond the standard set. Almost always there are none
     // (`keep-alive`, `close`'s absence, `upgrade`), and then nothing is collected or parsed.
     if present[0] && names_others(headers) {
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter(|token| !is_listed(token.as_bytes()))
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        // A value that is not visible ASCII is ignored whole, as it always was.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter(|v| v.to_str().is_ok())
+            .flat_map(tokens)
+            .filter(|token| !is_listed(token))
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -115,28 +120,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The comma-separated tokens of every `Connection` header, trimmed; empty ones left out.
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+/// The comma-separated tokens of one `Connection` value, trimmed, empty ones left out. On the
+/// raw bytes: no UTF-8 check, no `char` search (for visible ASCII, `trim_ascii` is `trim`).
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
         .filter(|token| !token.is_empty())
 }
 
-/// Whether `Connection` names a header outside the standard set (which goes anyway). On the
-/// raw bytes: no UTF-8 check, no `char` search. A value that is not visible ASCII counts as
-/// naming others, so [`remove_hop_by_hop`] takes the long way, which ignores it.
+/// Whether `Connection` names a header outside the standard set (which goes anyway). A value
+/// that is not visible ASCII counts as naming others, so [`remove_hop_by_hop`] takes the long
+/// way, which ignores it.
 fn names_others(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .map(<[u8]>::trim_ascii)
-            .any(|token| !token.is_empty() && !is_listed(token))
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(tokens)
+        .any(|token| !is_listed(token))
 }
 
 /// Whether `token` (any case) is one of [`HOP_BY_HOP`]: folded into a stack buffer as long as

@@ -225,7 +225,7 @@ impl Upstream {
         headers::set_forwarded(
             h,
             Forwarded {
-                peer: client.peer.ip(),
+                peer,
                 trusted,
                 proto,
                 host,
