@@ -45,8 +45,8 @@
 #                   NGINX=0.
 #   floor:          the public path's load through `hyper-floor` (benches/hyper_floor.rs, one
 #                   worker): hyper's HTTP/1.1 server and client with nothing of doorman between
-#                   them, the floor of doorman's stack on this load. Built with `cargo build
-#                   --release --example hyper-floor` unless FLOOR=PATH names a binary; skipped
+#                   them, the floor of doorman's stack on this load. Built as doorman is
+#                   (lib.sh's release_example) unless FLOOR=PATH names a binary; skipped
 #                   with FLOOR=0.
 # Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>`,
 # `forward-auth: <Ir/req>`, `nginx-public: <Ir/req>`, `nginx-cookie: <Ir/req>` and
@@ -70,11 +70,7 @@ done
 
 build_doorman
 init_run
-if [ "$FLOOR" != 0 ] && [ -z "$FLOOR" ]; then
-  log "building the hyper-floor example (release)"
-  (cd "$ROOT" && cargo build --release --example hyper-floor >&2) || die "cargo build --example hyper-floor failed"
-  FLOOR="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/hyper-floor"
-fi
+[ -n "$FLOOR" ] || FLOOR=$(release_example hyper-floor)
 [ "$FLOOR" = 0 ] || [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
 read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT FLOOR_PORT <<< "$(free_ports 8)"
 [ -n "$FLOOR_PORT" ] || die "could not pick free loopback ports"

@@ -79,6 +79,15 @@ build_doorman() {  # sets DOORMAN to an absolute path; builds the release binary
   DOORMAN=$(cd "$(dirname "$DOORMAN")" && pwd)/$(basename "$DOORMAN")
 }
 
+# release_example NAME: echo the path of the example NAME, built as build_doorman builds
+# doorman (release, bench-seed), so the two share one library build.
+release_example() {
+  log "cargo build --release --features bench-seed --example $1"
+  (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example "$1") \
+    || die "cargo build --example $1 failed"
+  echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/$1"
+}
+
 # ---------------------------------------------------------------- run dir, cpu sets
 init_run() {  # OUT (default results/<stamp>), RUN (temp), stderr teed to OUT/run.log, traps
   STAMP=$(date +%Y%m%d-%H%M%S)

@@ -171,14 +171,6 @@ ensure_tools() {
 ensure_tools
 
 build_doorman
-# release_example NAME: echo the path of the example NAME, built as doorman is (release,
-# sharing its library build).
-release_example() {
-  log "cargo build --release --features bench-seed --example $1"
-  (cd "$ROOT" && cargo build --release --quiet --features bench-seed --example "$1") \
-    || die "cargo build --example $1 failed"
-  echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/$1"
-}
 # The handshake rows' client (see the top).
 if needs_handshakes; then
   [ -n "$TLS_CLIENT" ] || TLS_CLIENT=$(release_example tls-load)
