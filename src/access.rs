@@ -121,14 +121,21 @@ pub enum Return<'a> {
 
 /// The decision for one request, the same for every way a request comes: [`route`], the
 /// session [`lookup`], then [`authorise`].
-pub async fn decide(
-    shared: &Shared,
-    ex: &mut Exchange,
-    req: &Judged<'_>,
-) -> Result<(), ProxyError> {
-    let policy = route(shared, ex, req)?;
-    lookup(shared, ex).await;
-    authorise(shared, ex, policy, req)
+///
+/// Not an `async fn`: one keeps its arguments twice in its state, and this state is in the
+/// request's future (a forward-auth answer's, sized with the gate's).
+// Not `async fn` on purpose: see the doc comment (the arguments, held once).
+#[allow(clippy::manual_async_fn)]
+pub fn decide<'a>(
+    shared: &'a Shared,
+    ex: &'a mut Exchange,
+    req: &'a Judged<'_>,
+) -> impl std::future::Future<Output = Result<(), ProxyError>> + Send + 'a {
+    async move {
+        let policy = route(shared, ex, req)?;
+        lookup(shared, ex).await;
+        authorise(shared, ex, policy, req)
+    }
 }
 
 /// The first step of [`decide`], for callers that cannot afford its future's nesting (the

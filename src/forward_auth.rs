@@ -34,6 +34,8 @@
 //!   client address for logs is the gateway's `X-Forwarded-For` (see
 //!   [`ClientInfo::behind_gateway`](crate::exchange::ClientInfo::behind_gateway)).
 
+use std::future::Future;
+
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::access::{self, Judged, Return, Shared};
@@ -79,97 +81,109 @@ impl Original {
 /// Answer one forward-auth sub-request (`req`'s headers describe the original request).
 /// Every answer, refusals included, is returned as a response here, counted, and marked
 /// `no-store`.
-pub async fn answer(
-    shared: &Shared,
-    ex: &mut Exchange,
+///
+/// Not an `async fn` (nor is [`judge`]): one keeps its arguments twice in its state, and this
+/// state is in the request's future, whose size is the largest of the gate's ways (a
+/// forward-auth answer's, a forwarded request's).
+// Not `async fn` on purpose: see the doc comment (the arguments, held once).
+#[allow(clippy::manual_async_fn)]
+pub fn answer<'a>(
+    shared: &'a Shared,
+    ex: &'a mut Exchange,
     convention: Convention,
-    headers: &HeaderMap,
-) -> Result<Response<Body>, ProxyError> {
-    let Some(fa) = &shared.config.forward_auth else {
-        return Err(ProxyError::NotFound);
-    };
-    let result = judge(shared, fa, ex, convention, headers).await;
-    let (counted, mut resp) = match result {
-        Ok(resp) => (Result_::allowed, resp),
-        Err(error) => {
-            let counted = match &error {
-                ProxyError::Unauthenticated(Challenge::Redirect { .. }) => Result_::redirect,
-                ProxyError::Unauthenticated(_) => Result_::unauthenticated,
-                ProxyError::StoreUnavailable(_) => {
-                    shared.metrics.store_error();
-                    Result_::unavailable
-                }
-                ProxyError::BadRequest(_) => Result_::bad_request,
-                _ => Result_::forbidden,
-            };
-            tracing::debug!(peer = %ex.client.peer, reason = %error, "forward-auth refused");
-            (counted, error.to_response())
-        }
-    };
-    shared.metrics.forward_auth(counted);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    headers: &'a HeaderMap,
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
+    async move {
+        let Some(fa) = &shared.config.forward_auth else {
+            return Err(ProxyError::NotFound);
+        };
+        let result = judge(shared, fa, ex, convention, headers).await;
+        let (counted, mut resp) = match result {
+            Ok(resp) => (Result_::allowed, resp),
+            Err(error) => {
+                let counted = match &error {
+                    ProxyError::Unauthenticated(Challenge::Redirect { .. }) => Result_::redirect,
+                    ProxyError::Unauthenticated(_) => Result_::unauthenticated,
+                    ProxyError::StoreUnavailable(_) => {
+                        shared.metrics.store_error();
+                        Result_::unavailable
+                    }
+                    ProxyError::BadRequest(_) => Result_::bad_request,
+                    _ => Result_::forbidden,
+                };
+                tracing::debug!(peer = %ex.client.peer, reason = %error, "forward-auth refused");
+                (counted, error.to_response())
+            }
+        };
+        shared.metrics.forward_auth(counted);
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(resp)
+    }
 }
 
-async fn judge(
-    shared: &Shared,
-    fa: &ForwardAuthConfig,
-    ex: &mut Exchange,
+// Not `async fn` on purpose: see `answer` (the arguments, held once).
+#[allow(clippy::manual_async_fn)]
+fn judge<'a>(
+    shared: &'a Shared,
+    fa: &'a ForwardAuthConfig,
+    ex: &'a mut Exchange,
     convention: Convention,
-    headers: &HeaderMap,
-) -> Result<Response<Body>, ProxyError> {
-    let config = &*shared.config;
-    if !ex.client.gateway {
-        return Err(ProxyError::Forbidden);
-    }
-    let original = match convention {
-        Convention::AuthRequest => from_original_url(headers)?,
-        Convention::ForwardAuth => from_forwarded(headers)?,
-    };
-    if !fa.allows_host(&original.host) {
-        return Err(ProxyError::Forbidden);
-    }
-    let path = match original.target.split_once('?') {
-        Some((path, _query)) => path,
-        None => original.target.as_str(),
-    };
-    let path = crate::path::normalise(path)?;
-    // The browser's view of the original request decides the cookie's name, and the
-    // `Set-Cookie` that expires a stale one.
-    if ex.client.https != original.https {
-        // The gate read the cookie under the sub-request's own view; read it again under the
-        // browser's.
-        ex.client.https = original.https;
-        ex.presented = shared.cookies(original.https).read(headers);
-    }
-    if owned_exactly(&config.login.prefix, &path) {
-        ex.path = Some(path);
-        ex.route = Some(crate::metrics::RouteLabel::doorman());
-        return Ok(allowed(shared, ex, None));
-    }
-    let judged = Judged {
-        method: &original.method,
-        host: Some(&original.host),
-        path: &path,
-        headers,
-        back: Return::Original {
-            scheme: original.scheme(),
-            authority: &original.authority,
-            target: &original.target,
-            login_origin: config.login.public_origin.as_deref(),
-        },
-    };
-    let decided = access::decide(shared, ex, &judged).await;
-    ex.path = Some(path);
-    match decided {
-        // nginx's auth_request passes on 2xx, 401 and 403 only: a redirect is its config's job
-        // (`error_page 401`), so /auth never answers one.
-        Err(ProxyError::Unauthenticated(_)) if convention == Convention::AuthRequest => {
-            Err(ProxyError::Unauthenticated(Challenge::Plain))
+    headers: &'a HeaderMap,
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
+    async move {
+        let config = &*shared.config;
+        if !ex.client.gateway {
+            return Err(ProxyError::Forbidden);
         }
-        Err(error) => Err(error),
-        Ok(()) => Ok(allowed(shared, ex, Some(&original.host))),
+        let original = match convention {
+            Convention::AuthRequest => from_original_url(headers)?,
+            Convention::ForwardAuth => from_forwarded(headers)?,
+        };
+        if !fa.allows_host(&original.host) {
+            return Err(ProxyError::Forbidden);
+        }
+        let path = match original.target.split_once('?') {
+            Some((path, _query)) => path,
+            None => original.target.as_str(),
+        };
+        let path = crate::path::normalise(path)?;
+        // The browser's view of the original request decides the cookie's name, and the
+        // `Set-Cookie` that expires a stale one.
+        if ex.client.https != original.https {
+            // The gate read the cookie under the sub-request's own view; read it again under the
+            // browser's.
+            ex.client.https = original.https;
+            ex.presented = shared.cookies(original.https).read(headers);
+        }
+        if owned_exactly(&config.login.prefix, &path) {
+            ex.path = Some(path);
+            ex.route = Some(crate::metrics::RouteLabel::doorman());
+            return Ok(allowed(shared, ex, None));
+        }
+        let judged = Judged {
+            method: &original.method,
+            host: Some(&original.host),
+            path: &path,
+            headers,
+            back: Return::Original {
+                scheme: original.scheme(),
+                authority: &original.authority,
+                target: &original.target,
+                login_origin: config.login.public_origin.as_deref(),
+            },
+        };
+        let decided = access::decide(shared, ex, &judged).await;
+        ex.path = Some(path);
+        match decided {
+            // nginx's auth_request passes on 2xx, 401 and 403 only: a redirect is its config's job
+            // (`error_page 401`), so /auth never answers one.
+            Err(ProxyError::Unauthenticated(_)) if convention == Convention::AuthRequest => {
+                Err(ProxyError::Unauthenticated(Challenge::Plain))
+            }
+            Err(error) => Err(error),
+            Ok(()) => Ok(allowed(shared, ex, Some(&original.host))),
+        }
     }
 }
 

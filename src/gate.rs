@@ -129,6 +129,8 @@ pub enum BuildError {
 /// Answer one request: forward it, or answer with doorman's own response; the result is
 /// what `wrap` makes of the response (the server's: its body tracked by the connection).
 ///
+/// What needs no waiting is done before the future is made: the returned future then holds
+/// the request once, boxed, and the exchange it opened, not the parts they were made from.
 /// Not an `async fn` (nor is [`decide`]): one keeps its arguments twice in its state (as
 /// captured, and moved into a local on the first poll), and this state is in every request's
 /// future, moved with it. The `async move` block uses what it captured where it lies. It owns
@@ -142,27 +144,28 @@ pub fn handle<R>(
     req: Request<Incoming>,
     wrap: impl FnOnce(Response<Body>) -> R + Send + 'static,
 ) -> impl Future<Output = R> + 'static {
+    // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
+    let client = match &app.shared.config.forward_auth {
+        Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
+        _ => client,
+    };
+    // Boxed: it lives until the response body ends (the access log's), and is moved from
+    // this future into the log's entry and on with the body; a box moves as a pointer.
+    let mut ex = Box::new(Exchange::new(
+        client,
+        req.method().clone(),
+        req.uri().clone(),
+        Instant::now(),
+    ));
+    // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
+    // (hyper drops it and reads the body as chunked). A front proxy that read it differently
+    // may see the rest of the bytes as a second request, so the connection is not reused.
+    let h1 = req.version() <= Version::HTTP_11;
+    ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    // Boxed: every level below takes it by value, and a box moves (and is kept) as a pointer.
+    let req = Box::new(req);
     async move {
         let app = &*app;
-        // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
-        let client = match &app.shared.config.forward_auth {
-            Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
-            _ => client,
-        };
-        // Boxed: it lives until the response body ends (the access log's), and is moved from
-        // this future into the log's entry and on with the body; a box moves as a pointer.
-        let mut ex = Box::new(Exchange::new(
-            client,
-            req.method().clone(),
-            req.uri().clone(),
-            Instant::now(),
-        ));
-        // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
-        // (hyper drops it and reads the body as chunked). A front proxy that read it differently
-        // may see the rest of the bytes as a second request, so the connection is not reused.
-        let h1 = req.version() <= Version::HTTP_11;
-        ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
-
         let resp = match decide(app, &mut ex, req).await {
             Ok(resp) => resp,
             Err(error) => {
@@ -191,91 +194,99 @@ pub fn handle<R>(
 fn decide<'a>(
     app: &'a App,
     ex: &'a mut Exchange,
-    req: Request<Incoming>,
+    req: Box<Request<Incoming>>,
 ) -> impl Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
     async move {
         let shared = &app.shared;
         let config = &*shared.config;
         // Heads a route must never be asked to judge: CONNECT, lower-case methods, bad Host.
         crate::head::check(&req)?;
-        // Normalised once: what the routes match is exactly what the upstream receives.
-        let path = crate::path::normalise(req.uri().path())?;
-        ex.presented = shared.cookies(ex.client.https).read(req.headers());
-        if let Some(bridge) = &shared.express {
-            ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
-        }
-        if config.login.owns(&path) {
-            // Doorman's own endpoints; nothing under the prefix is ever forwarded.
-            let forward_auth = login::forward_auth_call(config, &path, req.method());
-            ex.path = Some(path);
-            ex.route = Some(RouteLabel::doorman());
-            if let Some(convention) = forward_auth {
-                // A gateway's sub-request, as every request behind it: not through the box below.
-                return crate::forward_auth::answer(shared, ex, convention, req.headers()).await;
+        // In a block, as is the making of the forward below: what only the decision needs
+        // (the normalised path, the target as borrowed for the login's return address) is not
+        // kept in this future while it waits for the upstream, as a local of its scope would be.
+        let (upstream, target, host) = {
+            // Normalised once: what the routes match is exactly what the upstream receives.
+            let path = crate::path::normalise(req.uri().path())?;
+            ex.presented = shared.cookies(ex.client.https).read(req.headers());
+            if let Some(bridge) = &shared.express {
+                ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
             }
-            // Boxed, like the handoff below: a large future that most requests never need.
-            return Box::pin(login::endpoint(shared, &app.login, ex, req)).await;
-        }
-        let (upstream, target, host) = match prepare(app, &ex.client, &req, &path) {
-            Ok(prepared) => prepared,
-            Err(error) => {
+            if config.login.owns(&path) {
+                // Doorman's own endpoints; nothing under the prefix is ever forwarded.
+                let forward_auth = login::forward_auth_call(config, &path, req.method());
                 ex.path = Some(path);
-                return Err(error);
+                ex.route = Some(RouteLabel::doorman());
+                if let Some(convention) = forward_auth {
+                    // A gateway's sub-request, as every request behind it: not through the box below.
+                    return crate::forward_auth::answer(shared, ex, convention, req.headers())
+                        .await;
+                }
+                // Boxed, like the handoff below: a large future that most requests never need.
+                return Box::pin(login::endpoint(shared, &app.login, ex, *req)).await;
             }
+            let (upstream, target, host) = match prepare(app, &ex.client, &req, &path) {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    ex.path = Some(path);
+                    return Err(error);
+                }
+            };
+            let judged = access::Judged {
+                method: req.method(),
+                host: host.as_deref(),
+                path: &path,
+                headers: req.headers(),
+                back: access::Return::Local(target.as_str()),
+            };
+            // access::decide's steps, inline: one async level less in every connection's future.
+            let decided = match access::route(shared, ex, &judged) {
+                Err(error) => Err(error),
+                Ok(policy) => {
+                    access::lookup(shared, ex).await;
+                    access::authorise(shared, ex, policy, &judged)
+                }
+            };
+            // Recorded before the decision is acted on, so a refusal's log line has the path too.
+            ex.path = Some(path);
+            decided?;
+            (upstream, target, host)
         };
-        let judged = access::Judged {
-            method: req.method(),
-            host: host.as_deref(),
-            path: &path,
-            headers: req.headers(),
-            back: access::Return::Local(target.as_str()),
-        };
-        // access::decide's steps, inline: one async level less in every connection's future.
-        let decided = match access::route(shared, ex, &judged) {
-            Err(error) => Err(error),
-            Ok(policy) => {
-                access::lookup(shared, ex).await;
-                access::authorise(shared, ex, policy, &judged)
-            }
-        };
-        // Recorded before the decision is acted on, so a refusal's log line has the path too.
-        ex.path = Some(path);
-        decided?;
 
         let permit = handoff::permit(config, ex, &req);
-        let assertion = crate::assertion::for_upstream(shared, ex, || {
-            host.clone().or_else(|| route_host(&ex.client, &req))
-        });
         let asked = Instant::now();
-        let ticket = match &ex.session {
-            SessionState::Valid { key, record, .. } => Some(Ticket {
-                registry: shared.store.live(),
-                key,
-                user: &record.user,
-                absolute_expiry: record.absolute_expiry,
-                clock: &shared.clock,
-                method: &ex.method,
-                host: host.as_deref(),
-                path: ex.path.as_deref().unwrap_or("/"),
-                recheck: config.session.recheck,
-            }),
-            _ => None,
-        };
-        // The express app's cookie (DESIGN.md §12): kept unless told otherwise, or it names
-        // someone other than the session's user.
-        let drop_cookie = shared
-            .express
-            .as_deref()
-            .filter(|b| !b.forward_cookie() || ex.strip_app_cookie)
-            .map(Bridge::cookie_name);
-        let vouch = Vouch {
-            identity: ex.identity(),
-            assertion,
-            drop_cookie,
-        };
-        let forwarded = upstream
-            .forward(req, &ex.client, target, vouch, ticket)
-            .await;
+        let forwarded = {
+            let assertion = crate::assertion::for_upstream(shared, ex, || {
+                host.clone().or_else(|| route_host(&ex.client, &req))
+            });
+            let ticket = match &ex.session {
+                SessionState::Valid { key, record, .. } => Some(Ticket {
+                    registry: shared.store.live(),
+                    key,
+                    user: &record.user,
+                    absolute_expiry: record.absolute_expiry,
+                    clock: &shared.clock,
+                    method: &ex.method,
+                    host: host.as_deref(),
+                    path: ex.path.as_deref().unwrap_or("/"),
+                    recheck: config.session.recheck,
+                }),
+                _ => None,
+            };
+            // The express app's cookie (DESIGN.md §12): kept unless told otherwise, or it names
+            // someone other than the session's user.
+            let drop_cookie = shared
+                .express
+                .as_deref()
+                .filter(|b| !b.forward_cookie() || ex.strip_app_cookie)
+                .map(Bridge::cookie_name);
+            let vouch = Vouch {
+                identity: ex.identity(),
+                assertion,
+                drop_cookie,
+            };
+            upstream.forward(req, &ex.client, target, vouch, ticket)
+        }
+        .await;
         shared.metrics.upstream(asked.elapsed());
         let (resp, handoff) = forwarded?;
         if !handoff.is_empty() {

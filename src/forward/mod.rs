@@ -104,32 +104,46 @@ impl Upstream {
     /// sent (already removed from the response). What `vouch` names is set (or removed) after
     /// every client copy was stripped.
     ///
-    /// Not an `async fn`, for the reason [`Pool::send`] gives.
+    /// The upstream request is built before the returned future is: the future then holds it
+    /// once, boxed, and none of what it was made from (the client's request, the target, what
+    /// doorman vouches for), which unbuilt it would keep room for to its end. Not an
+    /// `async fn`, for the reason [`Pool::send`] gives.
     // Not `async fn` on purpose: see the doc comment (the arguments, held once).
     #[allow(clippy::manual_async_fn)]
     pub fn forward<'a>(
         &'a self,
-        mut req: Request<Incoming>,
-        client: &'a ClientInfo,
+        mut req: Box<Request<Incoming>>,
+        client: &ClientInfo,
         target: PathAndQuery,
-        vouch: Vouch<'a>,
+        vouch: Vouch<'_>,
         session: Option<Ticket<'a>>,
     ) -> impl Future<Output = Result<(Response<Body>, Handoff), ProxyError>> + Send + 'a {
+        // Boxed, with the client's side of it: few requests upgrade, and unboxed, their room
+        // would be in every request's future.
+        let upgrade = upgrade::requested(&req, &self.up.upgrades)
+            .map(|asked| Box::new((asked, hyper::upgrade::on(&mut *req))));
+        let offered = upgrade.as_ref().map(|u| u.0.offered().clone());
+        // Only a chunked body can be malformed after its head was accepted (client_body).
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
+        // Its error boxed: this future keeps what it captured to its end.
+        let built = self
+            .upstream_request(req, client, target, vouch, offered)
+            .map_err(Box::new);
         async move {
-            let upgrade = upgrade::requested(&req, &self.up.upgrades);
-            let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-            let offered = upgrade.as_ref().map(|u| u.offered().clone());
-            // Only a chunked body can be malformed after its head was accepted (client_body).
-            let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-            let mut req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
-            if chunked {
-                req.body_mut().prefetch().await?;
-            }
-            let progress = req.body_mut().track();
-            let up_req = self.upstream_request(req, client, target, vouch, offered)?;
+            let mut up_req = built.map_err(|e| *e)?;
+            let progress = match up_req.body_mut().inner.as_mut() {
+                Some(body) => {
+                    if chunked {
+                        body.prefetch().await?;
+                    }
+                    body.track()
+                }
+                None => None,
+            };
             let up = &self.up;
             // Pinned where it is made, and waited for through a reference: passed by value,
-            // the exchange's state (1.3 KB) was moved three times on its way into the timeout.
+            // the exchange's state was moved three times on its way into the timeout.
             let mut send = std::pin::pin!(self.pool.send(up_req));
             let sent = client_body::head_within(up.timeout, progress, send.as_mut());
             let resp = match sent.await {
@@ -138,8 +152,8 @@ impl Upstream {
                 Some(Ok(resp)) => resp,
             };
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                return match (upgrade, client_side) {
-                    (Some(asked), Some(client_side)) => {
+                return match upgrade.map(|u| *u) {
+                    Some((asked, client_side)) => {
                         // A WebSocket of a session ends with it (DESIGN.md §11).
                         let follow = session.map(|t| {
                             let t = t.to_owned();
@@ -153,7 +167,7 @@ impl Upstream {
                             .map(|r| (r, Handoff::default()))
                     }
                     // hyper would not hand us the connection anyway; never pass a 101 nobody asked for.
-                    _ => Err(ProxyError::UpgradeFailed(
+                    None => Err(ProxyError::UpgradeFailed(
                         "upstream switched protocols unasked",
                     )),
                 };
@@ -189,7 +203,7 @@ impl Upstream {
         target: PathAndQuery,
         vouch: Vouch<'_>,
         upgrade: Option<HeaderValue>,
-    ) -> Result<Request<UpstreamBody>, ProxyError> {
+    ) -> Result<Box<Request<UpstreamBody>>, ProxyError> {
         let config = &*self.config;
         let up = &self.up;
         let (mut parts, body) = req.into_parts();
@@ -255,7 +269,7 @@ impl Upstream {
             inner: Some(body),
             config: Arc::clone(&self.config),
         };
-        Ok(Request::from_parts(parts, body))
+        Ok(Box::new(Request::from_parts(parts, body)))
     }
 
     /// Sort a pool error into the cause the client is answered with.

@@ -139,14 +139,16 @@ where
     /// worker, or a new one, and return the response head; its body hands the connection back
     /// when read to the end.
     ///
-    /// Not an `async fn`: one keeps its arguments twice in its state (as captured, and moved
-    /// into a local on the first poll), and every request's future is sized, and moved, with
-    /// it. The `async move` block uses the captured request where it lies.
+    /// The request comes boxed, and leaves its box only into hyper's own send: unboxed, this
+    /// future would hold it (about 350 bytes) beside hyper's copy, and every request's future
+    /// is sized with this one and moved with it. Not an `async fn`, for the same reason: one
+    /// keeps its arguments twice in its state (as captured, and moved into a local on the first
+    /// poll); the `async move` block uses the captured box where it lies.
     // Not `async fn` on purpose: see the doc comment (the arguments, held once).
     #[allow(clippy::manual_async_fn)]
     pub fn send(
         &self,
-        req: Request<B>,
+        req: Box<Request<B>>,
     ) -> impl Future<Output = Result<Response<PooledBody<B>>, SendError>> + Send + '_ {
         async move {
             let slot = &self.workers[crate::worker::current() % self.workers.len()];
@@ -164,12 +166,18 @@ where
                 }
                 _ => None,
             };
-            let (resp, sender) = match sender.try_send_request(req).await {
+            // The retries' future is made (boxed) in one match and awaited after it: a failed
+            // send's error holds the whole request (about 350 bytes), and awaited inside the
+            // match that took it apart, it would be kept through the retry, and this future
+            // (in every request's) sized for it. Boxed: the retries' state (the failed request,
+            // its copy, a second exchange) is larger than the common path's.
+            let sent = match sender.try_send_request(*req).await {
+                Ok(resp) => Ok(resp),
+                Err(e) => Err(Box::pin(self.retry(e, idle_for.is_some(), replay))),
+            };
+            let (resp, sender) = match sent {
                 Ok(resp) => (resp, sender),
-                // Boxed: the retries' state (the failed request, its copy, a second exchange) is
-                // larger than the common path's, and every request's future would be sized for it
-                // and moved with it.
-                Err(e) => Box::pin(self.retry(e, idle_for.is_some(), replay)).await?,
+                Err(retry) => retry.await?,
             };
             // A connection that switched protocols belongs to the tunnel now.
             let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
@@ -560,7 +568,7 @@ mod tests {
             assert!(read_head(io).await, "the upstream saw no request");
             io.write_all(answer).await.expect("write answer");
         };
-        let (resp, ()) = within(async { tokio::join!(pool.send(req), upstream) }).await;
+        let (resp, ()) = within(async { tokio::join!(pool.send(Box::new(req)), upstream) }).await;
         resp
     }
 
@@ -580,7 +588,7 @@ mod tests {
             io.write_all(OK).await.expect("write answer");
             io
         };
-        within(async { tokio::join!(pool.send(req), upstream) }).await
+        within(async { tokio::join!(pool.send(Box::new(req)), upstream) }).await
     }
 
     fn idle_count(pool: &TestPool) -> usize {
@@ -624,7 +632,8 @@ mod tests {
             assert!(read_head(&mut first).await, "the request went out");
             drop(first);
         };
-        let (resp, ()) = within(async { tokio::join!(pool.send(get("/second")), upstream) }).await;
+        let (resp, ()) =
+            within(async { tokio::join!(pool.send(Box::new(get("/second"))), upstream) }).await;
         let resp = resp.map(|r| r.status());
         assert!(matches!(resp, Err(SendError::Request(_))), "{resp:?}");
         assert_eq!(connects.load(Ordering::SeqCst), 1, "no second attempt");
@@ -751,7 +760,8 @@ mod tests {
                 io.write_all(OK).await.expect("answer");
                 Some(io)
             };
-            let (resp, _io) = within(async { tokio::join!(pool.send(req), upstream) }).await;
+            let (resp, _io) =
+                within(async { tokio::join!(pool.send(Box::new(req)), upstream) }).await;
             let after = connects.load(std::sync::atomic::Ordering::SeqCst);
             if resent {
                 assert_eq!(resp.expect("answered on a new connection").status(), 200);
