@@ -234,12 +234,11 @@ async fn express_state(
 }
 
 async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
-    let id = match presented {
+    let key = match presented {
         Presented::Absent => return SessionState::None,
         Presented::Invalid => return SessionState::Stale { looked_up: false },
-        Presented::Id(id) => id,
+        Presented::Key(key) => *key,
     };
-    let key = id.key();
     let record = match shared.store.lookup(&key, shared.clock.now_millis()).await {
         Err(error) => return SessionState::Down(error),
         Ok(None) => return SessionState::Stale { looked_up: true },

@@ -213,7 +213,7 @@ impl Exchange {
     /// well-formed cookie).
     pub fn presented_key(&self) -> Option<SessionKey> {
         match &self.presented {
-            Presented::Id(id) => Some(id.key()),
+            Presented::Key(key) => Some(*key),
             _ => None,
         }
     }

@@ -22,7 +22,7 @@ use crate::access_log::{Entry, Logged};
 use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::{Config, OidcConfig};
-use crate::cookie::Presented;
+use crate::cookie::{KeyMemo, Presented};
 use crate::error::ProxyError;
 use crate::exchange::{ClientInfo, CookieAction, Exchange, SessionState};
 use crate::forward::{Upstream, Vouch};
@@ -141,6 +141,7 @@ pub enum BuildError {
 pub fn handle<R>(
     app: Arc<App>,
     client: ClientInfo,
+    memo: &KeyMemo,
     req: Request<Incoming>,
     wrap: impl FnOnce(Response<Body>) -> R + Send + 'static,
 ) -> impl Future<Output = R> + 'static {
@@ -162,6 +163,11 @@ pub fn handle<R>(
     // may see the rest of the bytes as a second request, so the connection is not reused.
     let h1 = req.version() <= Version::HTTP_11;
     ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    // Read here, where the connection's memo of its last cookie is at hand (`memo`).
+    ex.presented = app
+        .shared
+        .cookies(ex.client.https)
+        .read_remembering(req.headers(), memo);
     // Boxed: every level below takes it by value, and a box moves (and is kept) as a pointer.
     let req = Box::new(req);
     async move {
@@ -207,7 +213,6 @@ fn decide<'a>(
         let (upstream, target, host) = {
             // Normalised once: what the routes match is exactly what the upstream receives.
             let path = crate::path::normalise(req.uri().path())?;
-            ex.presented = shared.cookies(ex.client.https).read(req.headers());
             if let Some(bridge) = &shared.express {
                 ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
             }

@@ -15,6 +15,7 @@ use support::login::{
     get_as, post_login, post_logout, unknown_id, upstream_saw, users_toml, users_toml_with_alice,
     write_users, Backend, Conf, StoreChoice, ALICE_PW, BOB_PW, COOKIE,
 };
+use support::raw::RawConn;
 use support::redis::RedisServer;
 use support::{h1_client, Doorman, DoormanProcess};
 
@@ -338,6 +339,54 @@ async fn logout_destroys_the_session_and_expires_the_cookie() {
     let after = s.get("/dashboard", Some(&cookie)).await;
     assert_eq!(after.status, 401);
     assert_eq!(s.get("/_doorman/session", Some(&cookie)).await.status, 401);
+}
+
+/// One connection, several cookies: a keep-alive connection (or a gateway's pooled one) that
+/// presents alice's cookie twice, then bob's, then none, then alice's again, and alice's after
+/// her logout, has each request judged by its own cookie. Doorman keeps a memo of each
+/// connection's last cookie and its store key (`cookie::KeyMemo`); it remembers a key, never a
+/// session, so the store still decides every request.
+#[tokio::test]
+async fn each_request_on_one_connection_is_judged_by_its_own_cookie() {
+    let s = Doorman::conf(&Conf::dashboard()).start().await;
+    let alice = s.log_in("alice", ALICE_PW).await;
+    let bob = s.log_in("bob", BOB_PW).await;
+    let mut conn = RawConn::connect(s.addr).await;
+    let mut ask = async |cookie: Option<&str>| {
+        let mut req = "GET /dashboard HTTP/1.1\r\nHost: app.test\r\n".to_string();
+        if let Some(value) = cookie {
+            req.push_str(&format!("Cookie: a=1; {COOKIE}={value}\r\n"));
+        }
+        req.push_str("\r\n");
+        assert!(
+            conn.send(req.as_bytes()).await,
+            "doorman closed the connection"
+        );
+        let resp = conn
+            .response(Duration::from_secs(10))
+            .await
+            .expect("a response on the same connection");
+        let user = (resp.status == 200).then(|| {
+            let echo = support::echoed(&bytes::Bytes::from(resp.body.clone()));
+            support::echoed_header(&echo, "x-auth-user")
+        });
+        (resp.status, user)
+    };
+    let as_user = |name: &str| (200, Some(vec![name.to_string()]));
+    assert_eq!(ask(Some(&alice)).await, as_user("alice"));
+    assert_eq!(ask(Some(&alice)).await, as_user("alice"));
+    assert_eq!(ask(Some(&bob)).await, as_user("bob"));
+    assert_eq!(ask(None).await, (401, None));
+    assert_eq!(ask(Some(&unknown_id())).await, (401, None));
+    assert_eq!(ask(Some(&alice)).await, as_user("alice"));
+    let out = post_logout(&s.client, &s.base, &alice, &[]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        ask(Some(&alice)).await,
+        (401, None),
+        "ended on another connection"
+    );
+    assert_eq!(ask(Some(&bob)).await, as_user("bob"));
 }
 
 /// Front-end code asks `/_doorman/session` who is logged in: JSON with the user, the groups

@@ -50,6 +50,7 @@ use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind, UpstreamConfig};
 use crate::control;
+use crate::cookie::KeyMemo;
 use crate::exchange::ClientInfo;
 use crate::gate::{self, App};
 use crate::session::Store;
@@ -489,6 +490,8 @@ impl Connection {
         // HTTP/2 streams run in tasks hyper spawns, outside this task's span: give each request
         // its own span, parented to the connection's, explicitly.
         let conn_span = tracing::Span::current();
+        // The connection's last session cookie and its key (see `KeyMemo`): dropped with it.
+        let memo = KeyMemo::default();
         let service = service_fn(move |req: Request<Incoming>| {
             let guard = service_clock.start_request(!http_body::Body::is_end_stream(req.body()));
             let span = info_span!(parent: &conn_span, "request", method = %req.method(), path = %req.uri().path(), route = tracing::field::Empty);
@@ -508,7 +511,8 @@ impl Connection {
             // first poll.
             match redirect_to {
                 None => Box::pin(RequestFuture::Gate {
-                    gate: gate::handle(live.load_full(), client, req, tracked).instrument(span),
+                    gate: gate::handle(live.load_full(), client, &memo, req, tracked)
+                        .instrument(span),
                 }),
                 Some(https_port) => {
                     let resp = redirect::answer(&req, https_port);
