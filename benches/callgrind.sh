@@ -29,6 +29,10 @@
 #                   under half the ttl, so this is the cost of the cached token; signing itself
 #                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
 #                   DOORMAN has no `keys generate` (a build from before the assertion).
+#   redis:          as authenticated, with the sessions in a redis-server the script starts
+#                   (store = "redis", no cache: run.sh's row e), so every request is one EVALSHA
+#                   round trip. redis-server's own instructions are not counted (it is another
+#                   process). Skipped with REDIS=0, or without redis-server.
 #   forward-auth:   GET /_doorman/auth as nginx's auth_request sends it (X-Original-Method,
 #                   X-Original-URL naming /dashboard on an allowed host) with the session
 #                   cookie, doorman with [forward_auth] (127.0.0.1 trusted): every answer must
@@ -48,7 +52,7 @@
 #                   them, the floor of doorman's stack on this load. Built as doorman is
 #                   (lib.sh's release_example) unless FLOOR=PATH names a binary; skipped
 #                   with FLOOR=0.
-# Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `assertion: <Ir/req>`,
+# Prints `public: <Ir/req>`, `authenticated: <Ir/req>`, `redis: <Ir/req>`, `assertion: <Ir/req>`,
 # `forward-auth: <Ir/req>`, `nginx-public: <Ir/req>`, `nginx-cookie: <Ir/req>` and
 # `floor: <Ir/req>` on stdout, then doorman's and the floor's figures over nginx's (details on stderr). It only drives the binary through its CLI and proxy.toml, so DOORMAN
 # may be an older build.
@@ -61,6 +65,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
 COOKIE=""
 ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
+REDIS=${REDIS:-1}
+command -v redis-server >/dev/null || REDIS=0
 PIN=0; NICE=0
 
 for t in valgrind callgrind_control nginx curl python3; do
@@ -72,8 +78,9 @@ build_doorman
 init_run
 [ -n "$FLOOR" ] || FLOOR=$(release_example hyper-floor)
 [ "$FLOOR" = 0 ] || [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
-read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT FLOOR_PORT <<< "$(free_ports 8)"
-[ -n "$FLOOR_PORT" ] || die "could not pick free loopback ports"
+read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT FLOOR_PORT \
+  REDIS_DOORMAN_PORT REDIS_PORT <<< "$(free_ports 10)"
+[ -n "$REDIS_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
 
@@ -165,12 +172,13 @@ if errs or ok != n: sys.exit(f"{len(errs)} failures, first: {errs[0] if errs els
 PY
 
 # ---------------------------------------------------------------- one measurement
-# measure NAME PORT PATH AUTH(0|1) [ASSERT(0|1) [FA(0|1)]]: a fresh doorman under callgrind;
-# sets RESULT (Ir/request)
+# measure NAME PORT PATH AUTH(0|1) [ASSERT(0|1) [FA(0|1) [STORE(embedded|redis)]]]: a fresh
+# doorman under callgrind; sets RESULT (Ir/request)
 measure() {
-  local name=$1 port=$2 path=$3 auth=$4 assert=${5:-0} fa=${6:-0} cookie="" code out pid
+  local name=$1 port=$2 path=$3 auth=$4 assert=${5:-0} fa=${6:-0} store=${7:-embedded}
+  local cookie="" code out pid
   local -a sent=() user_header=()
-  doorman_config "$name" "$port" "$(session_toml embedded)"
+  doorman_config "$name" "$port" "$(session_toml "$store" "$REDIS_PORT")"
   if [ "$fa" = 1 ]; then
     printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["bench.test"]\n' \
       >> "$RUN/$name/proxy.toml"
@@ -254,6 +262,11 @@ log "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null |
 log "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'), N=$N CONNS=$CONNS WARMUP=$WARMUP"
 measure public "$PUBLIC_PORT" /public 0; PUBLIC=$RESULT
 measure authenticated "$AUTH_PORT" /dashboard 1; AUTHENTICATED=$RESULT
+REDISED=""
+if [ "$REDIS" = 1 ]; then
+  redis_up redis "$REDIS_PORT"
+  measure redis "$REDIS_DOORMAN_PORT" /dashboard 1 0 0 redis; REDISED=$RESULT
+fi
 ASSERTED=""
 if [ "$ASSERTION" = 1 ] && "$DOORMAN" keys --help >/dev/null 2>&1; then
   measure assertion "$ASSERT_PORT" /dashboard 1 1; ASSERTED=$RESULT
@@ -272,6 +285,7 @@ FLOORED=""
 [ "$FLOOR" != 0 ] && { measure_floor "$FLOOR_PORT"; FLOORED=$RESULT; }
 echo "public: $PUBLIC"
 echo "authenticated: $AUTHENTICATED"
+[ -n "$REDISED" ] && echo "redis: $REDISED"
 [ -n "$ASSERTED" ] && echo "assertion: $ASSERTED"
 [ -n "$FORWARDED" ] && echo "forward-auth: $FORWARDED"
 if [ -n "$NG_PUBLIC" ]; then
