@@ -354,15 +354,9 @@ impl Backend {
                 if let Some(m) = lock(master).as_ref() {
                     return Ok(Conn::Manager(m.clone()));
                 }
-                let mut sentinels = resolver.lock().await;
-                if let Some(m) = lock(master).as_ref() {
-                    return Ok(Conn::Manager(m.clone()));
-                }
-                let client = sentinels.async_get_client().await.map_err(store_error)?;
-                let fresh = ConnectionManager::new_lazy_with_config(client, manager_config())
-                    .map_err(store_error)?;
-                *lock(master) = Some(fresh.clone());
-                Ok(Conn::Manager(fresh))
+                // Boxed: asking the Sentinels is a 3 KB future, and unboxed every command's
+                // future (so every session lookup's) was sized for it, on every topology.
+                Box::pin(Self::resolve_master(resolver, master)).await
             }
             Way::Cluster { client, connection } => {
                 if let Some(c) = connection.get() {
@@ -372,6 +366,23 @@ impl Backend {
                 Ok(Conn::Cluster(connection.get_or_init(|| fresh).clone()))
             }
         }
+    }
+
+    /// The master's connection, found through the Sentinels (one resolution at a time; a
+    /// command that waited for another's finds its answer).
+    async fn resolve_master(
+        resolver: &tokio::sync::Mutex<SentinelClient>,
+        master: &Mutex<Option<ConnectionManager>>,
+    ) -> Result<Conn, StoreError> {
+        let mut sentinels = resolver.lock().await;
+        if let Some(m) = lock(master).as_ref() {
+            return Ok(Conn::Manager(m.clone()));
+        }
+        let client = sentinels.async_get_client().await.map_err(store_error)?;
+        let fresh = ConnectionManager::new_lazy_with_config(client, manager_config())
+            .map_err(store_error)?;
+        *lock(master) = Some(fresh.clone());
+        Ok(Conn::Manager(fresh))
     }
 
     /// A command failed: a Sentinel-resolved master is dropped on anything that suggests it
