@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use doorman::config::Config;
-use doorman::cookie::{self, CookiePolicy, Presented};
+use doorman::cookie::{self, CookiePolicy, KeyMemo, Presented};
 use doorman::session::SessionId;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
@@ -96,6 +96,18 @@ fn is_doormans(name: &[u8]) -> bool {
             .starts_with(FLOW_PREFIX)
 }
 
+/// A request presenting a well-formed session cookie of `policy`'s name (the fuzzed request
+/// may present the same one: the memo must answer right either way).
+fn another_session(policy: &CookiePolicy) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let value = format!("{}={}", policy.name(), "A".repeat(43));
+    h.insert(
+        COOKIE,
+        HeaderValue::from_str(&value).expect("a cookie name and base64url are a header value"),
+    );
+    h
+}
+
 fn check_read(request: &HeaderMap) {
     let pairs = pairs(request);
     for policy in policies() {
@@ -109,10 +121,32 @@ fn check_read(request: &HeaderMap) {
             [one] => std::str::from_utf8(one)
                 .ok()
                 .and_then(SessionId::parse)
-                .map_or(Presented::Invalid, Presented::Id),
+                .map_or(Presented::Invalid, |id| Presented::Key(id.key())),
             _ => Presented::Invalid,
         };
         assert_eq!(policy.read(request), want, "{}", policy.name());
+        // A connection's memo of its last cookie answers as reading without it does: on a
+        // fresh memo, on the repeat it remembers, and after another cookie took the memo.
+        let memo = KeyMemo::default();
+        assert_eq!(
+            policy.read_remembering(request, &memo),
+            want,
+            "{}",
+            policy.name()
+        );
+        assert_eq!(
+            policy.read_remembering(request, &memo),
+            want,
+            "{}",
+            policy.name()
+        );
+        let _ = policy.read_remembering(&another_session(policy), &memo);
+        assert_eq!(
+            policy.read_remembering(request, &memo),
+            want,
+            "{}",
+            policy.name()
+        );
     }
     let named: Vec<&[u8]> = pairs
         .iter()
