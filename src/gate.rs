@@ -222,7 +222,8 @@ fn decide<'a>(
                 ex.path = Some(path);
                 ex.route = Some(RouteLabel::doorman());
                 if let Some(convention) = forward_auth {
-                    // A gateway's sub-request, as every request behind it: not through the box below.
+                    // A gateway's sub-request, as every request behind it: not through the box
+                    // below.
                     return crate::forward_auth::answer(shared, ex, convention, req.headers())
                         .await;
                 }

@@ -506,9 +506,10 @@ impl Connection {
             // pointer, and the state lives only while a request does (one allocation per
             // request). Kept under 1,032 bytes, the largest size glibc's per-thread cache
             // serves: above it, that one allocation and its free cost about 300 instructions
-            // more per request (callgrind). The levels below box what most requests never use. The gate's own future is the box's content, not awaited inside
-            // another one: that one would hold it as a field, and build it by a copy on its
-            // first poll.
+            // more per request (callgrind); the levels below box what most requests never
+            // use. The gate's own future is the box's content, not awaited inside another
+            // one: that one would hold it as a field, and build it by a copy on its first
+            // poll.
             match redirect_to {
                 None => Box::pin(RequestFuture::Gate {
                     gate: gate::handle(live.load_full(), client, &memo, req, tracked)
