@@ -26,13 +26,13 @@
 #                   generate`, ttl 60 s): every response body must be the upstream's "jw\n"
 #                   (it saw a compact JWS; "ok\n" otherwise: the same length, so the response
 #                   costs doorman the same as on the authenticated path, and the difference
-#                   between the two rows is the assertion's own work). The measured requests take well
-#                   under half the ttl, so this is the cost of the cached token; signing itself
+#                   between the two rows is the assertion's own work). The measured requests
+#                   take well under half the ttl, so this is the cost of the cached token; signing itself
 #                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
 #                   DOORMAN has no `keys generate` (a build from before the assertion).
 #   redis:          as authenticated, with the sessions in a redis-server the script starts
-#                   (store = "redis", no cache: run.sh's row e), so every request is one EVALSHA
-#                   round trip. redis-server's own instructions are not counted (it is another
+#                   (store = "redis", no cache: run.sh's row e), so every request is one HMGET
+#                   round trip (the touch script runs at most once per idle / 10 per session). redis-server's own instructions are not counted (it is another
 #                   process). Skipped with REDIS=0, or without redis-server.
 #   forward-auth:   GET /_doorman/auth as nginx's auth_request sends it (X-Original-Method,
 #                   X-Original-URL naming /dashboard on an allowed host) with the session
