@@ -138,10 +138,9 @@ pub fn decide<'a>(
     }
 }
 
-/// The first step of [`decide`], for callers that cannot afford its future's nesting (the
-/// gate, whose future every connection holds): the first matching route, recorded on the
-/// exchange; `deny` → 403.
-pub fn route<'a>(
+/// The first step of [`decide`]: the first matching route, recorded on the exchange;
+/// `deny` → 403.
+fn route<'a>(
     shared: &'a Shared,
     ex: &mut Exchange,
     req: &Judged<'_>,
@@ -308,7 +307,7 @@ pub fn still_allowed(shared: &Shared, record: &Record, scope: &Scope) -> Result<
 ///
 /// A stale cookie is expired on the way out. A store outage fails closed on an authenticated
 /// route (503); a public route still works, anonymously, and the cookie is kept.
-pub fn authorise(
+fn authorise(
     shared: &Shared,
     ex: &mut Exchange,
     policy: &RoutePolicy,

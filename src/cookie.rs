@@ -43,8 +43,8 @@ pub enum Presented {
 #[derive(Default)]
 pub struct KeyMemo(std::sync::Mutex<Option<([u8; ID_LEN], SessionKey)>>);
 
-/// The length of a well-formed cookie value (32 bytes in base64url, no padding).
-const ID_LEN: usize = 43;
+/// The length of a well-formed cookie value.
+const ID_LEN: usize = SessionId::COOKIE_LEN;
 
 impl KeyMemo {
     /// The key of the cookie `value`, from the memo when it is the connection's last one;

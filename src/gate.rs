@@ -244,14 +244,7 @@ fn decide<'a>(
                 headers: req.headers(),
                 back: access::Return::Local(target.as_str()),
             };
-            // access::decide's steps, inline: one async level less in every connection's future.
-            let decided = match access::route(shared, ex, &judged) {
-                Err(error) => Err(error),
-                Ok(policy) => {
-                    access::lookup(shared, ex).await;
-                    access::authorise(shared, ex, policy, &judged)
-                }
-            };
+            let decided = access::decide(shared, ex, &judged).await;
             // Recorded before the decision is acted on, so a refusal's log line has the path too.
             ex.path = Some(path);
             decided?;

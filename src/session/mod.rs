@@ -45,10 +45,13 @@ impl SessionId {
         Ok(SessionId(bytes))
     }
 
-    /// Parse a cookie value: exactly 43 base64url characters, no padding. Anything else is a
-    /// malformed cookie, treated like an unknown one.
+    /// The length of a cookie value: 32 bytes in base64url, no padding.
+    pub const COOKIE_LEN: usize = 43;
+
+    /// Parse a cookie value: exactly [`Self::COOKIE_LEN`] base64url characters, no padding.
+    /// Anything else is a malformed cookie, treated like an unknown one.
     pub fn parse(value: &str) -> Option<SessionId> {
-        if value.len() != 43 {
+        if value.len() != Self::COOKIE_LEN {
             return None;
         }
         // Into a buffer on the stack: every request with a cookie parses one. 43 characters
