@@ -39,7 +39,9 @@
 #                   cookie, doorman with [forward_auth] (127.0.0.1 trusted): every answer must
 #                   be a 200 naming the user in X-Auth-User, and the same check without the
 #                   cookie 401. Skipped with FORWARD_AUTH=0, or when DOORMAN has no forward-auth
-#                   (a build from before it refuses the config).
+#                   (a build from before it refuses the config). Its store is FA_STORE:
+#                   embedded (the default, as in the figures of docs/BENCHMARKS.md), redis or
+#                   redis-cache (run.sh's --fa-store: row h runs with redis).
 #   nginx:          the same loads through nginx instead of doorman, for a figure that does not
 #                   depend on the CPU (issue 20): row b's proxy (conf/nginx-proxy.conf.tmpl,
 #                   proxy_pass with a keepalive upstream pool) in one process (`master_process
@@ -66,7 +68,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
 COOKIE=""
 ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
-REDIS=${REDIS:-1}
+REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}
 command -v redis-server >/dev/null || REDIS=0
 PIN=0; NICE=0
 
@@ -269,7 +271,7 @@ measure public "$PUBLIC_PORT" /public 0; PUBLIC=$RESULT
 measure authenticated "$AUTH_PORT" /dashboard 1; AUTHENTICATED=$RESULT
 REDISED=""
 if [ "$REDIS" = 1 ]; then
-  redis_up redis "$REDIS_PORT"
+  redis_up redis "$REDIS_PORT"; REDIS_UP=1
   measure redis "$REDIS_DOORMAN_PORT" /dashboard 1 0 0 redis; REDISED=$RESULT
 fi
 ASSERTED=""
@@ -279,7 +281,12 @@ fi
 FORWARDED=""
 if [ "$FORWARD_AUTH" = 1 ] && printf '[forward_auth]\ntrusted_gateways = ["127.0.0.1"]\nallowed_hosts = ["a.test"]\n' \
     > "$RUN/fa-probe.toml" && "$DOORMAN" check --config "$RUN/fa-probe.toml" >/dev/null 2>&1; then
-  measure forward-auth "$FA_PORT" /_doorman/auth 1 0 1; FORWARDED=$RESULT
+  case "$FA_STORE" in
+    embedded) ;;
+    redis|redis-cache) [ "$REDIS_UP" = 1 ] || redis_up redis "$REDIS_PORT";;
+    *) die "FA_STORE: embedded, redis or redis-cache, not $FA_STORE";;
+  esac
+  measure forward-auth "$FA_PORT" /_doorman/auth 1 0 1 "$FA_STORE"; FORWARDED=$RESULT
 fi
 NG_PUBLIC=""; NG_COOKIE=""
 if [ "$NGINX" = 1 ]; then
