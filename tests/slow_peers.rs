@@ -1,7 +1,7 @@
 //! Limits on slow and broken peers (DESIGN.md §14): `body_timeout`, `send_timeout`,
 //! `max_connections_per_client`, the upstream `timeout` starting after the request body, and
-//! malformed chunked bodies refused before the upstream sees them. Real sockets, raw bytes where
-//! framing matters.
+//! malformed chunked bodies refused before the upstream sees them, and a client that leaves
+//! taking its upstream exchange with it. Real sockets, raw bytes where framing matters.
 //!
 //! Timing bounds are generous on purpose: they tell "cut" from "never cut", not how fast.
 
@@ -322,6 +322,91 @@ async fn a_quiet_event_stream_is_not_cut() {
     let resp = conn.response(PATIENCE).await.expect("the whole stream");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, b"data: first\n\ndata: last\n\n");
+}
+
+// ---- a client that leaves --------------------------------------------------------------------
+
+/// An upstream that takes one request and never answers it (or, with `head`, answers that
+/// much and then goes quiet), on a free loopback port. The receiver says, once the request
+/// arrived, and then whether doorman closed that upstream connection within [`PATIENCE`].
+async fn holding_upstream(head: &'static [u8]) -> (String, tokio::sync::mpsc::Receiver<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        conn.write_all(head).await.unwrap();
+        let _ = tx.send(true).await;
+        let (_, closed) = read_until_closed(&mut conn, PATIENCE).await;
+        let _ = tx.send(closed).await;
+    });
+    (url, rx)
+}
+
+/// A client that gives up while the upstream thinks (a slow page, a long poll) takes its
+/// request with it: doorman drops the upstream exchange instead of waiting out `[upstream]
+/// timeout` for an answer nobody will read. hyper's read-ahead while a request is in flight is
+/// what sees the client's EOF (docs/BENCHMARKS.md: why `half_close` stays off).
+#[tokio::test]
+async fn a_client_that_leaves_cancels_its_upstream_request() {
+    let (url, mut upstream) = holding_upstream(b"").await;
+    let doorman = Doorman::start(&config(&url, "", "timeout = \"60s\"")).await;
+    let mut client = TcpStream::connect(doorman.addr).await.unwrap();
+    client.write_all(&get_request("/slow")).await.unwrap();
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the request never reached the upstream"
+    );
+    drop(client);
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the upstream request outlived its client"
+    );
+}
+
+/// The same for a response that has started and gone quiet (an event stream): the client's
+/// leaving ends the stream upstream too, not the stream's next event.
+#[tokio::test]
+async fn a_client_that_leaves_a_quiet_stream_ends_it_upstream() {
+    let (url, mut upstream) = holding_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+          d\r\ndata: first\n\n\r\n",
+    )
+    .await;
+    let doorman = Doorman::start(&config(&url, "", "timeout = \"60s\"")).await;
+    let mut client = TcpStream::connect(doorman.addr).await.unwrap();
+    client.write_all(&get_request("/events")).await.unwrap();
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the request never reached the upstream"
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(11).any(|w| w == b"data: first") {
+        let n = tokio::time::timeout(PATIENCE, client.read(&mut buf))
+            .await
+            .expect("the stream's first event")
+            .unwrap();
+        assert!(n > 0, "doorman closed the stream");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(client);
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the upstream stream outlived its client"
+    );
 }
 
 /// An upgraded tunnel belongs to its two ends: idle longer than both timeouts, it still works.
