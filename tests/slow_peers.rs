@@ -353,8 +353,9 @@ async fn holding_upstream(head: &'static [u8]) -> (String, tokio::sync::mpsc::Re
 
 /// A client that gives up while the upstream thinks (a slow page, a long poll) takes its
 /// request with it: doorman drops the upstream exchange instead of waiting out `[upstream]
-/// timeout` for an answer nobody will read. hyper's read-ahead while a request is in flight is
-/// what sees the client's EOF (docs/BENCHMARKS.md: why `half_close` stays off).
+/// timeout` for an answer nobody will read. The connection's clock sees the client's EOF, once
+/// a second while a request is in flight (`server::deadlines`, `Expiry::Left`): hyper's own
+/// read-ahead, which saw it at once, cost every request a fresh 8 KiB buffer.
 #[tokio::test]
 async fn a_client_that_leaves_cancels_its_upstream_request() {
     let (url, mut upstream) = holding_upstream(b"").await;

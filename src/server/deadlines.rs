@@ -31,6 +31,14 @@
 //! to 5.1 KiB each, with `super::trim`). It is marked [`ConnClock::rested`] until the client's
 //! next byte, so it fires once per idle spell.
 //!
+//! A busy HTTP/1 connection is also where doorman notices a client that left mid-request
+//! ([`Expiry::Left`]): hyper's own read-ahead, which would see the client's EOF, is off (it cost
+//! every request a fresh 8 KiB read buffer: `super::protocol`). Once a tick, while a request is
+//! in flight, the clock asks the socket whether the client shut its side
+//! ([`ConnClock::watch_client`]); if so, the connection is dropped, and with it the request
+//! and its upstream exchange, as hyper would have done. A request shorter than a tick costs
+//! nothing for it; a client's leaving is seen within about [`REST_AFTER`].
+//!
 //! Phase changes happen twice or three times per request, so they only write the state: they
 //! wake nobody and arm no timer. [`ConnClock::expired`] instead never sleeps longer than the
 //! shortest of the timeouts — and of [`REST_AFTER`], while the connection may still rest — (its
@@ -42,8 +50,9 @@
 //! only when a write first blocks.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -63,6 +72,8 @@ pub enum Expiry {
     Send,
     /// An HTTP/1 connection has been idle for [`REST_AFTER`]: time to put hyper's state away.
     Rest,
+    /// The client shut its side of the connection while a request was in flight (HTTP/1).
+    Left,
 }
 
 /// How long an idle HTTP/1 connection keeps hyper's state (and its buffers) before it rests
@@ -106,6 +117,9 @@ pub struct ConnClock {
     /// Set while the connection task asks hyper to let go of an idle connection: hyper's
     /// shutdown of the socket then leaves it open ([`Watched`]), for the resting connection.
     keeps_socket: AtomicBool,
+    /// The client's socket, looked at while an HTTP/1 request is in flight ([`Expiry::Left`]);
+    /// -1 for none.
+    client: AtomicI32,
 }
 
 impl ConnClock {
@@ -120,6 +134,7 @@ impl ConnClock {
             start: Instant::now(),
             write_blocked: AtomicU64::new(0),
             keeps_socket: AtomicBool::new(false),
+            client: AtomicI32::new(-1),
             state: Mutex::new(State {
                 phase: Phase::Head {
                     since: Instant::now(),
@@ -136,6 +151,30 @@ impl ConnClock {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is plain data, always consistent between statements.
         crate::lock::lock(&self.state)
+    }
+
+    /// Look at the client's socket `fd` while an HTTP/1 request is in flight, to end the
+    /// connection when the client leaves ([`Expiry::Left`]). `fd` must stay open for as long
+    /// as anyone polls [`expired`](Self::expired): the connection task, which owns the
+    /// socket, is the only one that does.
+    pub fn watch_client(&self, fd: RawFd) {
+        self.client.store(fd, Ordering::Relaxed);
+    }
+
+    /// Whether the client shut its side while an HTTP/1 request is in flight. A client that
+    /// sent more (a pipelined request) but is still there has not left.
+    fn client_left(&self) -> bool {
+        let fd = self.client.load(Ordering::Relaxed);
+        if fd < 0 {
+            return false;
+        }
+        {
+            let s = self.lock();
+            if s.h2 || !matches!(s.phase, Phase::Busy { .. }) {
+                return false;
+            }
+        }
+        peer_shut(fd)
     }
 
     /// The connection turned out to speak HTTP/2 ([`super::protocol::sniff`]).
@@ -285,8 +324,34 @@ impl ConnClock {
                 None => now + tick,
             };
             tokio::time::sleep_until(wake).await;
+            if self.client_left() {
+                return Expiry::Left;
+            }
         }
     }
+}
+
+/// Whether the peer of socket `fd` shut its sending side (or the connection failed), asked
+/// without reading: `poll` for `POLLRDHUP`, which a FIN sets whatever data is still unread
+/// (TLS's close_notify included). Linux only; elsewhere a client's leaving is seen when a
+/// write to it fails.
+#[cfg(target_os = "linux")]
+fn peer_shut(fd: RawFd) -> bool {
+    let mut probe = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `poll` reads and writes only `probe`, which outlives the call, and never blocks
+    // (timeout 0). `fd` is the connection's own socket, open while its task polls the clock
+    // ([`ConnClock::watch_client`]); a closed one answers `POLLNVAL`, which is not counted.
+    let ready = unsafe { libc::poll(&mut probe, 1, 0) };
+    ready == 1 && probe.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_shut(_fd: RawFd) -> bool {
+    false
 }
 
 /// Held while one request is in flight; dropping it (response finished, or the client gone)
@@ -508,6 +573,60 @@ mod tests {
     const HEAD: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(60);
     const SEND: Duration = Duration::from_secs(20);
+
+    /// A loopback connection: (client, server).
+    async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    // Real time: the clock asks a real socket, once a tick (REST_AFTER).
+    #[tokio::test]
+    async fn a_busy_http1_connection_ends_when_its_client_leaves_and_only_then() {
+        use std::os::fd::AsRawFd;
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = socket_pair().await;
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.watch_client(server.as_raw_fd());
+        clock.on_read();
+        let guard = clock.start_request(false);
+        // Still there, a pipelined request unread on the socket: not gone.
+        client
+            .write_all(b"GET /next HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let waited = tokio::time::timeout(REST_AFTER * 3, clock.expired()).await;
+        assert!(
+            waited.is_err(),
+            "a client still there was taken for gone: {waited:?}"
+        );
+        drop(client);
+        let waited = tokio::time::timeout(REST_AFTER * 3, clock.expired()).await;
+        assert_eq!(waited, Ok(Expiry::Left));
+        // Between requests a client's leaving is hyper's to read: the clock only rests.
+        drop(guard);
+        assert_eq!(clock.expired().await, Expiry::Rest);
+    }
+
+    #[tokio::test]
+    async fn http2_connections_are_not_looked_at() {
+        use std::os::fd::AsRawFd;
+        let (client, server) = socket_pair().await;
+        let clock = ConnClock::new(HEAD, IDLE, SEND);
+        clock.watch_client(server.as_raw_fd());
+        clock.serving_http2();
+        let _guard = clock.start_request(false);
+        drop(client);
+        let waited = tokio::time::timeout(REST_AFTER * 3, clock.expired()).await;
+        assert!(
+            waited.is_err(),
+            "hyper's HTTP/2 reads find the client's leaving: {waited:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_owes_a_head_within_header_timeout() {

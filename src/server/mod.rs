@@ -416,6 +416,8 @@ impl Connection {
             listen.idle_timeout,
             listen.send_timeout,
         );
+        // This task owns the socket for as long as it polls the clock.
+        clock.watch_client(std::os::fd::AsRawFd::as_raw_fd(&stream));
         match self.role.clone() {
             Role::Http => {
                 let client = ClientInfo::direct(peer, false);
@@ -591,6 +593,12 @@ impl Connection {
                     Expiry::Send => {
                         // The client stopped reading; what is queued for it is dropped with it.
                         debug!("send timeout: a write to the client made no progress; dropping connection");
+                        return None;
+                    }
+                    Expiry::Left => {
+                        // Nobody to answer: the request and its upstream exchange go with the
+                        // connection, as when hyper saw the EOF itself.
+                        debug!("the client left mid-request: dropping connection");
                         return None;
                     }
                     Expiry::Idle => {

@@ -109,6 +109,12 @@ impl HttpServer {
             // ConnClock owns header and idle deadlines; hyper's own would conflate the two.
             .header_read_timeout(None)
             .keep_alive(true)
+            // No read-ahead while a request is in flight: hyper's, meant to see a client that
+            // left, reserved a fresh 8 KiB read buffer for every request (the request's header
+            // bytes still share the last one), about 900 instructions a request on glibc's
+            // slow path (docs/BENCHMARKS.md). The connection's clock watches for the client's
+            // leaving instead (`deadlines`, `Expiry::Left`).
+            .half_close(true)
             // The request line and headers, counted as received: hyper answers 431 beyond
             // it. (The read buffer's own cap alone lets heads through up to the next read's
             // size past it.)
