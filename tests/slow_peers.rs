@@ -20,7 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use support::doorman::config;
 use support::raw::{get_request, RawConn};
-use support::tls::{tls_connect, tls_doorman};
+use support::tls::{tls_connect, tls_doorman, tls_doorman_to};
 use support::upstream::ChannelBody;
 use support::{echoed, eventually, Doorman, Upstream};
 
@@ -367,6 +367,28 @@ async fn a_client_that_leaves_cancels_its_upstream_request() {
         Some(true),
         "the request never reached the upstream"
     );
+    drop(client);
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the upstream request outlived its client"
+    );
+}
+
+/// The same over TLS: the client's FIN comes after its close_notify, which nobody reads while
+/// the request is in flight.
+#[tokio::test]
+async fn over_tls_a_client_that_leaves_cancels_its_upstream_request() {
+    let (url, mut upstream) = holding_upstream(b"").await;
+    let (doorman, tls) = tls_doorman_to(&url, "").await;
+    let mut client = tls_connect(doorman.addr, &tls).await;
+    client.write_all(&get_request("/slow")).await.unwrap();
+    assert_eq!(
+        upstream.recv().await,
+        Some(true),
+        "the request never reached the upstream"
+    );
+    client.shutdown().await.unwrap();
     drop(client);
     assert_eq!(
         upstream.recv().await,

@@ -14,13 +14,18 @@ use super::{Doorman, Upstream};
 /// Doorman with `[listen] tls` (a fresh self-signed certificate for `localhost`) and `listen`
 /// keys, and a client connector that trusts exactly that certificate and offers only HTTP/1.1.
 pub async fn tls_doorman(upstream: &Upstream, listen: &str) -> (Doorman, TlsConnector) {
+    tls_doorman_to(&upstream.url(), listen).await
+}
+
+/// [`tls_doorman`] in front of the upstream at `upstream_url` (one a test runs itself).
+pub async fn tls_doorman_to(upstream_url: &str, listen: &str) -> (Doorman, TlsConnector) {
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
         .expect("params")
         .self_signed(&key)
         .expect("certificate");
     let toml = config(
-        &upstream.url(),
+        upstream_url,
         &format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{listen}"),
         "",
     );
