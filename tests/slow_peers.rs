@@ -327,28 +327,60 @@ async fn a_quiet_event_stream_is_not_cut() {
 // ---- a client that leaves --------------------------------------------------------------------
 
 /// An upstream that takes one request and never answers it (or, with `head`, answers that
-/// much and then goes quiet), on a free loopback port. The receiver says, once the request
-/// arrived, and then whether doorman closed that upstream connection within [`PATIENCE`].
-async fn holding_upstream(head: &'static [u8]) -> (String, tokio::sync::mpsc::Receiver<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    tokio::spawn(async move {
-        let (mut conn, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
+/// much and then goes quiet), on a free loopback port.
+struct Holding {
+    url: String,
+    arrived: tokio::sync::oneshot::Receiver<()>,
+    /// Whether doorman closed the upstream connection within [`PATIENCE`].
+    closed: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl Holding {
+    async fn start(head: &'static [u8]) -> Holding {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
             }
+            conn.write_all(head).await.unwrap();
+            let _ = arrived_tx.send(());
+            let (_, closed) = read_until_closed(&mut conn, PATIENCE).await;
+            let _ = closed_tx.send(closed);
+        });
+        Holding {
+            url,
+            arrived,
+            closed,
         }
-        conn.write_all(head).await.unwrap();
-        let _ = tx.send(true).await;
-        let (_, closed) = read_until_closed(&mut conn, PATIENCE).await;
-        let _ = tx.send(closed).await;
-    });
-    (url, rx)
+    }
+
+    /// Wait until the request reached the upstream.
+    async fn reached(&mut self) {
+        assert_eq!(
+            (&mut self.arrived).await,
+            Ok(()),
+            "the request never reached the upstream"
+        );
+    }
+
+    /// Doorman must close the upstream connection once the client is gone: `what` (the
+    /// request, the stream) must not outlive it.
+    async fn closed_after_client(self, what: &str) {
+        assert_eq!(
+            self.closed.await,
+            Ok(true),
+            "the upstream {what} outlived its client"
+        );
+    }
 }
 
 /// A client that gives up while the upstream thinks (a slow page, a long poll) takes its
@@ -358,62 +390,42 @@ async fn holding_upstream(head: &'static [u8]) -> (String, tokio::sync::mpsc::Re
 /// read-ahead, which saw it at once, cost every request a fresh 8 KiB buffer.
 #[tokio::test]
 async fn a_client_that_leaves_cancels_its_upstream_request() {
-    let (url, mut upstream) = holding_upstream(b"").await;
-    let doorman = Doorman::start(&config(&url, "", "timeout = \"60s\"")).await;
+    let mut upstream = Holding::start(b"").await;
+    let doorman = Doorman::start(&config(&upstream.url, "", "timeout = \"60s\"")).await;
     let mut client = TcpStream::connect(doorman.addr).await.unwrap();
     client.write_all(&get_request("/slow")).await.unwrap();
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the request never reached the upstream"
-    );
+    upstream.reached().await;
     drop(client);
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the upstream request outlived its client"
-    );
+    upstream.closed_after_client("request").await;
 }
 
 /// The same over TLS: the client's FIN comes after its close_notify, which nobody reads while
 /// the request is in flight.
 #[tokio::test]
 async fn over_tls_a_client_that_leaves_cancels_its_upstream_request() {
-    let (url, mut upstream) = holding_upstream(b"").await;
-    let (doorman, tls) = tls_doorman_to(&url, "").await;
+    let mut upstream = Holding::start(b"").await;
+    let (doorman, tls) = tls_doorman_to(&upstream.url, "").await;
     let mut client = tls_connect(doorman.addr, &tls).await;
     client.write_all(&get_request("/slow")).await.unwrap();
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the request never reached the upstream"
-    );
+    upstream.reached().await;
     client.shutdown().await.unwrap();
     drop(client);
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the upstream request outlived its client"
-    );
+    upstream.closed_after_client("request").await;
 }
 
 /// The same for a response that has started and gone quiet (an event stream): the client's
 /// leaving ends the stream upstream too, not the stream's next event.
 #[tokio::test]
 async fn a_client_that_leaves_a_quiet_stream_ends_it_upstream() {
-    let (url, mut upstream) = holding_upstream(
+    let mut upstream = Holding::start(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
           d\r\ndata: first\n\n\r\n",
     )
     .await;
-    let doorman = Doorman::start(&config(&url, "", "timeout = \"60s\"")).await;
+    let doorman = Doorman::start(&config(&upstream.url, "", "timeout = \"60s\"")).await;
     let mut client = TcpStream::connect(doorman.addr).await.unwrap();
     client.write_all(&get_request("/events")).await.unwrap();
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the request never reached the upstream"
-    );
+    upstream.reached().await;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(11).any(|w| w == b"data: first") {
@@ -425,11 +437,7 @@ async fn a_client_that_leaves_a_quiet_stream_ends_it_upstream() {
         got.extend_from_slice(&buf[..n]);
     }
     drop(client);
-    assert_eq!(
-        upstream.recv().await,
-        Some(true),
-        "the upstream stream outlived its client"
-    );
+    upstream.closed_after_client("stream").await;
 }
 
 /// An upgraded tunnel belongs to its two ends: idle longer than both timeouts, it still works.
