@@ -19,7 +19,7 @@
 //!   [`EmbeddedStore::insert_many`], the store's own tables and encoding (no doorman may hold
 //!   the file meanwhile).
 //! * `redis` writes, on stdout, the Redis protocol stream of one `HSET` (the record's fields as
-//!   the Redis store's key schema and codec lay them out, `src/session/redis/{keys,codec}.rs`)
+//!   the Redis store's codec writes them, [`hash_fields`], under its key schema's record key)
 //!   and one `PEXPIRE` (the TTL the store would set) per session, for `redis-cli --pipe`.
 //!
 //! Sessions are deterministic: session `i`'s id is `SHA-256("doorman-bench-seed/" + i)`, so
@@ -38,6 +38,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 use doorman::config::parse_duration;
 use doorman::session::embedded::EmbeddedStore;
+use doorman::session::redis::hash_fields;
 use doorman::session::{now_millis, Origin, Record, SessionId, SessionKey, Timeouts};
 
 #[derive(Parser)]
@@ -140,34 +141,12 @@ fn main() -> anyhow::Result<()> {
                 let (key, r) = seed.session(i, now, &t)?;
                 let record_key = format!("{prefix}s:{}", key.hex());
                 let ttl = r.ttl(now, &t).as_millis().max(1).to_string();
-                let (version, created, exp, seen) = (
-                    r.version.to_string(),
-                    r.created.to_string(),
-                    r.absolute_expiry.to_string(),
-                    r.last_seen.to_string(),
-                );
-                let groups = r.groups.join(",");
-                command(
-                    &mut out,
-                    &[
-                        "HSET",
-                        &record_key,
-                        "v",
-                        &version,
-                        "user",
-                        &r.user,
-                        "groups",
-                        &groups,
-                        "origin",
-                        "handoff",
-                        "created",
-                        &created,
-                        "exp",
-                        &exp,
-                        "seen",
-                        &seen,
-                    ],
-                )?;
+                let fields = hash_fields(&r);
+                let mut hset = vec!["HSET", record_key.as_str()];
+                for (name, value) in &fields {
+                    hset.extend([*name, value.as_str()]);
+                }
+                command(&mut out, &hset)?;
                 command(&mut out, &["PEXPIRE", &record_key, &ttl])?;
             }
             out.flush()?;

@@ -112,7 +112,23 @@ async fn create_then_lookup_round_trips_in_the_documented_layout() {
     expect("created", record.created.to_string());
     expect("exp", record.absolute_expiry.to_string());
     expect("seen", record.last_seen.to_string());
-    assert_eq!(fields.len(), 7, "{fields:?}");
+    // Every value but `seen` again, packed for the lookup: `{length}:{bytes}`, `-` for the
+    // absent link and express id.
+    let (v, created, exp) = (
+        RECORD_VERSION.to_string(),
+        record.created.to_string(),
+        record.absolute_expiry.to_string(),
+    );
+    expect(
+        "r",
+        format!(
+            "{}:{v}5:alice9:admin,ops5:login{}:{created}{}:{exp}--",
+            v.len(),
+            created.len(),
+            exp.len()
+        ),
+    );
+    assert_eq!(fields.len(), 8, "{fields:?}");
 
     // The user index: member = key hex, score = absolute expiry; expires with that session.
     let index = format!("{PREFIX}u:alice");
@@ -464,6 +480,70 @@ async fn a_lookup_is_one_round_trip_and_a_slide_one_more() {
         "the TTL moves with a touch"
     );
     assert!(diff.is_empty(), "no other command ran: {diff:?}");
+}
+
+/// A record as a doorman from before the packed field wrote it (no `r`): found, slid and deleted
+/// like any other during a rolling upgrade, for one more `HMGET` per lookup.
+#[tokio::test]
+async fn a_record_written_without_the_packed_field_is_still_a_session() {
+    let redis = RedisServer::start();
+    let t = timeouts(60_000, 600_000);
+    let store = store_at(&redis.url(), t);
+    let mut raw = redis.client();
+    let now = now_millis();
+    let record = Record::new("bob".into(), vec!["ops".into()], Origin::Login, now, &t);
+    let key = SessionId::generate().unwrap().key();
+    let (v, created, exp) = (
+        RECORD_VERSION.to_string(),
+        record.created.to_string(),
+        record.absolute_expiry.to_string(),
+    );
+    let _: i64 = q(
+        &mut raw,
+        &[
+            "HSET",
+            &record_key(&key),
+            "v",
+            &v,
+            "user",
+            "bob",
+            "groups",
+            "ops",
+            "origin",
+            "login",
+            "created",
+            &created,
+            "exp",
+            &exp,
+            "seen",
+            &created,
+        ],
+    );
+
+    let before = command_calls(&mut raw);
+    assert_eq!(
+        store.lookup(&key, now + 1).await.unwrap(),
+        Some(record.clone())
+    );
+    let mut diff = calls_since(&before, &command_calls(&mut raw));
+    diff.remove("info");
+    assert_eq!(
+        diff.remove("hmget"),
+        Some(2),
+        "the packed read, then the fields"
+    );
+    assert!(diff.is_empty(), "{diff:?}");
+
+    // Due a slide: the touch script works on it as on any record.
+    let later = now + 10_000;
+    let mut slid = record.clone();
+    slid.last_seen = later;
+    assert_eq!(store.lookup(&key, later).await.unwrap(), Some(slid));
+    let seen: u64 = q(&mut raw, &["HGET", &record_key(&key), "seen"]);
+    assert_eq!(seen, later);
+
+    assert!(store.delete(&key).await.unwrap());
+    assert_eq!(store.lookup(&key, later).await.unwrap(), None);
 }
 
 #[tokio::test]

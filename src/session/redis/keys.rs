@@ -2,7 +2,7 @@
 //!
 //! | key | type | contents |
 //! |---|---|---|
-//! | `{prefix}s:{hex sha256(id)}` | hash | `v` (format version), `user`, `groups` (comma-joined), `origin`, `created`, `exp` (absolute expiry), `seen` (last seen); times in Unix ms |
+//! | `{prefix}s:{hex sha256(id)}` | hash | `v` (format version), `user`, `groups` (comma-joined), `origin`, `created`, `exp` (absolute expiry), `seen` (last seen); times in Unix ms; `r`: every value but `seen` again, packed for the lookup (see `codec`) |
 //! | `{prefix}u:{user}` | sorted set | member: a session's key hex, score: its absolute expiry |
 //! | `{prefix}c:{counter}` | string | a login-throttling counter; its TTL is the window |
 //!

@@ -14,8 +14,9 @@
 //!
 //! Why the store is shaped this way:
 //!
-//! * **One round trip per lookup.** Every authenticated request sends one `HMGET` of the
-//!   record's fields; doorman checks both clocks against the record's own timestamps. Only
+//! * **One round trip per lookup.** Every authenticated request sends one `HMGET` of two of
+//!   the record's fields, its values packed in one and `seen` (`codec` says why); doorman
+//!   checks both clocks against the record's own timestamps. Only
 //!   when `seen` is due a slide (at most once per `idle / 10` per session, so a vanishing share
 //!   of requests) does a second round trip run the touch script, which slides `seen` and sets
 //!   the key's TTL atomically, and only if the record is still live. An earlier design ran a
@@ -59,7 +60,7 @@ use redis::Value;
 use tracing::debug;
 
 use self::cached::{Answer, Cached};
-use self::codec::{decode, encode};
+use self::codec::{decode, decode_lookup, encode, Lookup};
 use self::keys::Keys;
 use self::replicas::{Replicas, Write};
 use self::scripts::SCRIPTS;
@@ -228,8 +229,13 @@ impl RedisStore {
         key: &SessionKey,
         now: u64,
     ) -> Result<Option<Record>, StoreError> {
-        let reply = self.read_record(key).await?;
-        let Some(mut record) = self.present_record(key, reply) else {
+        let record_key = self.keys.record(key);
+        let record_key = &record_key;
+        let reply = self
+            .backend
+            .run(|mut c| async move { read_record(record_key).query_async::<Value>(&mut c).await })
+            .await?;
+        let Some(mut record) = self.present_record(key, record_key, reply).await? else {
             return Ok(None);
         };
         if due_touch(&record, now, &self.timeouts) {
@@ -278,11 +284,10 @@ impl RedisStore {
                 pipe.query_async(&mut c).await
             })
             .await?;
-        let mut records: Vec<Option<Record>> = keys
-            .iter()
-            .zip(replies)
-            .map(|(key, reply)| self.present_record(key, reply))
-            .collect();
+        let mut records: Vec<Option<Record>> = Vec::with_capacity(keys.len());
+        for ((key, record_key), reply) in keys.iter().zip(record_keys).zip(replies) {
+            records.push(self.present_record(key, record_key, reply).await?);
+        }
         let due: Vec<usize> = (0..records.len())
             .filter(|at| {
                 records[*at]
@@ -409,15 +414,6 @@ impl RedisStore {
         Ok(n > 0)
     }
 
-    /// A record's fields ([`read_record`]), as Redis answered.
-    async fn read_record(&self, key: &SessionKey) -> Result<Value, StoreError> {
-        let record_key = self.keys.record(key);
-        let record_key = &record_key;
-        self.backend
-            .run(|mut c| async move { read_record(record_key).query_async::<Value>(&mut c).await })
-            .await
-    }
-
     /// Slide the record's `seen` to `now` (the touch script): whether it was still live.
     async fn touch(&self, key: &SessionKey, now: u64) -> Result<bool, StoreError> {
         let record_key = self.keys.record(key);
@@ -438,14 +434,44 @@ impl RedisStore {
         Ok(slid == 1)
     }
 
-    /// A [`read_record`] reply as the record it names, if there is one doorman can read (live
-    /// or not).
-    fn present_record(&self, key: &SessionKey, reply: Value) -> Option<Record> {
-        decode(reply).unwrap_or_else(|why| {
+    /// A [`read_record`] reply for the record at `record_key` as the record it names, if there
+    /// is one doorman can read (live or not). A record without the packed field (written by a
+    /// doorman from before it) costs a second round trip, for all its fields.
+    async fn present_record(
+        &self,
+        key: &SessionKey,
+        record_key: &str,
+        reply: Value,
+    ) -> Result<Option<Record>, StoreError> {
+        let read = match decode_lookup(reply) {
+            Ok(Lookup::Found(record)) => Ok(Some(record)),
+            Ok(Lookup::Absent) => Ok(None),
+            Ok(Lookup::Unpacked) => {
+                let reply = self
+                    .backend
+                    .run(|mut c| async move {
+                        hmget(record_key, &codec::FIELDS)
+                            .query_async::<Value>(&mut c)
+                            .await
+                    })
+                    .await?;
+                decode(reply)
+            }
+            Err(why) => Err(why),
+        };
+        Ok(read.unwrap_or_else(|why| {
             debug!(session = %key.tag(), why, "unreadable session record treated as absent");
             None
-        })
+        }))
     }
+}
+
+/// A record's hash fields as [`SessionStore::create`] writes them (without the TTL, which
+/// `create` sets beside them): `benches/seed.rs` writes these for `redis-cli --pipe`, so seeded
+/// sessions are laid out exactly as doorman's own and read the same way.
+#[cfg(feature = "bench-seed")]
+pub fn hash_fields(record: &Record) -> Vec<(&'static str, String)> {
+    encode(record)
 }
 
 /// Whether a lookup at `now` must run the touch script on `record`: to slide it (at most once
@@ -455,28 +481,26 @@ fn due_touch(record: &Record, now: u64, timeouts: &Timeouts) -> bool {
     !record.is_live(now, timeouts) || record.needs_touch(now, timeouts)
 }
 
-/// `HMGET` of a record's [`FIELDS`](codec::FIELDS), in their order: no field names on the
-/// wire back, and a missing record is a row of nils.
+/// The lookup's read: `HMGET` of [`LOOKUP_FIELDS`](codec::LOOKUP_FIELDS), the packed record
+/// and `seen` (see `codec` for why not every field).
+fn read_record(record_key: &str) -> redis::Cmd {
+    hmget(record_key, &codec::LOOKUP_FIELDS)
+}
+
+/// `HMGET` of `fields`, in their order: no field names on the wire back, and a missing record
+/// is a row of nils.
 ///
 /// Made at its final size: grown argument by argument, its two buffers were reallocated four
 /// times (about 2,000 instructions per lookup under callgrind, `benches/callgrind.sh`'s redis
 /// path).
-fn read_record(record_key: &str) -> redis::Cmd {
+fn hmget(record_key: &str, fields: &[&str]) -> redis::Cmd {
     const NAME: &str = "HMGET";
-    const FIELD_BYTES: usize = {
-        let mut n = 0;
-        let mut i = 0;
-        while i < codec::FIELDS.len() {
-            n += codec::FIELDS[i].len();
-            i += 1;
-        }
-        n
-    };
+    let field_bytes: usize = fields.iter().map(|f| f.len()).sum();
     let mut cmd = redis::Cmd::with_capacity(
-        2 + codec::FIELDS.len(),
-        NAME.len() + record_key.len() + FIELD_BYTES,
+        2 + fields.len(),
+        NAME.len() + record_key.len() + field_bytes,
     );
-    cmd.arg(NAME).arg(record_key).arg(&codec::FIELDS[..]);
+    cmd.arg(NAME).arg(record_key).arg(fields);
     cmd
 }
 
@@ -670,11 +694,17 @@ mod tests {
     #[test]
     fn the_lookup_command_made_at_its_size_is_the_plain_hmget() {
         let key = "doorman:s:00ff";
-        let mut plain = redis::cmd("HMGET");
-        plain.arg(key).arg(&codec::FIELDS[..]);
-        let sized = read_record(key);
-        assert_eq!(sized.get_packed_command(), plain.get_packed_command());
-        assert_eq!(sized.args_iter().count(), 2 + codec::FIELDS.len());
+        for fields in [&codec::LOOKUP_FIELDS[..], &codec::FIELDS[..]] {
+            let mut plain = redis::cmd("HMGET");
+            plain.arg(key).arg(fields);
+            let sized = hmget(key, fields);
+            assert_eq!(sized.get_packed_command(), plain.get_packed_command());
+            assert_eq!(sized.args_iter().count(), 2 + fields.len());
+        }
+        assert_eq!(
+            read_record(key).get_packed_command(),
+            hmget(key, &codec::LOOKUP_FIELDS).get_packed_command()
+        );
     }
 
     #[test]
