@@ -89,7 +89,8 @@ pub fn normalise(authority: &str) -> Option<String> {
         literal.parse::<std::net::Ipv6Addr>().ok()?;
         (&authority[..end + 2], &rest[end + 1..])
     } else {
-        match authority.find(':') {
+        // Bytes, not `find(':')`: a char search costs more than these few bytes do.
+        match authority.bytes().position(|b| b == b':') {
             Some(i) => (&authority[..i], &authority[i..]),
             None => (authority, ""),
         }
@@ -104,16 +105,30 @@ pub fn normalise(authority: &str) -> Option<String> {
         return Some(host.to_ascii_lowercase());
     }
     let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+    let valid = !host.is_empty() && host.len() <= 253 && labels_are_valid(host.as_bytes());
     valid.then(|| host.to_ascii_lowercase())
+}
+
+/// Whether every `.`-separated label of `host` is 1 to 63 letters, digits, `-` or `_`. One
+/// pass over the bytes: `split('.')` paid a char search per label, on every request's `Host`.
+fn labels_are_valid(host: &[u8]) -> bool {
+    let mut label = 0;
+    for &b in host {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 #[cfg(test)]

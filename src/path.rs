@@ -71,17 +71,25 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
 /// `\`), no empty segment but a trailing one, no `.` or `..` segment. [`rewrite`] returns such
 /// a path unchanged (tested below), so it can be taken as it is.
 fn is_normal(raw: &str) -> bool {
-    let Some(rest) = raw.strip_prefix('/') else {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
         return false;
-    };
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        match segment {
-            "" if !last => return false,
-            "." | ".." => return false,
-            s if !s.bytes().all(is_path_byte) => return false,
-            _ => {}
+    }
+    // One pass over the bytes, each segment judged at the `/` (or end) that closes it: a
+    // `split('/')` paid a char search per segment, more than the checks themselves.
+    let mut start = 1;
+    for end in 1..=bytes.len() {
+        let Some(&b) = bytes.get(end).filter(|&&b| b != b'/') else {
+            match &bytes[start..end] {
+                // An empty segment is normal only last (a trailing `/`).
+                b"" if end < bytes.len() => return false,
+                b"." | b".." => return false,
+                _ => start = end + 1,
+            }
+            continue;
+        };
+        if !is_path_byte(b) {
+            return false;
         }
     }
     true
