@@ -12,7 +12,9 @@
 //! `benches/callgrind.sh`'s redis path), on every authenticated request. The cost is about
 //! 80 bytes more per record in Redis. A record without the packed field (written by an earlier
 //! doorman) is read by its fields in a second round trip ([`Lookup::Unpacked`]); those records
-//! are gone within one `absolute_timeout` of the upgrade.
+//! are gone within one `absolute_timeout` of the upgrade. Where both are present, the packed
+//! value is the record: a field edited by hand (`HSET … groups`) shows in `HGETALL` but not
+//! in lookups. Nothing but the touch script's `seen` is written after creation.
 //!
 //! A record this build cannot read (another format version, a damaged field) decodes to an
 //! `Err` saying why; the store then treats it as absent rather than failing the request.
