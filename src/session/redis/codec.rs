@@ -353,8 +353,9 @@ mod tests {
         r.last_seen = 9;
         let found = |r: &Record| decode_lookup(lookup_reply(r));
         assert_eq!(found(&r), Ok(Lookup::Found(r.clone())));
-        // Any character in a user name or a group, including the packing's own ':' and '-'.
-        r.user = "-3:ünï\n\r,".into();
+        // Any character in a user name or a group (a line break, a backslash), including the
+        // packing's own ':' and '-'.
+        r.user = "-3:ünï\n\r\\,".into();
         r.groups = vec!["a:b".into(), "-".into(), "2:".into()];
         assert_eq!(found(&r), Ok(Lookup::Found(r.clone())));
         r.link = Some(Box::new(crate::session::Link {
