@@ -309,11 +309,16 @@ fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
 
 /// Whether a response is a server-sent event stream (`Content-Type: text/event-stream`, any
 /// parameters): long-lived by nature, so it follows its session from its first byte.
+/// Compared as bytes: the media type before any `;`, without surrounding whitespace. (A
+/// `to_str` and a `split(';')` cost about 370 instructions on every session response.)
 fn is_event_stream(h: &http::HeaderMap) -> bool {
-    h.get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+    h.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let media = v.iter().position(|&b| b == b';').map_or(v, |end| &v[..end]);
+        media
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 /// The host the client asked for, as a header value: the request target's authority (h2's
@@ -411,5 +416,40 @@ impl http_body::Body for UpstreamBody {
             || http_body::SizeHint::with_exact(0),
             |inner| inner.size_hint(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stream_is_known_by_its_media_type_with_any_parameters() {
+        let with = |value: &'static [u8]| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_bytes(value).expect("value"),
+            );
+            is_event_stream(&h)
+        };
+        for yes in [
+            &b"text/event-stream"[..],
+            b"Text/Event-Stream",
+            b"text/event-stream; charset=utf-8",
+            b" text/event-stream ;x=\xe9",
+        ] {
+            assert!(with(yes), "{yes:?}");
+        }
+        for no in [
+            &b"text/plain"[..],
+            b"text/event-streams",
+            b"text/event",
+            b"x; text/event-stream",
+            b"",
+        ] {
+            assert!(!with(no), "{no:?}");
+        }
+        assert!(!is_event_stream(&http::HeaderMap::new()));
     }
 }
