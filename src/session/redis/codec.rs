@@ -74,14 +74,26 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
         record.absolute_expiry.to_string(),
         record.last_seen.to_string(),
     ];
+    let link = record.link.as_ref().map(|l| l.to_field());
+    // The same strings again, packed: every value but `seen` (the last of `values`).
+    let packed = pack([
+        Some(values[0].as_str()),
+        Some(values[1].as_str()),
+        Some(values[2].as_str()),
+        Some(values[3].as_str()),
+        Some(values[4].as_str()),
+        Some(values[5].as_str()),
+        link.as_deref(),
+        record.express.as_deref(),
+    ]);
     let mut fields: Vec<_> = FIELDS.into_iter().zip(values).collect();
-    if let Some(link) = &record.link {
-        fields.push((LINK_FIELD, link.to_field()));
+    if let Some(link) = link {
+        fields.push((LINK_FIELD, link));
     }
     if let Some(express) = &record.express {
         fields.push((EXPRESS_FIELD, express.to_string()));
     }
-    fields.push((PACKED_FIELD, pack(record)));
+    fields.push((PACKED_FIELD, packed));
     if let Some(token) = &record.id_token {
         fields.push((ID_TOKEN_FIELD, token.to_string()));
     }
@@ -92,26 +104,10 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
 const PACKED: usize = 8;
 
 /// A record's values but `seen` in one string: each of [`PACKED`] values in [`FIELDS`] order
-/// (`v`, `user`, `groups`, `origin`, `created`, `exp`, the link, the express id) as
-/// `{byte length}:{bytes}`, and an absent link or express id as `-`. Lengths, not separators:
-/// a user name may hold any character.
-pub(super) fn pack(record: &Record) -> String {
-    let (version, groups) = (record.version.to_string(), record.groups.join(","));
-    let (created, exp) = (
-        record.created.to_string(),
-        record.absolute_expiry.to_string(),
-    );
-    let link = record.link.as_ref().map(|l| l.to_field());
-    let values = [
-        Some(version.as_str()),
-        Some(record.user.as_str()),
-        Some(groups.as_str()),
-        Some(record.origin.as_str()),
-        Some(created.as_str()),
-        Some(exp.as_str()),
-        link.as_deref(),
-        record.express.as_deref(),
-    ];
+/// (`v`, `user`, `groups`, `origin`, `created`, `exp`, the link, the express id), as [`encode`]
+/// writes their fields, as `{byte length}:{bytes}`, and an absent link or express id as `-`.
+/// Lengths, not separators: a user name may hold any character.
+fn pack(values: [Option<&str>; PACKED]) -> String {
     let mut packed = String::with_capacity(values.iter().flatten().map(|v| v.len() + 4).sum());
     for value in values {
         match value {
@@ -186,7 +182,7 @@ pub(super) fn decode_lookup(reply: Value) -> Result<Lookup, &'static str> {
     fn required(value: Option<&str>) -> Result<&str, &'static str> {
         value.ok_or("missing packed value")
     }
-    let number = |value: Option<&str>| -> Result<u64, &'static str> {
+    let packed_number = |value: Option<&str>| -> Result<u64, &'static str> {
         required(value)?.parse().map_err(|_| "malformed number")
     };
     let version = parse_version(required(v)?)?;
@@ -195,17 +191,9 @@ pub(super) fn decode_lookup(reply: Value) -> Result<Lookup, &'static str> {
         user: required(user)?.to_string(),
         groups: split_groups(required(groups)?),
         origin: Origin::parse(required(origin)?).ok_or("unknown origin")?,
-        created: number(created)?,
-        absolute_expiry: number(exp)?,
-        last_seen: match seen {
-            // Parsed where it lies: no `String` for a number.
-            Value::BulkString(bytes) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or("malformed number")?,
-            Value::Nil => return Err("missing field"),
-            _ => return Err("field is not a string"),
-        },
+        created: packed_number(created)?,
+        absolute_expiry: packed_number(exp)?,
+        last_seen: number(seen)?,
         link: match link {
             None => None,
             Some(link) => Some(Box::new(Link::from_field(link).ok_or("malformed link")?)),
@@ -249,9 +237,6 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
     }
     let [v, user, groups, origin, created, exp, seen, link, express] = values;
     let version = parse_version(&text(v)?)?;
-    let number = |value: Value| -> Result<u64, &'static str> {
-        text(value)?.parse().map_err(|_| "malformed number")
-    };
     let groups = text(groups)?;
     let origin = Origin::parse(&text(origin)?).ok_or("unknown origin")?;
     let link = match link {
@@ -275,6 +260,18 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
             value => Some(text(value)?.into_boxed_str()),
         },
     }))
+}
+
+/// A field's value as a number, parsed where it lies (no `String` for it); a missing field
+/// (nil) is an unreadable record.
+fn number(value: Value) -> Result<u64, &'static str> {
+    let text = match &value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).map_err(|_| "field is not UTF-8")?,
+        Value::SimpleString(s) => s,
+        Value::Nil => return Err("missing field"),
+        _ => return Err("field is not a string"),
+    };
+    text.parse().map_err(|_| "malformed number")
 }
 
 /// A field's value; a missing field (nil) is an unreadable record.
@@ -400,7 +397,11 @@ mod tests {
                 Value::BulkString(b"7".to_vec()),
             ]))
         };
-        let good = pack(&r);
+        let written = encode(&r);
+        let (_, good) = written
+            .into_iter()
+            .find(|(k, _)| *k == PACKED_FIELD)
+            .expect("packed");
         assert!(matches!(with_packed(&good), Ok(Lookup::Found(_))));
         for bad in [
             "",
