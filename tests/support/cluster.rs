@@ -61,8 +61,8 @@ impl Master {
 
 impl RedisCluster {
     /// Start six nodes and join them: three masters with one replica each; returns once every
-    /// node reports `cluster_state:ok`, knows all six nodes, and every replica's link to its
-    /// master is up.
+    /// node reports `cluster_state:ok`, knows all six nodes, every replica's link to its
+    /// master is up, and every master has its replica online.
     pub fn start() -> RedisCluster {
         RedisCluster::start_with_password(None)
     }
@@ -130,8 +130,14 @@ impl RedisCluster {
                 let whole = info.contains("cluster_state:ok")
                     && info.contains("cluster_known_nodes:6")
                     && info.contains("cluster_slots_assigned:16384");
-                let synced = replication.contains("role:master")
-                    || replication.contains("master_link_status:up");
+                // A master counts once its replica is attached and online: a node that is to
+                // become a replica still says `role:master` (no replicas) until it is told, so
+                // `role:master` alone let a test start before a master had its replica, and a
+                // session written then skipped its `WAIT` (doorman asks `ROLE` first).
+                let synced = replication.contains("master_link_status:up")
+                    || (replication.contains("role:master")
+                        && replication.contains("connected_slaves:1")
+                        && replication.contains("state=online"));
                 if whole && synced {
                     break;
                 }
