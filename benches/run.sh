@@ -14,6 +14,7 @@
 #   f  doorman, authenticated, embedded store  (same)
 #   g  doorman, authenticated, Redis store with [session] cache = true  (same)
 #   h  nginx auth_request -> doorman /_doorman/auth, then proxy_pass   GET /dashboard + doorman cookie
+#   x  as h, doorman on its default store (embedded): h's store is --fa-store (Redis, as Express's)
 #   i  nginx auth_request -> Express GET /auth, then proxy_pass        GET /dashboard + Express cookie
 # Rows d to g are four doorman processes (release build, RUST_LOG=warn) with generated
 # configs; e, f and g log in once through POST /_doorman/login (users file from
@@ -22,8 +23,9 @@
 # `doorman check` refuses `cache = true` gets row g listed as not supported, not measured.
 # Rows h and i (forward-auth, DESIGN.md §8) put one more nginx in front (conf/nginx-authreq.conf.tmpl,
 # workers = cores, as row b plus the auth_request sub-request): for h a fifth doorman in
-# auth-only mode ([forward_auth], no [upstream], Redis store as Express's; --fa-store), for i row c's
-# Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
+# auth-only mode ([forward_auth], no [upstream], Redis store as Express's; --fa-store), for x a
+# sixth on the embedded store (doorman's default; issue 14's target does not name a store, so
+# every run gives both, against the same row b), for i row c's Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
 # system under test); the auth server's own share is reported separately.
 # TLS rows (issue 20): the same upstream behind TLS, nginx (conf/nginx-tls.conf.tmpl: as row b
 # plus TLS as nginx's docs recommend: ssl_session_cache shared:SSL:10m, session tickets on, TLS
@@ -83,7 +85,7 @@
 #              `cargo build --release --example tls-load`.
 #   --floor PATH  row w's hyper-floor example instead of `cargo build --release --example
 #              hyper-floor`.
-#   --rows     subset of a..w to measure (default all; ratios need b and c, h's also i, the
+#   --rows     subset of a..x to measure (default all; ratios need b and c, h's also i, the
 #              TLS rows their nginx row).
 #   --fa-store KIND  row h's doorman session store: redis (default: Express's store),
 #              redis-cache (redis with [session] cache = true) or embedded.
@@ -107,7 +109,7 @@ SCRIPT=run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 APP="$HERE/express-app"
 
-DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w"
+DURATION=10s; CONNS="64 256"; REPS=3; THREADS=1; WARMUP=2s; ROWS="a,b,c,d,e,f,g,h,x,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w"
 PIN=0; NICE=0; INSTALL=1; OUT=""; WAIT_QUIET=60; MAX_OTHER=20; RETRIES=2; QUICK=0; DOORMAN=""
 DOORMAN_LOG=${DOORMAN_BENCH_LOG:-warn}
 FA_STORE=redis
@@ -138,7 +140,7 @@ needs_express() { has c || has i; }
 needs_redis() { needs_express || has e || has g || has h || has m; }
 needs_tls() { case ",$ROWS," in *,[j-v],*) return 0;; *) return 1;; esac; }
 needs_handshakes() { case ",$ROWS," in *,[n-s],*) return 0;; *) return 1;; esac; }
-for r in ${ROWS//,/ }; do case "$r" in [a-w]) ;; *) die "unknown row '$r' (rows are a..w)";; esac; done
+for r in ${ROWS//,/ }; do case "$r" in [a-x]) ;; *) die "unknown row '$r' (rows are a..x)";; esac; done
 case "$FA_STORE" in redis|redis-cache|embedded) ;; *) die "--fa-store: redis, redis-cache or embedded, not '$FA_STORE'";; esac
 
 # ---------------------------------------------------------------- install
@@ -211,22 +213,23 @@ if has g || has m; then
   fi
 fi
 
-# Row h needs auth-only mode ([forward_auth] without [upstream]), which older builds refuse.
-if has h; then
+# Rows h and x need auth-only mode ([forward_auth] without [upstream]), which older builds refuse.
+if has h || has x; then
   mkdir -p "$RUN/probe"
   printf '[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' > "$RUN/probe/fa.toml"
   if ! "$DOORMAN" check --config "$RUN/probe/fa.toml" > "$RUN/probe/fa-check.out" 2>&1; then
     cat "$RUN/probe/fa-check.out" >&2
-    log "row h: this doorman build refuses an auth-only [forward_auth] config; listed, not measured"
-    skip_row h "not supported by this doorman build"
+    log "rows h, x: this doorman build refuses an auth-only [forward_auth] config; listed, not measured"
+    has h && skip_row h "not supported by this doorman build"
+    has x && skip_row x "not supported by this doorman build"
   fi
 fi
 
 # ---------------------------------------------------------------- start services
 read -r REDIS_PORT UPSTREAM_PORT NGINX_PORT EXPRESS_PORT DM_PUBLIC_PORT DM_REDIS_PORT DM_EMB_PORT DM_CACHE_PORT \
   DM_FA_PORT FA_DM_PORT FA_EX_PORT NG_TLS_PORT NG_RSA_PORT DM_TLS_PORT DM_TLS_CACHE_PORT DM_RSA_PORT FLOOR_PORT \
-  <<< "$(free_ports 17)"
-[ -n "$FLOOR_PORT" ] || die "could not pick free loopback ports"
+  DM_FA_EMB_PORT FA_DM_EMB_PORT <<< "$(free_ports 19)"
+[ -n "$FA_DM_EMB_PORT" ] || die "could not pick free loopback ports"
 
 needs_redis && redis_up redis "$REDIS_PORT"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
@@ -240,7 +243,7 @@ if needs_express; then
   start_bg express env PORT="$EXPRESS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" NODE_ENV=production node "$APP/server.mjs"
   wait_port "$EXPRESS_PORT" 20 express
 fi
-if has d || has e || has f || has g || has h || needs_tls; then make_users; fi
+if has d || has e || has f || has g || has h || has x || needs_tls; then make_users; fi
 doorman_up() {  # doorman_up NAME PORT SESSION-KIND
   doorman_config "$1" "$2" "$(session_toml "$3" "$REDIS_PORT")"
   doorman_start "$1" "$2"
@@ -249,16 +252,19 @@ has d && doorman_up dm-public "$DM_PUBLIC_PORT" embedded
 has e && doorman_up dm-redis "$DM_REDIS_PORT" redis
 has f && doorman_up dm-embedded "$DM_EMB_PORT" embedded
 has g && doorman_up dm-cache "$DM_CACHE_PORT" redis-cache
-# Row h's doorman: auth-only (no [upstream]), answering the gateway nginx's sub-requests.
-# The clients' host is the address wrk connects to: nginx sends it in X-Original-URL.
-if has h; then
-  doorman_config dm-fa "$DM_FA_PORT" "$(session_toml "$FA_STORE" "$REDIS_PORT")"
-  sed -i '/^\[upstream\]$/,/^$/d' "$RUN/dm-fa/proxy.toml"
-  printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' >> "$RUN/dm-fa/proxy.toml"
-  grep -q '^\[upstream\]' "$RUN/dm-fa/proxy.toml" && die "row h: the generated config still has an [upstream]"
-  doorman_start dm-fa "$DM_FA_PORT"
-  nginx_up nginx-fa-dm nginx-authreq.conf.tmpl "$FA_DM_PORT" "$NCPU" AUTH_PORT="$DM_FA_PORT" AUTH_URI=/_doorman/auth
-fi
+# Rows h's and x's doorman: auth-only (no [upstream]), answering its gateway nginx's
+# sub-requests. The clients' host is the address wrk connects to: nginx sends it in
+# X-Original-URL.
+fa_up() {  # fa_up DOORMAN-NAME DOORMAN-PORT GATEWAY-NAME GATEWAY-PORT SESSION-KIND
+  doorman_config "$1" "$2" "$(session_toml "$5" "$REDIS_PORT")"
+  sed -i '/^\[upstream\]$/,/^$/d' "$RUN/$1/proxy.toml"
+  printf '\n[forward_auth]\ntrusted_gateways = ["127.0.0.1/32"]\nallowed_hosts = ["127.0.0.1"]\n' >> "$RUN/$1/proxy.toml"
+  grep -q '^\[upstream\]' "$RUN/$1/proxy.toml" && die "$1: the generated config still has an [upstream]"
+  doorman_start "$1" "$2"
+  nginx_up "$3" nginx-authreq.conf.tmpl "$4" "$NCPU" AUTH_PORT="$2" AUTH_URI=/_doorman/auth
+}
+has h && fa_up dm-fa "$DM_FA_PORT" nginx-fa-dm "$FA_DM_PORT" "$FA_STORE"
+has x && fa_up dm-fa-emb "$DM_FA_EMB_PORT" nginx-fa-dm-emb "$FA_DM_EMB_PORT" embedded
 has i && nginx_up nginx-fa-ex nginx-authreq.conf.tmpl "$FA_EX_PORT" "$NCPU" AUTH_PORT="$EXPRESS_PORT" AUTH_URI=/auth
 # TLS rows: one certificate pair per kind, the same files for nginx and doorman
 CERTS="$OUT/certs"
@@ -288,21 +294,22 @@ fi
 
 # idle RSS of every proxy: started, no request served yet
 declare -A SUT_OF=([a]=upstream [b]=nginx-proxy [c]=express [d]=dm-public [e]=dm-redis [f]=dm-embedded [g]=dm-cache
-                   [h]="nginx-fa-dm dm-fa" [i]="nginx-fa-ex express"
+                   [h]="nginx-fa-dm dm-fa" [x]="nginx-fa-dm-emb dm-fa-emb" [i]="nginx-fa-ex express"
                    [j]=nginx-tls [k]=dm-tls [l]=dm-tls [m]=dm-tls-cache [n]=nginx-tls [o]=dm-tls [p]=nginx-tls
                    [q]=dm-tls [r]=nginx-tls-rsa [s]=dm-tls-rsa [t]=nginx-tls [u]=dm-tls [v]=dm-tls [w]=floor)
-for row in a b c d e f g h i j k l m n o p q r s t u v w; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
+for row in a b c d e f g h x i j k l m n o p q r s t u v w; do has "$row" && echo -e "$row\tidle\t$(mem_of "${SUT_OF[$row]}" VmRSS)"; done > "$OUT/rss.tsv"
 
 if needs_express; then
   EXPRESS_COOKIE=$(curl -s -m 5 -D - -o /dev/null -X POST --data "username=$BENCH_USER&password=bench" \
     "http://127.0.0.1:$EXPRESS_PORT/login" | tr -d '\r' | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}')
   [ -n "$EXPRESS_COOKIE" ] || die "express POST /login gave no cookie"
 fi
-DM_REDIS_COOKIE=""; DM_EMB_COOKIE=""; DM_CACHE_COOKIE=""; DM_FA_COOKIE=""
+DM_REDIS_COOKIE=""; DM_EMB_COOKIE=""; DM_CACHE_COOKIE=""; DM_FA_COOKIE=""; DM_FA_EMB_COOKIE=""
 if has e; then DM_REDIS_COOKIE=$(doorman_login "$DM_REDIS_PORT"); [ -n "$DM_REDIS_COOKIE" ] || die "doorman (redis) login set no cookie"; fi
 if has f; then DM_EMB_COOKIE=$(doorman_login "$DM_EMB_PORT"); [ -n "$DM_EMB_COOKIE" ] || die "doorman (embedded) login set no cookie"; fi
 if has g; then DM_CACHE_COOKIE=$(doorman_login "$DM_CACHE_PORT"); [ -n "$DM_CACHE_COOKIE" ] || die "doorman (redis, cache) login set no cookie"; fi
 if has h; then DM_FA_COOKIE=$(doorman_login "$DM_FA_PORT"); [ -n "$DM_FA_COOKIE" ] || die "doorman (forward-auth) login set no cookie"; fi
+if has x; then DM_FA_EMB_COOKIE=$(doorman_login "$DM_FA_EMB_PORT"); [ -n "$DM_FA_EMB_COOKIE" ] || die "doorman (forward-auth, embedded) login set no cookie"; fi
 DM_TLS_COOKIE=""; DM_TLS_CACHE_COOKIE=""
 if has l || has v; then DM_TLS_COOKIE=$(doorman_login "$DM_TLS_PORT" 10 https); [ -n "$DM_TLS_COOKIE" ] || die "doorman (TLS) login set no cookie"; fi
 if has m; then DM_TLS_CACHE_COOKIE=$(doorman_login "$DM_TLS_CACHE_PORT" 10 https); [ -n "$DM_TLS_CACHE_COOKIE" ] || die "doorman (TLS, cache) login set no cookie"; fi
@@ -319,6 +326,7 @@ add_row e "http://127.0.0.1:$DM_REDIS_PORT/dashboard" "$DM_REDIS_COOKIE" dm-redi
 add_row f "http://127.0.0.1:$DM_EMB_PORT/dashboard" "$DM_EMB_COOKIE" dm-embedded "$BENCH_USER"
 add_row g "http://127.0.0.1:$DM_CACHE_PORT/dashboard" "$DM_CACHE_COOKIE" dm-cache "$BENCH_USER"
 add_row h "http://127.0.0.1:$FA_DM_PORT/dashboard" "$DM_FA_COOKIE" "nginx-fa-dm dm-fa" "$BENCH_USER" dm-fa
+add_row x "http://127.0.0.1:$FA_DM_EMB_PORT/dashboard" "$DM_FA_EMB_COOKIE" "nginx-fa-dm-emb dm-fa-emb" "$BENCH_USER" dm-fa-emb
 add_row i "http://127.0.0.1:$FA_EX_PORT/dashboard" "$EXPRESS_COOKIE" "nginx-fa-ex express" "$BENCH_USER" express
 add_tls_row() {  # add_tls_row ROW TOOL URL COOKIE SUT [USER]: add_row, plus the load tool and curl's check
   has "$1" || return 0
