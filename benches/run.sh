@@ -21,11 +21,12 @@
 # `doorman hash-password`) and wrk sends the session cookie. Before measuring, every row is
 # checked (200; e/f/g: upstream saw X-Auth-User, no cookie -> 401). A doorman build whose
 # `doorman check` refuses `cache = true` gets row g listed as not supported, not measured.
-# Rows h and i (forward-auth, DESIGN.md §8) put one more nginx in front (conf/nginx-authreq.conf.tmpl,
-# workers = cores, as row b plus the auth_request sub-request): for h a fifth doorman in
-# auth-only mode ([forward_auth], no [upstream], Redis store as Express's; --fa-store), for x a
-# sixth on the embedded store (doorman's default; issue 14's target does not name a store, so
-# every run gives both, against the same row b), for i row c's Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
+# Rows h, x and i (forward-auth, DESIGN.md §8) put one more nginx in front
+# (conf/nginx-authreq.conf.tmpl, workers = cores, as row b plus the auth_request sub-request):
+# for h a fifth doorman in auth-only mode ([forward_auth], no [upstream], Redis store as
+# Express's; --fa-store), for x a sixth on the embedded store (doorman's default; issue 14's
+# target does not name a store, so every run gives both against the same row b), for i row c's
+# Express process. Their "proxy" CPU is the gateway nginx and the auth server together (the
 # system under test); the auth server's own share is reported separately.
 # TLS rows (issue 20): the same upstream behind TLS, nginx (conf/nginx-tls.conf.tmpl: as row b
 # plus TLS as nginx's docs recommend: ssl_session_cache shared:SSL:10m, session tickets on, TLS
