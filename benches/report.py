@@ -285,12 +285,12 @@ for c in conns:
 for c in conns:
     b, i = ("b", c), ("i", c)
     for row in "hx":
-        h = (row, c)
-        if h in runs and b in runs:
-            r = med(h, 3) / med(b, 3)
+        key = (row, c)
+        if key in runs and b in runs:
+            r = med(key, 3) / med(b, 3)
             target("%s forward-auth ≥ 0.5× nginx proxy_pass req/s (issue 14)" % row, c, "%.2f×" % r, r >= 0.5)
-        if h in runs and i in runs:
-            dh, di = part_us(h), part_us(i)
+        if key in runs and i in runs:
+            dh, di = part_us(key), part_us(i)
             if dh and di:
                 target("%s doorman µs/req ≤ 1/8 of Express's (row i's node) (issue 14)" % row, c,
                        "%.1f vs %.0f µs = 1/%.1f" % (dh, di, di / dh), dh * 8 <= di)

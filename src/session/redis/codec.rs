@@ -75,14 +75,15 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
         record.last_seen.to_string(),
     ];
     let link = record.link.as_ref().map(|l| l.to_field());
-    // The same strings again, packed: every value but `seen` (the last of `values`).
+    // The same strings again, packed: every value but `seen`.
+    let [v, user, groups, origin, created, exp, _seen] = &values;
     let packed = pack([
-        Some(values[0].as_str()),
-        Some(values[1].as_str()),
-        Some(values[2].as_str()),
-        Some(values[3].as_str()),
-        Some(values[4].as_str()),
-        Some(values[5].as_str()),
+        Some(v.as_str()),
+        Some(user.as_str()),
+        Some(groups.as_str()),
+        Some(origin.as_str()),
+        Some(created.as_str()),
+        Some(exp.as_str()),
         link.as_deref(),
         record.express.as_deref(),
     ]);
