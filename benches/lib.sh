@@ -466,14 +466,22 @@ run_wrk() {
   sut_p=$(group_pids "${R_SUT[$row]}"); up_p=$(group_pids upstream); rd_p=$(group_pids "${R_REDIS[$row]:-redis}")
   pt_p=$(group_pids "${R_PART[$row]:-}")
   s0=$(ticks_of $sut_p); u0=$(ticks_of $up_p); r0=$(ticks_of $rd_p); p0=$(ticks_of $pt_p); b0=$(busy_ticks); t0=$(date +%s.%N)
-  local TIMEFORMAT='%U %S' wrc
-  rm -f "$RUN/h2load.req"
+  local TIMEFORMAT='%U %S' wrc sampler=""
+  rm -f "$RUN/h2load.req" "$RUN/split"
   load_cmd "$row" "$c" "$d"
+  # A server of several processes (nginx's workers): how the row's connections were spread
+  # over them halfway through, for the log line. nginx's row b moves by a quarter between reps
+  # with it (docs/BENCHMARKS.md, "Row b has two speeds"); doorman is one process and is not split.
+  if [ "$rep" != 0 ] && [ "$(echo "$sut_p" | wc -w)" -gt 1 ] && command -v ss > /dev/null; then
+    { sleep "$(awk -v s="$(seconds_of "$d")" 'BEGIN{print s/2}')"; conns_per_process "${R_URL[$row]}" $sut_p > "$RUN/split"; } &
+    sampler=$!
+  fi
   # Bounded: h2load has been seen to keep some of its clients going long past -D (one warm-up
   # at 256 connections ran for 15 minutes). A load tool still running 30 s after its duration
   # is killed, and its row fails below for want of a result, instead of hanging the run.
   { time timeout -k 5 $(( $(seconds_of "$d") + 30 )) "${LOAD_PRIO[@]}" "${LOAD_PIN[@]}" "${LOAD_CMD[@]}" > "$f" 2>&1; wrc=$?; } 2> "$RUN/wrk.time"
   t1=$(date +%s.%N)
+  [ -n "$sampler" ] && wait "$sampler"
   s1=$(ticks_of $sut_p); u1=$(ticks_of $up_p); r1=$(ticks_of $rd_p); p1=$(ticks_of $pt_p); b1=$(busy_ticks)
   [ "$rep" = 0 ] && return 0
   [ "${R_TOOL[$row]:-wrk}" = h2load ] && h2load_result "$f" "$RUN/h2load.req"
@@ -497,7 +505,19 @@ print("\t".join([row, c, rep, kv["rps"], kv["p50_ms"], kv["p90_ms"], kv["p99_ms"
     "%.0f" % pct(r), "%.0f" % pct(b), "%.0f" % max(0.0, pct(b) - wrk - pct(s) - u_eff - pct(r)),
     us(s), us(r), us(b), "-" if p == "-" else "%.0f" % pct(p), "-" if p == "-" else us(p)]))
 PY
-  log "$(tail -1 "$RAW" | awk -F'\t' '{printf "row %s c=%-4s rep=%s %8s req/s p50=%sms p99=%sms non2xx=%s sockerr=%s cpu%% wrk/proxy/up/redis/other/all=%s/%s/%s/%s/%s/%s  proxy %s us/req%s", $1,$2,$3,$4,$5,$7,$10,$11,$12,$13,$14,$15,$17,$16,$18, ($22=="-" ? "" : " (auth server " $22 ")")}')"
+  log "$(tail -1 "$RAW" | awk -F'\t' '{printf "row %s c=%-4s rep=%s %8s req/s p50=%sms p99=%sms non2xx=%s sockerr=%s cpu%% wrk/proxy/up/redis/other/all=%s/%s/%s/%s/%s/%s  proxy %s us/req%s", $1,$2,$3,$4,$5,$7,$10,$11,$12,$13,$14,$15,$17,$16,$18, ($22=="-" ? "" : " (auth server " $22 ")")}')$( [ -s "$RUN/split" ] && echo "  conns per process $(cat "$RUN/split")")"
+}
+
+# conns_per_process URL PID...: the established connections to URL's port held by each of
+# PIDs, most first, as "61/3" (a process holding none is left out: "64" is all on one).
+conns_per_process() {
+  local hp=${1#*://} port pids
+  hp=${hp%%/*}; port=${hp##*:}; shift
+  pids=" $* "
+  ss -Htnp state established "( sport = :$port )" 2> /dev/null \
+    | grep -o 'pid=[0-9]*' | sort | uniq -c \
+    | awk -v pids="$pids" '{ split($2, p, "="); if (index(pids, " " p[2] " ")) print $1 }' \
+    | sort -rn | paste -sd/ -
 }
 
 # run_measured ROW CONNS DURATION REP: run_wrk, discarding and repeating (after waiting for
