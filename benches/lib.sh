@@ -472,7 +472,9 @@ run_wrk() {
   # A server of several processes (nginx's workers): how the row's connections were spread
   # over them halfway through, for the log line. nginx's row b moves by a quarter between reps
   # with it (docs/BENCHMARKS.md, "Row b has two speeds"); doorman is one process and is not split.
-  if [ "$rep" != 0 ] && [ "$(echo "$sut_p" | wc -w)" -gt 1 ] && command -v ss > /dev/null; then
+  # Not for the upstream's own row: one worker, and its port also holds the proxies' pools.
+  if [ "$rep" != 0 ] && [ "${R_SUT[$row]}" != upstream ] && [ "$(echo "$sut_p" | wc -w)" -gt 1 ] \
+    && command -v ss > /dev/null; then
     { sleep "$(awk -v s="$(seconds_of "$d")" 'BEGIN{print s/2}')"; conns_per_process "${R_URL[$row]}" $sut_p > "$RUN/split"; } &
     sampler=$!
   fi
