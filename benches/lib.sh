@@ -158,6 +158,7 @@ cleanup() {
   fi
 }
 
+port_of() { local hp=${1#*://}; hp=${hp%%/*}; echo "${hp##*:}"; }  # port_of URL: its port
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {  # wait_port PORT TIMEOUT_S NAME
   local i pid
@@ -412,15 +413,14 @@ check_row() {
 #               per request, full handshakes only
 #   tls-resume  the same, each connection resuming its predecessor's session
 load_cmd() {
-  local row=$1 c=$2 d=$3 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} hdr=() hostport
+  local row=$1 c=$2 d=$3 url=${R_URL[$1]} cookie=${R_COOKIE[$1]} hdr=()
   [ -n "$cookie" ] && hdr=(-H "Cookie: $cookie")
   case "${R_TOOL[$row]:-wrk}" in
     wrk) LOAD_CMD=(wrk -t"$THREADS" -c"$c" -d"$d" --timeout 5s -s "$CONF/wrk-report.lua" "${hdr[@]}" "$url");;
     h2load) LOAD_CMD=(h2load -t"$THREADS" -c"$c" -m"${H2_STREAMS:-10}" -D"$d" -T 5s --log-file="$RUN/h2load.req" "${hdr[@]}" "$url");;
     tls-full|tls-resume)
-      hostport=${url#https://}; hostport=${hostport%%/*}
       # In whole seconds with their unit: wrk also takes a bare number, proxy.toml's reader does not.
-      LOAD_CMD=("$TLS_CLIENT" --port "${hostport##*:}" --path "/${url#https://*/}" --conns "$c" --duration "$(seconds_of "$d")s")
+      LOAD_CMD=("$TLS_CLIENT" --port "$(port_of "$url")" --path "/${url#https://*/}" --conns "$c" --duration "$(seconds_of "$d")s")
       [ -n "$cookie" ] && LOAD_CMD+=(--cookie "$cookie")
       [ "${R_TOOL[$row]}" = tls-resume ] && LOAD_CMD+=(--resume);;
     *) die "row $row: unknown load tool ${R_TOOL[$row]}";;
@@ -513,8 +513,8 @@ PY
 # conns_per_process URL PID...: the established connections to URL's port held by each of
 # PIDs, most first, as "61/3" (a process holding none is left out: "64" is all on one).
 conns_per_process() {
-  local hp=${1#*://} port pids
-  hp=${hp%%/*}; port=${hp##*:}; shift
+  local port pids
+  port=$(port_of "$1"); shift
   pids=" $* "
   ss -Htnp state established "( sport = :$port )" 2> /dev/null \
     | grep -o 'pid=[0-9]*' | sort | uniq -c \

@@ -357,8 +357,7 @@ for row in "${ORDER[@]}"; do check_row "$row"; done
 # row would not measure what it says); doorman's answer is reported as it is.
 for row in "${ORDER[@]}"; do
   case "${R_TOOL[$row]:-}" in tls-full|tls-resume) ;; *) continue;; esac
-  hp=${R_URL[$row]#https://}; hp=${hp%%/*}
-  seen=$("$TLS_CLIENT" --check --port "${hp##*:}" --path "/${R_URL[$row]#https://*/}" \
+  seen=$("$TLS_CLIENT" --check --port "$(port_of "${R_URL[$row]}")" --path "/${R_URL[$row]#https://*/}" \
     $( [ "${R_TOOL[$row]}" = tls-resume ] && echo --resume ) 2>&1) || { echo "$seen" >&2; die "row $row: tls-load --check failed"; }
   seen=$(echo "$seen" | awk '{printf "%s%s", (NR>1 ? " then " : ""), $2}')
   log "row $row handshakes: $seen"
