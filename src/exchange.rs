@@ -10,6 +10,7 @@
 //! instead of a parameter to every function on the way.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, Method, Uri};
@@ -163,7 +164,7 @@ pub struct Exchange {
     pub cookie: CookieAction,
     /// The user the access log names: the one who just logged in or out, else the valid
     /// session's (moved here when the gate finishes the response, not copied at lookup).
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// [`SessionKey::tag`] of the session in use, created or ended, for the access log.
     pub session_tag: Option<SessionTag>,
     /// Whether the connection must close after this response (HTTP/1 only).
@@ -219,8 +220,8 @@ impl Exchange {
     }
 
     /// Record, for the log, that the request acts as `user` in the session `key`.
-    pub fn log_session(&mut self, user: Option<String>, key: &SessionKey) {
-        self.user = user;
+    pub fn log_session(&mut self, user: Option<&str>, key: &SessionKey) {
+        self.user = user.map(Arc::from);
         self.session_tag = Some(key.log_tag());
     }
 }

@@ -342,7 +342,7 @@ fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Respons
     // What the log does not need is released now, not when a long body ends; of the session,
     // the log keeps its user (moved, not copied).
     if let SessionState::Valid { identity, .. } = std::mem::take(&mut ex.session) {
-        ex.user.get_or_insert_with(|| identity.into_user());
+        ex.user.get_or_insert_with(|| identity.user_name());
     }
     ex.presented = Presented::Absent;
     let entry = Entry::new(

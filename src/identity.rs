@@ -288,8 +288,8 @@ impl IdentityHeaders {
     /// Set the user and groups headers — once each, replacing anything left. Call after
     /// [`strip`](Self::strip) and after `Connection:` processing, so nothing can remove them.
     pub fn set(&self, headers: &mut HeaderMap, identity: &Identity) {
-        headers.insert(self.user.clone(), identity.user_value());
-        headers.insert(self.groups.clone(), identity.groups_value());
+        headers.insert(self.user.clone(), identity.0.user_value.clone());
+        headers.insert(self.groups.clone(), identity.0.groups_value.clone());
     }
 
     /// Set the user and groups headers — and the assertion header, when one is configured —
@@ -347,44 +347,53 @@ pub enum NameError {
 }
 
 /// A validated user and groups, safe to put in header values as they are.
+///
+/// Shared, with its header values made once: a users-file entry's identity is built when the
+/// file is loaded ([`crate::config::users::User::identity`]), so a request on a password
+/// session clones one pointer where it used to copy the name, every group and both header
+/// values, and validate them again (`benches/callgrind.sh`'s authenticated path). The access
+/// log keeps the user by the same pointer ([`Identity::user_name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    user: String,
+pub struct Identity(Arc<Named>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Named {
+    user: Arc<str>,
     groups: Vec<String>,
+    /// `user` as the user header's value.
+    user_value: HeaderValue,
+    /// `groups` joined with `,`, as the groups header's value.
+    groups_value: HeaderValue,
 }
 
 impl Identity {
     /// Validate `user` and every group (see the module docs for the rule).
-    pub fn new(user: impl Into<String>, groups: Vec<String>) -> Result<Identity, NameError> {
-        let user = user.into();
-        check_name(&user)?;
+    pub fn new(user: &str, groups: Vec<String>) -> Result<Identity, NameError> {
+        check_name(user)?;
         for g in &groups {
             check_name(g)?;
         }
-        Ok(Identity { user, groups })
+        Ok(Identity(Arc::new(Named {
+            user_value: header_value(user),
+            groups_value: header_value(&groups.join(",")),
+            user: Arc::from(user),
+            groups,
+        })))
     }
 
     /// The user name.
     pub fn user(&self) -> &str {
-        &self.user
+        &self.0.user
     }
 
-    /// The user name, given up (the identity is no longer needed).
-    pub fn into_user(self) -> String {
-        self.user
+    /// The user name, shared (for the access log, which outlives the identity).
+    pub fn user_name(&self) -> Arc<str> {
+        Arc::clone(&self.0.user)
     }
 
     /// The user's groups.
     pub fn groups(&self) -> &[String] {
-        &self.groups
-    }
-
-    fn user_value(&self) -> HeaderValue {
-        header_value(&self.user)
-    }
-
-    fn groups_value(&self) -> HeaderValue {
-        header_value(&self.groups.join(","))
+        &self.0.groups
     }
 }
 
@@ -532,7 +541,7 @@ mod tests {
             Err(NameError::Unsafe)
         );
         assert_eq!(
-            Identity::new("x".repeat(257), vec![]),
+            Identity::new(&"x".repeat(257), vec![]),
             Err(NameError::TooLong)
         );
         assert!(Identity::new("alice@example.com", vec!["team lead".into()]).is_ok());

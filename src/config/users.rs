@@ -25,15 +25,23 @@ use toml::Value;
 use crate::config::reader::{KeyError, Section};
 use crate::config::source::{Document, Position, Step};
 use crate::config::spelling::did_you_mean;
-use crate::identity::check_name;
+use crate::identity::{check_name, Identity};
 
 /// One local user.
 #[derive(Debug, Clone)]
 pub struct User {
     /// The PHC string, validated as Argon2id at load.
     hash: String,
+    /// The user's name and groups (as the file lists them), validated: every request on this
+    /// user's password sessions forwards it as it is (see [`Identity`]).
+    pub identity: Identity,
+}
+
+impl User {
     /// The user's groups, as the file lists them.
-    pub groups: Vec<String>,
+    pub fn groups(&self) -> &[String] {
+        self.identity.groups()
+    }
 }
 
 /// Why a users file could not be used.
@@ -134,8 +142,12 @@ impl Users {
             });
             s.finish();
             let Some(hash) = hash else { continue };
+            // A name or group that fails the rule was reported above, and the file is refused.
+            let Ok(identity) = Identity::new(name, groups) else {
+                continue;
+            };
             first_hash.get_or_insert_with(|| hash.clone());
-            users.insert(name.clone(), User { hash, groups });
+            users.insert(name.clone(), User { hash, identity });
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -239,7 +251,7 @@ mod tests {
                 )
                 .is_ok()
             });
-            user.filter(|_| matched).map(|u| u.groups.clone())
+            user.filter(|_| matched).map(|u| u.groups().to_vec())
         };
         assert_eq!(
             verify("alice", "correct horse"),

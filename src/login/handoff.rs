@@ -206,7 +206,7 @@ pub async fn apply(shared: &Shared, ex: &mut Exchange, handoff: Handoff, permit:
     match store.create(&key, &record).await {
         Ok(()) => {
             audit::handoff_login(ex.client.source(), user, &key.tag());
-            ex.log_session(Some(user.to_string()), &key);
+            ex.log_session(Some(user), &key);
             ex.cookie = CookieAction::Set(id);
         }
         Err(error) => {

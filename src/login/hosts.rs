@@ -172,7 +172,7 @@ pub async fn callback(
         ..record.clone()
     };
     store.create(&key, &session).await?;
-    ex.log_session(Some(session.user.clone()), &key);
+    ex.log_session(Some(&session.user), &key);
     audit::login(ex.client.source(), &session.user, &key.tag());
     ex.cookie = CookieAction::Set(id);
     // The next URL was validated (visible ASCII) when the code was issued.

@@ -139,7 +139,7 @@ impl Login {
             }
         };
         let groups = match user {
-            Some(user) if matched => user.groups.clone(),
+            Some(user) if matched => user.groups().to_vec(),
             _ => {
                 // The attempt stays counted: dropping it ends this user+client's turn.
                 drop(attempt);
@@ -205,7 +205,7 @@ pub(crate) async fn begin_session(
     let id = SessionId::generate()?;
     let key = id.key();
     store.create(&key, &record).await?;
-    ex.log_session(Some(record.user.clone()), &key);
+    ex.log_session(Some(&record.user), &key);
     ex.cookie = CookieAction::Set(id);
     if let Some(to) = hosts::other_host(&shared.config, next) {
         // Another host: it gets its own cookie through a one-time code.
@@ -352,7 +352,7 @@ async fn log_out(
                 shared.store.delete(&presented).await?;
             }
             audit::logout(ex.client.source(), user.as_deref(), &key.tag());
-            ex.log_session(user, &key);
+            ex.log_session(user.as_deref(), &key);
             ex.cookie = CookieAction::Expire;
         }
         None if ex.presented == Presented::Invalid => ex.cookie = CookieAction::Expire,
