@@ -13,7 +13,7 @@
 //! merely careless must not be able to fix a session onto a browser). Every other cookie passes
 //! through byte for byte.
 
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::{Entry, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{CookieSecure, SameSite, SessionConfig};
@@ -194,12 +194,17 @@ fn is_ours(cookie_name: &str, name: &str) -> bool {
 /// other cookies exactly as sent. Several `Cookie` headers (as HTTP/2 clients send them) are
 /// joined with `; `, as RFC 9113 §8.2.3 asks when forwarding to HTTP/1.1.
 pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
-    if !headers.contains_key(COOKIE) {
+    // One hashed lookup for the whole job: the values are read, then replaced or removed,
+    // through the entry (a `contains_key`, two `get_all`s and a `remove` cost about 400
+    // instructions on every request with a cookie, `benches/callgrind.sh`).
+    let Entry::Occupied(mut entry) = headers.entry(COOKIE) else {
         return;
-    }
+    };
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut removed = false;
-    for value in headers.get_all(COOKIE) {
+    let mut values = 0;
+    for value in entry.iter() {
+        values += 1;
         for pair in value.as_bytes().split(|&b| b == b';') {
             let pair = pair.trim_ascii_start();
             if pair.is_empty() {
@@ -217,14 +222,16 @@ pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
             }
         }
     }
-    if !removed && headers.get_all(COOKIE).iter().count() == 1 {
+    if !removed && values == 1 {
         return; // nothing of ours, one header: leave it exactly as it came
     }
     let joined = kept.join(&b"; "[..]);
-    headers.remove(COOKIE);
-    if !joined.is_empty() {
-        if let Ok(v) = HeaderValue::from_bytes(&joined) {
-            headers.insert(COOKIE, v);
+    match HeaderValue::from_bytes(&joined) {
+        Ok(v) if !joined.is_empty() => {
+            entry.insert(v);
+        }
+        _ => {
+            entry.remove();
         }
     }
 }
