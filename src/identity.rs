@@ -81,6 +81,9 @@ impl Initials {
     /// Admits every name: the test decides alone.
     pub const ALL: Initials = Initials(u128::MAX);
 
+    /// Admits no name: for a pass whose test removes nothing.
+    pub const NONE: Initials = Initials(0);
+
     /// The initials of `names` (canonical: lower case, `-` for `_` and `.`).
     pub const fn of(names: &[&str]) -> Initials {
         let mut set = Initials(0);
@@ -106,7 +109,7 @@ impl Initials {
     }
 
     /// Whether a name with this (not yet folded) first byte may match.
-    fn admits(self, first: u8) -> bool {
+    pub fn admits(self, first: u8) -> bool {
         self.0 & bit(fold(first)) != 0
     }
 }
@@ -278,11 +281,22 @@ impl IdentityHeaders {
         &self,
         headers: &mut HeaderMap,
         initials: Initials,
-        mut also: impl FnMut(Folded<'_>) -> bool,
+        also: impl FnMut(Folded<'_>) -> bool,
     ) {
-        remove_where(headers, self.initials.union(initials), |name| {
-            self.is_identity(name) || also(name)
-        });
+        let (initials, claims) = self.claims_and(initials, also);
+        remove_where(headers, initials, claims);
+    }
+
+    /// The test [`strip`](Self::strip) applies, or'd with `also`'s, and the initials of both
+    /// (`initials`: `also`'s, as for [`remove_where`]): for a pass over the names that removes
+    /// other headers as well (`forward::headers::remove_hop_by_hop_and`).
+    pub fn claims_and<'a>(
+        &'a self,
+        initials: Initials,
+        mut also: impl FnMut(Folded<'_>) -> bool + 'a,
+    ) -> (Initials, impl FnMut(Folded<'_>) -> bool + 'a) {
+        let claims = move |name: Folded<'_>| self.is_identity(name) || also(name);
+        (self.initials.union(initials), claims)
     }
 
     /// Set the user and groups headers — once each, replacing anything left. Call after

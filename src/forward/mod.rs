@@ -38,7 +38,7 @@ use crate::identity::{Identity, DOORMAN_PREFIX};
 use crate::login::handoff::Handoff;
 use crate::session::live::Ticket;
 use client_body::ClientBody;
-use headers::Forwarded;
+use headers::{Forwarded, Initials};
 use pool::{Pool, SendError};
 
 /// The connection pools for the configured upstream: one per worker
@@ -211,22 +211,22 @@ impl Upstream {
         let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
-        headers::remove_hop_by_hop(h);
         let peer = client.peer.ip();
         let trusted = config
             .listen
             .trusted_proxies
             .iter()
             .any(|net| net.contains(peer));
-        // Identity headers always; forwarding headers unless a trusted proxy sent them (those
-        // are kept and extended). One pass over the names for both.
-        if trusted {
-            config.identity.strip(h);
-        } else {
-            config
-                .identity
-                .strip_also(h, headers::FORWARDING_INITIALS, headers::is_forwarding);
-        }
+        // Hop-by-hop and identity headers always; forwarding headers unless a trusted proxy
+        // sent them (those are kept and extended). One pass over the names for all three.
+        let forwarding = match trusted {
+            true => Initials::NONE,
+            false => headers::FORWARDING_INITIALS,
+        };
+        let (initials, claims) = config
+            .identity
+            .claims_and(forwarding, |name| !trusted && headers::is_forwarding(name));
+        headers::remove_hop_by_hop_and(h, initials, claims);
         cookie::remove_from_request(h, &config.session.cookie_name);
         if let Some(name) = vouch.drop_cookie {
             cookie::remove_from_request(h, name);
@@ -301,9 +301,8 @@ pub struct Vouch<'a> {
 /// (`X-Doorman-*`, DESIGN.md §6, whether or not handoff is configured), and any `Set-Cookie`
 /// for doorman's session cookie.
 fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
-    headers::remove_hop_by_hop(h);
-    const DOORMAN: headers::Initials = headers::Initials::of(&[DOORMAN_PREFIX]);
-    headers::remove_where(h, DOORMAN, |name| name.starts_with(DOORMAN_PREFIX));
+    const DOORMAN: Initials = Initials::of(&[DOORMAN_PREFIX]);
+    headers::remove_hop_by_hop_and(h, DOORMAN, |name| name.starts_with(DOORMAN_PREFIX));
     cookie::remove_from_response(h, &config.session.cookie_name);
 }
 
