@@ -363,7 +363,7 @@ pub enum NameError {
 /// A validated user and groups, safe to put in header values as they are.
 ///
 /// Shared, with its header values made once: a users-file entry's identity is built when the
-/// file is loaded ([`crate::config::users::User::identity`]), so a request on a password
+/// file is loaded (the users file's `User::identity`), so a request on a password
 /// session clones one pointer where it used to copy the name, every group and both header
 /// values, and validate them again (`benches/callgrind.sh`'s authenticated path). The access
 /// log keeps the user by the same pointer ([`Identity::user_name`]).
