@@ -88,57 +88,99 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// [`remove_hop_by_hop`], and in the same pass over the names every header `also` matches
-/// (`initials`: those of every name `also` compares with, as for [`remove_where`]): a request
-/// loses the hop-by-hop set and the identity and forwarding claims, a response the hop-by-hop
-/// set and doorman's handoff headers, and each pass over a message's names costs about 25
-/// instructions per header (`benches/callgrind.sh`). Removing only ever shrinks the set of
-/// names, so one pass finds what two did; a hop-by-hop name is never `also`'s, so
-/// `Connection` is still there when its tokens are read.
+/// (`initials`: those of every name `also` compares with, as for [`remove_where`]).
 pub fn remove_hop_by_hop_and(
     headers: &mut HeaderMap,
     initials: Initials,
-    mut also: impl FnMut(Folded<'_>) -> bool,
+    also: impl FnMut(Folded<'_>) -> bool,
 ) {
-    // Which of the standard set are present, so only those present cost a hashed remove.
-    let mut present = [false; HOP_BY_HOP.len()];
-    let mut any = false;
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        let text = name.as_str();
-        if let Some(i) = hop_by_hop_index(text.as_bytes()) {
-            present[i] = true;
-            any = true;
-        } else if initials.admits(text.as_bytes().first().copied().unwrap_or(0))
-            && also(Folded::new(text))
-        {
-            doomed.push(name.clone());
+    Scan::new(headers, initials, also).remove(headers);
+}
+
+/// One pass over a message's names: which of the hop-by-hop set it has, and the names `also`
+/// matched, all removed by [`Scan::remove`]. A request loses the hop-by-hop set and the
+/// identity and forwarding claims, a response the hop-by-hop set and doorman's handoff
+/// headers, and each pass over a message's names costs about 25 instructions per header
+/// (`benches/callgrind.sh`): one pass finds what two did, since removing only ever shrinks the
+/// set of names. A hop-by-hop name is never `also`'s, so `Connection` is still there when its
+/// tokens are read.
+///
+/// The checks that read a hop-by-hop header before it goes (an upgrade's `Connection`,
+/// `TE: trailers`, a chunked body) ask the scan first, so a request without them costs no
+/// hashed lookup for them.
+pub struct Scan {
+    present: [bool; HOP_BY_HOP.len()],
+    doomed: Vec<HeaderName>,
+}
+
+impl Scan {
+    /// Scan `headers`, which must not change before [`Scan::remove`].
+    pub fn new(
+        headers: &HeaderMap,
+        initials: Initials,
+        mut also: impl FnMut(Folded<'_>) -> bool,
+    ) -> Scan {
+        let mut present = [false; HOP_BY_HOP.len()];
+        let mut doomed = Vec::new();
+        for name in headers.keys() {
+            let text = name.as_str();
+            if let Some(i) = hop_by_hop_index(text.as_bytes()) {
+                present[i] = true;
+            } else if initials.admits(text.as_bytes().first().copied().unwrap_or(0))
+                && also(Folded::new(text))
+            {
+                doomed.push(name.clone());
+            }
         }
+        Scan { present, doomed }
     }
-    for name in doomed {
-        headers.remove(name);
+
+    /// Whether the message has a `Connection` header.
+    pub fn has_connection(&self) -> bool {
+        self.present[0]
     }
-    if !any {
-        return; // no Connection header either
+
+    /// Whether it has a `TE` header.
+    pub fn has_te(&self) -> bool {
+        self.present[5]
     }
-    // The tokens `Connection` names beyond the standard set. Almost always there are none
-    // (`keep-alive`, `close`'s absence, `upgrade`), and then nothing is collected or parsed.
-    if present[0] && names_others(headers) {
-        // A value that is not visible ASCII is ignored whole, as it always was.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter(|v| v.to_str().is_ok())
-            .flat_map(tokens)
-            .filter(|token| !is_listed(token))
-            .filter_map(|token| HeaderName::from_bytes(token).ok())
-            .collect();
-        for name in named {
+
+    /// Whether it has a `Transfer-Encoding` header.
+    pub fn has_transfer_encoding(&self) -> bool {
+        self.present[6]
+    }
+
+    /// Remove what the scan found from `headers`, the map it scanned, and the headers
+    /// `Connection` names.
+    pub fn remove(self, headers: &mut HeaderMap) {
+        let connection = self.has_connection();
+        let Scan { present, doomed } = self;
+        for name in doomed {
             headers.remove(name);
         }
-    }
-    for (name, present) in HOP_BY_HOP.iter().zip(present) {
-        if present {
-            headers.remove(name);
+        if !present.contains(&true) {
+            return; // no Connection header either
+        }
+        // The tokens `Connection` names beyond the standard set. Almost always there are none
+        // (`keep-alive`, `close`'s absence, `upgrade`), and then nothing is collected or parsed.
+        if connection && names_others(headers) {
+            // A value that is not visible ASCII is ignored whole, as it always was.
+            let named: Vec<HeaderName> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter(|v| v.to_str().is_ok())
+                .flat_map(tokens)
+                .filter(|token| !is_listed(token))
+                .filter_map(|token| HeaderName::from_bytes(token).ok())
+                .collect();
+            for name in named {
+                headers.remove(name);
+            }
+        }
+        for (name, present) in HOP_BY_HOP.iter().zip(present) {
+            if present {
+                headers.remove(name);
+            }
         }
     }
 }
@@ -354,6 +396,26 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "trailer"]);
+    }
+
+    #[test]
+    fn the_scan_names_the_headers_it_was_asked_about() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(
+                hop_by_hop_index(name.as_str().as_bytes()),
+                Some(i),
+                "{name}"
+            );
+        }
+        let scan = Scan::new(&map(&[("accept", "*/*")]), Initials::NONE, |_| false);
+        assert!(!scan.has_connection() && !scan.has_te() && !scan.has_transfer_encoding());
+        let h = map(&[
+            ("connection", "upgrade"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        let scan = Scan::new(&h, Initials::NONE, |_| false);
+        assert!(scan.has_connection() && scan.has_te() && scan.has_transfer_encoding());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::identity::{Identity, DOORMAN_PREFIX};
 use crate::login::handoff::Handoff;
 use crate::session::live::Ticket;
 use client_body::ClientBody;
-use headers::{Forwarded, Initials};
+use headers::{Forwarded, Initials, Scan};
 use pool::{Pool, SendError};
 
 /// The connection pools for the configured upstream: one per worker
@@ -118,17 +118,20 @@ impl Upstream {
         vouch: Vouch<'_>,
         session: Option<Ticket<'a>>,
     ) -> impl Future<Output = Result<(Response<Body>, Handoff), ProxyError>> + Send + 'a {
+        // What goes before the request does: hop-by-hop headers, and the client's claims.
+        let trusted = self.trusts(client);
+        let scan = self.scan(req.headers(), trusted);
         // Boxed, with the client's side of it: few requests upgrade, and unboxed, their room
         // would be in every request's future.
-        let upgrade = upgrade::requested(&req, &self.up.upgrades)
+        let upgrade = upgrade::requested(&req, &scan, &self.up.upgrades)
             .map(|asked| Box::new((asked, hyper::upgrade::on(&mut *req))));
         let offered = upgrade.as_ref().map(|u| u.0.offered().clone());
         // Only a chunked body can be malformed after its head was accepted (client_body).
-        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let chunked = scan.has_transfer_encoding();
         let req = req.map(|b| ClientBody::new(b, self.config.listen.body_timeout));
         // Its error boxed: this future keeps what it captured to its end.
         let built = self
-            .upstream_request(req, client, target, vouch, offered)
+            .upstream_request(req, client, (scan, trusted), target, vouch, offered)
             .map_err(Box::new);
         async move {
             let mut up_req = built.map_err(|e| *e)?;
@@ -196,10 +199,14 @@ impl Upstream {
     /// order of operations is fixed in one place: remove hop-by-hop headers (including those
     /// `Connection` names), strip every client copy of identity and forwarding headers and
     /// doorman's session cookie, then set doorman's own headers, identity last.
+    ///
+    /// `scan` is [`Upstream::scan`]'s of this request's headers, `trusted` whether its peer is
+    /// a trusted proxy.
     fn upstream_request(
         &self,
         req: Request<ClientBody>,
         client: &ClientInfo,
+        (scan, trusted): (Scan, bool),
         target: PathAndQuery,
         vouch: Vouch<'_>,
         upgrade: Option<HeaderValue>,
@@ -208,25 +215,12 @@ impl Upstream {
         let up = &self.up;
         let (mut parts, body) = req.into_parts();
         let host = host_value(&parts.uri, &parts.headers)?;
-        let wants_trailers = headers::has_token(&parts.headers, header::TE, "trailers");
+        let wants_trailers =
+            scan.has_te() && headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
         let peer = client.peer.ip();
-        let trusted = config
-            .listen
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(peer));
-        // Hop-by-hop and identity headers always; forwarding headers unless a trusted proxy
-        // sent them (those are kept and extended). One pass over the names for all three.
-        let forwarding = match trusted {
-            true => Initials::NONE,
-            false => headers::FORWARDING_INITIALS,
-        };
-        let (initials, claims) = config
-            .identity
-            .claims_and(forwarding, |name| !trusted && headers::is_forwarding(name));
-        headers::remove_hop_by_hop_and(h, initials, claims);
+        scan.remove(h);
         cookie::remove_from_request(h, &config.session.cookie_name);
         if let Some(name) = vouch.drop_cookie {
             cookie::remove_from_request(h, name);
@@ -270,6 +264,31 @@ impl Upstream {
             config: Arc::clone(&self.config),
         };
         Ok(Box::new(Request::from_parts(parts, body)))
+    }
+
+    /// Whether the client is a trusted proxy (`[listen] trusted_proxies`), whose forwarding
+    /// headers are kept and extended.
+    fn trusts(&self, client: &ClientInfo) -> bool {
+        let peer = client.peer.ip();
+        self.config
+            .listen
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(peer))
+    }
+
+    /// One pass over a request's names ([`Scan`]): hop-by-hop and identity headers always go,
+    /// forwarding headers unless a trusted proxy sent them.
+    fn scan(&self, h: &http::HeaderMap, trusted: bool) -> Scan {
+        let forwarding = match trusted {
+            true => Initials::NONE,
+            false => headers::FORWARDING_INITIALS,
+        };
+        let (initials, claims) = self
+            .config
+            .identity
+            .claims_and(forwarding, |name| !trusted && headers::is_forwarding(name));
+        Scan::new(h, initials, claims)
     }
 
     /// Sort a pool error into the cause the client is answered with.

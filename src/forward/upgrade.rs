@@ -68,8 +68,14 @@ pub struct Requested {
 /// body, with `Connection: upgrade` and one `Upgrade` header offering at least one protocol in
 /// `allowed` (lower-case names, optionally `name/version`). `None` means the request is served
 /// as a plain request; its `Upgrade` header is removed with the other hop-by-hop headers.
-pub fn requested(req: &Request<Incoming>, allowed: &[String]) -> Option<Requested> {
-    if allowed.is_empty() || req.version() != http::Version::HTTP_11 {
+///
+/// `scan` is of the request's headers: without a `Connection` header, nothing is looked up.
+pub fn requested(
+    req: &Request<Incoming>,
+    scan: &headers::Scan,
+    allowed: &[String],
+) -> Option<Requested> {
+    if allowed.is_empty() || req.version() != http::Version::HTTP_11 || !scan.has_connection() {
         return None;
     }
     let h = req.headers();
