@@ -163,7 +163,7 @@ pub struct Exchange {
     /// What to do with doorman's cookie on the response.
     pub cookie: CookieAction,
     /// The user the access log names: the one who just logged in or out, else the valid
-    /// session's (moved here when the gate finishes the response, not copied at lookup).
+    /// session's (its identity's shared name, taken when the gate finishes the response).
     pub user: Option<Arc<str>>,
     /// [`SessionKey::tag`] of the session in use, created or ended, for the access log.
     pub session_tag: Option<SessionTag>,

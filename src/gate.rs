@@ -340,7 +340,7 @@ fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Respons
         resp = resp.map(|_| crate::body::empty());
     }
     // What the log does not need is released now, not when a long body ends; of the session,
-    // the log keeps its user (moved, not copied).
+    // the log keeps its user (the identity's shared name: a pointer, not a copy).
     if let SessionState::Valid { identity, .. } = std::mem::take(&mut ex.session) {
         ex.user.get_or_insert_with(|| identity.user_name());
     }
