@@ -245,10 +245,12 @@ fn rebuild(
     host: &HeaderValue,
 ) {
     let client_host = h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned();
-    headers::remove_hop_by_hop(h);
-    config
+    // One scan of the names for the hop-by-hop set and the claims (`Upstream::scan`), taken
+    // before the request is built, then its removal.
+    let (initials, claims) = config
         .identity
-        .strip_also(h, headers::FORWARDING_INITIALS, headers::is_forwarding);
+        .claims_and(headers::FORWARDING_INITIALS, headers::is_forwarding);
+    headers::Scan::new(h, initials, claims).remove(h);
     cookie::remove_from_request(h, &config.session.cookie_name);
     headers::set_forwarded(
         h,
