@@ -21,6 +21,7 @@
 //!   aborts the upstream request: `400` if no response has started, else the client connection
 //!   is cut (h2: the stream is reset).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -119,9 +120,67 @@ impl Progress {
     }
 }
 
+/// How many timers a worker keeps for its requests ([`lend`]): twice the HTTP/1 requests
+/// `benches/run.sh` keeps waiting on one worker at 256 connections. Requests beyond it (HTTP/2
+/// streams side by side can be more) make their own, as every request did before.
+const KEPT_TIMERS: usize = 256;
+
+thread_local! {
+    /// This worker's timers for [`head_within`], given back by the requests that used them.
+    static TIMERS: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A timer set for `wake`, and whether it goes back to the worker's timers when done.
+///
+/// A new `Sleep` per request costs a timer-wheel insertion on its first poll and a removal
+/// when it is dropped, each under the time driver's lock (about 340 instructions per request,
+/// `benches/callgrind.sh`). A timer given back stays registered, and the next request moves
+/// its deadline later, which tokio does with one compare-and-swap and no lock: the wheel finds
+/// the later deadline when the earlier one comes round, and files the entry again (once per
+/// `timeout` at most). Requests share one `[upstream] timeout`, so a request's deadline is
+/// never earlier than the one its timer had (after a reload that shortens it, tokio moves the
+/// entry under its lock, as for a new timer).
+///
+/// Kept per worker thread, and only on the workers ([`crate::worker::on_worker`]): a timer is
+/// polled only on the runtime it was made on, which lives as long as its thread. Elsewhere
+/// (tests serving in-process) each request makes its own. A timer kept here still holds the
+/// waker of the task that last polled it: when its deadline passes, that task is woken once
+/// for nothing; and should the task be gone (its connection closed), its memory (about the
+/// size of the connection's future, a few KiB) stays allocated until the timer is lent again.
+/// That is at most [`KEPT_TIMERS`] such tasks per worker, after a peak of requests on
+/// connections that closed since; forgetting the waker when a timer comes back (a poll with
+/// a no-op waker) cost about as much as keeping the timer saved.
+fn lend(wake: Instant) -> (Pin<Box<Sleep>>, bool) {
+    if crate::worker::on_worker().is_none() {
+        return (Box::pin(tokio::time::sleep_until(wake)), false);
+    }
+    match TIMERS.with_borrow_mut(Vec::pop) {
+        Some(mut sleep) => {
+            sleep.as_mut().reset(wake);
+            (sleep, true)
+        }
+        None => (Box::pin(tokio::time::sleep_until(wake)), true),
+    }
+}
+
+/// Give a timer [`lend`] lent back to the worker (or drop it, past [`KEPT_TIMERS`]).
+fn give_back(sleep: Pin<Box<Sleep>>) {
+    let surplus = TIMERS.with_borrow_mut(|kept| {
+        if kept.len() < KEPT_TIMERS {
+            kept.push(sleep);
+            None
+        } else {
+            Some(sleep)
+        }
+    });
+    // Dropped (and taken off the wheel) outside the borrow.
+    drop(surplus);
+}
+
 /// Wait for `send` (the upstream's response head) under `[upstream] timeout`; `None` if the
 /// upstream took too long. Without `progress` (no body in flight) this is a plain timeout;
-/// with it, the timeout counts only the upstream's time (see the module docs).
+/// with it, the timeout counts only the upstream's time (see the module docs). On a worker,
+/// the timer is one the worker keeps ([`lend`]), given back when the future is dropped.
 ///
 /// A future of its own rather than an `async fn`: an `async fn` keeps its argument `send` and
 /// the timeout wrapped around it as two fields, so every request's state carried the upstream
@@ -135,9 +194,11 @@ pub fn head_within<F: Future>(
         .as_deref()
         .and_then(|p| p.upstream_deadline(timeout))
         .unwrap_or_else(|| Instant::now() + timeout);
+    let (sleep, lent) = lend(wake);
     HeadWithin {
         send,
-        sleep: tokio::time::sleep_until(wake),
+        sleep: Some(sleep),
+        lent,
         timeout,
         progress,
     }
@@ -148,10 +209,21 @@ pin_project_lite::pin_project! {
     pub struct HeadWithin<F> {
         #[pin]
         send: F,
-        #[pin]
-        sleep: Sleep,
+        // `None` only once given back, as the future is dropped.
+        sleep: Option<Pin<Box<Sleep>>>,
+        // Whether `sleep` goes back to the worker's timers.
+        lent: bool,
         timeout: Duration,
         progress: Option<Arc<Progress>>,
+    }
+
+    impl<F> PinnedDrop for HeadWithin<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (true, Some(sleep)) = (*this.lent, this.sleep.take()) {
+                give_back(sleep);
+            }
+        }
     }
 }
 
@@ -159,12 +231,17 @@ impl<F: Future> Future for HeadWithin<F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(out) = this.send.poll(cx) {
             return Poll::Ready(Some(out));
         }
+        // Never `None` while the future can be polled (it is emptied by its drop alone); were
+        // it, the wait would end as a timeout rather than never.
+        let Some(sleep) = this.sleep.as_mut() else {
+            return Poll::Ready(None);
+        };
         loop {
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let Some(progress) = this.progress.as_deref() else {
@@ -178,7 +255,7 @@ impl<F: Future> Future for HeadWithin<F> {
                 Some(at) => at,
                 None => now + *this.timeout,
             };
-            this.sleep.as_mut().reset(wake);
+            sleep.as_mut().reset(wake);
         }
     }
 }
@@ -383,11 +460,68 @@ mod tests {
 
     /// A `head_within` over a response that never comes, and when it gave up.
     fn give_up(progress: Option<Arc<Progress>>) -> tokio::task::JoinHandle<Instant> {
+        give_up_after(TIMEOUT, progress)
+    }
+
+    fn give_up_after(
+        timeout: Duration,
+        progress: Option<Arc<Progress>>,
+    ) -> tokio::task::JoinHandle<Instant> {
         tokio::spawn(async move {
-            let out = head_within(TIMEOUT, progress, std::future::pending::<()>()).await;
+            let out = head_within(timeout, progress, std::future::pending::<()>()).await;
             assert!(out.is_none());
             Instant::now()
         })
+    }
+
+    /// The timers this thread keeps, by address.
+    fn kept() -> Vec<*const Sleep> {
+        TIMERS.with_borrow(|kept| kept.iter().map(|s| &**s as *const Sleep).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_given_back_serves_the_next_request_with_its_own_deadline() {
+        // The test's runtime runs every task on this thread: serve as a worker does.
+        crate::worker::enter(0);
+        // Answered in time: the timer goes back, its deadline still ahead.
+        let out = head_within(TIMEOUT, None, async { 1 }).await;
+        assert_eq!(out, Some(1));
+        let first = kept();
+        assert_eq!(first.len(), 1);
+        // A later request with the same timer: its deadline counts from its own start.
+        tokio::time::sleep(TIMEOUT / 2).await;
+        let start = Instant::now();
+        let gave_up = give_up_after(TIMEOUT, None).await.unwrap();
+        assert_eq!(gave_up - start, TIMEOUT);
+        assert_eq!(kept(), first, "the same timer, given back again");
+        // Its last deadline passed while it rested: it still serves, with a shorter timeout too
+        // (a deadline before the one it had).
+        tokio::time::sleep(TIMEOUT * 3).await;
+        let long = head_within(TIMEOUT * 4, None, async { 2 }).await;
+        assert_eq!(long, Some(2));
+        let start = Instant::now();
+        let gave_up = give_up_after(TIMEOUT / 5, None).await.unwrap();
+        assert_eq!(gave_up - start, TIMEOUT / 5);
+        assert_eq!(kept(), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_side_by_side_borrow_timers_of_their_own_and_the_rest_are_dropped() {
+        crate::worker::enter(0);
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..KEPT_TIMERS + 3)
+            .map(|_| give_up_after(TIMEOUT, None))
+            .collect();
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap() - start, TIMEOUT);
+        }
+        assert_eq!(kept().len(), KEPT_TIMERS, "at most KEPT_TIMERS kept");
+    }
+
+    #[tokio::test]
+    async fn off_the_workers_nothing_is_kept() {
+        assert_eq!(head_within(TIMEOUT, None, async { 3 }).await, Some(3));
+        assert!(kept().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
