@@ -14,7 +14,6 @@
 //!   header map is cloned outside the timed part.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -201,12 +200,12 @@ fn bench_headers(c: &mut Criterion) {
     let identity = Identity::new("alice", vec!["staff".into(), "admin".into()])
         .unwrap_or_else(|e| panic!("identity: {e}"));
     let incoming = browser_headers(&config.session.cookie_name);
-    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let peer = HeaderValue::from_static("127.0.0.1");
     let host = HeaderValue::from_static("127.0.0.1:3000");
 
     // The result is what the upstream would receive: check it once, outside the timing.
     let mut check = incoming.clone();
-    rebuild(&mut check, &config, &identity, peer, &host);
+    rebuild(&mut check, &config, &identity, &peer, &host);
     assert_eq!(check["x-auth-user"], "alice");
     assert!(check.get("x_forwarded_user").is_none());
     assert_eq!(check["x-forwarded-for"], "127.0.0.1");
@@ -228,7 +227,7 @@ fn bench_headers(c: &mut Criterion) {
     g.bench_function("upstream_request_head", |b| {
         b.iter_batched_ref(
             || incoming.clone(),
-            |h| rebuild(h, &config, &identity, peer, &host),
+            |h| rebuild(h, &config, &identity, &peer, &host),
             BatchSize::SmallInput,
         )
     });
@@ -241,7 +240,7 @@ fn rebuild(
     h: &mut HeaderMap,
     config: &Config,
     identity: &Identity,
-    peer: IpAddr,
+    peer: &HeaderValue,
     host: &HeaderValue,
 ) {
     let client_host = h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned();
@@ -255,7 +254,7 @@ fn rebuild(
     headers::set_forwarded(
         h,
         Forwarded {
-            peer,
+            peer: peer.clone(),
             trusted: false,
             proto: "http",
             host: client_host,

@@ -219,7 +219,7 @@ impl Upstream {
             scan.has_te() && headers::has_token(&parts.headers, header::TE, "trailers");
 
         let h = &mut parts.headers;
-        let peer = client.peer.ip();
+        let peer = client.peer_value.clone();
         scan.remove(h);
         cookie::remove_from_request(h, &config.session.cookie_name);
         if let Some(name) = vouch.drop_cookie {

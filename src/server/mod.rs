@@ -514,7 +514,7 @@ impl Connection {
             // poll.
             match redirect_to {
                 None => Box::pin(RequestFuture::Gate {
-                    gate: gate::handle(live.load_full(), client, &memo, req, tracked)
+                    gate: gate::handle(live.load_full(), client.clone(), &memo, req, tracked)
                         .instrument(span),
                 }),
                 Some(https_port) => {
