@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 use crate::cookie::Presented;
 use crate::identity::Identity;
+use crate::path::NormalPath;
 use crate::session::{Record, SessionId, SessionKey, SessionTag, StoreError};
 
 /// Who is on the other end of the connection a request arrived on, and — when that is a
@@ -190,7 +191,7 @@ pub struct Exchange {
     /// When the request arrived.
     pub started: Instant,
     /// The normalised path (unset until normalised, or when normalisation refused it).
-    pub path: Option<String>,
+    pub path: Option<NormalPath>,
     /// The route label for logs and metrics (see [`crate::metrics`]).
     pub route: Option<crate::metrics::RouteLabel>,
     /// Doorman's cookie as the request presented it (read once, by the gate).

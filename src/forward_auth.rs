@@ -149,7 +149,7 @@ fn judge<'a>(
             Some(query) => &original.target[..query],
             None => original.target.as_str(),
         };
-        let path = crate::path::normalise(path)?;
+        let path = crate::path::NormalPath::from(crate::path::normalise(path)?);
         // The browser's view of the original request decides the cookie's name, and the
         // `Set-Cookie` that expires a stale one.
         if ex.client.https != original.https {

@@ -29,6 +29,7 @@ use crate::forward::{Upstream, Vouch};
 use crate::login::{self, handoff, Login};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::oidc::Oidc;
+use crate::path::NormalPath;
 use crate::session::express::Bridge;
 use crate::session::live::Ticket;
 use crate::session::Store;
@@ -212,7 +213,7 @@ fn decide<'a>(
         // kept in this future while it waits for the upstream, as a local of its scope would be.
         let (upstream, target, host) = {
             // Normalised once: what the routes match is exactly what the upstream receives.
-            let path = crate::path::normalise(req.uri().path())?;
+            let path = crate::path::normalise_target(req.uri())?;
             if let Some(bridge) = &shared.express {
                 ex.app_cookie = crate::cookie::only_value(req.headers(), bridge.cookie_name());
             }
@@ -361,7 +362,7 @@ fn prepare<'a>(
     app: &'a App,
     client: &ClientInfo,
     req: &Request<Incoming>,
-    path: &str,
+    path: &NormalPath,
 ) -> Result<(&'a Upstream, PathAndQuery, Option<String>), ProxyError> {
     // Auth-only mode: doorman serves its own endpoints and nothing else.
     let upstream = app.upstream.as_ref().ok_or(ProxyError::NotFound)?;
@@ -388,10 +389,11 @@ fn route_host(client: &ClientInfo, req: &Request<Incoming>) -> Option<String> {
 /// The normalised path with the query as the client sent it (never matched, never rewritten).
 /// When normalising changed nothing — almost always — that is the request's own target,
 /// shared rather than copied and parsed again.
-fn forward_target(path: &str, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
-    if let Some(sent) = uri.path_and_query().filter(|sent| sent.path() == path) {
+fn forward_target(path: &NormalPath, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+    if let Some(sent) = path.sent() {
         return Ok(sent.clone());
     }
+    let path: &str = path;
     let target = match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
@@ -421,18 +423,29 @@ mod tests {
     #[test]
     fn the_forward_target_is_the_normalised_path_with_the_query_as_sent() {
         let uri: Uri = "/a/b?x=%2F..&y".parse().unwrap();
-        let normal = crate::path::normalise(uri.path()).unwrap();
+        let normal = crate::path::normalise_target(&uri).unwrap();
+        assert!(
+            normal.sent().is_some(),
+            "normal as sent: the request's own target"
+        );
         assert_eq!(
             forward_target(&normal, &uri).unwrap().as_str(),
             "/a/b?x=%2F..&y"
         );
 
         let uri: Uri = "/a/./c/../%62?q=1".parse().unwrap();
-        let normal = crate::path::normalise(uri.path()).unwrap();
+        let normal = crate::path::normalise_target(&uri).unwrap();
         assert_eq!(forward_target(&normal, &uri).unwrap().as_str(), "/a/b?q=1");
 
         let uri: Uri = "http://app.example/a//b".parse().unwrap();
-        let normal = crate::path::normalise(uri.path()).unwrap();
-        assert_eq!(forward_target(&normal, &uri).unwrap().as_str(), normal);
+        let normal = crate::path::normalise_target(&uri).unwrap();
+        assert_eq!(&*normal, "/a/b");
+        assert_eq!(forward_target(&normal, &uri).unwrap().as_str(), "/a/b");
+
+        // An absolute-form target without a path: `/`, forwarded as the target it was.
+        let uri: Uri = "http://app.example".parse().unwrap();
+        let normal = crate::path::normalise_target(&uri).unwrap();
+        assert_eq!(&*normal, "/");
+        assert_eq!(forward_target(&normal, &uri).unwrap().path(), "/");
     }
 }

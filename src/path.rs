@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use http::uri::{PathAndQuery, Uri};
+
 use crate::encoding::{hex_pair, push_escape};
 
 /// Why a path was refused.
@@ -65,6 +67,61 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
         return Ok(raw.to_string());
     }
     rewrite(raw)
+}
+
+/// A request's normalised path ([`normalise_target`]); derefs to the path.
+#[derive(Debug, Clone)]
+pub struct NormalPath(Normal);
+
+#[derive(Debug, Clone)]
+enum Normal {
+    /// The request's own target, its path normal as sent: shared with the request (a
+    /// reference count), not copied.
+    Sent(PathAndQuery),
+    /// A path normalised elsewhere, or rewritten.
+    Owned(String),
+}
+
+impl NormalPath {
+    /// The request target this path came from, when the path was normal as the client sent
+    /// it: what the upstream can receive as it is, query and all.
+    pub fn sent(&self) -> Option<&PathAndQuery> {
+        match &self.0 {
+            Normal::Sent(target) => Some(target),
+            Normal::Owned(_) => None,
+        }
+    }
+}
+
+impl From<String> for NormalPath {
+    /// A path already normalised ([`normalise`]'s output).
+    fn from(path: String) -> NormalPath {
+        NormalPath(Normal::Owned(path))
+    }
+}
+
+impl std::ops::Deref for NormalPath {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        match &self.0 {
+            Normal::Sent(target) => target.path(),
+            Normal::Owned(path) => path,
+        }
+    }
+}
+
+/// Normalise the path of the request target `uri`, as [`normalise`] does. A path that is
+/// normal already (almost every one) is kept as the request's own bytes, where a copy cost an
+/// allocation per request.
+pub fn normalise_target(uri: &Uri) -> Result<NormalPath, PathError> {
+    let raw = uri.path();
+    match uri.path_and_query() {
+        // The target's path is `raw` (both read `/` for an empty one).
+        Some(target) if is_normal(raw) => Ok(NormalPath(Normal::Sent(target.clone()))),
+        _ => rewrite(raw).map(NormalPath::from),
+    }
 }
 
 /// Whether `raw` is its own normal form: origin-form, only plain path bytes (no `%`, `;` or
@@ -220,6 +277,36 @@ mod tests {
         }
         for raw in ["/", "/a", "/a/", "/public/x/y"] {
             assert!(is_normal(raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_target_reads_as_its_path_normalised_and_keeps_the_request_bytes_only_when_normal() {
+        for target in [
+            "/",
+            "/a/b?q=1",
+            "/a//b?x=%2F",
+            "/%61dmin?",
+            "/a/../b",
+            "/a;b",
+            "http://h.example",
+            "http://h.example/a/./b?z",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            let want = normalise(uri.path());
+            let got = normalise_target(&uri);
+            assert_eq!(
+                got.as_deref().map_err(|e| *e),
+                want.as_deref().map_err(|e| *e),
+                "{target}"
+            );
+            if let Ok(got) = got {
+                assert_eq!(
+                    got.sent().is_some(),
+                    is_normal(uri.path()),
+                    "{target}: shared with the request exactly when normal as sent"
+                );
+            }
         }
     }
 
