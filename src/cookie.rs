@@ -94,7 +94,7 @@ fn pieces(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A piece's name and value, each trimmed of spaces and tabs; `None` for a piece without `=`.
+/// A piece's name and value, each trimmed of ASCII whitespace; `None` for a piece without `=`.
 fn name_value(piece: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = memchr::memchr(b'=', piece)?;
     Some((piece[..i].trim_ascii(), piece[i + 1..].trim_ascii()))

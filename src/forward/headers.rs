@@ -247,7 +247,8 @@ pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 
 /// What the `X-Forwarded-*` headers describe about the client side of one request.
 pub struct Forwarded {
-    /// The client's address, as a value ([`ClientInfo::peer_value`](crate::exchange::ClientInfo::peer_value)).
+    /// The client's address, as the value made once per connection
+    /// ([`ClientInfo::peer_value`](crate::exchange::ClientInfo::peer_value)).
     pub peer: HeaderValue,
     /// The peer is in `[listen] trusted_proxies`: its forwarding headers are kept and extended.
     pub trusted: bool,
