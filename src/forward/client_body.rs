@@ -154,7 +154,9 @@ fn lend(wake: Instant) -> (Pin<Box<Sleep>>, bool) {
     if crate::worker::on_worker().is_none() {
         return (Box::pin(tokio::time::sleep_until(wake)), false);
     }
-    match TIMERS.with_borrow_mut(Vec::pop) {
+    // `try_with`: a thread being torn down has no timers to lend (nor takes any back).
+    let kept = TIMERS.try_with(|kept| kept.borrow_mut().pop());
+    match kept.ok().flatten() {
         Some(mut sleep) => {
             sleep.as_mut().reset(wake);
             (sleep, true)
@@ -165,16 +167,16 @@ fn lend(wake: Instant) -> (Pin<Box<Sleep>>, bool) {
 
 /// Give a timer [`lend`] lent back to the worker (or drop it, past [`KEPT_TIMERS`]).
 fn give_back(sleep: Pin<Box<Sleep>>) {
-    let surplus = TIMERS.with_borrow_mut(|kept| {
+    let mut sleep = Some(sleep);
+    let _ = TIMERS.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
         if kept.len() < KEPT_TIMERS {
-            kept.push(sleep);
-            None
-        } else {
-            Some(sleep)
+            kept.extend(sleep.take());
         }
     });
-    // Dropped (and taken off the wheel) outside the borrow.
-    drop(surplus);
+    // Past the limit (or on a thread being torn down): dropped, and taken off the wheel,
+    // outside the borrow.
+    drop(sleep);
 }
 
 /// Wait for `send` (the upstream's response head) under `[upstream] timeout`; `None` if the
