@@ -259,15 +259,20 @@ fn decide<'a>(
                 host.clone().or_else(|| route_host(&ex.client, &req))
             });
             let ticket = match &ex.session {
-                SessionState::Valid { key, record, .. } => Some(Ticket {
+                SessionState::Valid {
+                    key,
+                    record,
+                    identity,
+                } => Some(Ticket {
                     registry: shared.store.live(),
                     key,
-                    user: &record.user,
+                    // The record's user, as the identity made from it shares it.
+                    user: identity.shared_user(),
                     absolute_expiry: record.absolute_expiry,
                     clock: &shared.clock,
                     method: &ex.method,
                     host: host.as_deref(),
-                    path: ex.path.as_deref().unwrap_or("/"),
+                    path: ex.path.as_ref().unwrap_or(NormalPath::root()),
                     recheck: config.session.recheck,
                 }),
                 _ => None,

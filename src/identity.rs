@@ -392,6 +392,11 @@ impl Identity {
         Arc::clone(&self.0.user)
     }
 
+    /// The user name as the identity shares it, borrowed (to be cloned only if needed).
+    pub fn shared_user(&self) -> &Arc<str> {
+        &self.0.user
+    }
+
     /// The user's groups.
     pub fn groups(&self) -> &[String] {
         &self.0.groups

@@ -93,6 +93,15 @@ impl NormalPath {
     }
 }
 
+impl NormalPath {
+    /// `/`, for an exchange whose path was never recorded.
+    pub fn root() -> &'static NormalPath {
+        static ROOT: std::sync::LazyLock<NormalPath> =
+            std::sync::LazyLock::new(|| NormalPath::from(String::from("/")));
+        &ROOT
+    }
+}
+
 impl From<String> for NormalPath {
     /// A path already normalised ([`normalise`]'s output).
     fn from(path: String) -> NormalPath {

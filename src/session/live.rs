@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 use super::SessionKey;
 use crate::lock::lock;
 use crate::metrics::{EndedLabel, LiveStats};
+use crate::path::NormalPath;
 
 /// Why a long-lived exchange was ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,8 +298,8 @@ pub struct Ticket<'a> {
     pub registry: &'a Arc<Registry>,
     /// The session.
     pub key: &'a SessionKey,
-    /// Its user.
-    pub user: &'a str,
+    /// Its user: the identity's shared name.
+    pub user: &'a Arc<str>,
     /// Its absolute expiry, Unix milliseconds.
     pub absolute_expiry: u64,
     /// The process's clock, read only when an exchange registers.
@@ -308,7 +309,7 @@ pub struct Ticket<'a> {
     /// The host the routes matched, when they match on hosts.
     pub host: Option<&'a str>,
     /// The normalised path.
-    pub path: &'a str,
+    pub path: &'a NormalPath,
     /// `[session] recheck`: a response still streaming after half of it is long-lived.
     pub recheck: std::time::Duration,
 }
@@ -316,24 +317,20 @@ pub struct Ticket<'a> {
 impl Ticket<'_> {
     /// What an exchange keeps of the ticket to register later (a response that turns out to
     /// stream): owned, since the ticket borrows from the request. Every response of a session
-    /// that is still coming makes one, so it costs one allocation (user and path in one
-    /// string); the registration's own parts are made only if it registers.
+    /// that is still coming makes one, so it shares rather than copies: the user's name and
+    /// the path are reference counts (a rewritten path, rare, is copied), and only a host
+    /// (with routes that match on hosts) is allocated. The registration's own parts are made
+    /// only if it registers.
     pub fn to_owned(&self) -> OwnedTicket {
-        let host = self.host.unwrap_or_default();
-        let mut text = String::with_capacity(self.user.len() + self.path.len() + host.len());
-        text.push_str(self.user);
-        text.push_str(self.path);
-        text.push_str(host);
         OwnedTicket {
             registry: Arc::clone(self.registry),
             key: *self.key,
             absolute_expiry: self.absolute_expiry,
             clock: self.clock.clone(),
             method: self.method.clone(),
-            text,
-            user_end: self.user.len(),
-            path_end: self.user.len() + self.path.len(),
-            host: self.host.is_some(),
+            user: Arc::clone(self.user),
+            path: self.path.clone(),
+            host: self.host.map(Box::from),
         }
     }
 }
@@ -345,28 +342,25 @@ pub struct OwnedTicket {
     absolute_expiry: u64,
     clock: crate::clock::Clock,
     method: Method,
-    /// The user, the path, then the host (if any), end to end.
-    text: String,
-    user_end: usize,
-    path_end: usize,
-    host: bool,
+    user: Arc<str>,
+    path: NormalPath,
+    host: Option<Box<str>>,
 }
 
 impl OwnedTicket {
     /// The session's user.
     pub fn user(&self) -> &str {
-        &self.text[..self.user_end]
+        &self.user
     }
 
     /// Register the exchange now.
     pub fn register(self) -> Registration {
         let scope = Scope {
             method: self.method,
-            host: self.host.then(|| self.text[self.path_end..].to_string()),
-            path: self.text[self.user_end..self.path_end].to_string(),
+            host: self.host.map(String::from),
+            path: self.path.to_string(),
         };
-        self.registry
-            .register(self.key, &self.text[..self.user_end], scope)
+        self.registry.register(self.key, &self.user, scope)
     }
 
     /// Time left until the session's absolute expiry.
