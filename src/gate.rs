@@ -267,7 +267,7 @@ fn decide<'a>(
                     registry: shared.store.live(),
                     key,
                     // The record's user, as the identity made from it shares it.
-                    user: identity.shared_user(),
+                    user: identity.user_name(),
                     absolute_expiry: record.absolute_expiry,
                     clock: &shared.clock,
                     method: &ex.method,
@@ -348,7 +348,8 @@ fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Respons
     // What the log does not need is released now, not when a long body ends; of the session,
     // the log keeps its user (the identity's shared name: a pointer, not a copy).
     if let SessionState::Valid { identity, .. } = std::mem::take(&mut ex.session) {
-        ex.user.get_or_insert_with(|| identity.user_name());
+        ex.user
+            .get_or_insert_with(|| Arc::clone(identity.user_name()));
     }
     ex.presented = Presented::Absent;
     let entry = Entry::new(

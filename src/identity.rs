@@ -387,13 +387,9 @@ impl Identity {
         &self.0.user
     }
 
-    /// The user name, shared (for the access log, which outlives the identity).
-    pub fn user_name(&self) -> Arc<str> {
-        Arc::clone(&self.0.user)
-    }
-
-    /// The user name as the identity shares it, borrowed (to be cloned only if needed).
-    pub fn shared_user(&self) -> &Arc<str> {
+    /// The user name as the identity shares it: cloned, a reference count, by what outlives
+    /// the identity (the access log, a live ticket).
+    pub fn user_name(&self) -> &Arc<str> {
         &self.0.user
     }
 

@@ -91,9 +91,7 @@ impl NormalPath {
             Normal::Owned(_) => None,
         }
     }
-}
 
-impl NormalPath {
     /// `/`, for an exchange whose path was never recorded.
     pub fn root() -> &'static NormalPath {
         static ROOT: std::sync::LazyLock<NormalPath> =
