@@ -1,8 +1,8 @@
 //! The access log and the per-request metrics, written once the response body is done.
 //!
-//! The gate's finishing step wraps every response body in [`Logged`], which counts
-//! the body bytes as hyper takes them and, when the body is finished or dropped (the client
-//! left), writes one line on the `doorman::access` target and counts the request in
+//! The gate opens an entry ([`Opened`]) for every request it answers, and its finishing step
+//! wraps the response body in it, which counts the body bytes as hyper takes them and, when
+//! the body is finished or dropped (the client left), writes one line on the `doorman::access` target and counts the request in
 //! `doorman_requests_total` / `doorman_request_duration_seconds`. So `bytes` is the response
 //! body bytes actually handed to the connection (not the `Content-Length`, and not headers),
 //! `duration_ms` runs to the end of the body, and `complete = false` marks a body the client did
@@ -22,7 +22,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::BodyExt;
 use tracing::info;
 
 use crate::body::Body;
@@ -30,49 +29,89 @@ use crate::exchange::Exchange;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::session::SessionTag;
 
-/// One request's log line, finished when the body is.
-pub struct Entry {
-    /// What doorman learnt about the request (peer, method, target, path, route, user,
-    /// session).
-    exchange: Box<Exchange>,
+/// One request's access log entry, opened when the request arrives: the [`Exchange`] the gate
+/// fills in while it decides (reached through `Deref`), in the allocation that becomes the
+/// response body's wrapper when [`finish`](Opened::finish)ed. So a request pays one allocation
+/// for both, where boxing the exchange and then the wrapper took two.
+///
+/// An entry dropped unfinished (its request's future was dropped: the client left before any
+/// response) writes no line.
+pub struct Opened(Box<Logged>);
+
+impl Opened {
+    /// The entry for the request `exchange` describes.
+    pub fn new(exchange: Exchange) -> Self {
+        Opened(Box::new(Logged {
+            // Zero-sized, so not allocated: replaced by the response's body in `finish`.
+            inner: crate::body::empty(),
+            finish: Finish {
+                exchange,
+                line: None,
+                bytes: 0,
+                complete: false,
+            },
+        }))
+    }
+
+    /// The response's body, wrapped in this entry's box: the line is written, and the request
+    /// counted, when that body is finished or dropped (with `status`, in `span`).
+    pub fn finish(self, body: Body, status: u16, metrics: Arc<Metrics>, span: tracing::Span) -> Body {
+        let mut logged = self.0;
+        logged.finish.complete = body.is_end_stream();
+        logged.inner = body;
+        logged.finish.line = Some(Line {
+            status,
+            metrics,
+            span,
+        });
+        Body::from_box(logged)
+    }
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Exchange;
+
+    fn deref(&self) -> &Exchange {
+        &self.0.finish.exchange
+    }
+}
+
+impl std::ops::DerefMut for Opened {
+    fn deref_mut(&mut self) -> &mut Exchange {
+        &mut self.0.finish.exchange
+    }
+}
+
+/// What the line needs beyond the exchange, known once the response is.
+struct Line {
     status: u16,
     metrics: Arc<Metrics>,
     /// The request's span, so the line carries the same context as the rest of the request.
     span: tracing::Span,
 }
 
-impl Entry {
-    /// The line for `exchange`, answered with `status`.
-    pub fn new(
-        exchange: Box<Exchange>,
-        status: u16,
-        metrics: Arc<Metrics>,
-        span: tracing::Span,
-    ) -> Self {
-        Entry {
-            exchange,
-            status,
-            metrics,
-            span,
-        }
-    }
-}
-
-/// Counts bytes and writes the entry exactly once, when dropped.
+/// Counts bytes and writes the entry exactly once, when dropped after the response was made.
 struct Finish {
-    entry: Entry,
+    /// What doorman learnt about the request (peer, method, target, path, route, user,
+    /// session).
+    exchange: Exchange,
+    /// Set by [`Opened::finish`]: until then, nothing is written.
+    line: Option<Line>,
     bytes: u64,
     complete: bool,
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let Entry {
-            exchange: ex,
+        let Some(Line {
             status,
             metrics,
             span,
-        } = &self.entry;
+        }) = &self.line
+        else {
+            return;
+        };
+        let ex = &self.exchange;
         let took = ex.started.elapsed();
         let route = ex.route.clone().unwrap_or_else(RouteLabel::none);
         metrics.request(&route, *status, took);
@@ -100,26 +139,10 @@ impl Drop for Finish {
 
 pin_project_lite::pin_project! {
     /// A response body that counts what it yields and logs the request when done.
-    pub struct Logged {
+    struct Logged {
         #[pin]
         inner: Body,
         finish: Finish,
-    }
-}
-
-impl Logged {
-    /// Wrap `body`; the entry is written when the result is finished or dropped.
-    pub fn wrap(body: Body, entry: Entry) -> Body {
-        let complete = body.is_end_stream();
-        Logged {
-            inner: body,
-            finish: Finish {
-                entry,
-                bytes: 0,
-                complete,
-            },
-        }
-        .boxed_unsync()
     }
 }
 
@@ -155,5 +178,99 @@ impl http_body::Body for Logged {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+    use crate::exchange::ClientInfo;
+
+    fn opened() -> Opened {
+        let mut ex = Opened::new(Exchange::new(
+            ClientInfo::direct("127.0.0.1:4000".parse().unwrap(), false),
+            http::Method::GET,
+            http::Uri::from_static("/dashboard"),
+            Instant::now(),
+        ));
+        // Reached through the entry, as the gate fills it in.
+        ex.route = Some(RouteLabel::new("/dashboard"));
+        ex
+    }
+
+    fn counted(metrics: &Metrics) -> String {
+        metrics
+            .encode()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("doorman_requests_total{"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The access lines written while `f` runs, as the fmt subscriber prints them.
+    fn lines_of(f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter(|l| l.contains("doorman::access"))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn an_entry_dropped_before_its_response_writes_nothing() {
+        let lines = lines_of(|| drop(opened()));
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+
+    #[test]
+    fn a_finished_entry_writes_and_counts_once_when_its_body_is_done() {
+        let metrics = Arc::new(Metrics::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let lines = lines_of(|| {
+            let body = opened().finish(
+                crate::body::full("ok\n"),
+                200,
+                Arc::clone(&metrics),
+                tracing::Span::none(),
+            );
+            // Counted when the body ends, not when the response is made.
+            assert_eq!(counted(&metrics), "");
+            let read = runtime.block_on(body.collect()).unwrap().to_bytes();
+            assert_eq!(read, "ok\n");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        for field in ["method=GET", "path=\"/dashboard\"", "status=200", "bytes=3", "complete=true"] {
+            assert!(lines[0].contains(field), "{field} not in {}", lines[0]);
+        }
+        assert_eq!(
+            counted(&metrics),
+            "doorman_requests_total{route=\"/dashboard\",status_class=\"2xx\"} 1"
+        );
     }
 }

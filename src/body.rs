@@ -1,22 +1,74 @@
 //! The body type every response doorman sends has: either the upstream's streamed body or a
 //! small fixed one of doorman's own, behind one boxed type so handlers can return either.
+//!
+//! Doorman's own box rather than `http_body_util`'s `UnsyncBoxBody`: that one can only be made
+//! by boxing a body anew, and [`Body::from_box`] turns a body that is already in a box into
+//! one without a second allocation (the access log's wrapper is allocated when the request
+//! arrives, with the request's exchange in it: `access_log::Opened`).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
 
-/// A response body: streamed from the upstream, or doorman's own.
-pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+/// A response body: streamed from the upstream, or doorman's own. `Send`, not `Sync` (as
+/// hyper asks of a body).
+pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = BodyError> + Send>>);
 
 /// Why a response body stopped short: the upstream's body failed, or doorman ended it (a
 /// stream whose session ended, DESIGN.md §11). hyper closes an HTTP/1 connection on it, and
 /// on HTTP/2 resets the stream with the reason an `h2::Error` in it carries.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+impl Body {
+    /// `body`, boxed. (A body without size, as [`empty`]'s, is not allocated.)
+    pub fn new<B>(body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes, Error = BodyError> + Send + 'static,
+    {
+        Body(Box::pin(body))
+    }
+
+    /// A body already in its box, kept there.
+    pub fn from_box<B>(body: Box<B>) -> Body
+    where
+        B: http_body::Body<Data = Bytes, Error = BodyError> + Send + 'static,
+    {
+        Body(Box::into_pin(body))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body").finish_non_exhaustive()
+    }
+}
+
 /// A complete body from static or owned bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Body::new(Full::new(bytes.into()).map_err(|never| match never {}))
 }
 
 /// A complete response doorman writes itself: `status`, `Content-Type`, and
@@ -43,7 +95,7 @@ pub fn own_response(
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
+    Body::new(Empty::new().map_err(|never| match never {}))
 }
 
 /// The upstream's body, passed through frame by frame (data and trailers), never buffered.
@@ -52,5 +104,5 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BodyError>,
 {
-    incoming.map_err(Into::into).boxed_unsync()
+    Body::new(incoming.map_err(Into::into))
 }

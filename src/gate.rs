@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use crate::access::{self, Shared};
-use crate::access_log::{Entry, Logged};
+use crate::access_log::Opened;
 use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::{Config, OidcConfig};
@@ -151,9 +151,9 @@ pub fn handle<R>(
         Some(fa) if fa.trusts(client.peer.ip()) => client.behind_gateway(req.headers()),
         _ => client,
     };
-    // Boxed: it lives until the response body ends (the access log's), and is moved from
-    // this future into the log's entry and on with the body; a box moves as a pointer.
-    let mut ex = Box::new(Exchange::new(
+    // The access log's entry, boxed: it lives until the response body ends, in the box that
+    // becomes the body's wrapper (`Opened`); until then it moves as a pointer.
+    let mut ex = Opened::new(Exchange::new(
         client,
         req.method().clone(),
         req.uri().clone(),
@@ -306,7 +306,7 @@ fn decide<'a>(
 
 /// The one finishing step every response takes: doorman's cookie, HSTS, `Connection: close`,
 /// no body on a `HEAD`, and the access log (written when the body is done).
-fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Response<Body> {
+fn finish(app: &App, mut ex: Opened, mut resp: Response<Body>) -> Response<Body> {
     let shared = &app.shared;
     let cookies = shared.cookies(ex.client.https);
     let set_cookie = match &ex.cookie {
@@ -352,13 +352,9 @@ fn finish(app: &App, mut ex: Box<Exchange>, mut resp: Response<Body>) -> Respons
             .get_or_insert_with(|| Arc::clone(identity.user_name()));
     }
     ex.presented = Presented::Absent;
-    let entry = Entry::new(
-        ex,
-        resp.status().as_u16(),
-        Arc::clone(&shared.metrics),
-        tracing::Span::current(),
-    );
-    resp.map(|body| Logged::wrap(body, entry))
+    let status = resp.status().as_u16();
+    let metrics = Arc::clone(&shared.metrics);
+    resp.map(|body| ex.finish(body, status, metrics, tracing::Span::current()))
 }
 
 /// What a proxied request needs before its decision: the upstream (none in auth-only mode:
