@@ -55,7 +55,13 @@ impl Opened {
 
     /// The response's body, wrapped in this entry's box: the line is written, and the request
     /// counted, when that body is finished or dropped (with `status`, in `span`).
-    pub fn finish(self, body: Body, status: u16, metrics: Arc<Metrics>, span: tracing::Span) -> Body {
+    pub fn finish(
+        self,
+        body: Body,
+        status: u16,
+        metrics: Arc<Metrics>,
+        span: tracing::Span,
+    ) -> Body {
         let mut logged = self.0;
         logged.finish.complete = body.is_end_stream();
         logged.inner = body;
@@ -265,7 +271,13 @@ mod tests {
             assert_eq!(read, "ok\n");
         });
         assert_eq!(lines.len(), 1, "{lines:?}");
-        for field in ["method=GET", "path=\"/dashboard\"", "status=200", "bytes=3", "complete=true"] {
+        for field in [
+            "method=GET",
+            "path=\"/dashboard\"",
+            "status=200",
+            "bytes=3",
+            "complete=true",
+        ] {
             assert!(lines[0].contains(field), "{field} not in {}", lines[0]);
         }
         assert_eq!(

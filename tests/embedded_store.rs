@@ -50,7 +50,7 @@ impl Drop for TempDir {
 
 async fn new_session(store: &EmbeddedStore, user: &str) -> SessionKey {
     let key = SessionId::generate().unwrap().key();
-    let record = Record::new(user.into(), vec![], Origin::Login, now_millis(), &T);
+    let record = Record::new(user, vec![], Origin::Login, now_millis(), &T);
     store.create(&key, &record).await.unwrap();
     key
 }

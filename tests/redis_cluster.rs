@@ -503,7 +503,7 @@ async fn slow_slot_sessions(
         } else {
             "bob"
         };
-        let record = Record::new(user.into(), vec![], Origin::Login, now_millis(), &timeouts);
+        let record = Record::new(user, vec![], Origin::Login, now_millis(), &timeouts);
         store.create(&id.key(), &record).await.expect("create");
         sessions.push((user, cookie));
     }

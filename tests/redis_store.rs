@@ -50,7 +50,7 @@ async fn login_at(
 ) -> (SessionKey, Record) {
     let key = SessionId::generate().expect("id").key();
     let groups = groups.iter().map(|g| g.to_string()).collect();
-    let record = Record::new(user.into(), groups, Origin::Login, now, t);
+    let record = Record::new(user, groups, Origin::Login, now, t);
     store.create(&key, &record).await.expect("create");
     (key, record)
 }
@@ -491,7 +491,7 @@ async fn a_record_written_without_the_packed_field_is_still_a_session() {
     let store = store_at(&redis.url(), t);
     let mut raw = redis.client();
     let now = now_millis();
-    let record = Record::new("bob".into(), vec!["ops".into()], Origin::Login, now, &t);
+    let record = Record::new("bob", vec!["ops".into()], Origin::Login, now, &t);
     let key = SessionId::generate().unwrap().key();
     let (v, created, exp) = (
         RECORD_VERSION.to_string(),
@@ -640,7 +640,7 @@ async fn redis_down_at_start_fails_closed_then_recovers_without_a_new_store() {
         "fail closed"
     );
     assert!(store.ping().await.is_err());
-    let record = Record::new("alice".into(), vec![], Origin::Login, now_millis(), &t);
+    let record = Record::new("alice", vec![], Origin::Login, now_millis(), &t);
     assert!(store.create(&key, &record).await.is_err());
     assert!(
         started.elapsed() < COMMAND_TIMEOUT * 3,
@@ -828,7 +828,7 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
 
     // Writes reach the new master; a write or two may fail while the store notices.
     let key = SessionId::generate().unwrap().key();
-    let fresh = Record::new("bob".into(), vec![], Origin::Login, now_millis(), &t);
+    let fresh = Record::new("bob", vec![], Origin::Login, now_millis(), &t);
     let mut failures = 0;
     while let Err(e) = store.create(&key, &fresh).await {
         failures += 1;

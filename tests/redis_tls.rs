@@ -34,13 +34,7 @@ async fn rediss_works_and_verifies_the_server_certificate() {
     };
     let target = RedisTarget::Standalone(redis.tls_url());
     let key = SessionId::generate().unwrap().key();
-    let record = Record::new(
-        "alice".into(),
-        vec!["ops".into()],
-        Origin::Login,
-        now_millis(),
-        &t,
-    );
+    let record = Record::new("alice", vec!["ops".into()], Origin::Login, now_millis(), &t);
 
     // Not trusted yet (the certificate is in no trust store): refused, never used unverified.
     std::env::set_var("SSL_CERT_FILE", dir.join("empty.pem"));

@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn record(now: u64) -> Record {
-        Record::new("alice".into(), vec!["admin".into()], Origin::Login, now, &T)
+        Record::new("alice", vec!["admin".into()], Origin::Login, now, &T)
     }
 
     #[test]
@@ -413,7 +413,7 @@ mod tests {
         let key = SessionKey([1; 32]);
         assert!(cache.get(&key, 0, &t).is_none());
         assert!(cache.trust(cache.current()));
-        let record = Record::new("alice".into(), vec![], Origin::Login, 0, &t);
+        let record = Record::new("alice", vec![], Origin::Login, 0, &t);
         cache.fill(&key, &record, cache.ticket(&key), 0);
         assert!(cache.get(&key, 1, &t).is_some());
         let text = m.encode().unwrap();

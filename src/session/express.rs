@@ -244,7 +244,7 @@ impl Bridge {
         Ok(self
             .app_session(&id, now)
             .await?
-            .is_some_and(|(app, _)| app.user == record.user))
+            .is_some_and(|(app, _)| *app.user == *record.user))
     }
 
     /// Add to a response's `headers` the `Set-Cookie` that expires the app's cookie in the

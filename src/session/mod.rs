@@ -21,6 +21,7 @@ mod tracking;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -274,8 +275,9 @@ impl Link {
 pub struct Record {
     /// [`RECORD_VERSION`] when written.
     pub version: u8,
-    /// Who the session belongs to.
-    pub user: String,
+    /// Who the session belongs to. Shared: a cached record is cloned for every request that
+    /// uses it, and this makes that clone copy no name.
+    pub user: Arc<str>,
     /// Groups granted at creation (handoff sessions; login sessions read the users file).
     pub groups: Vec<String>,
     /// How the session was made.
@@ -308,7 +310,7 @@ pub struct Record {
 impl Record {
     /// A new record for a session starting `now`.
     pub fn new(
-        user: String,
+        user: impl Into<Arc<str>>,
         groups: Vec<String>,
         origin: Origin,
         now: u64,
@@ -316,7 +318,7 @@ impl Record {
     ) -> Record {
         Record {
             version: RECORD_VERSION,
-            user,
+            user: user.into(),
             groups,
             origin,
             created: now,
@@ -703,7 +705,7 @@ mod tests {
 
     #[test]
     fn idle_slides_and_absolute_does_not() {
-        let mut r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        let mut r = Record::new("alice", vec![], Origin::Login, 0, &T);
         assert!(r.is_live(99_999, &T));
         assert!(!r.is_live(100_000, &T), "idle");
         r.last_seen = 950_000;
@@ -720,7 +722,7 @@ mod tests {
 
     #[test]
     fn touches_are_coalesced_to_a_tenth_of_idle() {
-        let r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        let r = Record::new("alice", vec![], Origin::Login, 0, &T);
         assert!(!r.needs_touch(9_999, &T));
         assert!(r.needs_touch(10_000, &T));
     }
@@ -749,7 +751,7 @@ mod tests {
 
     #[test]
     fn other_format_versions_are_not_live() {
-        let mut r = Record::new("alice".into(), vec![], Origin::Login, 0, &T);
+        let mut r = Record::new("alice", vec![], Origin::Login, 0, &T);
         r.version = 2;
         assert!(!r.is_live(1, &T));
     }

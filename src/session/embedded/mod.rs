@@ -411,11 +411,11 @@ impl Inner {
                 .and_then(|old| decode(old.value()));
             if let Some(old) = old.filter(|old| old.user != record.user) {
                 users
-                    .remove(old.user.as_str(), &key.0)
+                    .remove(old.user.as_ref(), &key.0)
                     .map_err(unavailable)?;
             }
             users
-                .insert(record.user.as_str(), &key.0)
+                .insert(record.user.as_ref(), &key.0)
                 .map_err(unavailable)?;
         }
         self.commit(txn, Durability::Immediate)?;
@@ -509,7 +509,7 @@ impl Inner {
                 .get(&key)
                 .map_err(unavailable)?
                 .and_then(|g| decode(g.value()));
-            if let Some(id) = record.filter(|r| r.user == user).and_then(|r| r.express) {
+            if let Some(id) = record.filter(|r| &*r.user == user).and_then(|r| r.express) {
                 ids.push(id.into_string());
             }
         }
@@ -558,7 +558,7 @@ impl Inner {
             drop(users);
             for key in keys {
                 let in_family = |r: Option<&Record>| {
-                    r.is_some_and(|r| r.user == user && r.family(&key) == family)
+                    r.is_some_and(|r| &*r.user == user && r.family(&key) == family)
                 };
                 if remove_session_if(&txn, &key, in_family)? {
                     removed.push(key);
@@ -588,7 +588,7 @@ impl Inner {
                     .map(|g| decode(g.value()));
                 // Only this user's records: the index is a hint, the record is the truth.
                 match record {
-                    Some(Some(r)) if r.user == user => {
+                    Some(Some(r)) if &*r.user == user => {
                         sessions.remove(&key.0).map_err(unavailable)?;
                         if r.is_live(now, &self.timeouts) {
                             live += 1;
@@ -794,7 +794,7 @@ fn remove_session_if(
     if let Some(record) = record {
         let mut users = txn.open_multimap_table(USERS).map_err(unavailable)?;
         users
-            .remove(record.user.as_str(), &key.0)
+            .remove(record.user.as_ref(), &key.0)
             .map_err(unavailable)?;
     }
     // An unreadable record's index entry is left for the sweep's dangling-entry pass.

@@ -36,7 +36,7 @@ impl EmbeddedStore {
                     .insert(&key.0, bytes.as_slice())
                     .map_err(unavailable)?;
                 users
-                    .insert(record.user.as_str(), &key.0)
+                    .insert(record.user.as_ref(), &key.0)
                     .map_err(unavailable)?;
                 written += 1;
             }

@@ -40,7 +40,7 @@ impl Drop for TempDir {
 
 fn session(user: &str, now: u64, t: &Timeouts) -> (SessionKey, Record) {
     let key = SessionId::generate().unwrap().key();
-    let record = Record::new(user.into(), vec!["staff".into()], Origin::Login, now, t);
+    let record = Record::new(user, vec!["staff".into()], Origin::Login, now, t);
     (key, record)
 }
 

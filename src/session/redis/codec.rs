@@ -19,6 +19,8 @@
 //! A record this build cannot read (another format version, a damaged field) decodes to an
 //! `Err` saying why; the store then treats it as absent rather than failing the request.
 
+use std::sync::Arc;
+
 use redis::Value;
 
 use crate::session::{Link, Origin, Record, RECORD_VERSION};
@@ -67,7 +69,7 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, String)> {
     let origin = record.origin.as_str();
     let values = [
         record.version.to_string(),
-        record.user.clone(),
+        record.user.to_string(),
         record.groups.join(","),
         origin.to_string(),
         record.created.to_string(),
@@ -189,7 +191,7 @@ pub(super) fn decode_lookup(reply: Value) -> Result<Lookup, &'static str> {
     let version = parse_version(required(v)?)?;
     Ok(Lookup::Found(Record {
         version,
-        user: required(user)?.to_string(),
+        user: Arc::from(required(user)?),
         groups: split_groups(required(groups)?),
         origin: Origin::parse(required(origin)?).ok_or("unknown origin")?,
         created: packed_number(created)?,
@@ -248,7 +250,7 @@ pub(super) fn decode(reply: Value) -> Result<Option<Record>, &'static str> {
     };
     Ok(Some(Record {
         version,
-        user: text(user)?,
+        user: text(user)?.into(),
         groups: split_groups(&groups),
         origin,
         created: number(created)?,
@@ -311,7 +313,7 @@ mod tests {
             vec!["admin".to_string()],
             vec!["a".into(), "b".into()],
         ] {
-            let mut r = Record::new("alice".into(), groups, Origin::Handoff, 5, &T);
+            let mut r = Record::new("alice", groups, Origin::Handoff, 5, &T);
             r.last_seen = 7;
             assert_eq!(decode(reply(&r)), Ok(Some(r.clone())));
             r.link = Some(Box::new(crate::session::Link {
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_the_packed_field() {
-        let mut r = Record::new("alice".into(), vec![], Origin::Login, 5, &T);
+        let mut r = Record::new("alice", vec![], Origin::Login, 5, &T);
         r.last_seen = 9;
         let found = |r: &Record| decode_lookup(lookup_reply(r));
         assert_eq!(found(&r), Ok(Lookup::Found(r.clone())));
@@ -391,7 +393,7 @@ mod tests {
 
     #[test]
     fn unreadable_packed_records_are_reported_not_decoded() {
-        let r = Record::new("alice".into(), vec![], Origin::Login, 5, &T);
+        let r = Record::new("alice", vec![], Origin::Login, 5, &T);
         let with_packed = |packed: &str| {
             decode_lookup(Value::Array(vec![
                 Value::BulkString(packed.as_bytes().to_vec()),
@@ -425,7 +427,7 @@ mod tests {
 
     #[test]
     fn unreadable_records_are_reported_not_decoded() {
-        let mut r = Record::new("alice".into(), vec![], Origin::Login, 5, &T);
+        let mut r = Record::new("alice", vec![], Origin::Login, 5, &T);
         r.version = RECORD_VERSION + 1;
         assert!(decode(reply(&r)).is_err());
         assert!(decode(Value::Array(vec![Value::BulkString(b"1".to_vec())])).is_err());

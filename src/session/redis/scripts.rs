@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_touch_script_reads_the_fields_encode_writes() {
-        let record = Record::new("a".into(), vec![], Origin::Login, 1, &T);
+        let record = Record::new("a", vec![], Origin::Login, 1, &T);
         let written: Vec<&str> = encode(&record).into_iter().map(|(k, _)| k).collect();
         for field in ["v", "exp", "seen"] {
             assert!(
