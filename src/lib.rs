@@ -12,7 +12,7 @@
 //! is the rule, not a picture of it.
 //!
 //! ```text
-//! base:       lock worker clock encoding digest_map accept body metrics audit logging
+//! base:       lock worker timer clock encoding digest_map accept body metrics audit logging
 //! vocabulary: jws seal path host identity routes tls
 //! config:     config
 //! provider:   oidc
@@ -27,7 +27,8 @@
 //! ```
 //!
 //! * **base**: no doorman imports. `lock` (a poison-tolerant lock), [`worker`] (which
-//!   serving thread runs the caller), [`clock`] (the time decisions are made against),
+//!   serving thread runs the caller), `timer` (deadline timers a worker keeps and lends to
+//!   its requests), [`clock`] (the time decisions are made against),
 //!   `encoding` (hex and percent escapes), `digest_map` (maps keyed by a session store
 //!   key, without SipHash), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
@@ -114,5 +115,6 @@ pub mod routes;
 pub(crate) mod seal;
 pub mod server;
 pub mod session;
+pub(crate) mod timer;
 pub(crate) mod tls;
 pub mod worker;

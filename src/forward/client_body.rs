@@ -21,7 +21,6 @@
 //!   aborts the upstream request: `400` if no response has started, else the client connection
 //!   is cut (h2: the stream is reset).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +36,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
+use crate::timer::{self, Kept, Lent};
 
 /// The most body data taken ahead of forwarding a chunked request: enough for the usual form
 /// or JSON body to arrive whole (so a malformed one is refused before the upstream sees it),
@@ -120,69 +120,16 @@ impl Progress {
     }
 }
 
-/// How many timers a worker keeps for its requests ([`lend`]): twice the HTTP/1 requests
-/// `benches/run.sh` keeps waiting on one worker at 256 connections. Requests beyond it (HTTP/2
-/// streams side by side can be more) make their own, as every request did before.
-const KEPT_TIMERS: usize = 256;
-
 thread_local! {
-    /// This worker's timers for [`head_within`], given back by the requests that used them.
-    static TIMERS: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A timer set for `wake`, and whether it goes back to the worker's timers when done.
-///
-/// A new `Sleep` per request costs a timer-wheel insertion on its first poll and a removal
-/// when it is dropped, each under the time driver's lock (about 340 instructions per request,
-/// `benches/callgrind.sh`). A timer given back stays registered, and the next request moves
-/// its deadline later, which tokio does with one compare-and-swap and no lock: the wheel finds
-/// the later deadline when the earlier one comes round, and files the entry again (once per
-/// `timeout` at most). Requests share one `[upstream] timeout`, so a request's deadline is
-/// never earlier than the one its timer had (after a reload that shortens it, tokio moves the
-/// entry under its lock, as for a new timer).
-///
-/// Kept per worker thread, and only on the workers ([`crate::worker::on_worker`]): a timer is
-/// polled only on the runtime it was made on, which lives as long as its thread. Elsewhere
-/// (tests serving in-process) each request makes its own. A timer kept here still holds the
-/// waker of the task that last polled it: when its deadline passes, that task is woken once
-/// for nothing; and should the task be gone (its connection closed), its memory (about the
-/// size of the connection's future, a few KiB) stays allocated until the timer is lent again.
-/// That is at most [`KEPT_TIMERS`] such tasks per worker, after a peak of requests on
-/// connections that closed since; forgetting the waker when a timer comes back (a poll with
-/// a no-op waker) cost about as much as keeping the timer saved.
-fn lend(wake: Instant) -> (Pin<Box<Sleep>>, bool) {
-    if crate::worker::on_worker().is_none() {
-        return (Box::pin(tokio::time::sleep_until(wake)), false);
-    }
-    // `try_with`: a thread being torn down has no timers to lend (nor takes any back).
-    let kept = TIMERS.try_with(|kept| kept.borrow_mut().pop());
-    match kept.ok().flatten() {
-        Some(mut sleep) => {
-            sleep.as_mut().reset(wake);
-            (sleep, true)
-        }
-        None => (Box::pin(tokio::time::sleep_until(wake)), true),
-    }
-}
-
-/// Give a timer [`lend`] lent back to the worker (or drop it, past [`KEPT_TIMERS`]).
-fn give_back(sleep: Pin<Box<Sleep>>) {
-    let mut sleep = Some(sleep);
-    let _ = TIMERS.try_with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.len() < KEPT_TIMERS {
-            kept.extend(sleep.take());
-        }
-    });
-    // Past the limit (or on a thread being torn down): dropped, and taken off the wheel,
-    // outside the borrow.
-    drop(sleep);
+    /// This worker's timers for [`head_within`] (`crate::timer`): every one is set
+    /// `[upstream] timeout` from its request's start, so a lent one only moves later.
+    static TIMERS: Kept = const { Kept::new() };
 }
 
 /// Wait for `send` (the upstream's response head) under `[upstream] timeout`; `None` if the
 /// upstream took too long. Without `progress` (no body in flight) this is a plain timeout;
 /// with it, the timeout counts only the upstream's time (see the module docs). On a worker,
-/// the timer is one the worker keeps ([`lend`]), given back when the future is dropped.
+/// the timer is one the worker keeps (`crate::timer`), given back when the future is dropped.
 ///
 /// A future of its own rather than an `async fn`: an `async fn` keeps its argument `send` and
 /// the timeout wrapped around it as two fields, so every request's state carried the upstream
@@ -196,11 +143,9 @@ pub fn head_within<F: Future>(
         .as_deref()
         .and_then(|p| p.upstream_deadline(timeout))
         .unwrap_or_else(|| Instant::now() + timeout);
-    let (sleep, lent) = lend(wake);
     HeadWithin {
         send,
-        sleep: Some(sleep),
-        lent,
+        sleep: timer::lend(&TIMERS, wake),
         timeout,
         progress,
     }
@@ -211,21 +156,10 @@ pin_project_lite::pin_project! {
     pub struct HeadWithin<F> {
         #[pin]
         send: F,
-        // `None` only once given back, as the future is dropped.
-        sleep: Option<Pin<Box<Sleep>>>,
-        // Whether `sleep` goes back to the worker's timers.
-        lent: bool,
+        // Given back to the worker's timers when the future is dropped.
+        sleep: Lent,
         timeout: Duration,
         progress: Option<Arc<Progress>>,
-    }
-
-    impl<F> PinnedDrop for HeadWithin<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let (true, Some(sleep)) = (*this.lent, this.sleep.take()) {
-                give_back(sleep);
-            }
-        }
     }
 }
 
@@ -237,13 +171,9 @@ impl<F: Future> Future for HeadWithin<F> {
         if let Poll::Ready(out) = this.send.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        // Never `None` while the future can be polled (it is emptied by its drop alone); were
-        // it, the wait would end as a timeout rather than never.
-        let Some(sleep) = this.sleep.as_mut() else {
-            return Poll::Ready(None);
-        };
+        let sleep = this.sleep;
         loop {
-            if sleep.as_mut().poll(cx).is_pending() {
+            if Pin::new(&mut *sleep).poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let Some(progress) = this.progress.as_deref() else {
@@ -257,7 +187,7 @@ impl<F: Future> Future for HeadWithin<F> {
                 Some(at) => at,
                 None => now + *this.timeout,
             };
-            sleep.as_mut().reset(wake);
+            sleep.reset(wake);
         }
     }
 }
@@ -478,7 +408,7 @@ mod tests {
 
     /// The timers this thread keeps, by address.
     fn kept() -> Vec<*const Sleep> {
-        TIMERS.with_borrow(|kept| kept.iter().map(|s| &**s as *const Sleep).collect())
+        TIMERS.with(Kept::addresses)
     }
 
     #[tokio::test(start_paused = true)]
@@ -511,13 +441,13 @@ mod tests {
     async fn requests_side_by_side_borrow_timers_of_their_own_and_the_rest_are_dropped() {
         crate::worker::enter(0);
         let start = Instant::now();
-        let waiters: Vec<_> = (0..KEPT_TIMERS + 3)
+        let waiters: Vec<_> = (0..timer::KEPT + 3)
             .map(|_| give_up_after(TIMEOUT, None))
             .collect();
         for waiter in waiters {
             assert_eq!(waiter.await.unwrap() - start, TIMEOUT);
         }
-        assert_eq!(kept().len(), KEPT_TIMERS, "at most KEPT_TIMERS kept");
+        assert_eq!(kept().len(), timer::KEPT, "at most timer::KEPT kept");
     }
 
     #[tokio::test]

@@ -42,6 +42,7 @@ use redis::{
 use crate::config::{ClusterTarget, RedisTarget, SentinelTarget};
 use crate::lock::lock;
 use crate::session::{tracking, StoreError};
+use crate::timer::{self, Kept};
 
 /// Upper bound on one store operation's wait for Redis: connecting (or resolving a Sentinel
 /// master) included. An operation that takes longer fails with [`StoreError::Timeout`].
@@ -59,6 +60,12 @@ const LOADING_PAUSE: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command may wait for its reply on an established connection.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// This worker's timers for [`COMMAND_TIMEOUT`] (`crate::timer`): a store call on a
+    /// worker borrows one rather than filing a new timer in the wheel and taking it out again.
+    static COMMAND_TIMERS: Kept = const { Kept::new() };
+}
 
 /// How the store reaches Redis: one of three ways, and the breaker in front of it.
 /// Connections are created on first use: that needs a Tokio runtime, which [`Backend::new`]
@@ -220,7 +227,7 @@ impl Backend {
         if self.breaker.is_open() {
             return Err(StoreError::Unavailable(FAILING_FAST.into()));
         }
-        let exchange = tokio::time::timeout(COMMAND_TIMEOUT, async {
+        let exchange = timer::within(&COMMAND_TIMERS, COMMAND_TIMEOUT, async {
             let mut retried = false;
             loop {
                 match op(self.connection().await?).await {
@@ -246,7 +253,7 @@ impl Backend {
         if self.breaker.is_open() {
             return Err(StoreError::Unavailable(FAILING_FAST.into()));
         }
-        let exchange = tokio::time::timeout(COMMAND_TIMEOUT, async {
+        let exchange = timer::within(&COMMAND_TIMERS, COMMAND_TIMEOUT, async {
             op(self.connection().await?)
                 .await
                 .map_err(|e| self.error(e))
@@ -256,17 +263,14 @@ impl Backend {
 
     /// A bounded exchange's outcome, as the breaker counts it: an answer closes the count, a
     /// timeout adds to it (and drops the connection, [`Backend::timed_out`]).
-    fn settle<T>(
-        &self,
-        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
-    ) -> Result<T, StoreError> {
+    fn settle<T>(&self, outcome: Option<Result<T, StoreError>>) -> Result<T, StoreError> {
         match outcome {
-            Ok(Ok(value)) => {
+            Some(Ok(value)) => {
                 self.breaker.reached();
                 Ok(value)
             }
-            Ok(Err(error)) => Err(error),
-            Err(_) => {
+            Some(Err(error)) => Err(error),
+            None => {
                 self.timed_out();
                 self.missed();
                 Err(StoreError::Timeout)
