@@ -1,6 +1,6 @@
 //! The access log and the per-request metrics, written once the response body is done.
 //!
-//! The gate opens an entry ([`Opened`]) for every request it answers, and its finishing step
+//! The gate opens an entry ([`Opened`]) for every request it receives, and its finishing step
 //! wraps the response body in it, which counts the body bytes as hyper takes them and, when
 //! the body is finished or dropped (the client left), writes one line on the `doorman::access` target and counts the request in
 //! `doorman_requests_total` / `doorman_request_duration_seconds`. So `bytes` is the response
@@ -96,7 +96,8 @@ struct Line {
     span: tracing::Span,
 }
 
-/// Counts bytes and writes the entry exactly once, when dropped after the response was made.
+/// The entry and the count of body bytes ([`Logged`] counts them): the line is written exactly
+/// once, when dropped after the response was made.
 struct Finish {
     /// What doorman learnt about the request (peer, method, target, path, route, user,
     /// session).

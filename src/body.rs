@@ -13,8 +13,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 
-/// A response body: streamed from the upstream, or doorman's own. `Send`, not `Sync` (as
-/// hyper asks of a body).
+/// A response body: streamed from the upstream, or doorman's own. `Send`, which is what hyper
+/// asks of a body; not `Sync`, which nothing needs.
 pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = BodyError> + Send>>);
 
 /// Why a response body stopped short: the upstream's body failed, or doorman ended it (a

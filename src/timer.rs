@@ -7,13 +7,17 @@
 //! and the next request moves its deadline later, which tokio does with one compare-and-swap
 //! and no lock: the wheel finds the later deadline when the earlier one comes round, and files
 //! the entry again (once per timeout at most). So each kind of deadline has its own timers
-//! ([`Kept`]), and every deadline of one kind is the same duration from its start: a lent
-//! timer's deadline is then never earlier than the one it had. (One that is, after a reload
-//! shortened the duration, is moved by tokio under its lock, as a new timer is filed.)
+//! ([`Kept`]), and the deadlines of one kind are (almost always) the same duration from their
+//! start: a lent timer's deadline is then later than the one it had. One that is earlier (after
+//! a reload shortened the duration, or a request body's progress set it) is moved by tokio
+//! under its lock, as a new timer is filed: correct either way, only slower.
 //!
 //! Kept per worker thread, and only on the workers ([`crate::worker::on_worker`]): a timer is
 //! polled only on the runtime it was made on, which lives as long as its thread. Elsewhere
-//! (tests serving in-process, the main runtime) each use makes its own.
+//! (tests serving in-process, the main runtime) each use makes its own. A timer dropped on
+//! another thread than the one that lent it is not given back there (it belongs to the first
+//! worker's runtime); every future that lends one today runs on its worker's single-threaded
+//! runtime, so that does not happen, but would not break anything if it did.
 //!
 //! A timer kept here still holds the waker of the task that last polled it: when its deadline
 //! passes, that task is woken once for nothing; and should the task be gone (its connection
@@ -67,19 +71,20 @@ impl Default for Kept {
 pub struct Lent {
     /// `None` only once given back, as it is dropped.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Where it goes back to: `None` when it was made off the workers.
-    home: Option<&'static LocalKey<Kept>>,
+    /// Where it goes back to, and the worker that lent it: `None` when it was made off the
+    /// workers.
+    home: Option<(&'static LocalKey<Kept>, usize)>,
 }
 
 /// A timer of `kind` set for `wake`: one the worker keeps, when there is one.
 #[inline]
 pub fn lend(kind: &'static LocalKey<Kept>, wake: Instant) -> Lent {
-    if crate::worker::on_worker().is_none() {
+    let Some(worker) = crate::worker::on_worker() else {
         return Lent {
             sleep: Some(Box::pin(tokio::time::sleep_until(wake))),
             home: None,
         };
-    }
+    };
     // `try_with`: a thread being torn down has no timers to lend (nor takes any back).
     let kept = kind.try_with(|kept| kept.0.borrow_mut().pop());
     let sleep = match kept.ok().flatten() {
@@ -91,7 +96,7 @@ pub fn lend(kind: &'static LocalKey<Kept>, wake: Instant) -> Lent {
     };
     Lent {
         sleep: Some(sleep),
-        home: Some(kind),
+        home: Some((kind, worker)),
     }
 }
 
@@ -101,6 +106,17 @@ impl Lent {
         if let Some(sleep) = self.sleep.as_mut() {
             sleep.as_mut().reset(wake);
         }
+    }
+
+    /// Poll the deadline right after the future it bounds was polled, as `tokio::time::timeout`
+    /// does: when that future used up the task's cooperative budget (`had_budget` says whether
+    /// there was some before it), the deadline is polled unconstrained, so that a future which
+    /// always uses up the budget cannot keep its deadline from being seen.
+    pub fn poll_after(&mut self, cx: &mut Context<'_>, had_budget: bool) -> Poll<()> {
+        if had_budget && !tokio::task::coop::has_budget_remaining() {
+            return Pin::new(&mut tokio::task::coop::unconstrained(&mut *self)).poll(cx);
+        }
+        Pin::new(self).poll(cx)
     }
 }
 
@@ -120,9 +136,13 @@ impl Future for Lent {
 impl Drop for Lent {
     #[inline]
     fn drop(&mut self) {
-        let (Some(home), Some(sleep)) = (self.home, self.sleep.take()) else {
+        let (Some((home, lender)), Some(sleep)) = (self.home, self.sleep.take()) else {
             return;
         };
+        if crate::worker::on_worker() != Some(lender) {
+            // Another thread: its runtime is not this timer's (see the module docs).
+            return;
+        }
         let mut sleep = Some(sleep);
         let _ = home.try_with(|kept| {
             let mut kept = kept.0.borrow_mut();
@@ -145,8 +165,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// `inner`, bounded by `timeout` from now with a timer of `kind`: as `tokio::time::timeout`,
-/// with a kept timer.
+/// `inner`, bounded by `timeout` from now with a timer of `kind`: as `tokio::time::timeout`
+/// (cooperative budget included, [`Lent::poll_after`]), with a kept timer.
 pub fn within<F: Future>(kind: &'static LocalKey<Kept>, timeout: Duration, inner: F) -> Within<F> {
     Within {
         inner,
@@ -159,10 +179,11 @@ impl<F: Future> Future for Within<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let had_budget = tokio::task::coop::has_budget_remaining();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        Pin::new(this.deadline).poll(cx).map(|()| None)
+        this.deadline.poll_after(cx, had_budget).map(|()| None)
     }
 }
 
@@ -215,6 +236,42 @@ mod tests {
             assert_eq!(Instant::now() - start, TIMEOUT);
         }
         assert_eq!(kept().len(), KEPT);
+    }
+
+    #[tokio::test]
+    async fn a_future_that_uses_up_the_budget_still_times_out() {
+        crate::worker::enter(0);
+        // Always ready to run again, and out of budget after every poll: without the
+        // unconstrained poll, the deadline's timer (which spends budget too) never fires.
+        let busy = async {
+            loop {
+                tokio::task::coop::consume_budget().await;
+            }
+        };
+        let bounded = within(&TEST_TIMERS, Duration::from_millis(50), busy);
+        let out = tokio::time::timeout(Duration::from_secs(10), bounded).await;
+        assert_eq!(out.ok(), Some(None), "the deadline was never seen");
+    }
+
+    #[test]
+    fn a_timer_dropped_on_another_worker_is_not_kept_there() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        crate::worker::enter(0);
+        let lent = lend(&TEST_TIMERS, Instant::now() + TIMEOUT);
+        let kept_there = std::thread::spawn(move || {
+            crate::worker::enter(1);
+            drop(lent);
+            kept().len()
+        });
+        assert_eq!(kept_there.join().unwrap(), 0);
+        assert!(kept().is_empty(), "nor here, where it was not dropped");
+        // Dropped where it was lent, it is kept.
+        drop(lend(&TEST_TIMERS, Instant::now() + TIMEOUT));
+        assert_eq!(kept().len(), 1);
     }
 
     #[tokio::test]

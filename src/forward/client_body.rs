@@ -121,8 +121,9 @@ impl Progress {
 }
 
 thread_local! {
-    /// This worker's timers for [`head_within`] (`crate::timer`): every one is set
-    /// `[upstream] timeout` from its request's start, so a lent one only moves later.
+    /// This worker's timers for [`head_within`] (`crate::timer`): each is set `[upstream]
+    /// timeout` from its request's start, so a lent one moves later, except when a request
+    /// body's progress sets an earlier deadline (tokio then files it again, as a new timer).
     static TIMERS: Kept = const { Kept::new() };
 }
 
@@ -168,12 +169,13 @@ impl<F: Future> Future for HeadWithin<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let had_budget = tokio::task::coop::has_budget_remaining();
         if let Poll::Ready(out) = this.send.poll(cx) {
             return Poll::Ready(Some(out));
         }
         let sleep = this.sleep;
         loop {
-            if Pin::new(&mut *sleep).poll(cx).is_pending() {
+            if sleep.poll_after(cx, had_budget).is_pending() {
                 return Poll::Pending;
             }
             let Some(progress) = this.progress.as_deref() else {
