@@ -2,8 +2,9 @@
 //!
 //! The gate opens an entry ([`Opened`]) for every request it receives, and its finishing step
 //! wraps the response body in it, which counts the body bytes as hyper takes them and, when
-//! the body is finished or dropped (the client left), writes one line on the `doorman::access` target and counts the request in
-//! `doorman_requests_total` / `doorman_request_duration_seconds`. So `bytes` is the response
+//! the body is finished or dropped (the client left), writes one line on the
+//! `doorman::access` target and counts the request in `doorman_requests_total` /
+//! `doorman_request_duration_seconds`. So `bytes` is the response
 //! body bytes actually handed to the connection (not the `Content-Length`, and not headers),
 //! `duration_ms` runs to the end of the body, and `complete = false` marks a body the client did
 //! not wait for.

@@ -26,9 +26,10 @@
 //! fuzz:       fuzzing
 //! ```
 //!
-//! * **base**: no doorman imports outside the layer (`timer` asks `worker`). `lock` (a poison-tolerant lock), [`worker`] (which
-//!   serving thread runs the caller), `timer` (deadline timers a worker keeps and lends to
-//!   its requests), [`clock`] (the time decisions are made against),
+//! * **base**: no doorman imports outside the layer (`timer` asks `worker`). `lock` (a
+//!   poison-tolerant lock), [`worker`] (which serving thread runs the caller), `timer`
+//!   (deadline timers a worker keeps and lends to its requests), [`clock`] (the time decisions
+//!   are made against),
 //!   `encoding` (hex and percent escapes), `digest_map` (maps keyed by a session store
 //!   key, without SipHash), `accept` (the accept step every listener shares),
 //!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
