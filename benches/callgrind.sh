@@ -7,7 +7,10 @@
 #        WARMUP=1000 (requests before the counters are zeroed), DOORMAN=PATH (measure this
 #        binary, e.g. another commit's release build, instead of building this checkout),
 #        OUT=DIR (where the logs go; default benches/results/<stamp>), KEEP=1 (keep each
-#        callgrind dump there too, for callgrind_annotate)
+#        callgrind dump there too, for callgrind_annotate), CACHE=1 (callgrind's cache model
+#        too, `--cache-sim=yes`: each path's first-level instruction and data cache misses
+#        per request are printed beside its instructions; slower, and the instruction counts
+#        are the same)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
@@ -68,7 +71,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; OUT=${OUT:-}
 COOKIE=""
 ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
-REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}
+REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}; CACHE=${CACHE:-0}
+VALGRIND=(valgrind --tool=callgrind)
+[ "$CACHE" = 1 ] && VALGRIND+=(--cache-sim=yes)
+MISSES=()
 command -v redis-server >/dev/null || REDIS=0
 PIN=0; NICE=0
 
@@ -200,7 +206,7 @@ measure() {
   out="$RUN/$name/callgrind.out"
   log "$name: starting doorman under callgrind on :$port"
   start_bg "$name" env DOORMAN_WORKERS=1 RUST_LOG=warn \
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$DOORMAN" --config "$RUN/$name/proxy.toml"
+    "${VALGRIND[@]}" --callgrind-out-file="$out" "$DOORMAN" --config "$RUN/$name/proxy.toml"
   pid=$(pid_of "$name")
   wait_port "$port" 120 "$name"
   if [ "$auth" = 1 ]; then
@@ -225,7 +231,7 @@ measure_nginx() {
   local name=$1 port=$2 path=$3 cookie=$4 out="$RUN/$1/callgrind.out" pid
   nginx_render "$name" nginx-proxy.conf.tmpl "$port" 1
   log "$name: starting nginx under callgrind on :$port"
-  start_bg "$name" valgrind --tool=callgrind --callgrind-out-file="$out" \
+  start_bg "$name" "${VALGRIND[@]}" --callgrind-out-file="$out" \
     nginx -p "$RUN/$name/" -c "$RUN/$name/nginx.conf" -g 'daemon off; master_process off;'
   pid=$(pid_of "$name")
   wait_port "$port" 60 "$name"
@@ -240,7 +246,7 @@ measure_floor() {
   local name=floor port=$1 out="$RUN/floor/callgrind.out" pid
   mkdir -p "$RUN/floor"
   log "floor: starting hyper-floor under callgrind on :$port"
-  start_bg "$name" valgrind --tool=callgrind --callgrind-out-file="$out" \
+  start_bg "$name" "${VALGRIND[@]}" --callgrind-out-file="$out" \
     "$FLOOR" --listen "$port" --upstream "$UPSTREAM_PORT" --workers 1
   pid=$(pid_of "$name")
   wait_port "$port" 60 "$name"
@@ -260,6 +266,16 @@ ir_per_request() {
   [ -n "$total" ] || total=$(awk '$1=="summary:"{print $2}' "${dumps[0]}")
   [ -n "$total" ] || die "$name: no totals in ${dumps[0]}"
   log "$name: total Ir $total over $N requests"
+  # CACHE=1: the cache model's misses, from the same dump (events named on its `events:` line).
+  if [ "$CACHE" = 1 ]; then
+    MISSES+=("$(awk -v n="$N" -v name="$name" '
+      $1 == "events:" { for (i = 2; i <= NF; i++) ev[i] = $i }
+      $1 == "totals:" || $1 == "summary:" {
+        for (i = 2; i <= NF; i++) v[ev[i]] = $i
+        printf "%s: L1i misses %.0f, L1d misses %.0f per request\n", name, v["I1mr"] / n, (v["D1mr"] + v["D1mw"]) / n
+        exit
+      }' "${dumps[0]}")")
+  fi
   # KEEP=1: keep the dump beside the logs, for callgrind_annotate.
   [ "${KEEP:-0}" = 1 ] && cp "${dumps[0]}" "$OUT/$name.callgrind.out"
   RESULT=$(( (total + N/2) / N ))
@@ -313,5 +329,6 @@ if [ -n "$FLOORED" ]; then
     printf "public / floor: %.2fx\n", p / f
     if (np != "") printf "floor / nginx-public: %.2fx\n", f / np }'
 fi
+[ "$CACHE" = 1 ] && printf '%s\n' "${MISSES[@]}"
 [ -n "$ASSERTED" ] && log "assertion on / off: $(awk -v a="$ASSERTED" -v b="$AUTHENTICATED" 'BEGIN{printf "%+.2f %%", (a-b)*100/b}')"
 exit 0
