@@ -262,13 +262,13 @@ fn identity_of(config: &Config, record: &Record) -> Option<Identity> {
         // The users file's own identity, validated and shared when the file was loaded.
         Origin::Login => config.users.get(&record.user).map(|u| u.identity.clone()),
         Origin::Handoff | Origin::Express => {
-            Identity::new(&record.user, record.groups.clone()).ok()
+            Identity::new(Arc::clone(&record.user), record.groups.clone()).ok()
         }
         // Groups as the ID token gave them; the users file is not consulted, except that a
         // reload that removes `[oidc]`, or forbids a local user's name, ends these sessions.
         Origin::Oidc => match &config.oidc {
             Some(oidc) if oidc.link_local_users || config.users.get(&record.user).is_none() => {
-                Identity::new(&record.user, record.groups.clone()).ok()
+                Identity::new(Arc::clone(&record.user), record.groups.clone()).ok()
             }
             _ => None,
         },

@@ -368,16 +368,20 @@ struct Named {
 }
 
 impl Identity {
-    /// Validate `user` and every group (see the module docs for the rule).
-    pub fn new(user: &str, groups: Vec<String>) -> Result<Identity, NameError> {
-        check_name(user)?;
+    /// Validate `user` and every group (see the module docs for the rule). A user already
+    /// shared (a session record's) is kept as it is, not copied.
+    pub fn new(
+        user: impl AsRef<str> + Into<Arc<str>>,
+        groups: Vec<String>,
+    ) -> Result<Identity, NameError> {
+        check_name(user.as_ref())?;
         for g in &groups {
             check_name(g)?;
         }
         Ok(Identity(Arc::new(Named {
-            user_value: header_value(user),
+            user_value: header_value(user.as_ref()),
             groups_value: header_value(&groups.join(",")),
-            user: Arc::from(user),
+            user: user.into(),
             groups,
         })))
     }
@@ -543,7 +547,7 @@ mod tests {
             Err(NameError::Unsafe)
         );
         assert_eq!(
-            Identity::new(&"x".repeat(257), vec![]),
+            Identity::new("x".repeat(257), vec![]),
             Err(NameError::TooLong)
         );
         assert!(Identity::new("alice@example.com", vec!["team lead".into()]).is_ok());

@@ -143,7 +143,7 @@ impl Users {
             s.finish();
             let Some(hash) = hash else { continue };
             // A name or group that fails the rule was reported above, and the file is refused.
-            let Ok(identity) = Identity::new(name, groups) else {
+            let Ok(identity) = Identity::new(name.as_str(), groups) else {
                 continue;
             };
             first_hash.get_or_insert_with(|| hash.clone());
