@@ -72,7 +72,9 @@ N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; O
 COOKIE=""
 ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
 REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}; CACHE=${CACHE:-0}
-VALGRIND=(valgrind --tool=callgrind)
+# --trace-children: doorman starts itself again to raise glibc's per-thread cache (src/main.rs,
+# tune_allocator); what is measured is the process that serves.
+VALGRIND=(valgrind --tool=callgrind --trace-children=yes)
 [ "$CACHE" = 1 ] && VALGRIND+=(--cache-sim=yes)
 MISSES=()
 command -v redis-server >/dev/null || REDIS=0
@@ -246,7 +248,7 @@ measure_floor() {
   local name=floor port=$1 out="$RUN/floor/callgrind.out" pid
   mkdir -p "$RUN/floor"
   log "floor: starting hyper-floor under callgrind on :$port"
-  start_bg "$name" "${VALGRIND[@]}" --callgrind-out-file="$out" \
+  start_bg "$name" env "${FLOOR_ENV[@]}" "${VALGRIND[@]}" --callgrind-out-file="$out" \
     "$FLOOR" --listen "$port" --upstream "$UPSTREAM_PORT" --workers 1
   pid=$(pid_of "$name")
   wait_port "$port" 60 "$name"

@@ -236,7 +236,7 @@ needs_redis && redis_up redis "$REDIS_PORT"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 has b && nginx_up nginx-proxy nginx-proxy.conf.tmpl "$NGINX_PORT" "$NCPU"
 if has w; then
-  start_bg floor "$FLOOR" --listen "$FLOOR_PORT" --upstream "$UPSTREAM_PORT" --workers "$NCPU"
+  start_bg floor env "${FLOOR_ENV[@]}" "$FLOOR" --listen "$FLOOR_PORT" --upstream "$UPSTREAM_PORT" --workers "$NCPU"
   wait_port "$FLOOR_PORT" 20 floor
 fi
 EXPRESS_COOKIE=""

@@ -76,6 +76,11 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything else runs (no thread, no file, no log yet): the process image is replaced.
+    let allocator = match cli.command {
+        None => tune_allocator(),
+        Some(_) => Tuned::NotServing,
+    };
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
@@ -117,7 +122,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => match serve(config, cli.log_format) {
+        None => match serve(config, cli.log_format, allocator) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("doorman: {e:#}");
@@ -250,8 +255,9 @@ fn revoke(config: &Config, user: &str, log_format: LogFormat) -> anyhow::Result<
     })
 }
 
-fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
+fn serve(config: Config, log_format: LogFormat, allocator: Tuned) -> anyhow::Result<()> {
     let _log = logging::init(log_format)?;
+    allocator.log();
     // One process-wide crypto provider, chosen explicitly (ring, not aws-lc).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match doorman::server::raise_open_file_limit(config.listen.max_connections) {
@@ -285,6 +291,127 @@ fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     });
     workers.shutdown();
     served
+}
+
+/// How many freed chunks of each size glibc's allocator keeps per thread for the next `malloc`
+/// of that size (its tunable `glibc.malloc.tcache_count`; glibc's default is 7).
+///
+/// Why: a worker holds every allocation of each request it has in flight (the request, its
+/// future, the exchange, the upstream's request), and at 256 connections over two workers that
+/// is about 128 requests per worker. Seven cached chunks run dry within one batch of wake-ups,
+/// and the rest go through the arena's bins (`_int_malloc`, `_int_free`, `unlink_chunk`).
+/// `benches/callgrind.sh` with 256 connections on one worker counts the allocator's share of a
+/// public request: 2,840 instructions with glibc's 7, 1,655 with 128 (1,473 at 8 connections,
+/// where 7 suffice); 1,024 saved no more.
+///
+/// What it costs: a thread keeps up to this many free chunks of each of its 64 sizes (up to
+/// 1,032 bytes) instead of handing them back to its arena, where other sizes could reuse them.
+/// `benches/scale.sh` (10,000 idle connections) read 6.6 → 6.9–7.0 KiB per plain connection
+/// and 16.7–16.8 → 17.1 KiB per TLS connection (nginx: 17.3) for 128; 7.7 and 18.2 for 1,024
+/// (docs/BENCHMARKS.md, *glibc's per-thread cache*).
+const TCACHE_COUNT: u32 = 128;
+
+/// The tunable [`tune_allocator`] adds to `GLIBC_TUNABLES`.
+const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
+
+/// What [`tune_allocator`] did, told once logging is up.
+enum Tuned {
+    /// `GLIBC_TUNABLES` names the per-thread cache's size: doorman set it and started again, or
+    /// the operator set it, which doorman keeps.
+    Set(std::ffi::OsString),
+    /// Starting again with the tunable failed; glibc's default stays.
+    Failed(std::io::Error),
+    /// Secure-execution mode (file capabilities, such as `cap_net_bind_service` to bind port
+    /// 443, or set-user-ID): glibc erases this tunable from the environment of such a process,
+    /// so starting again would start again forever. glibc's default stays.
+    Secure,
+    /// A subcommand, or not glibc: nothing to tune.
+    NotServing,
+}
+
+impl Tuned {
+    fn log(&self) {
+        match self {
+            Tuned::Set(tunables) => {
+                info!(glibc_tunables = %tunables.to_string_lossy(), "allocator")
+            }
+            Tuned::Failed(error) => warn!(
+                %error,
+                "could not start again with a larger allocator cache (GLIBC_TUNABLES); serving \
+                 with glibc's default"
+            ),
+            Tuned::Secure => info!(
+                "secure-execution mode (file capabilities or set-user-ID): glibc ignores \
+                 GLIBC_TUNABLES, so the allocator keeps its default per-thread cache"
+            ),
+            Tuned::NotServing => {}
+        }
+    }
+}
+
+/// Raise glibc's per-thread cache to [`TCACHE_COUNT`] chunks per size by starting doorman
+/// again with `GLIBC_TUNABLES` naming it: glibc reads its tunables once, from the environment
+/// the process was started with, and has no call to change this one later. So the first start
+/// replaces itself (`execve`, same process id, same arguments, same environment plus the
+/// tunable) before it has opened anything; the second finds the tunable and goes on. An
+/// operator who sets `glibc.malloc.tcache_count` in `GLIBC_TUNABLES` keeps their value (7 is
+/// glibc's default), and a failed `execve` only costs the speed-up.
+///
+/// The program is named by its path (`/proc/self/exe` read), not by `/proc/self/exe` itself,
+/// whose name the kernel would make the process's name (`exe` in `ps` and `pgrep`).
+///
+/// Not in secure-execution mode ([`Tuned::Secure`]): there glibc drops the tunable from the
+/// new image's environment, and each start would find it missing again.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() -> Tuned {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process; no pointers.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return Tuned::Secure;
+    }
+    let current = std::env::var_os("GLIBC_TUNABLES");
+    let Some(tunables) = with_tcache_count(current.as_deref()) else {
+        return current.map_or(Tuned::NotServing, Tuned::Set);
+    };
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(error) => return Tuned::Failed(error),
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(program);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // Returns only if the process could not be replaced.
+    Tuned::Failed(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() -> Tuned {
+    Tuned::NotServing
+}
+
+/// `GLIBC_TUNABLES` (`current`) with [`TCACHE_TUNABLE`] added, or `None` when it already names
+/// it. Tunables are `name=value` pairs joined by `:`.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn with_tcache_count(current: Option<&std::ffi::OsStr>) -> Option<std::ffi::OsString> {
+    let ours = format!("{TCACHE_TUNABLE}={TCACHE_COUNT}");
+    let current = match current {
+        None => return Some(ours.into()),
+        Some(current) if current.is_empty() => return Some(ours.into()),
+        Some(current) => current,
+    };
+    let named = current
+        .as_encoded_bytes()
+        .split(|&b| b == b':')
+        .any(|pair| pair.split(|&b| b == b'=').next() == Some(TCACHE_TUNABLE.as_bytes()));
+    if named {
+        return None;
+    }
+    let mut tunables = current.to_os_string();
+    tunables.push(":");
+    tunables.push(ours);
+    Some(tunables)
 }
 
 /// `DOORMAN_WORKERS`: how many threads serve connections (default: one per core). Fewer than
@@ -350,5 +477,46 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_benchmarks_give_the_floor_the_allocator_setting_doorman_gives_itself() {
+        let lib = include_str!("../benches/lib.sh");
+        let ours = format!("GLIBC_TUNABLES={TCACHE_TUNABLE}={TCACHE_COUNT}");
+        assert!(
+            lib.contains(&ours),
+            "benches/lib.sh's FLOOR_ENV must be {ours}"
+        );
+    }
+
+    #[test]
+    fn the_cache_tunable_is_added_to_what_the_operator_set_and_never_replaces_theirs() {
+        use std::ffi::OsStr;
+        let ours = format!("{TCACHE_TUNABLE}={TCACHE_COUNT}");
+        assert_eq!(with_tcache_count(None), Some(ours.clone().into()));
+        assert_eq!(
+            with_tcache_count(Some(OsStr::new(""))),
+            Some(ours.clone().into())
+        );
+        assert_eq!(
+            with_tcache_count(Some(OsStr::new("glibc.malloc.arena_max=2"))),
+            Some(format!("glibc.malloc.arena_max=2:{ours}").into())
+        );
+        for theirs in [
+            "glibc.malloc.tcache_count=7",
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0",
+            "glibc.malloc.tcache_count=",
+        ] {
+            assert_eq!(
+                with_tcache_count(Some(OsStr::new(theirs))),
+                None,
+                "{theirs}"
+            );
+        }
+        // A longer name that starts with ours is another tunable.
+        assert_eq!(
+            with_tcache_count(Some(OsStr::new("glibc.malloc.tcache_count_x=1"))),
+            Some(format!("glibc.malloc.tcache_count_x=1:{ours}").into())
+        );
     }
 }

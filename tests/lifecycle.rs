@@ -350,3 +350,160 @@ async fn in_process_shutdown_drains_and_resolves_ok() {
         "the listener is closed after shutdown"
     );
 }
+
+/// The serving process's environment, as the kernel holds it (`/proc/<pid>/environ`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn environ_of(doorman: &DoormanProcess) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{}/environ", doorman.pid())).expect("read environ");
+    raw.split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// glibc's per-thread allocator cache is raised for serving (main.rs, `TCACHE_COUNT`): doorman
+/// starts itself again with `glibc.malloc.tcache_count` in `GLIBC_TUNABLES`, as the same
+/// process (the test's child still serves), under its own name and with its own arguments. A
+/// value the operator set is kept, and their other tunables stay.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_raises_the_allocator_cache_unless_the_operator_chose_its_size() {
+    let upstream = Upstream::start().await;
+    let cases: [(Option<&str>, &str); 3] = [
+        (None, "glibc.malloc.tcache_count=128"),
+        (
+            Some("glibc.malloc.arena_max=2"),
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=128",
+        ),
+        (
+            Some("glibc.malloc.tcache_count=7"),
+            "glibc.malloc.tcache_count=7",
+        ),
+    ];
+    for (theirs, want) in cases {
+        let doorman = DoormanProcess::spawn_with(
+            &process_config(&upstream.url(), ""),
+            &["--log-format", "json"],
+            |cmd| match theirs {
+                Some(v) => {
+                    cmd.env("GLIBC_TUNABLES", v);
+                }
+                None => {
+                    cmd.env_remove("GLIBC_TUNABLES");
+                }
+            },
+        );
+        assert_serving(&doorman, "/tuned").await;
+        if theirs.is_none() {
+            // In the environment the kernel started the serving image with: only a second
+            // `execve` puts it there. (Not read with several tunables: glibc cuts the original
+            // string at the first `:` as it parses it, so /proc shows the first one only; what
+            // the process reads is its copy, which the start-up log below shows.)
+            let environ = environ_of(&doorman);
+            let tunables: Vec<&String> = environ
+                .iter()
+                .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+                .collect();
+            assert_eq!(tunables, [&format!("GLIBC_TUNABLES={want}")]);
+        }
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", doorman.pid())).expect("read comm");
+        assert_eq!(
+            comm.trim(),
+            "doorman",
+            "the process keeps its name for ps and pgrep"
+        );
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", doorman.pid())).expect("cmdline");
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        assert_eq!(
+            args.len(),
+            5,
+            "program, --config FILE, --log-format json: {args:?}"
+        );
+        assert_eq!(&args[3..], [b"--log-format".as_slice(), b"json".as_slice()]);
+        let logs = stop_and_collect_logs(doorman).await;
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("allocator") && l.contains(&format!("\"{want}\""))),
+            "the start-up log says which tunables are in force:\n{logs}"
+        );
+    }
+}
+
+/// A binary given a file capability (`setcap cap_net_bind_service+ep`, so that it may bind port
+/// 443 without root) runs in glibc's secure-execution mode, where glibc drops the tunable from
+/// the new image's environment: doorman must serve with glibc's default cache, not start itself
+/// again forever (which it did before `AT_SECURE` was checked). Needs root, to set the capability
+/// and to run as `nobody`, and `setcap` (scripts/test installs libcap2-bin); without them the
+/// test says `SKIPPED`, and under `CI=true` it fails instead.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let setcap = ["/usr/sbin/setcap", "/sbin/setcap"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(setcap) = setcap.filter(|_| root) else {
+        let why = "it needs root and setcap (libcap2-bin)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "required in CI (CI=true): {why}"
+        );
+        eprintln!(
+            "SKIPPED: a_binary_with_file_capabilities_serves_without_starting_itself_again: {why}"
+        );
+        return;
+    };
+    let upstream = Upstream::start().await;
+    let dir = support::temp_dir("caps");
+    // `nobody` writes the embedded store beside the config.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let program = dir.join("doorman");
+    std::fs::copy(support::process::binary(), &program).expect("copy the binary");
+    let status = Command::new(setcap)
+        .arg("cap_net_bind_service+ep")
+        .arg(&program)
+        .status()
+        .expect("run setcap");
+    assert!(status.success(), "setcap failed");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let file = dir.join("proxy.toml");
+    let toml = process_config(&upstream.url(), "").replace("{addr}", &addr.to_string());
+    std::fs::write(&file, toml).expect("write config");
+    let log_file = dir.join("doorman.log");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&program)
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .env_remove("GLIBC_TUNABLES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_file).expect("log file"))
+        .spawn()
+        .expect("spawn setpriv");
+    let logs = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("doorman never served; log:\n{}", logs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _, body) = send(&h1_client(), get(&format!("http://{addr}/caps"), &[])).await;
+    assert_eq!(status, 200, "log:\n{}", logs());
+    assert_eq!(echoed(&body)["uri"], "/caps");
+    let log = logs();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("secure-execution mode"), "log:\n{log}");
+}
