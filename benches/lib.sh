@@ -15,7 +15,7 @@ BENCH_USER=bench; BENCH_PASSWORD=bench-password-not-secret
 # The allocator setting doorman gives itself when it serves (src/main.rs, TCACHE_COUNT, which a
 # unit test keeps equal to this), given to the hyper-floor too: the floor is doorman's stack
 # set up as doorman sets it up, so the difference stays doorman's own work.
-FLOOR_ENV=(GLIBC_TUNABLES=glibc.malloc.tcache_count=128)
+FLOOR_ENV=(GLIBC_TUNABLES=glibc.malloc.tcache_count=127)
 # Per measured row: URL, cookie (sent by wrk; a row with one must answer 401 without it),
 # the process group(s) measured as "proxy" (space-separated: a gateway and its auth server
 # together are the system under test), the user the upstream must see, the Redis group

@@ -304,12 +304,18 @@ fn serve(config: Config, log_format: LogFormat, allocator: Tuned) -> anyhow::Res
 /// public request: 2,840 instructions with glibc's 7, 1,655 with 128 (1,473 at 8 connections,
 /// where 7 suffice); 1,024 saved no more.
 ///
+/// 127, not the 128 measured: glibc 2.26–2.28 keep the count in a `char` without checking the
+/// tunable, so 128 would wrap and the cache never stop growing, and 2.29 ignores anything above
+/// 127. 2.30 and later take up to 65,535.
+///
 /// What it costs: a thread keeps up to this many free chunks of each of its 64 sizes (up to
-/// 1,032 bytes) instead of handing them back to its arena, where other sizes could reuse them.
-/// `benches/scale.sh` (10,000 idle connections) read 6.6 → 6.9–7.0 KiB per plain connection
-/// and 16.7–16.8 → 17.1 KiB per TLS connection (nginx: 17.3) for 128; 7.7 and 18.2 for 1,024
+/// 1,032 bytes: at most about 4 MiB per thread, if every size were used that deeply) instead of
+/// handing them back to its arena, where other sizes could reuse them, and `malloc_trim` cannot
+/// release them. `benches/scale.sh` (10,000 idle connections) read 6.6 → 6.9–7.0 KiB per plain
+/// connection, 16.7–16.8 → 17.1–17.3 KiB per TLS connection (nginx: 17.3–17.4), and 60 → 81 MiB
+/// held after the TLS connections closed, for 128; 7.7 KiB, 18.2 KiB and 122 MiB for 1,024
 /// (docs/BENCHMARKS.md, *glibc's per-thread cache*).
-const TCACHE_COUNT: u32 = 128;
+const TCACHE_COUNT: u32 = 127;
 
 /// The tunable [`tune_allocator`] adds to `GLIBC_TUNABLES`.
 const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
@@ -317,14 +323,13 @@ const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
 /// What [`tune_allocator`] did, told once logging is up.
 enum Tuned {
     /// `GLIBC_TUNABLES` names the per-thread cache's size: doorman set it and started again, or
-    /// the operator set it, which doorman keeps.
-    Set(std::ffi::OsString),
+    /// the operator set it, which doorman keeps. What was asked of glibc: a glibc that does not
+    /// know the tunable, or caps it, does so silently.
+    Requested(std::ffi::OsString),
     /// Starting again with the tunable failed; glibc's default stays.
     Failed(std::io::Error),
-    /// Secure-execution mode (file capabilities, such as `cap_net_bind_service` to bind port
-    /// 443, or set-user-ID): glibc erases this tunable from the environment of such a process,
-    /// so starting again would start again forever. glibc's default stays.
-    Secure,
+    /// Not started again, for the reason given; glibc's default stays.
+    Skipped(&'static str),
     /// A subcommand, or not glibc: nothing to tune.
     NotServing,
 }
@@ -332,7 +337,7 @@ enum Tuned {
 impl Tuned {
     fn log(&self) {
         match self {
-            Tuned::Set(tunables) => {
+            Tuned::Requested(tunables) => {
                 info!(glibc_tunables = %tunables.to_string_lossy(), "allocator")
             }
             Tuned::Failed(error) => warn!(
@@ -340,9 +345,9 @@ impl Tuned {
                 "could not start again with a larger allocator cache (GLIBC_TUNABLES); serving \
                  with glibc's default"
             ),
-            Tuned::Secure => info!(
-                "secure-execution mode (file capabilities or set-user-ID): glibc ignores \
-                 GLIBC_TUNABLES, so the allocator keeps its default per-thread cache"
+            Tuned::Skipped(reason) => info!(
+                reason,
+                "allocator: glibc's default per-thread cache (GLIBC_TUNABLES not set)"
             ),
             Tuned::NotServing => {}
         }
@@ -352,38 +357,80 @@ impl Tuned {
 /// Raise glibc's per-thread cache to [`TCACHE_COUNT`] chunks per size by starting doorman
 /// again with `GLIBC_TUNABLES` naming it: glibc reads its tunables once, from the environment
 /// the process was started with, and has no call to change this one later. So the first start
-/// replaces itself (`execve`, same process id, same arguments, same environment plus the
-/// tunable) before it has opened anything; the second finds the tunable and goes on. An
-/// operator who sets `glibc.malloc.tcache_count` in `GLIBC_TUNABLES` keeps their value (7 is
-/// glibc's default), and a failed `execve` only costs the speed-up.
+/// replaces itself (`execve`) before it has started a thread or opened anything, and the second
+/// finds the tunable and goes on. The new image keeps the process id, the arguments (`argv[0]`
+/// too), the environment as it was plus the tunable, and its name: the program is the path the
+/// process was started by (`AT_EXECFN`, so a symlink's name stays the name in `ps`), not
+/// `/proc/self/exe`, whose own name the kernel would make the process's name (`exe`). The
+/// signal mask is cleared, as std's `exec` does. An operator who sets `glibc.malloc.tcache_count`
+/// keeps their value (7 is glibc's default), and a failed `execve` only costs the speed-up.
 ///
-/// The program is named by its path (`/proc/self/exe` read), not by `/proc/self/exe` itself,
-/// whose name the kernel would make the process's name (`exe` in `ps` and `pgrep`).
-///
-/// Not in secure-execution mode ([`Tuned::Secure`]): there glibc drops the tunable from the
-/// new image's environment, and each start would find it missing again.
+/// Not started again ([`Tuned::Skipped`]):
+/// - in secure-execution mode (file capabilities such as `cap_net_bind_service` for port 443,
+///   or set-user-ID): glibc drops this tunable from such a process's environment, so each start
+///   would find it missing and start again, forever;
+/// - when the kernel did not start doorman as a program of its own (run by naming the dynamic
+///   loader, `ld-linux-x86-64.so.2 doorman`, which has no interpreter: `AT_BASE` is 0): the path
+///   the process was started by is then the loader's, which would need its own arguments;
+/// - when that path no longer names the file running (replaced by an upgrade since the start):
+///   starting again would start another version.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() -> Tuned {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process; no pointers.
-    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
-        return Tuned::Secure;
+    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process; no pointers in.
+    let (secure, interpreter, execfn) = unsafe {
+        (
+            libc::getauxval(libc::AT_SECURE),
+            libc::getauxval(libc::AT_BASE),
+            libc::getauxval(libc::AT_EXECFN),
+        )
+    };
+    if secure != 0 {
+        return Tuned::Skipped(
+            "secure-execution mode (file capabilities or set-user-ID): glibc ignores \
+             GLIBC_TUNABLES there",
+        );
     }
     let current = std::env::var_os("GLIBC_TUNABLES");
     let Some(tunables) = with_tcache_count(current.as_deref()) else {
-        return current.map_or(Tuned::NotServing, Tuned::Set);
+        return current.map_or(Tuned::NotServing, Tuned::Requested);
     };
-    let program = match std::env::current_exe() {
-        Ok(program) => program,
-        Err(error) => return Tuned::Failed(error),
+    if interpreter == 0 || execfn == 0 {
+        return Tuned::Skipped("started through the dynamic loader, or linked statically");
+    }
+    // SAFETY: AT_EXECFN is the address of the NUL-terminated path the process was started by,
+    // which the kernel put on the process's stack, above everything that is ever freed.
+    let started = unsafe { std::ffi::CStr::from_ptr(execfn as *const std::ffi::c_char) };
+    let started = std::ffi::OsStr::from_bytes(started.to_bytes());
+    // A bare name would make `exec` search PATH; it was relative to this directory.
+    let program = if started.as_bytes().contains(&b'/') {
+        std::path::PathBuf::from(started)
+    } else {
+        std::path::Path::new(".").join(started)
     };
+    // The running file, by the path `/proc/self/exe` reads (ending in " (deleted)" once the file
+    // was replaced), not by a `stat` of the link itself, which valgrind does not redirect.
+    let running = std::env::current_exe().and_then(std::fs::metadata);
+    let same_file = match (std::fs::metadata(&program), running) {
+        (Ok(named), Ok(running)) => named.dev() == running.dev() && named.ino() == running.ino(),
+        _ => false,
+    };
+    if !same_file {
+        return Tuned::Skipped("the program file changed since doorman started");
+    }
+    // Not through `Command::env`, which would rebuild the environment from what std can read of
+    // it; `setenv` changes this one entry of the environment `exec` then passes on as it is.
+    // Sound here: no other thread exists yet to read the environment.
+    std::env::set_var("GLIBC_TUNABLES", tunables);
     let mut args = std::env::args_os();
     let mut command = std::process::Command::new(program);
     if let Some(arg0) = args.next() {
         command.arg0(arg0);
     }
     // Returns only if the process could not be replaced.
-    Tuned::Failed(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+    Tuned::Failed(command.args(args).exec())
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -401,10 +448,14 @@ fn with_tcache_count(current: Option<&std::ffi::OsStr>) -> Option<std::ffi::OsSt
         Some(current) if current.is_empty() => return Some(ours.into()),
         Some(current) => current,
     };
+    // `name=value`: a bare name sets nothing, so it is not the operator's choice.
     let named = current
         .as_encoded_bytes()
         .split(|&b| b == b':')
-        .any(|pair| pair.split(|&b| b == b'=').next() == Some(TCACHE_TUNABLE.as_bytes()));
+        .any(|pair| {
+            pair.strip_prefix(TCACHE_TUNABLE.as_bytes())
+                .is_some_and(|r| r.starts_with(b"="))
+        });
     if named {
         return None;
     }
@@ -506,6 +557,7 @@ mod tests {
             "glibc.malloc.tcache_count=7",
             "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0",
             "glibc.malloc.tcache_count=",
+            ":glibc.malloc.tcache_count=64:",
         ] {
             assert_eq!(
                 with_tcache_count(Some(OsStr::new(theirs))),
@@ -513,7 +565,11 @@ mod tests {
                 "{theirs}"
             );
         }
-        // A longer name that starts with ours is another tunable.
+        // A bare name sets nothing; a longer name that starts with ours is another tunable.
+        assert_eq!(
+            with_tcache_count(Some(OsStr::new("glibc.malloc.tcache_count"))),
+            Some(format!("glibc.malloc.tcache_count:{ours}").into())
+        );
         assert_eq!(
             with_tcache_count(Some(OsStr::new("glibc.malloc.tcache_count_x=1"))),
             Some(format!("glibc.malloc.tcache_count_x=1:{ours}").into())

@@ -370,10 +370,10 @@ fn environ_of(doorman: &DoormanProcess) -> Vec<String> {
 async fn serving_raises_the_allocator_cache_unless_the_operator_chose_its_size() {
     let upstream = Upstream::start().await;
     let cases: [(Option<&str>, &str); 3] = [
-        (None, "glibc.malloc.tcache_count=128"),
+        (None, "glibc.malloc.tcache_count=127"),
         (
             Some("glibc.malloc.arena_max=2"),
-            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=128",
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=127",
         ),
         (
             Some("glibc.malloc.tcache_count=7"),
@@ -396,9 +396,9 @@ async fn serving_raises_the_allocator_cache_unless_the_operator_chose_its_size()
         assert_serving(&doorman, "/tuned").await;
         if theirs.is_none() {
             // In the environment the kernel started the serving image with: only a second
-            // `execve` puts it there. (Not read with several tunables: glibc cuts the original
-            // string at the first `:` as it parses it, so /proc shows the first one only; what
-            // the process reads is its copy, which the start-up log below shows.)
+            // `execve` puts it there. (Not read with several tunables: glibc up to 2.38 cuts
+            // the original string at the first `:` as it parses it, so /proc shows the first one
+            // only; what the process reads is its copy, which the start-up log below shows.)
             let environ = environ_of(&doorman);
             let tunables: Vec<&String> = environ
                 .iter()
@@ -437,31 +437,68 @@ async fn serving_raises_the_allocator_cache_unless_the_operator_chose_its_size()
 /// 443 without root) runs in glibc's secure-execution mode, where glibc drops the tunable from
 /// the new image's environment: doorman must serve with glibc's default cache, not start itself
 /// again forever (which it did before `AT_SECURE` was checked). Needs root, to set the capability
-/// and to run as `nobody`, and `setcap` (scripts/test installs libcap2-bin); without them the
-/// test says `SKIPPED`, and under `CI=true` it fails instead.
+/// and to run as `nobody`, `setcap` (scripts/test installs libcap2-bin) and `setpriv`, and a
+/// temporary directory `nobody` can reach on a file system that honours file capabilities
+/// (not `nosuid`); without them the test says `SKIPPED`, and under `CI=true` it fails instead.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() {
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
+
+    /// Kills and reaps the process when the test ends, passed or not.
+    struct Reaped(Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let test = "a_binary_with_file_capabilities_serves_without_starting_itself_again";
+    let dir = support::temp_dir("caps");
     let setcap = ["/usr/sbin/setcap", "/sbin/setcap"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let Some(setcap) = setcap.filter(|_| root) else {
-        let why = "it needs root and setcap (libcap2-bin)";
+    let nosuid = {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+        let mut fs = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: a NUL-terminated path and a buffer of the right type, read only on success.
+        let read = unsafe { libc::statvfs(path.as_ptr(), fs.as_mut_ptr()) } == 0;
+        // SAFETY: statvfs filled it in (read is true).
+        read && unsafe { fs.assume_init() }.f_flag & libc::ST_NOSUID != 0
+    };
+    let reachable = dir
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.permissions().mode() & 0o001 != 0);
+    let missing = [
+        (!root, "root"),
+        (setcap.is_none(), "setcap (libcap2-bin)"),
+        (!setpriv, "setpriv"),
+        (nosuid, "a temporary directory not mounted nosuid"),
+        (!reachable, "a temporary directory others may enter"),
+    ]
+    .into_iter()
+    .filter_map(|(miss, what)| miss.then_some(what))
+    .collect::<Vec<_>>();
+    let Some(setcap) = setcap.filter(|_| missing.is_empty()) else {
+        let why = format!("it needs {}", missing.join(", "));
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "required in CI (CI=true): {why}"
+            "{test}: required in CI (CI=true): {why}"
         );
-        eprintln!(
-            "SKIPPED: a_binary_with_file_capabilities_serves_without_starting_itself_again: {why}"
-        );
+        eprintln!("SKIPPED: {test}: {why}");
         return;
     };
     let upstream = Upstream::start().await;
-    let dir = support::temp_dir("caps");
     // `nobody` writes the embedded store beside the config.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let program = dir.join("doorman");
@@ -477,33 +514,41 @@ async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() 
     let toml = process_config(&upstream.url(), "").replace("{addr}", &addr.to_string());
     std::fs::write(&file, toml).expect("write config");
     let log_file = dir.join("doorman.log");
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&program)
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .env_remove("GLIBC_TUNABLES")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_file).expect("log file"))
-        .spawn()
-        .expect("spawn setpriv");
+    let mut child = Reaped(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&program)
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .env_remove("GLIBC_TUNABLES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_file).expect("log file"))
+            .spawn()
+            .expect("spawn setpriv"),
+    );
     let logs = || std::fs::read_to_string(&log_file).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("doorman never served; log:\n{}", logs());
-        }
+        let exited = child.0.try_wait().expect("try_wait").is_some();
+        assert!(
+            Instant::now() < deadline && !exited,
+            "doorman never served; log:\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let (status, _, body) = send(&h1_client(), get(&format!("http://{addr}/caps"), &[])).await;
     assert_eq!(status, 200, "log:\n{}", logs());
     assert_eq!(echoed(&body)["uri"], "/caps");
+    // Stopped before its log is read, so every line is written.
+    // SAFETY: kill with a pid this test started and has not reaped.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().expect("try_wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = logs();
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(log.contains("secure-execution mode"), "log:\n{log}");
 }
