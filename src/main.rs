@@ -347,7 +347,7 @@ impl Tuned {
             ),
             Tuned::Skipped(reason) => info!(
                 reason,
-                "allocator: glibc's default per-thread cache (GLIBC_TUNABLES not set)"
+                "allocator: glibc's default per-thread cache (doorman did not start again)"
             ),
             Tuned::NotServing => {}
         }
