@@ -444,16 +444,7 @@ async fn serving_raises_the_allocator_cache_unless_the_operator_chose_its_size()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() {
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Child, Command, Stdio};
-
-    /// Kills and reaps the process when the test ends, passed or not.
-    struct Reaped(Child);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use std::process::{Command, Stdio};
 
     let test = "a_binary_with_file_capabilities_serves_without_starting_itself_again";
     let dir = support::temp_dir("caps");
@@ -499,7 +490,7 @@ async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() 
         return;
     };
     let upstream = Upstream::start().await;
-    // `nobody` writes the embedded store beside the config.
+    // `nobody` writes the embedded store (and its control socket beside it) here.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let program = dir.join("doorman");
     std::fs::copy(support::process::binary(), &program).expect("copy the binary");
@@ -509,46 +500,28 @@ async fn a_binary_with_file_capabilities_serves_without_starting_itself_again() 
         .status()
         .expect("run setcap");
     assert!(status.success(), "setcap failed");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let file = dir.join("proxy.toml");
-    let toml = process_config(&upstream.url(), "").replace("{addr}", &addr.to_string());
-    std::fs::write(&file, toml).expect("write config");
-    let log_file = dir.join("doorman.log");
-    let mut child = Reaped(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&program)
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .env_remove("GLIBC_TUNABLES")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_file).expect("log file"))
-            .spawn()
-            .expect("spawn setpriv"),
+    let store = format!(
+        "[session]\npath = \"{}\"\n",
+        dir.join("sessions.db").display()
     );
-    let logs = || std::fs::read_to_string(&log_file).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        let exited = child.0.try_wait().expect("try_wait").is_some();
-        assert!(
-            Instant::now() < deadline && !exited,
-            "doorman never served; log:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (status, _, body) = send(&h1_client(), get(&format!("http://{addr}/caps"), &[])).await;
-    assert_eq!(status, 200, "log:\n{}", logs());
+    let launcher: [&std::ffi::OsStr; 5] = [
+        "setpriv".as_ref(),
+        "--reuid=65534".as_ref(),
+        "--regid=65534".as_ref(),
+        "--clear-groups".as_ref(),
+        program.as_os_str(),
+    ];
+    let doorman = DoormanProcess::spawn_through(
+        &config(&upstream.url(), "addr = \"{addr}\"\n", &store),
+        &launcher,
+        &[],
+        |cmd| {
+            cmd.env_remove("GLIBC_TUNABLES");
+        },
+    );
+    let (status, _, body) = send(&h1_client(), get(&doorman.url("/caps"), &[])).await;
+    assert_eq!(status, 200, "log:\n{}", doorman.logs());
     assert_eq!(echoed(&body)["uri"], "/caps");
-    // Stopped before its log is read, so every line is written.
-    // SAFETY: kill with a pid this test started and has not reaped.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.0.try_wait().expect("try_wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = logs();
+    let log = stop_and_collect_logs(doorman).await;
     assert!(log.contains("secure-execution mode"), "log:\n{log}");
 }

@@ -30,6 +30,20 @@ impl DoormanProcess {
 
     /// As [`spawn`](Self::spawn), with a hook to adjust the command (environment, limits).
     pub fn spawn_with(toml: &str, args: &[&str], adjust: impl Fn(&mut Command)) -> DoormanProcess {
+        Self::spawn_through(toml, &[binary().as_os_str()], args, adjust)
+    }
+
+    /// As [`spawn_with`](Self::spawn_with), started by `launcher` (a program and its arguments,
+    /// ending with the doorman binary to run, such as `setpriv … PATH`) instead of this test
+    /// build's binary; doorman's own `--config FILE` and `args` follow it. The launcher must
+    /// become doorman (`exec`), so that the child is the process the tests signal.
+    pub fn spawn_through(
+        toml: &str,
+        launcher: &[&std::ffi::OsStr],
+        args: &[&str],
+        adjust: impl Fn(&mut Command),
+    ) -> DoormanProcess {
+        let (program, launcher_args) = launcher.split_first().expect("a launcher program");
         let dir = super::temp_dir("proc");
         for _attempt in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -37,8 +51,9 @@ impl DoormanProcess {
             std::fs::write(&file, toml.replace("{addr}", &addr.to_string())).expect("write config");
             let log_file = dir.join("doorman.log");
             let log = std::fs::File::create(&log_file).expect("log file");
-            let mut cmd = Command::new(binary());
-            cmd.arg("--config")
+            let mut cmd = Command::new(program);
+            cmd.args(launcher_args)
+                .arg("--config")
                 .arg(&file)
                 .args(args)
                 .stdin(Stdio::null())
