@@ -152,22 +152,7 @@ pub fn build_example(name: &str) -> std::path::PathBuf {
         "--example",
         name,
     ]);
-    // Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build
-    // scripts that track them (ring's does) would see a changed environment and rebuild half
-    // the graph here, and again at the next plain `cargo build`: build as from a shell.
-    for (var, _) in std::env::vars_os() {
-        let var = var.to_string_lossy();
-        if var.starts_with("CARGO_MANIFEST_")
-            || var.starts_with("CARGO_PKG_")
-            || var.starts_with("CARGO_BIN_EXE_")
-            || matches!(
-                var.as_ref(),
-                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
-            )
-        {
-            build.env_remove(var.as_ref());
-        }
-    }
+    as_from_a_shell(&mut build);
     let out = build
         .output()
         .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
@@ -183,6 +168,26 @@ pub fn build_example(name: &str) -> std::path::PathBuf {
         .and_then(std::path::Path::parent)
         .expect("target/<profile>");
     profile_dir.join("examples").join(name)
+}
+
+/// Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build
+/// scripts that track them (ring's does) would see a changed environment and rebuild half the
+/// graph in a `cargo build` the test runs, and again at the next plain `cargo build`: remove
+/// them from `command`, so what it builds is built as from a shell.
+pub fn as_from_a_shell(command: &mut std::process::Command) {
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("CARGO_MANIFEST_")
+            || var.starts_with("CARGO_PKG_")
+            || var.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                var.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            )
+        {
+            command.env_remove(var.as_ref());
+        }
+    }
 }
 
 /// Run `benches/<script> --quick --no-install --doorman <this build's doorman> --out <out>`
