@@ -34,7 +34,8 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 shared_option() {
   case "$1" in
     --quick) QUICK=1; SHIFTS=1;;
-    --doorman) DOORMAN=$2; SHIFTS=2;;
+    # An empty path (a failed `$(benches/pgo.sh)`) would quietly measure the plain build.
+    --doorman) [ -n "${2:-}" ] || die "--doorman needs a path"; DOORMAN=$2; SHIFTS=2;;
     --duration) DURATION=$2; SHIFTS=2;;
     --conns) CONNS=$2; SHIFTS=2;;
     --reps) REPS=$2; SHIFTS=2;;
