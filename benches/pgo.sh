@@ -111,9 +111,11 @@ ROWS=d,e,f,g,h,x,k,l,m,o,q,s,u,v
 log "training: benches/run.sh --quick on doorman's rows ($ROWS)"
 PASS_INSTALL=(); [ "$INSTALL" = 1 ] || PASS_INSTALL=(--no-install)
 # %m: one file per binary, to which every doorman of the run adds its counts as it exits.
+# 9>&-: the servers run.sh starts do not hold the lock; one left behind would block every
+# later run of this script.
 LLVM_PROFILE_FILE="$OUT/raw/doorman-%m.profraw" \
   bash "$HERE/run.sh" --quick "${PASS_INSTALL[@]}" --doorman "$GENERATE" \
-  --rows "$ROWS" --out "$OUT/train" >&2 \
+  --rows "$ROWS" --out "$OUT/train" >&2 9>&- \
   || die "the training run failed (its output: $OUT/train)"
 # Each row of the run's main table: measured (a number of requests per second), without errors.
 BAD=$(awk -F'|' -v rows=",$ROWS," '
