@@ -273,7 +273,9 @@ mod tests {
         for b in *b"azAZ09-._~/!$&'()*+,=:@" {
             assert!(is_path_byte(b), "{:?} is a path byte", char::from(b));
         }
-        for b in [b'%', b';', b'\\', b'?', b'#', b' ', b'"', b'<', b'[', 0, 0x7f, 0x80, 0xff] {
+        for b in [
+            b'%', b';', b'\\', b'?', b'#', b' ', b'"', b'<', b'[', 0, 0x7f, 0x80, 0xff,
+        ] {
             assert!(!is_path_byte(b), "{:?} is not a path byte", char::from(b));
         }
     }
