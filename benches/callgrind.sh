@@ -9,8 +9,11 @@
 #        OUT=DIR (where the logs go; default benches/results/<stamp>), KEEP=1 (keep each
 #        callgrind dump there too, for callgrind_annotate), CACHE=1 (callgrind's cache model
 #        too, `--cache-sim=yes`: each path's first-level instruction and data cache misses
-#        per request are printed beside its instructions; slower, and the instruction counts
-#        are the same)
+#        per request are printed beside its instructions, and its last-level misses; slower,
+#        and the instruction counts are the same), CACHE_LL=SIZE,ASSOC,LINE (with CACHE=1: the
+#        last level the model has, valgrind's `--LL`, instead of the machine's last level:
+#        e.g. 2097152,16,64 for one core's own 2 MiB L2 where the shared L3 is far larger, to
+#        see what many connections' state costs beyond the first level)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
@@ -76,6 +79,7 @@ REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}; CACHE=${CACHE:-0}
 # tune_allocator); what is measured is the process that serves.
 VALGRIND=(valgrind --tool=callgrind --trace-children=yes)
 [ "$CACHE" = 1 ] && VALGRIND+=(--cache-sim=yes)
+[ "$CACHE" = 1 ] && [ -n "${CACHE_LL:-}" ] && VALGRIND+=(--LL="$CACHE_LL")
 MISSES=()
 command -v redis-server >/dev/null || REDIS=0
 PIN=0; NICE=0
@@ -274,7 +278,8 @@ ir_per_request() {
       $1 == "events:" { for (i = 2; i <= NF; i++) ev[i] = $i }
       $1 == "totals:" || $1 == "summary:" {
         for (i = 2; i <= NF; i++) v[ev[i]] = $i
-        printf "%s: L1i misses %.0f, L1d misses %.0f per request\n", name, v["I1mr"] / n, (v["D1mr"] + v["D1mw"]) / n
+        printf "%s: L1i misses %.0f, L1d misses %.0f, last-level misses %.0f per request\n", name,
+          v["I1mr"] / n, (v["D1mr"] + v["D1mw"]) / n, (v["ILmr"] + v["DLmr"] + v["DLmw"]) / n
         exit
       }' "${dumps[0]}")")
   fi

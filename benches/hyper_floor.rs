@@ -63,18 +63,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, listen))?;
     listener.set_nonblocking(true)?;
     let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, upstream));
-    let threads = (0..workers)
-        .map(|_| {
-            let listener = listener.try_clone()?;
-            Ok(std::thread::spawn(move || worker(listener, upstream)))
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    for thread in threads {
-        if let Ok(Err(e)) = thread.join() {
-            return Err(e.to_string().into());
-        }
+    // The workers never return but by failing; the first failure ends the program.
+    let (failed, mut failure) = tokio::sync::mpsc::unbounded_channel::<std::io::Error>();
+    for _ in 0..workers {
+        let listener = listener.try_clone()?;
+        let failed = failed.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = worker(listener, upstream) {
+                let _ = failed.send(e);
+            }
+        });
     }
-    Ok(())
+    // SIGTERM (benches/run.sh stops its servers with it) and SIGINT end the program by
+    // returning from `main`, through libc's `exit`: a build instrumented by `benches/pgo.sh`
+    // writes its profile there, where the signal's default action would lose it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let to_error = |e: std::io::Error| -> Box<dyn std::error::Error> { e.to_string().into() };
+        let mut term = signal(SignalKind::terminate()).map_err(to_error)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(to_error)?;
+        tokio::select! {
+            _ = term.recv() => Ok(()),
+            _ = int.recv() => Ok(()),
+            Some(e) = failure.recv() => Err(to_error(e)),
+        }
+    })
 }
 
 /// One worker: its runtime, its accept loop, its pool.

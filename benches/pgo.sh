@@ -5,8 +5,11 @@
 # Usage (loopback only; about ten minutes on two cores, most of it two release builds):
 #   benches/pgo.sh [--no-install] [--out DIR]
 #   prints the optimised binary's path on stdout (progress on stderr), so
-#   bin=$(benches/pgo.sh) && benches/run.sh --doorman "$bin"   measures it. The binary is
-#   rebuilt in place by the next run of this script: copy it to keep it.
+#   bin=$(benches/pgo.sh) && benches/run.sh --doorman "$bin"   measures it. The same build
+#   makes the harness's floor (benches/hyper_floor.rs, row w) beside it, trained and laid out
+#   the same way: "$(dirname "$bin")/examples/hyper-floor", for run.sh's --floor and
+#   callgrind.sh's FLOOR, so that a run's "doorman over the floor" compares like with like.
+#   Both are rebuilt in place by the next run of this script: copy them to keep them.
 #   --out DIR     where the profile goes (default target/pgo): DIR/raw/*.profraw (the training
 #                 run's), DIR/doorman.profdata (merged), DIR/train (benches/run.sh's output).
 #   --no-install  fail instead of installing what is missing: llvm-profdata (Debian's llvm-N,
@@ -26,15 +29,18 @@
 # Steps, each build in its own target directory (target/pgo-generate, target/pgo-use), so
 # target/release/doorman is not touched (the training's handshake rows build the tls-load
 # example in target/release, as benches/run.sh always does):
-#   1. an instrumented release build (`-Cprofile-generate`);
-#   2. the training load: `benches/run.sh --quick` with that binary on every doorman row
+#   1. an instrumented release build (`-Cprofile-generate`) of doorman and hyper-floor;
+#   2. the training load: `benches/run.sh --quick` with those binaries on every doorman row
 #      (d, e, f, g, h, x: plain HTTP/1.1 public, authenticated on each store, forward-auth;
-#      k, l, m, o, q, s: TLS keep-alive and handshakes; u, v: HTTP/2), 1 s each at 64
-#      connections, each answer checked by the harness as in a measured run. Every doorman
-#      process adds its counts to DIR/raw when it exits (run.sh stops them with SIGTERM;
-#      LLVM_PROFILE_FILE names the file). The run fails here if a doorman row errored, was
-#      skipped, or the profile holds fewer than MIN_REQUESTS passes through gate::decide;
-#   3. `llvm-profdata merge` of those profiles;
+#      k, l, m, o, q, s: TLS keep-alive and handshakes; u, v: HTTP/2) and the floor's (w),
+#      1 s each at 64 connections, each answer checked by the harness as in a measured run.
+#      Every doorman and floor process adds its counts to DIR/raw when it exits (run.sh stops
+#      them with SIGTERM; LLVM_PROFILE_FILE names the file, one per binary). The run fails
+#      here if a row errored, was skipped, or the profile holds fewer than MIN_REQUESTS passes
+#      through gate::decide;
+#   3. `llvm-profdata merge` of those profiles into one (the two binaries' own functions keep
+#      their own counts; a function both link in the same instance, httparse's parser say,
+#      gets the sum of both, from the same kind of load);
 #   4. the release build with `-Cprofile-use`. `--target` is given to both builds so the flags
 #      reach doorman and its dependencies (hyper, tokio, http, rustls, ...) but not build
 #      scripts and proc macros, which run on the host during the build.
@@ -95,10 +101,12 @@ mkdir -p "$OUT" "$TARGET_ROOT/pgo-use" || die "cannot create $OUT"
 OUT=$(cd "$OUT" && pwd)
 exec 9> "$TARGET_ROOT/pgo.lock" && flock 9 || die "cannot lock $TARGET_ROOT/pgo.lock"
 
-build() {  # build DIR RUSTFLAGS: the release doorman for HOST in target DIR; echo its path
-  log "cargo build --release --features bench-seed --bin doorman --target $HOST ($2)"
+build() {  # build DIR RUSTFLAGS: the release doorman and hyper-floor for HOST in target DIR;
+           # echo doorman's path (the floor is examples/hyper-floor beside it)
+  log "cargo build --release --features bench-seed --bin doorman --example hyper-floor --target $HOST ($2)"
   (cd "$ROOT" && CARGO_TARGET_DIR="$1" RUSTFLAGS="${RUSTFLAGS:-} $2" \
-    cargo build --release --quiet --features bench-seed --bin doorman --target "$HOST") >&2 \
+    cargo build --release --quiet --features bench-seed --bin doorman --example hyper-floor \
+      --target "$HOST") >&2 \
     || die "cargo build failed ($2)"
   echo "$1/$HOST/release/doorman"
 }
@@ -107,14 +115,15 @@ rm -rf "$OUT/raw" "$OUT/train" "$OUT/doorman.profdata"
 GENERATE=$(build "$TARGET_ROOT/pgo-generate" "-Cprofile-generate=$TARGET_ROOT/pgo-generate/profraw") \
   || exit 1
 
-ROWS=d,e,f,g,h,x,k,l,m,o,q,s,u,v
-log "training: benches/run.sh --quick on doorman's rows ($ROWS)"
+ROWS=d,e,f,g,h,x,k,l,m,o,q,s,u,v,w
+log "training: benches/run.sh --quick on doorman's and the floor's rows ($ROWS)"
 PASS_INSTALL=(); [ "$INSTALL" = 1 ] || PASS_INSTALL=(--no-install)
 # %m: one file per binary, to which every doorman of the run adds its counts as it exits.
 # 9>&-: the servers run.sh starts do not hold the lock; one left behind would block every
 # later run of this script.
 LLVM_PROFILE_FILE="$OUT/raw/doorman-%m.profraw" \
   bash "$HERE/run.sh" --quick "${PASS_INSTALL[@]}" --doorman "$GENERATE" \
+  --floor "$(dirname "$GENERATE")/examples/hyper-floor" \
   --rows "$ROWS" --out "$OUT/train" >&2 9>&- \
   || die "the training run failed (its output: $OUT/train)"
 # Each row of the run's main table: measured (a number of requests per second), without errors.
@@ -131,11 +140,20 @@ log "$PROFDATA merge"
 # The training must have run the request path, or the build would be laid out by start-up and
 # shutdown alone: the hottest block of gate::decide (every request's way through doorman), at
 # least MIN_REQUESTS times (the harness's own checks and logins alone pass through it).
-HOT=$("$PROFDATA" show --counts --function=4gate6decide "$OUT/doorman.profdata" \
-  | sed -n 's/.*Block counts: \[\(.*\)\]/\1/p' | tr ', ' '\n\n' | sort -n | tail -n 1)
+# The floor's likewise: PooledBody::give_back (the end of every response it proxies; its
+# `forward` is inlined before the counters are placed, so it has none of its own).
+hottest() {  # hottest FUNCTION: the largest block count of the functions whose name has FUNCTION
+  "$PROFDATA" show --counts --function="$1" "$OUT/doorman.profdata" \
+    | sed -n 's/.*Block counts: \[\(.*\)\]/\1/p' | tr ', ' '\n\n' | sort -n | tail -n 1
+}
+HOT=$(hottest 4gate6decide)
 [ "${HOT:-0}" -ge "$MIN_REQUESTS" ] 2>/dev/null \
   || die "gate::decide's hottest block ran ${HOT:-0} times in the profile (at least $MIN_REQUESTS wanted): the training reached too few requests"
 log "profile: gate::decide's hottest block ran $HOT times"
+FLOOR_HOT=$(hottest 11hyper_floor10PooledBody9give_back)
+[ "${FLOOR_HOT:-0}" -ge "$MIN_REQUESTS" ] 2>/dev/null \
+  || die "hyper-floor's PooledBody::give_back ran ${FLOOR_HOT:-0} times in the profile (at least $MIN_REQUESTS wanted): the floor's training reached too few requests"
+log "profile: hyper-floor's PooledBody::give_back's hottest block ran $FLOOR_HOT times"
 
 cp "$OUT/doorman.profdata" "$TARGET_ROOT/pgo-use/doorman.profdata" || die "cannot copy the profile"
 build "$TARGET_ROOT/pgo-use" "-Cprofile-use=$TARGET_ROOT/pgo-use/doorman.profdata"

@@ -2,8 +2,9 @@
 //! tables measure (docs/BENCHMARKS.md) cannot rot: the instrumented release build, the training
 //! run (`benches/run.sh --quick` on every doorman row, which checks each answer), the merge
 //! with llvm-profdata (the script fails when a row errored or the profile barely counts the
-//! request path), and the optimised release build. The test checks the training's table and
-//! count itself too, and the built binary then serves a request here.
+//! request path), and the optimised release build, with the harness's floor (hyper-floor, row
+//! w) trained and built beside doorman. The test checks the training's table and counts itself
+//! too, and both built binaries then serve a request here.
 //!
 //! It is the slowest test (two release builds with fat LTO, about ten minutes on two cores) and
 //! needs what tests/bench_quick.rs needs plus llvm-profdata of rustc's LLVM version, which
@@ -11,11 +12,12 @@
 //! measured by `benches/callgrind.sh` and `benches/run.sh`, not here.
 
 use std::process::Command;
+use std::time::Duration;
 
 mod support;
 
 use support::doorman::config;
-use support::{echoed, get, h1_client, send, DoormanProcess, Upstream};
+use support::{echoed, eventually, get, h1_client, send, DoormanProcess, Upstream};
 
 #[tokio::test]
 async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
@@ -44,7 +46,7 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
         .and_then(|rest| rest.split("\n\n").next())
         .expect("the training run's main table");
     for row in [
-        "d", "e", "f", "g", "h", "x", "k", "l", "m", "o", "q", "s", "u", "v",
+        "d", "e", "f", "g", "h", "x", "k", "l", "m", "o", "q", "s", "u", "v", "w",
     ] {
         let line = main_table
             .lines()
@@ -56,16 +58,18 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
             "row {row} was not measured without errors: {line}"
         );
     }
-    let hot: u64 = stderr
-        .lines()
-        .find_map(|l| l.split("gate::decide's hottest block ran ").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count for gate::decide in the log:\n{stderr}"));
-    assert!(
-        hot >= 10_000,
-        "the training passed gate::decide {hot} times"
-    );
+    // The profile reached the request path of both binaries (the floor writes its own only if
+    // it exits through `exit` on run.sh's SIGTERM).
+    for function in ["gate::decide", "hyper-floor's PooledBody::give_back"] {
+        let marker = format!("{function}'s hottest block ran ");
+        let hot: u64 = stderr
+            .lines()
+            .find_map(|l| l.split(&marker).nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count for {function} in the log:\n{stderr}"));
+        assert!(hot >= 10_000, "the training passed {function} {hot} times");
+    }
     let profile = std::fs::metadata(out.join("doorman.profdata")).expect("the merged profile");
     assert!(profile.len() > 0);
 
@@ -86,4 +90,41 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
     let (status, _, body) = send(&h1_client(), get(&doorman.url("/pgo"), &[])).await;
     assert_eq!(status, 200, "log:\n{}", doorman.logs());
     assert_eq!(echoed(&body)["uri"], "/pgo");
+
+    // The floor built beside it (for run.sh's --floor) proxies to the same upstream.
+    let floor = binary.with_file_name("examples").join("hyper-floor");
+    let port = support::free_port();
+    let upstream_port = upstream
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let child = Command::new(&floor)
+        .args(["--listen", &port.to_string(), "--upstream", &upstream_port])
+        .args(["--workers", "1"])
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", floor.display()));
+    let _floor = Killed(child);
+    let listening = eventually(
+        Duration::from_secs(10),
+        async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        |up| *up,
+    )
+    .await;
+    assert!(listening, "hyper-floor did not listen on {port}");
+    let url = format!("http://127.0.0.1:{port}/floor");
+    let (status, _, body) = send(&h1_client(), get(&url, &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&body)["uri"], "/floor");
+}
+
+/// A child process killed when the test ends, passing or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
