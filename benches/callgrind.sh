@@ -12,7 +12,7 @@
 #        per request are printed beside its instructions, and its last-level misses; slower,
 #        and the instruction counts are the same), CACHE_LL=SIZE,ASSOC,LINE (with CACHE=1: the
 #        last level the model has, valgrind's `--LL`, instead of the machine's last level:
-#        e.g. 2097152,16,64 for one core's own 2 MiB L2 where the shared L3 is far larger, to
+#        e.g. 1048576,16,64 for one core's own 1 MiB L2 where the shared L3 is far larger, to
 #        see what many connections' state costs beyond the first level)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a

@@ -37,10 +37,11 @@
 #      Every doorman and floor process adds its counts to DIR/raw when it exits (run.sh stops
 #      them with SIGTERM; LLVM_PROFILE_FILE names the file, one per binary). The run fails
 #      here if a row errored, was skipped, or the profile holds fewer than MIN_REQUESTS passes
-#      through gate::decide;
-#   3. `llvm-profdata merge` of those profiles into one (the two binaries' own functions keep
-#      their own counts; a function both link in the same instance, httparse's parser say,
-#      gets the sum of both, from the same kind of load);
+#      through gate::decide or through the floor's PooledBody::give_back;
+#   3. `llvm-profdata merge` of those profiles into one (records are keyed by function name
+#      and shape: most of each binary's functions are its own, named after its crate once fat
+#      LTO has internalised them; one both carry under the same name and shape gets the sum of
+#      both counts, from the same kind of load);
 #   4. the release build with `-Cprofile-use`. `--target` is given to both builds so the flags
 #      reach doorman and its dependencies (hyper, tokio, http, rustls, ...) but not build
 #      scripts and proc macros, which run on the host during the build.
@@ -118,7 +119,8 @@ GENERATE=$(build "$TARGET_ROOT/pgo-generate" "-Cprofile-generate=$TARGET_ROOT/pg
 ROWS=d,e,f,g,h,x,k,l,m,o,q,s,u,v,w
 log "training: benches/run.sh --quick on doorman's and the floor's rows ($ROWS)"
 PASS_INSTALL=(); [ "$INSTALL" = 1 ] || PASS_INSTALL=(--no-install)
-# %m: one file per binary, to which every doorman of the run adds its counts as it exits.
+# %m: one file per binary, to which every doorman (or floor) of the run adds its counts as it
+# exits.
 # 9>&-: the servers run.sh starts do not hold the lock; one left behind would block every
 # later run of this script.
 LLVM_PROFILE_FILE="$OUT/raw/doorman-%m.profraw" \
