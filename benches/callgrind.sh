@@ -12,8 +12,10 @@
 #        per request are printed beside its instructions, and its last-level misses; slower,
 #        and the instruction counts are the same), CACHE_LL=SIZE,ASSOC,LINE (with CACHE=1: the
 #        last level the model has, valgrind's `--LL`, instead of the machine's last level:
-#        e.g. 1048576,16,64 for one core's own 1 MiB L2 where the shared L3 is far larger, to
-#        see what many connections' state costs beyond the first level)
+#        e.g. 1048576,8,64 for one core's own 1 MiB 8-way L2 where the shared L3 is far
+#        larger, to see what many connections' state costs beyond the first level; without
+#        it valgrind models the machine's L3 as it reads it, which may be far off: 256 MiB
+#        direct-mapped on a 2026-12-07 AMD EPYC host with a 32 MiB L3)
 #
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
@@ -289,7 +291,7 @@ ir_per_request() {
 }
 
 log "doorman: $DOORMAN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
-log "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'), N=$N CONNS=$CONNS WARMUP=$WARMUP"
+log "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'), N=$N CONNS=$CONNS WARMUP=$WARMUP CACHE=$CACHE CACHE_LL=${CACHE_LL:-}"
 measure public "$PUBLIC_PORT" /public 0; PUBLIC=$RESULT
 measure authenticated "$AUTH_PORT" /dashboard 1; AUTHENTICATED=$RESULT
 REDISED=""

@@ -60,6 +60,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some(l), Some(u)) => (l, u),
         _ => return Err("usage: hyper-floor --listen PORT --upstream PORT [--workers N]".into()),
     };
+    // SIGTERM (benches/run.sh stops its servers with it) and SIGINT end the program by
+    // returning from `main`, through libc's `exit`: a build instrumented by `benches/pgo.sh`
+    // writes its profile there, where the signal's default action would lose it. Registered
+    // before the port is bound, so a signal sent as soon as it accepts is never the default's.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, listen))?;
     listener.set_nonblocking(true)?;
     let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, upstream));
@@ -74,21 +89,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
-    // SIGTERM (benches/run.sh stops its servers with it) and SIGINT end the program by
-    // returning from `main`, through libc's `exit`: a build instrumented by `benches/pgo.sh`
-    // writes its profile there, where the signal's default action would lose it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let to_error = |e: std::io::Error| -> Box<dyn std::error::Error> { e.to_string().into() };
-        let mut term = signal(SignalKind::terminate()).map_err(to_error)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(to_error)?;
         tokio::select! {
             _ = term.recv() => Ok(()),
             _ = int.recv() => Ok(()),
-            Some(e) = failure.recv() => Err(to_error(e)),
+            Some(e) = failure.recv() => Err(e.to_string().into()),
         }
     })
 }

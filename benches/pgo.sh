@@ -39,9 +39,9 @@
 #      here if a row errored, was skipped, or the profile holds fewer than MIN_REQUESTS passes
 #      through gate::decide or through the floor's PooledBody::give_back;
 #   3. `llvm-profdata merge` of those profiles into one (records are keyed by function name
-#      and shape: most of each binary's functions are its own, named after its crate once fat
-#      LTO has internalised them; one both carry under the same name and shape gets the sum of
-#      both counts, from the same kind of load);
+#      and shape: most of the floor's functions, hyper's, httparse's and tokio's, share name
+#      and shape with doorman's and get the sum of both counts, from the same kind of load,
+#      in which doorman's fourteen rows weigh most);
 #   4. the release build with `-Cprofile-use`. `--target` is given to both builds so the flags
 #      reach doorman and its dependencies (hyper, tokio, http, rustls, ...) but not build
 #      scripts and proc macros, which run on the host during the build.

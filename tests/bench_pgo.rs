@@ -94,14 +94,15 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
     // The floor built beside it (for run.sh's --floor) proxies to the same upstream.
     let floor = binary.with_file_name("examples").join("hyper-floor");
     let port = support::free_port();
-    let upstream_port = upstream
+    let upstream_port: u16 = upstream
         .url()
         .rsplit(':')
         .next()
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|port| port.parse().ok())
+        .expect("the upstream's port");
     let child = Command::new(&floor)
-        .args(["--listen", &port.to_string(), "--upstream", &upstream_port])
+        .args(["--listen", &port.to_string()])
+        .args(["--upstream", &upstream_port.to_string()])
         .args(["--workers", "1"])
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", floor.display()));
