@@ -106,7 +106,7 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
         .args(["--workers", "1"])
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", floor.display()));
-    let _floor = Killed(child);
+    let mut floor = Stopped(child);
     let listening = eventually(
         Duration::from_secs(10),
         async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
@@ -118,14 +118,20 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
     let (status, _, body) = send(&h1_client(), get(&url, &[])).await;
     assert_eq!(status, 200);
     assert_eq!(echoed(&body)["uri"], "/floor");
+    // SIGTERM, as run.sh stops it: the floor exits through `exit`, where an instrumented
+    // build writes its profile.
+    support::terminate(&mut floor.0);
+    let exit = floor.0.wait().expect("the floor's exit status");
+    assert!(exit.success(), "hyper-floor on SIGTERM: {exit}");
 }
 
-/// A child process killed when the test ends, passing or not.
-struct Killed(std::process::Child);
+/// A child process stopped (`support::terminate`) when the test ends, if it still runs.
+struct Stopped(std::process::Child);
 
-impl Drop for Killed {
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Ok(None) = self.0.try_wait() {
+            support::terminate(&mut self.0);
+        }
     }
 }
