@@ -1,7 +1,8 @@
 //! Test support: a real upstream, doorman in-process or as its binary, and small clients.
 //!
-//! Everything binds `127.0.0.1:0` (or a free port found that way) so tests run in parallel and
-//! never collide with anything on the machine.
+//! What a test binds itself binds `127.0.0.1:0` and keeps its listener; a port handed to a peer
+//! process comes from [`free_port`], below the kernel's ephemeral range, so tests run in
+//! parallel and never collide with anything on the machine.
 #![allow(dead_code, unused_imports)] // each test file uses its own part of the support module
 
 pub mod cache;
@@ -108,8 +109,50 @@ pub fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a process the test starts to bind.
+///
+/// Picked *below* the kernel's ephemeral range, never with `bind(127.0.0.1:0)`: between the
+/// pick and the peer's own bind (redis-server, node, doorman's binary) the port is free, and a
+/// port from the ephemeral range can be taken in that moment by the local end of any outgoing
+/// connection or by any other `bind(0)` on the machine. CI saw exactly that: an OIDC provider
+/// exited with EADDRINUSE on the port its doorman had just been told about. The kernel never
+/// hands out a port below the range on its own, so only another explicit bind can take one.
+///
+/// The window is `[low - 20000, low - 10000)` (`low` from `ip_local_port_range`, 32768 by
+/// default): a Redis Cluster node's bus port (its port + 10000) then falls in
+/// `[low - 10000, low)`, also below the range and never a port this hands out. A process-wide
+/// counter walks the window from an offset spread by the pid, so tests of one binary never pick
+/// the same port twice and two binaries side by side rarely meet; a port something already
+/// listens on is skipped. With a range starting too low for a window, it falls back to
+/// `bind(0)`.
 pub fn free_port() -> u16 {
+    const BUS_OFFSET: u32 = 10_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if low < 2 * BUS_OFFSET + 1024 {
+        return ephemeral_port();
+    }
+    let start = low - 2 * BUS_OFFSET;
+    let size = BUS_OFFSET as usize;
+    let spread = (std::process::id() as usize).wrapping_mul(7919) % size;
+    for _ in 0..size {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = start + ((spread + step) % size) as u32;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    ephemeral_port()
+}
+
+/// A port from the kernel's ephemeral range (`bind(0)`): [`free_port`]'s fallback.
+fn ephemeral_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
