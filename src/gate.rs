@@ -131,7 +131,8 @@ pub enum BuildError {
 /// what `wrap` makes of the response (the server's: its body tracked by the connection).
 ///
 /// What needs no waiting is done before the future is made: the returned future then holds
-/// the request once, boxed, and the exchange it opened, not the parts they were made from.
+/// the request once, boxed (by the server, as hyper hands it over), and the exchange it
+/// opened, not the parts they were made from.
 /// Not an `async fn` (nor is [`decide`]): one keeps its arguments twice in its state (as
 /// captured, and moved into a local on the first poll), and this state is in every request's
 /// future, moved with it. The `async move` block uses what it captured where it lies. It owns
@@ -143,7 +144,7 @@ pub fn handle<R>(
     app: Arc<App>,
     client: ClientInfo,
     memo: &KeyMemo,
-    req: Request<Incoming>,
+    req: Box<Request<Incoming>>,
     wrap: impl FnOnce(Response<Body>) -> R + Send + 'static,
 ) -> impl Future<Output = R> + 'static {
     // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
@@ -153,12 +154,12 @@ pub fn handle<R>(
     };
     // The access log's entry, boxed: it lives until the response body ends, in the box that
     // becomes the body's wrapper (`Opened`); until then it moves as a pointer.
-    let mut ex = Opened::new(Exchange::new(
+    let mut ex = Opened::open(
         client,
         req.method().clone(),
         req.uri().clone(),
         Instant::now(),
-    ));
+    );
     // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
     // (hyper drops it and reads the body as chunked). A front proxy that read it differently
     // may see the rest of the bytes as a second request, so the connection is not reused.
@@ -169,8 +170,6 @@ pub fn handle<R>(
         .shared
         .cookies(ex.client.https)
         .read_remembering(req.headers(), memo);
-    // Boxed: every level below takes it by value, and a box moves (and is kept) as a pointer.
-    let req = Box::new(req);
     async move {
         let app = &*app;
         let resp = match decide(app, &mut ex, req).await {
