@@ -270,6 +270,44 @@ async fn a_chunked_request_body_is_reframed_for_the_upstream() {
     );
 }
 
+/// A request without a body is forwarded without one (doorman passes no body along for it),
+/// framed as before: a `POST` with `Content-Length: 0` still says 0, a `GET` says nothing; and
+/// the connection carries on to the next request.
+#[tokio::test]
+async fn requests_without_a_body_keep_their_framing() {
+    let upstream = Upstream::start().await;
+    let doorman = Doorman::start(&support::doorman::config(&upstream.url(), "", "")).await;
+    let mut s = TcpStream::connect(doorman.addr).await.expect("connect");
+    for (request, method, length) in [
+        (
+            &b"POST /empty HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n"[..],
+            "POST",
+            vec!["0"],
+        ),
+        (
+            &b"GET /empty HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+            "GET",
+            vec![],
+        ),
+        (
+            &b"POST /full HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello"[..],
+            "POST",
+            vec!["5"],
+        ),
+    ] {
+        s.write_all(request).await.expect("write");
+        let resp = read_response(&mut s).await;
+        assert_eq!(resp.status, 200);
+        assert!(resp.header("connection").is_empty(), "kept alive");
+        let echo = echoed(&Bytes::from(resp.body));
+        assert_eq!(echo["method"], method);
+        assert_eq!(echoed_header(&echo, "content-length"), length, "{method}");
+        assert!(echoed_header(&echo, "transfer-encoding").is_empty());
+        let body_len = length.first().map_or(0, |l| l.parse::<u64>().unwrap_or(0));
+        assert_eq!(echo["body_len"], body_len);
+    }
+}
+
 /// The upstream's hop-by-hop headers describe its connection to doorman, and its `X-Doorman-*`
 /// headers are instructions to doorman (login handoff, DESIGN.md §6): neither may reach the
 /// client. Ordinary response headers must.
