@@ -267,11 +267,7 @@ impl Upstream {
                 .then(|| Box::new(ClientBody::new(body, config.listen.body_timeout))),
             config: Arc::clone(&self.config),
         };
-        // Written into its box, not made beside it and copied in.
-        Ok(Box::write(
-            Box::new_uninit(),
-            Request::from_parts(parts, body),
-        ))
+        Ok(Box::new(Request::from_parts(parts, body)))
     }
 
     /// Whether the client is a trusted proxy (`[listen] trusted_proxies`), whose forwarding
