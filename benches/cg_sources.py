@@ -22,9 +22,12 @@ Options:
   --event E       the event to sum (default Ir; with CACHE=1: D1mw, DLmr, DLmw, ...)
   --calls TEXT    instead, the calls into functions whose name contains TEXT (`memcpy`,
                   `malloc`), by calling function and call-site line, with their inclusive cost
+                  (calls from a function whose own name contains TEXT are left out: they are
+                  inside a call already counted); one profile only
 
 Figures are self costs (a call's callee is counted in the callee's file), so the rows add up
-to the profile's total. With a second profile, rows are sorted by the difference.
+to the profile's total. With a second profile, rows are sorted by the size of the difference,
+either way. Profiles made with `--dump-instr=yes` (an address column) are refused.
 """
 
 import argparse
@@ -57,6 +60,12 @@ def read(path, event, calls_into=None):
         for line in f:
             line = line.rstrip("\n")
             if not line:
+                continue
+            if line.startswith("positions:"):
+                # One position column (the line) is what the cost columns are read after.
+                if line.split()[1:] != ["line"]:
+                    sys.exit(f"{path}: positions {line.split()[1:]}: only `line` is read "
+                             "(a profile made without --dump-instr)")
                 continue
             if line.startswith("events:"):
                 events = line.split()[1:]
@@ -96,7 +105,9 @@ def read(path, event, calls_into=None):
             if in_call:
                 # The line after `calls=` is the call's inclusive cost, at its call site.
                 in_call = False
-                if calls_into is not None and calls_into in callee:
+                # A call made from a function that itself matches is inside a matching
+                # call already counted (`malloc` calling `_int_malloc`).
+                if calls_into is not None and calls_into in callee and calls_into not in fn:
                     calls[(fn, fi, here)] += cost
                 continue
             by_file[fi] += cost
@@ -126,6 +137,8 @@ def main():
     a = p.parse_args()
 
     if a.calls:
+        if a.base:
+            sys.exit("--calls reads one profile")
         _, calls = read(a.profile, a.event, a.calls)
         for (fn, fi, line), cost in calls.most_common(a.top):
             print(f"{cost / a.per:9.1f}  {fn[:80]}  at {short(fi)}:{line}")
@@ -141,7 +154,7 @@ def main():
     print(f"{'profile':>9} {'base':>9} {'diff':>9}")
     print(f"{sum(mine.values()) / a.per:9.0f} {sum(base.values()) / a.per:9.0f} "
           f"{(sum(mine.values()) - sum(base.values())) / a.per:+9.0f}  total")
-    rows = sorted(set(mine) | set(base), key=lambda k: base.get(k, 0) - mine.get(k, 0))
+    rows = sorted(set(mine) | set(base), key=lambda k: -abs(mine.get(k, 0) - base.get(k, 0)))
     for path in rows[: a.top]:
         m, b = mine.get(path, 0), base.get(path, 0)
         print(f"{m / a.per:9.0f} {b / a.per:9.0f} {(m - b) / a.per:+9.0f}  {short(path)}")
