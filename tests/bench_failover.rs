@@ -32,8 +32,13 @@ fn quick_failover_answers_right_and_every_doorman_serves_again_in_both_set_ups()
             s["run"]["promoted"].is_u64(),
             "{setup}: a replica took over:\n{summary}"
         );
+        // The prober's one session can miss a short window between two of its probes (CI
+        // once saw a Cluster take-over answered 503 6,358 times to wrk, none to the prober):
+        // either one's 503s show the kill was felt.
+        let felt =
+            s["window_503"]["count"].as_u64().unwrap_or(0) + s["wrk"]["s503"].as_u64().unwrap_or(0);
         assert!(
-            s["window_503"]["count"].as_u64().unwrap_or(0) > 0,
+            felt > 0,
             "{setup}: the kill was felt (503s after it):\n{summary}"
         );
         assert!(
