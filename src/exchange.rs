@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::cookie::Presented;
+use crate::cookie::{ForUpstream, Presented};
 use crate::identity::Identity;
 use crate::path::NormalPath;
 use crate::session::{Record, SessionId, SessionKey, SessionTag, StoreError};
@@ -172,6 +172,8 @@ pub struct Exchange {
     pub route: Option<crate::metrics::RouteLabel>,
     /// Doorman's cookie as the request presented it (read once, by the gate).
     pub presented: Presented,
+    /// What the upstream's copy of the request's cookies needs, found by the same read.
+    pub cookies_upstream: ForUpstream,
     /// The session the presented cookie names, once looked up.
     pub session: SessionState,
     /// What to do with doorman's cookie on the response.
@@ -205,6 +207,7 @@ impl Exchange {
             path: None,
             route: None,
             presented: Presented::Absent,
+            cookies_upstream: ForUpstream::Rewrite,
             session: SessionState::None,
             cookie: CookieAction::Keep,
             user: None,

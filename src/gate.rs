@@ -166,7 +166,7 @@ pub fn handle<R>(
     let h1 = req.version() <= Version::HTTP_11;
     ex.close = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
     // Read here, where the connection's memo of its last cookie is at hand (`memo`).
-    ex.presented = app
+    (ex.presented, ex.cookies_upstream) = app
         .shared
         .cookies(ex.client.https)
         .read_remembering(req.headers(), memo);
@@ -285,6 +285,7 @@ fn decide<'a>(
                 .map(Bridge::cookie_name);
             let vouch = Vouch {
                 identity: ex.identity(),
+                cookies: ex.cookies_upstream,
                 assertion,
                 drop_cookie,
             };

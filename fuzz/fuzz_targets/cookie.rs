@@ -11,6 +11,8 @@
 //!   cookie under its plain, `__Host-` or `__Secure-` name, or a sign-in flow's), every other
 //!   pair is kept in order, and a request that had none of doorman's in one header is left
 //!   byte for byte.
+//! * What `CookiePolicy::read_remembering` says the upstream's copy of the cookies needs
+//!   (`ForUpstream`), applied, leaves exactly what `remove_from_request` leaves.
 //! * After `remove_from_response`, no `Set-Cookie` left can make a browser send doorman one of
 //!   its cookies: each is read as a browser stores it (RFC 6265bis §5.7: the name-value pair
 //!   before the first `;`; without `=`, or with an empty name, the cookie is nameless and sent
@@ -59,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     check_read(&request);
+    check_for_upstream(&request);
     check_remove_from_request(request);
     check_remove_from_response(response);
 });
@@ -129,20 +132,20 @@ fn check_read(request: &HeaderMap) {
         // fresh memo, on the repeat it remembers, and after another cookie took the memo.
         let memo = KeyMemo::default();
         assert_eq!(
-            policy.read_remembering(request, &memo),
+            policy.read_remembering(request, &memo).0,
             want,
             "{}",
             policy.name()
         );
         assert_eq!(
-            policy.read_remembering(request, &memo),
+            policy.read_remembering(request, &memo).0,
             want,
             "{}",
             policy.name()
         );
         let _ = policy.read_remembering(&another_session(policy), &memo);
         assert_eq!(
-            policy.read_remembering(request, &memo),
+            policy.read_remembering(request, &memo).0,
             want,
             "{}",
             policy.name()
@@ -158,6 +161,17 @@ fn check_read(request: &HeaderMap) {
         _ => None,
     };
     assert_eq!(cookie::only_value(request, APP_COOKIE), want);
+}
+
+fn check_for_upstream(request: &HeaderMap) {
+    for policy in policies() {
+        let (_, upstream) = policy.read_remembering(request, &KeyMemo::default());
+        let mut applied = request.clone();
+        upstream.apply(&mut applied, NAME);
+        let mut removed = request.clone();
+        cookie::remove_from_request(&mut removed, NAME);
+        assert_eq!(applied, removed, "read as {upstream:?}");
+    }
 }
 
 fn check_remove_from_request(mut request: HeaderMap) {

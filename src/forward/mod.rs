@@ -31,7 +31,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::{self, Body};
 use crate::config::{Config, UpstreamConfig};
-use crate::cookie;
+use crate::cookie::{self, ForUpstream};
 use crate::error::ProxyError;
 use crate::exchange::ClientInfo;
 use crate::identity::{Identity, DOORMAN_PREFIX};
@@ -223,7 +223,7 @@ impl Upstream {
         let h = req.headers_mut();
         let peer = client.peer_value.clone();
         scan.remove(h);
-        cookie::remove_from_request(h, &config.session.cookie_name);
+        vouch.cookies.apply(h, &config.session.cookie_name);
         if let Some(name) = vouch.drop_cookie {
             cookie::remove_from_request(h, name);
         }
@@ -314,6 +314,9 @@ impl Upstream {
 pub struct Vouch<'a> {
     /// The session's identity, if any.
     pub identity: Option<&'a Identity>,
+    /// What the request's `Cookie` headers need before they go upstream (doorman's cookies
+    /// never do), as the gate's read of them found.
+    pub cookies: ForUpstream,
     /// The identity's signed assertion, when configured.
     pub assertion: Option<HeaderValue>,
     /// A cookie name to remove from the request.
