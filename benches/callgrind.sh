@@ -58,6 +58,16 @@
 #                   the authenticated path's (GET /dashboard with the same Cookie header; nginx
 #                   does no auth, so this is what proxying those bytes costs it). Skipped with
 #                   NGINX=0.
+#   nginx-same-work: as nginx, with conf/nginx-proxy-same-work.conf.tmpl: nginx made to do the
+#                   header work doorman does on these loads (X-Forwarded-For, -Proto and -Host
+#                   set, the session's Cookie header kept from the upstream, X-Auth-User and
+#                   X-Auth-Groups set when the request has a cookie: the session lookup
+#                   replaced by a constant), so the upstream's answers are the same bytes as
+#                   doorman's (its X-Seen-Auth-User echo included) and a row's ratio over it
+#                   is doorman's overhead for the same work. Reported beside nginx's, not
+#                   instead: issue 20's target is over row b's nginx. Prints
+#                   `nginx-same-public` and `nginx-same-cookie`; skipped with SAME_WORK=0 (or
+#                   NGINX=0).
 #   floor:          the public path's load through `hyper-floor` (benches/hyper_floor.rs, one
 #                   worker): hyper's HTTP/1.1 server and client with nothing of doorman between
 #                   them, the floor of doorman's stack on this load. Built as doorman is
@@ -77,6 +87,7 @@ N=${N:-2000}; CONNS=${CONNS:-8}; WARMUP=${WARMUP:-1000}; DOORMAN=${DOORMAN:-}; O
 COOKIE=""
 ASSERTION=${ASSERTION:-1}; FORWARD_AUTH=${FORWARD_AUTH:-1}; NGINX=${NGINX:-1}; FLOOR=${FLOOR:-}
 REDIS=${REDIS:-1}; REDIS_UP=0; FA_STORE=${FA_STORE:-embedded}; CACHE=${CACHE:-0}
+SAME_WORK=${SAME_WORK:-1}
 # --trace-children: doorman starts itself again to raise glibc's per-thread cache (src/main.rs,
 # tune_allocator); what is measured is the process that serves.
 VALGRIND=(valgrind --tool=callgrind --trace-children=yes)
@@ -96,7 +107,7 @@ init_run
 [ -n "$FLOOR" ] || FLOOR=$(release_example hyper-floor)
 [ "$FLOOR" = 0 ] || [ -x "$FLOOR" ] || die "no hyper-floor binary at $FLOOR"
 read -r UPSTREAM_PORT PUBLIC_PORT AUTH_PORT ASSERT_PORT FA_PORT NG_PUBLIC_PORT NG_COOKIE_PORT FLOOR_PORT \
-  REDIS_DOORMAN_PORT REDIS_PORT <<< "$(free_ports 10)"
+  REDIS_DOORMAN_PORT NG_SAME_PUBLIC_PORT NG_SAME_COOKIE_PORT REDIS_PORT <<< "$(free_ports 12)"
 [ -n "$REDIS_PORT" ] || die "could not pick free loopback ports"
 nginx_up upstream nginx-upstream.conf.tmpl "$UPSTREAM_PORT" 1
 make_users
@@ -233,17 +244,19 @@ measure() {
   ir_per_request "$name" "$out"
 }
 
-# measure_nginx NAME PORT PATH COOKIE: row b's nginx, one process, under callgrind, the same
-# load as measure's; sets RESULT (Ir/request)
+# measure_nginx NAME PORT PATH COOKIE [TEMPLATE [WANT_USER]]: row b's nginx (or TEMPLATE's), one
+# process, under callgrind, the same load as measure's; WANT_USER: the upstream's
+# X-Seen-Auth-User echo every answer must carry; sets RESULT (Ir/request)
 measure_nginx() {
-  local name=$1 port=$2 path=$3 cookie=$4 out="$RUN/$1/callgrind.out" pid
-  nginx_render "$name" nginx-proxy.conf.tmpl "$port" 1
+  local name=$1 port=$2 path=$3 cookie=$4 tmpl=${5:-nginx-proxy.conf.tmpl} want=${6:-}
+  local out="$RUN/$1/callgrind.out" pid
+  nginx_render "$name" "$tmpl" "$port" 1 USER="$BENCH_USER"
   log "$name: starting nginx under callgrind on :$port"
   start_bg "$name" "${VALGRIND[@]}" --callgrind-out-file="$out" \
     nginx -p "$RUN/$name/" -c "$RUN/$name/nginx.conf" -g 'daemon off; master_process off;'
   pid=$(pid_of "$name")
   wait_port "$port" 60 "$name"
-  python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" "" 0 \
+  python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" "$want" 0 \
     || die "$name: load failed (log: $RUN/$name.log)"
   ir_per_request "$name" "$out"
 }
@@ -313,10 +326,17 @@ if [ "$FORWARD_AUTH" = 1 ] && printf '[forward_auth]\ntrusted_gateways = ["127.0
   esac
   measure forward-auth "$FA_PORT" /_doorman/auth 1 0 1 "$FA_STORE"; FORWARDED=$RESULT
 fi
-NG_PUBLIC=""; NG_COOKIE=""
+NG_PUBLIC=""; NG_COOKIE=""; NG_SAME_PUBLIC=""; NG_SAME_COOKIE=""
 if [ "$NGINX" = 1 ]; then
   measure_nginx nginx-public "$NG_PUBLIC_PORT" /public ""; NG_PUBLIC=$RESULT
   measure_nginx nginx-cookie "$NG_COOKIE_PORT" /dashboard "$COOKIE"; NG_COOKIE=$RESULT
+  if [ "$SAME_WORK" = 1 ]; then
+    measure_nginx nginx-same-public "$NG_SAME_PUBLIC_PORT" /public "" nginx-proxy-same-work.conf.tmpl
+    NG_SAME_PUBLIC=$RESULT
+    measure_nginx nginx-same-cookie "$NG_SAME_COOKIE_PORT" /dashboard "$COOKIE" \
+      nginx-proxy-same-work.conf.tmpl "$BENCH_USER"
+    NG_SAME_COOKIE=$RESULT
+  fi
 fi
 FLOORED=""
 [ "$FLOOR" != 0 ] && { measure_floor "$FLOOR_PORT"; FLOORED=$RESULT; }
@@ -331,6 +351,12 @@ if [ -n "$NG_PUBLIC" ]; then
   # issue 20's target: doorman ≤ 1.2× nginx's instructions per request on the same load
   awk -v p="$PUBLIC" -v np="$NG_PUBLIC" -v a="$AUTHENTICATED" -v na="$NG_COOKIE" 'BEGIN {
     printf "public / nginx-public: %.2fx\nauthenticated / nginx-cookie: %.2fx\n", p / np, a / na }'
+fi
+if [ -n "$NG_SAME_PUBLIC" ]; then
+  echo "nginx-same-public: $NG_SAME_PUBLIC"
+  echo "nginx-same-cookie: $NG_SAME_COOKIE"
+  awk -v p="$PUBLIC" -v np="$NG_SAME_PUBLIC" -v a="$AUTHENTICATED" -v na="$NG_SAME_COOKIE" 'BEGIN {
+    printf "public / nginx-same-public: %.2fx\nauthenticated / nginx-same-cookie: %.2fx\n", p / np, a / na }'
 fi
 if [ -n "$FLOORED" ]; then
   echo "floor: $FLOORED"

@@ -126,6 +126,26 @@ async fn a_chunked_request_is_forwarded_whole_and_its_connection_closed() {
     );
 }
 
+/// The same for a chunked body that is empty (its last chunk at once): the body is known to be
+/// empty only once read, so the gate, which skips looking for Transfer-Encoding on a body
+/// known empty at the head, still sees it, and closes.
+#[tokio::test]
+async fn an_empty_chunked_request_closes_its_connection_too() {
+    let upstream = Upstream::start().await;
+    let doorman = doorman(&upstream, "").await;
+    let mut conn = RawConn::connect(doorman.addr).await;
+    conn.send(b"GET /empty HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await;
+    let resp = conn.response(PATIENCE).await.expect("a response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(echoed(&bytes::Bytes::from(resp.body))["body_len"], 0);
+    assert!(
+        conn.closed_within(PATIENCE).await,
+        "doorman kept an empty chunked request's connection open"
+    );
+}
+
 /// A head of exactly `len` bytes (request line + headers + blank line) for `GET /big`, padded
 /// with one `X-Pad` header; returns the head and the pad's length.
 fn head_of_len(len: usize) -> (Vec<u8>, usize) {

@@ -326,10 +326,23 @@ pub struct Vouch<'a> {
 /// Remove what must not reach the client: hop-by-hop headers, doorman's handoff headers
 /// (`X-Doorman-*`, DESIGN.md §6, whether or not handoff is configured), and any `Set-Cookie`
 /// for doorman's session cookie.
+///
+/// The pass over the names that finds the hop-by-hop and handoff headers also notes whether
+/// there is a `Set-Cookie` (in any spelling: a false alarm only takes the long way), so a
+/// response without one, most of them, costs no lookup for it.
 fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
-    const DOORMAN: Initials = Initials::of(&[DOORMAN_PREFIX]);
-    headers::remove_hop_by_hop_and(h, DOORMAN, |name| name.starts_with(DOORMAN_PREFIX));
-    cookie::remove_from_response(h, &config.session.cookie_name);
+    const ASKED: Initials = Initials::of(&[DOORMAN_PREFIX, "set-cookie"]);
+    let mut set_cookie = false;
+    headers::remove_hop_by_hop_and(h, ASKED, |name| {
+        if name.is("set-cookie") {
+            set_cookie = true;
+            return false;
+        }
+        name.starts_with(DOORMAN_PREFIX)
+    });
+    if set_cookie {
+        cookie::remove_from_response(h, &config.session.cookie_name);
+    }
 }
 
 /// Whether a response is a server-sent event stream (`Content-Type: text/event-stream`, any
