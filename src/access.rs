@@ -147,7 +147,7 @@ fn route<'a>(
 ) -> Result<&'a RoutePolicy, ProxyError> {
     let matched = shared.config.routes.find(req.method, req.host, req.path);
     if let Some(route) = matched.route {
-        tracing::Span::current().record("route", route.name.as_str());
+        ex.span.record("route", route.name.as_str());
     }
     ex.route = Some(match matched.route {
         Some(route) => route.name.clone(),

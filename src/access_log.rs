@@ -47,14 +47,20 @@ impl Opened {
     /// Made where it lives, in its box: an exchange made first and then moved in was copied
     /// whole (640 bytes, about 140 instructions per request, `benches/callgrind.sh`), and at
     /// 256 connections each copy writes to lines of a box no other request touched lately.
-    pub fn open(client: ClientInfo, method: Method, raw_target: Uri, started: Instant) -> Self {
+    pub fn open(
+        client: ClientInfo,
+        method: Method,
+        raw_target: Uri,
+        started: Instant,
+        span: tracing::Span,
+    ) -> Self {
         Opened(Box::write(
             Box::new_uninit(),
             Logged {
                 // Zero-sized, so not allocated: replaced by the response's body in `finish`.
                 inner: crate::body::empty(),
                 finish: Finish {
-                    exchange: Exchange::new(client, method, raw_target, started),
+                    exchange: Exchange::new(client, method, raw_target, started, span),
                     line: None,
                     bytes: 0,
                     complete: false,
@@ -64,22 +70,12 @@ impl Opened {
     }
 
     /// The response's body, wrapped in this entry's box: the line is written, and the request
-    /// counted, when that body is finished or dropped (with `status`, in `span`).
-    pub fn finish(
-        self,
-        body: Body,
-        status: u16,
-        metrics: Arc<Metrics>,
-        span: tracing::Span,
-    ) -> Body {
+    /// counted, when that body is finished or dropped (with `status`, in the exchange's span).
+    pub fn finish(self, body: Body, status: u16, metrics: Arc<Metrics>) -> Body {
         let mut logged = self.0;
         logged.finish.complete = body.is_end_stream();
         logged.inner = body;
-        logged.finish.line = Some(Line {
-            status,
-            metrics,
-            span,
-        });
+        logged.finish.line = Some(Line { status, metrics });
         Body::from_box(logged)
     }
 }
@@ -102,8 +98,6 @@ impl std::ops::DerefMut for Opened {
 struct Line {
     status: u16,
     metrics: Arc<Metrics>,
-    /// The request's span, so the line carries the same context as the rest of the request.
-    span: tracing::Span,
 }
 
 /// The entry and the count of body bytes ([`Logged`] counts them): the line is written exactly
@@ -120,12 +114,7 @@ struct Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let Some(Line {
-            status,
-            metrics,
-            span,
-        }) = &self.line
-        else {
+        let Some(Line { status, metrics }) = &self.line else {
             return;
         };
         let ex = &self.exchange;
@@ -134,7 +123,8 @@ impl Drop for Finish {
         metrics.request(&route, *status, took);
         let route = route.as_str();
         let path = ex.path.as_deref().unwrap_or(ex.raw_target.path());
-        span.in_scope(|| {
+        // In the request's span, so the line carries the same context as the rest of it.
+        ex.span.in_scope(|| {
             info!(
                 target: "doorman::access",
                 peer = %ex.client.peer,
@@ -214,6 +204,7 @@ mod tests {
             http::Method::GET,
             http::Uri::from_static("/dashboard"),
             Instant::now(),
+            tracing::Span::none(),
         );
         // Reached through the entry, as the gate fills it in.
         ex.route = Some(RouteLabel::new("/dashboard"));
@@ -270,12 +261,7 @@ mod tests {
             .build()
             .unwrap();
         let lines = lines_of(|| {
-            let body = opened().finish(
-                crate::body::full("ok\n"),
-                200,
-                Arc::clone(&metrics),
-                tracing::Span::none(),
-            );
+            let body = opened().finish(crate::body::full("ok\n"), 200, Arc::clone(&metrics));
             // Counted when the body ends, not when the response is made.
             assert_eq!(counted(&metrics), "");
             let read = runtime.block_on(body.collect()).unwrap().to_bytes();

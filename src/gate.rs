@@ -129,6 +129,8 @@ pub enum BuildError {
 
 /// Answer one request: forward it, or answer with doorman's own response; the result is
 /// what `wrap` makes of the response (the server's: its body tracked by the connection).
+/// `span` is the request's own (the server instruments the returned future with it): the
+/// exchange keeps it for the route and the access line.
 ///
 /// What needs no waiting is done before the future is made: the returned future then holds
 /// the request once, boxed (by the server, as hyper hands it over), and the exchange it
@@ -145,6 +147,7 @@ pub fn handle<R>(
     client: ClientInfo,
     memo: &KeyMemo,
     req: Box<Request<Incoming>>,
+    span: tracing::Span,
     wrap: impl FnOnce(Response<Body>) -> R + Send + 'static,
 ) -> impl Future<Output = R> + 'static {
     // A trusted gateway says who the browser is and what it used (DESIGN.md §8).
@@ -159,6 +162,7 @@ pub fn handle<R>(
         req.method().clone(),
         req.uri().clone(),
         Instant::now(),
+        span,
     );
     // RFC 9112 §6.1: a request with Transfer-Encoding may also have carried a Content-Length
     // (hyper drops it and reads the body as chunked). A front proxy that read it differently
@@ -359,7 +363,7 @@ fn finish(app: &App, mut ex: Opened, mut resp: Response<Body>) -> Response<Body>
     ex.presented = Presented::Absent;
     let status = resp.status().as_u16();
     let metrics = Arc::clone(&shared.metrics);
-    resp.map(|body| ex.finish(body, status, metrics, tracing::Span::current()))
+    resp.map(|body| ex.finish(body, status, metrics))
 }
 
 /// What a proxied request needs before its decision: the upstream (none in auth-only mode:

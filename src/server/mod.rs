@@ -524,6 +524,7 @@ impl Connection {
                             client.clone(),
                             &memo,
                             Box::new(req),
+                            span.clone(),
                             tracked,
                         )
                         .instrument(span),
