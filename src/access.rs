@@ -23,7 +23,7 @@ use crate::oidc::Oidc;
 use crate::routes::{Access, OnUnauthenticated, RoutePolicy};
 use crate::session::express::{Bridge, TakeOver};
 use crate::session::live::{Ended, Scope};
-use crate::session::{Origin, Record, SessionStore, Store};
+use crate::session::{Origin, Record, SessionKey, SessionStore, Store};
 
 /// What every request shares below the proxy: the config, the session store, the metrics, and
 /// doorman's cookie as served over plain HTTP and over TLS (built once per config).
@@ -238,11 +238,22 @@ async fn session_state(shared: &Shared, presented: &Presented) -> SessionState {
         Presented::Invalid => return SessionState::Stale { looked_up: false },
         Presented::Key(key) => *key,
     };
-    let record = match shared.store.lookup(&key, shared.clock.now_millis()).await {
-        Err(error) => return SessionState::Down(error),
-        Ok(None) => return SessionState::Stale { looked_up: true },
-        Ok(Some(record)) => record,
-    };
+    let now = shared.clock.now_millis();
+    // The cache's answer, when it has one, returns before the lookup's future is made; it is
+    // not kept in this future across the lookup's wait (the gate's future, which holds this
+    // one, must stay within glibc's per-thread cache: see `server`).
+    if let Some(record) = shared.store.fresh(&key, now) {
+        return valid(shared, key, record);
+    }
+    match shared.store.lookup(&key, now).await {
+        Err(error) => SessionState::Down(error),
+        Ok(None) => SessionState::Stale { looked_up: true },
+        Ok(Some(record)) => valid(shared, key, record),
+    }
+}
+
+/// The state of a session whose record the store found live.
+fn valid(shared: &Shared, key: SessionKey, record: Record) -> SessionState {
     let identity = identity_of(&shared.config, &record);
     match identity {
         Some(identity) => SessionState::Valid {

@@ -29,6 +29,12 @@ pub(super) fn read_identity(
     let header = |s: &mut Section<'_>, key: &'static str, default: &'static str| {
         let name = s.opt_str(key).unwrap_or(default);
         match HeaderName::from_bytes(name.as_bytes()) {
+            // The default, as a static name: cloned into every forwarded request, a name
+            // read from the file is a reference count (two atomic operations per request),
+            // a static one a copy.
+            Ok(h) if h.as_str() == default_lower(default) => {
+                HeaderName::from_static(default_lower(default))
+            }
             Ok(h) if is_forwardable(h.as_str()) => h,
             Ok(_) => {
                 s.error(

@@ -111,6 +111,15 @@ pub struct Swept {
 }
 
 impl EmbeddedStore {
+    /// The record of `key` when the in-memory cache answers it as is (live, no touch due),
+    /// without a future: see [`Store::fresh`](crate::session::Store::fresh).
+    pub fn fresh(&self, key: &SessionKey, now: u64) -> Option<Record> {
+        match self.inner.cached(key, now).1 {
+            Some(Cached::Fresh(record)) => Some(record),
+            _ => None,
+        }
+    }
+
     /// Open (creating folders and file as needed) the store at `path`.
     ///
     /// Fails with [`StoreError::Unavailable`] when another process holds the file (a running

@@ -83,6 +83,19 @@ impl Cached {
         }
     }
 
+    /// [`answer`](Self::answer)'s hit, without a ticket on a miss: for a look before the
+    /// store's lookup, which asks again (and takes the ticket) when this finds nothing.
+    pub(super) fn peek(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        timeouts: &Timeouts,
+        record_prefix: impl FnOnce() -> String,
+    ) -> Option<Record> {
+        self.start(record_prefix);
+        self.sessions.get(key, now, timeouts)
+    }
+
     /// Keep what the Redis lookup answered for a [`Answer::Miss`], unless the ticket was voided.
     pub(super) fn fill(&self, key: &SessionKey, record: &Record, ticket: Ticket, now: u64) {
         self.sessions.fill(key, record, ticket, now);

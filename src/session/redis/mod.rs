@@ -249,6 +249,13 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The record of `key` when the session cache (`cache = true`) answers it as is, without
+    /// a future: see [`Store::fresh`](crate::session::Store::fresh). `None` without a cache.
+    pub fn fresh(&self, key: &SessionKey, now: u64) -> Option<Record> {
+        let cache = self.cache.as_ref()?;
+        cache.peek(key, now, &self.timeouts, || self.keys.records())
+    }
+
     /// Look up `keys` in Redis itself (never the cache), sliding their idle clocks: the
     /// re-check of sessions with long-lived exchanges (DESIGN.md §11). One pipeline of `HMGET`s,
     /// then one of touch scripts for the records due a slide, so a batch costs one or two round
