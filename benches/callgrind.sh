@@ -60,11 +60,12 @@
 #                   NGINX=0.
 #   nginx-same-work: as nginx, with conf/nginx-proxy-same-work.conf.tmpl: nginx made to do the
 #                   header work doorman does on these loads (X-Forwarded-For, -Proto and -Host
-#                   set, the session's Cookie header kept from the upstream, X-Auth-User and
-#                   X-Auth-Groups set when the request has a cookie: the session lookup
-#                   replaced by a constant), so the upstream's answers are the same bytes as
-#                   doorman's (its X-Seen-Auth-User echo included) and a row's ratio over it
-#                   is doorman's overhead for the same work. Reported beside nginx's, not
+#                   set, the session's Cookie header kept from the upstream, X-Auth-User set
+#                   when the request has a cookie: the session lookup replaced by a
+#                   constant), so the upstream's answers are the same bytes as doorman's (its
+#                   X-Seen-Auth-User echo included) and a row's ratio over it is doorman's
+#                   overhead for (nearly) the same work: doorman also sends an empty
+#                   X-Auth-Groups, which nginx cannot (it leaves out empty values). Reported beside nginx's, not
 #                   instead: issue 20's target is over row b's nginx. Prints
 #                   `nginx-same-public` and `nginx-same-cookie`; skipped with SAME_WORK=0 (or
 #                   NGINX=0).

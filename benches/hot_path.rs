@@ -202,10 +202,15 @@ fn bench_headers(c: &mut Criterion) {
     let incoming = browser_headers(&config.session.cookie_name);
     let peer = HeaderValue::from_static("127.0.0.1");
     let host = HeaderValue::from_static("127.0.0.1:3000");
+    // What the gate's read of the cookies found the upstream's copy needs (a browser's
+    // cookies, doorman's among them: a rewrite), as `gate::handle` reads it before forwarding.
+    let (_, cookies) = cookie::CookiePolicy::new(&config.session, false)
+        .read_remembering(&incoming, &cookie::KeyMemo::default());
+    let rebuild = |h: &mut HeaderMap| rebuild(h, &config, &identity, &peer, &host, cookies);
 
     // The result is what the upstream would receive: check it once, outside the timing.
     let mut check = incoming.clone();
-    rebuild(&mut check, &config, &identity, &peer, &host);
+    rebuild(&mut check);
     assert_eq!(check["x-auth-user"], "alice");
     assert!(check.get("x_forwarded_user").is_none());
     assert_eq!(check["x-forwarded-for"], "127.0.0.1");
@@ -225,11 +230,7 @@ fn bench_headers(c: &mut Criterion) {
         )
     });
     g.bench_function("upstream_request_head", |b| {
-        b.iter_batched_ref(
-            || incoming.clone(),
-            |h| rebuild(h, &config, &identity, &peer, &host),
-            BatchSize::SmallInput,
-        )
+        b.iter_batched_ref(|| incoming.clone(), |h| rebuild(h), BatchSize::SmallInput)
     });
     g.finish();
 }
@@ -242,6 +243,7 @@ fn rebuild(
     identity: &Identity,
     peer: &HeaderValue,
     host: &HeaderValue,
+    cookies: cookie::ForUpstream,
 ) {
     let client_host = h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned();
     // One scan of the names for the hop-by-hop set and the claims (`Upstream::scan`), taken
@@ -250,7 +252,7 @@ fn rebuild(
         .identity
         .claims_and(headers::FORWARDING_INITIALS, headers::is_forwarding);
     headers::Scan::new(h, initials, claims).remove(h);
-    cookie::remove_from_request(h, &config.session.cookie_name);
+    cookies.apply(h, &config.session.cookie_name);
     headers::set_forwarded(
         h,
         Forwarded {

@@ -152,6 +152,7 @@ impl Scan {
     /// `Connection` names.
     pub fn remove(self, headers: &mut HeaderMap) {
         let Scan { present, doomed } = self;
+        // Almost always empty: then no iterator is made (and dropped) for it.
         if !doomed.is_empty() {
             for name in doomed {
                 headers.remove(name);

@@ -110,20 +110,33 @@ impl SessionCache {
 
     /// A live record that needs no touch at `now` (Unix ms), if the cache may serve one.
     pub fn get(&self, key: &SessionKey, now: u64, timeouts: &Timeouts) -> Option<Record> {
-        let found = self.trusted().then(|| {
-            let shard = self.shard(key);
-            shard
-                .entries
-                .get(key)
-                .filter(|r| r.is_live(now, timeouts) && !r.needs_touch(now, timeouts))
-                .cloned()
-        });
-        let found = found.flatten();
+        let found = self.peek(key, now, timeouts);
         match found {
             Some(_) => self.stats.hit(),
             None => self.stats.miss(),
         };
         found
+    }
+
+    /// [`get`](Self::get) counting a hit but not a miss: for a look whose miss is followed by
+    /// a `get` (the store's lookup), so that each lookup counts once.
+    pub fn get_if_hit(&self, key: &SessionKey, now: u64, timeouts: &Timeouts) -> Option<Record> {
+        let found = self.peek(key, now, timeouts);
+        if found.is_some() {
+            self.stats.hit();
+        }
+        found
+    }
+
+    fn peek(&self, key: &SessionKey, now: u64, timeouts: &Timeouts) -> Option<Record> {
+        if !self.trusted() {
+            return None;
+        }
+        self.shard(key)
+            .entries
+            .get(key)
+            .filter(|r| r.is_live(now, timeouts) && !r.needs_touch(now, timeouts))
+            .cloned()
     }
 
     /// Note the epoch of `key`'s shard before reading the record from Redis.
@@ -422,6 +435,16 @@ mod tests {
             "doorman_session_cache_lookups_total{result=\"miss\"} 1",
             "doorman_session_cache_entries 1",
             "doorman_session_cache_trusted 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // The look before a store's lookup counts its hits, and leaves a miss to the lookup.
+        assert!(cache.get_if_hit(&SessionKey([2; 32]), 1, &t).is_none());
+        assert!(cache.get_if_hit(&key, 1, &t).is_some());
+        let text = m.encode().unwrap();
+        for line in [
+            "doorman_session_cache_lookups_total{result=\"hit\"} 2",
+            "doorman_session_cache_lookups_total{result=\"miss\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -493,9 +493,10 @@ pub enum Store {
 impl Store {
     /// The record of `key` when the store's in-memory cache answers it as is (the embedded
     /// store's, Redis's with `cache = true`: live, no touch due), with no future made: `None`
-    /// means ask [`SessionStore::lookup`], which looks again. Every authenticated request on
-    /// those stores is answered here; through the lookup's two nested futures (the enum's and
-    /// the store's), the same hit cost about 150 instructions more (`benches/callgrind.sh`).
+    /// means ask [`SessionStore::lookup`], which looks again. Every request whose session the
+    /// cache holds fresh is answered here (on those stores, most authenticated requests);
+    /// through the lookup's two nested futures (the enum's and the store's), the same hit cost
+    /// about 150 instructions more (`benches/callgrind.sh`).
     pub fn fresh(&self, key: &SessionKey, now: u64) -> Option<Record> {
         match self {
             Store::Embedded(s) => s.fresh(key, now),

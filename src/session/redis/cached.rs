@@ -93,7 +93,8 @@ impl Cached {
         record_prefix: impl FnOnce() -> String,
     ) -> Option<Record> {
         self.start(record_prefix);
-        self.sessions.get(key, now, timeouts)
+        // A miss here is counted by the lookup's own `answer`, which follows it.
+        self.sessions.get_if_hit(key, now, timeouts)
     }
 
     /// Keep what the Redis lookup answered for a [`Answer::Miss`], unless the ticket was voided.
