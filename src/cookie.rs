@@ -95,10 +95,36 @@ fn pieces(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A piece's name and value, each trimmed of ASCII whitespace; `None` for a piece without `=`.
-fn name_value(piece: &[u8]) -> Option<(&[u8], &[u8])> {
-    let i = memchr::memchr(b'=', piece)?;
-    Some((piece[..i].trim_ascii(), piece[i + 1..].trim_ascii()))
+/// One non-empty piece of a `Cookie` header value, as every reader here sees it: the session's
+/// read, the rewrite for the upstream and another app's cookie all split with [`pairs`], so
+/// what [`ForUpstream`] decides while reading is what [`remove_from_request`] would find.
+struct Pair<'a> {
+    /// The piece without its leading whitespace (what a rewrite keeps).
+    text: &'a [u8],
+    /// The part before the first `=` (the whole piece without one), trimmed of ASCII
+    /// whitespace.
+    name: &'a [u8],
+    /// The part after the first `=`, trimmed; `None` for a piece without `=`.
+    value: Option<&'a [u8]>,
+}
+
+/// The [`Pair`]s of one `Cookie` header value, empty (or blank) pieces left out.
+fn pairs(value: &[u8]) -> impl Iterator<Item = Pair<'_>> {
+    pieces(value).filter_map(|piece| {
+        let text = piece.trim_ascii_start();
+        if text.is_empty() {
+            return None;
+        }
+        let (name, value) = match memchr::memchr(b'=', text) {
+            Some(i) => (&text[..i], Some(text[i + 1..].trim_ascii())),
+            None => (text, None),
+        };
+        Some(Pair {
+            text,
+            name: name.trim_ascii(),
+            value,
+        })
+    })
 }
 
 /// How doorman's cookie is named and built for one listener (plain or TLS).
@@ -160,26 +186,18 @@ impl CookiePolicy {
     fn read_with(&self, headers: &HeaderMap, memo: Option<&KeyMemo>) -> (Presented, ForUpstream) {
         let mut found = None;
         let mut count = 0;
-        // For the upstream: [`remove_from_request`]'s reading of the same pieces.
+        // For the upstream: what [`remove_from_request`] would find in the same pairs.
         let (mut values, mut ours, mut others) = (0, false, false);
         for value in headers.get_all(COOKIE) {
             values += 1;
-            for piece in pieces(value.as_bytes()) {
-                let piece = piece.trim_ascii_start();
-                if piece.is_empty() {
-                    continue;
-                }
-                let (name, value) = match memchr::memchr(b'=', piece) {
-                    Some(i) => (piece[..i].trim_ascii(), Some(piece[i + 1..].trim_ascii())),
-                    None => (piece.trim_ascii(), None),
-                };
-                if name == self.name.as_bytes() {
-                    if let Some(value) = value {
+            for pair in pairs(value.as_bytes()) {
+                if pair.name == self.name.as_bytes() {
+                    if let Some(value) = pair.value {
                         count += 1;
                         found = Some(value);
                     }
                 }
-                if is_ours(name, &self.base) {
+                if is_ours(pair.name, &self.base) {
                     ours = true;
                 } else {
                     others = true;
@@ -303,20 +321,11 @@ pub fn remove_from_request(headers: &mut HeaderMap, name: &str) {
     let mut values = 0;
     for value in entry.iter() {
         values += 1;
-        for pair in pieces(value.as_bytes()) {
-            let pair = pair.trim_ascii_start();
-            if pair.is_empty() {
-                continue;
-            }
-            let pair_name = match memchr::memchr(b'=', pair) {
-                Some(i) => &pair[..i],
-                None => pair,
-            }
-            .trim_ascii();
-            if is_ours(pair_name, name) {
+        for pair in pairs(value.as_bytes()) {
+            if is_ours(pair.name, name) {
                 removed = true;
             } else {
-                kept.push(pair);
+                kept.push(pair.text);
             }
         }
     }
@@ -340,10 +349,12 @@ pub fn only_value(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut found = None;
     let mut count = 0;
     for value in headers.get_all(COOKIE) {
-        for (pair_name, value) in pieces(value.as_bytes()).filter_map(name_value) {
-            if pair_name == name.as_bytes() {
-                count += 1;
-                found = std::str::from_utf8(value).ok();
+        for pair in pairs(value.as_bytes()) {
+            if pair.name == name.as_bytes() {
+                if let Some(value) = pair.value {
+                    count += 1;
+                    found = std::str::from_utf8(value).ok();
+                }
             }
         }
     }
