@@ -12,7 +12,7 @@
 //! is the rule, not a picture of it.
 //!
 //! ```text
-//! base:       lock worker timer clock encoding digest_map accept body metrics audit logging
+//! base:       lock worker timer clock encoding digest_map accept body metrics audit logging scratch
 //! vocabulary: jws seal path host identity routes tls
 //! config:     config
 //! provider:   oidc
@@ -32,8 +32,8 @@
 //!   are made against),
 //!   `encoding` (hex and percent escapes), `digest_map` (maps keyed by a session store
 //!   key, without SipHash), `accept` (the accept step every listener shares),
-//!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`] and
-//!   [`logging`].
+//!   `body` (the response body type), `metrics` (the Prometheus registry), [`audit`],
+//!   [`logging`], and `scratch` (unit tests only: a temp folder removed on drop).
 //! * **vocabulary**: the types the config is made of: [`jws`] (the signed identity assertion:
 //!   keys, tokens, the JWKS), `seal` (authenticated encryption under a 32-byte key), [`path`] (the normaliser), [`host`] (host names as routes and
 //!   `allowed_hosts` match them), [`identity`] (identity headers, stripped then set),
@@ -113,6 +113,8 @@ pub(crate) mod oidc;
 pub mod path;
 pub mod reload;
 pub mod routes;
+#[cfg(test)]
+pub(crate) mod scratch;
 pub(crate) mod seal;
 pub mod server;
 pub mod session;

@@ -379,8 +379,7 @@ mod tests {
 
     #[test]
     fn every_oidc_problem_names_its_key() {
-        let dir = std::env::temp_dir().join(format!("doorman-oidc-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("oidc-config");
         let short = dir.join("short.key");
         std::fs::write(&short, [1u8; 16]).unwrap();
         let e = errors(&oidc(""));
@@ -427,8 +426,7 @@ mod tests {
 
     #[test]
     fn a_valid_table_loads_with_its_defaults() {
-        let dir = std::env::temp_dir().join(format!("doorman-oidc-ok-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("oidc-ok");
         let secret = dir.join("secret");
         std::fs::write(&secret, "s3cret\n").unwrap();
         let text = format!(

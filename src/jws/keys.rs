@@ -149,8 +149,7 @@ pub mod tests {
 
     #[test]
     fn generated_keys_load_back_and_differ() {
-        let dir = std::env::temp_dir().join(format!("doorman-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("keys");
         let (a, b) = (dir.join("a.pem"), dir.join("b.pem"));
         std::fs::write(&a, generate_pem().unwrap()).unwrap();
         std::fs::write(&b, generate_pem().unwrap()).unwrap();
@@ -173,8 +172,7 @@ pub mod tests {
 
     #[test]
     fn files_that_are_not_ed25519_keys_are_refused_with_a_reason() {
-        let dir = std::env::temp_dir().join(format!("doorman-badkeys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("badkeys");
         let missing = Key::load(&dir.join("missing.pem")).unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
         let garbage = dir.join("garbage.pem");

@@ -336,8 +336,7 @@ mod tests {
 
     #[test]
     fn the_jwks_publishes_each_key_once_signing_key_first() {
-        let dir = std::env::temp_dir().join(format!("doorman-jwks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("jwks");
         let path = dir.join("next.pem");
         std::fs::write(&path, keys::generate_pem().unwrap()).unwrap();
         let next = Key::load(&path).unwrap();

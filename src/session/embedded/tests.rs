@@ -1,40 +1,26 @@
 //! Unit tests of the embedded store.
 
 use super::*;
+use crate::scratch::Scratch;
 use crate::session::{now_millis, Origin, SessionId};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 
 const LONG: Timeouts = Timeouts {
     idle: Duration::from_secs(10),
     absolute: Duration::from_secs(100),
 };
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+/// A fresh folder under the system temp dir, removed on drop; the store goes two folders down.
+struct TempDir(Scratch);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "doorman-emb-{}-{name}-{n}-{}",
-            std::process::id(),
-            now_millis()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(Scratch::new(&format!("emb-{name}")))
     }
 
     fn db(&self) -> PathBuf {
         self.0.join("nested/folder/sessions.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
