@@ -24,6 +24,10 @@ Options:
                   `malloc`), by calling function and call-site line, with their inclusive cost
                   (calls from a function whose own name contains TEXT are left out: they are
                   inside a call already counted); one profile only
+  --lines TEXT    instead, the self cost by line of the source files whose path contains TEXT
+                  (`header/map.rs`, `src/gate.rs`): where in a file the instructions are, when
+                  callgrind_annotate cannot find the file or splits it by inlining caller;
+                  one profile only
 
 Figures are self costs (a call's callee is counted in the callee's file), so the rows add up
 to the profile's total. With a second profile, rows are sorted by the size of the difference,
@@ -40,7 +44,7 @@ NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 KEY = re.compile(r"^([a-z]+)=(.*)$")
 
 
-def read(path, event, calls_into=None):
+def read(path, event, calls_into=None, lines_of=None):
     """Self cost by source file and, when `calls_into` is given, the inclusive cost of calls
     into matching functions by (caller, call-site file, line)."""
     files, functions = {}, {}
@@ -55,6 +59,7 @@ def read(path, event, calls_into=None):
 
     by_file = collections.Counter()
     calls = collections.Counter()
+    by_line = collections.Counter()
     column, fl, fi, fn, callee, in_call, last = 0, "?", "?", "?", "?", False, 0
     with open(path) as f:
         for line in f:
@@ -111,7 +116,9 @@ def read(path, event, calls_into=None):
                     calls[(fn, fi, here)] += cost
                 continue
             by_file[fi] += cost
-    return by_file, calls
+            if lines_of is not None and lines_of in fi:
+                by_line[(fi, here)] += cost
+    return by_file, calls, by_line
 
 
 def short(path):
@@ -134,23 +141,32 @@ def main():
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--event", default="Ir")
     p.add_argument("--calls")
+    p.add_argument("--lines")
     a = p.parse_args()
 
     if a.calls:
         if a.base:
             sys.exit("--calls reads one profile")
-        _, calls = read(a.profile, a.event, a.calls)
+        _, calls, _ = read(a.profile, a.event, a.calls)
         for (fn, fi, line), cost in calls.most_common(a.top):
             print(f"{cost / a.per:9.1f}  {fn[:80]}  at {short(fi)}:{line}")
         return
 
-    mine, _ = read(a.profile, a.event)
+    if a.lines:
+        if a.base:
+            sys.exit("--lines reads one profile")
+        _, _, lines = read(a.profile, a.event, lines_of=a.lines)
+        for (fi, line), cost in lines.most_common(a.top):
+            print(f"{cost / a.per:9.1f}  {short(fi)}:{line}")
+        return
+
+    mine, _, _ = read(a.profile, a.event)
     if not a.base:
         print(f"{sum(mine.values()) / a.per:9.0f}  total")
         for path, cost in mine.most_common(a.top):
             print(f"{cost / a.per:9.0f}  {short(path)}")
         return
-    base, _ = read(a.base, a.event)
+    base, _, _ = read(a.base, a.event)
     print(f"{'profile':>9} {'base':>9} {'diff':>9}")
     print(f"{sum(mine.values()) / a.per:9.0f} {sum(base.values()) / a.per:9.0f} "
           f"{(sum(mine.values()) - sum(base.values())) / a.per:+9.0f}  total")

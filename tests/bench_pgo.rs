@@ -85,11 +85,37 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
         &config(&upstream.url(), "addr = \"{addr}\"\n", ""),
         &[binary.as_os_str()],
         &[],
-        |_| {},
+        |cmd| {
+            cmd.env("RUST_LOG", "info,doorman::sizes=debug");
+        },
     );
     let (status, _, body) = send(&h1_client(), get(&doorman.url("/pgo"), &[])).await;
     assert_eq!(status, 200, "log:\n{}", doorman.logs());
     assert_eq!(echoed(&body)["uri"], "/pgo");
+
+    // A request's boxed future fits glibc's per-thread cache (at most 1,032 bytes), as it must
+    // for the allocation to stay on malloc's fast path (src/server/mod.rs,
+    // `note_request_future_size`). Only a release build lays the future out as shipped, and
+    // this is the one the tests make; the log line comes after the first request.
+    let logs = eventually(
+        Duration::from_secs(5),
+        async || doorman.logs(),
+        |logs| logs.contains("a request's boxed future"),
+    )
+    .await;
+    let bytes: usize = logs
+        .lines()
+        .find(|l| l.contains("a request's boxed future"))
+        .and_then(|l| l.split(" bytes=").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size of the request's future in the log:\n{logs}"));
+    assert!(
+        bytes <= 1032,
+        "a request's boxed future is {bytes} bytes, over the 1,032 glibc's per-thread cache \
+         serves: every request's allocation now takes malloc's slow path (about 300 \
+         instructions); see src/server/mod.rs on what to box"
+    );
 
     // The floor built beside it (for run.sh's --floor) proxies to the same upstream.
     let floor = binary.with_file_name("examples").join("hyper-floor");

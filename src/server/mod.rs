@@ -343,6 +343,30 @@ enum Role {
 }
 
 /// How often the embedded store sweeps expired sessions and counters.
+/// The largest chunk glibc's per-thread cache serves (`tcache`: 64 sizes, 24 to 1,032 bytes on
+/// 64-bit): a request's boxed future must fit in it (see the service in `Connection::serve_http`).
+const TCACHE_MAX_CHUNK: usize = 1032;
+
+/// Logs, once per process at debug level under the target `doorman::sizes`, how large a request's
+/// boxed future is. Why: the size is a property of the release build (debug builds lay futures
+/// out differently) that no test of a debug build can see, and one local kept across an await
+/// pushed it over [`TCACHE_MAX_CHUNK`] once, unnoticed until a profile showed 230 instructions
+/// more in `malloc` on every request. `tests/bench_pgo.rs` reads this line from the release
+/// build it makes and fails above the limit; `benches/callgrind.sh` prints it. The check after
+/// the first request is one atomic load.
+fn note_request_future_size(bytes: usize) {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    NOTED.call_once(|| {
+        debug!(
+            target: "doorman::sizes",
+            bytes,
+            limit = TCACHE_MAX_CHUNK,
+            fits = bytes <= TCACHE_MAX_CHUNK,
+            "a request's boxed future"
+        );
+    });
+}
+
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for the control socket task to remove its socket file.
@@ -516,20 +540,24 @@ impl Connection {
             // request touched lately when many connections take turns. The request is boxed
             // here, once: every level below takes it by value, and a box moves as a pointer.
             match redirect_to {
-                None => Box::into_pin(Box::write(
-                    Box::new_uninit(),
-                    RequestFuture::Gate {
-                        gate: gate::handle(
-                            live.load_full(),
-                            client.clone(),
-                            &memo,
-                            Box::new(req),
-                            span.clone(),
-                            tracked,
-                        )
-                        .instrument(span),
-                    },
-                )),
+                None => {
+                    let future = Box::into_pin(Box::write(
+                        Box::new_uninit(),
+                        RequestFuture::Gate {
+                            gate: gate::handle(
+                                live.load_full(),
+                                client.clone(),
+                                &memo,
+                                Box::new(req),
+                                span.clone(),
+                                tracked,
+                            )
+                            .instrument(span),
+                        },
+                    ));
+                    note_request_future_size(std::mem::size_of_val(&*future));
+                    future
+                }
                 Some(https_port) => {
                     let resp = redirect::answer(&req, https_port);
                     span.in_scope(|| {
