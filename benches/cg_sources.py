@@ -45,8 +45,9 @@ KEY = re.compile(r"^([a-z]+)=(.*)$")
 
 
 def read(path, event, calls_into=None, lines_of=None):
-    """Self cost by source file and, when `calls_into` is given, the inclusive cost of calls
-    into matching functions by (caller, call-site file, line)."""
+    """Self cost by source file; when `calls_into` is given, the inclusive cost of calls into
+    matching functions by (caller, call-site file, line); when `lines_of` is given, the self
+    cost by (file, line) of the files whose path contains it."""
     files, functions = {}, {}
 
     def name(table, text):
@@ -144,7 +145,9 @@ def main():
     p.add_argument("--lines")
     a = p.parse_args()
 
-    if a.calls:
+    if a.calls is not None and a.lines is not None:
+        sys.exit("--calls and --lines are two reports: one at a time")
+    if a.calls is not None:
         if a.base:
             sys.exit("--calls reads one profile")
         _, calls, _ = read(a.profile, a.event, a.calls)
@@ -152,7 +155,7 @@ def main():
             print(f"{cost / a.per:9.1f}  {fn[:80]}  at {short(fi)}:{line}")
         return
 
-    if a.lines:
+    if a.lines is not None:
         if a.base:
             sys.exit("--lines reads one profile")
         _, _, lines = read(a.profile, a.event, lines_of=a.lines)

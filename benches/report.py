@@ -261,7 +261,7 @@ for c in conns:
                "%.1f vs %.1f µs = %.2f×, req/s %.2f×" % (nw, nb, nw / nb, med(w, 3) / med(b, 3)), None)
         if d in runs and med(d, 17):
             target("d public µs/req over the floor's (row w): doorman's own work", c,
-                   "%.1f vs %.1f µs = +%.1f µs" % (med(d, 17), nw, med(d, 17) - nw), None)
+                   "%.1f vs %.1f µs = %+.1f µs" % (med(d, 17), nw, med(d, 17) - nw), None)
     # p99 on every doorman row against its nginx row
     for row in "defgklmoqsuv":
         key, ref = (row, c), (REF.get(row, "b"), c)
