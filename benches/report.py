@@ -88,6 +88,15 @@ def med(key, i):
     return st.median(v) if v else None
 
 
+def per_rep(key, ref, i):
+    """The ratio of `key`'s figure `i` over `ref`'s within each rep both ran, in rep order. Rows of
+    one rep run back to back (the reps are interleaved), so a rep's foreign load and the
+    machine's pace fall on both; the medians' ratio pairs one rep's row with another's nginx."""
+    mine = {r[2]: float(r[i]) for r in runs[key] if r[i] != "-"}
+    theirs = {r[2]: float(r[i]) for r in runs[ref] if r[i] != "-"}
+    return [mine[k] / theirs[k] for k in sorted(mine, key=int) if k in theirs and theirs[k]]
+
+
 def ratio(x, y):
     return "%.2f×" % (x / y) if x is not None and y else "–"
 
@@ -224,7 +233,8 @@ if hs:
 # Issue 20's targets (they replace issue 7's), and issue 14 item 9's for rows h and i.
 out.append("")
 out.append("Targets measured by this run (issue 20; rows h, x and i: issue 14 item 9). Ratios are of this run's "
-           "medians; idle memory per connection is `benches/scale.sh`'s.")
+           "medians (met or not is judged on them); a req/s target also lists the ratio within each rep, and "
+           "their median; idle memory per connection is `benches/scale.sh`'s.")
 out.append("")
 out.append("| target | conns | figure | met |")
 out.append("|---|---:|---|---|")
@@ -247,8 +257,13 @@ for c in conns:
         if key not in runs or ref not in runs:
             continue
         r = med(key, 3) / med(ref, 3)
-        target("%s %s ≥ %.2f× nginx req/s (row %s)" % (row, what, floor, ref[0]), c, "%.2f×" % r, r >= floor)
-        TARGETS.append((row, c, "req/s", r, r >= floor))
+        reps = per_rep(key, ref, 3)
+        figure = "%.2f×" % r
+        if len(reps) > 1:
+            figure += " (per rep %s; their median %.2f×)" % (
+                ", ".join("%.2f×" % x for x in reps), st.median(reps))
+        target("%s %s ≥ %.2f× nginx req/s (row %s)" % (row, what, floor, ref[0]), c, figure, r >= floor)
+        TARGETS.append((row, c, "req/s", r, r >= floor, st.median(reps) >= floor if reps else None))
     d, b = ("d", c), ("b", c)
     if d in runs and b in runs and med(d, 17) and med(b, 17):
         nd, nb = med(d, 17), med(b, 17)
@@ -271,7 +286,7 @@ for c in conns:
         if p and pr:
             target("%s p99 ≤ 1.2× nginx's (row %s)" % (row, ref[0]), c, "%.2f vs %.2f ms = %.2f×" % (p, pr, p / pr),
                    p / pr <= 1.2)
-            TARGETS.append((row, c, "p99", p / pr, p / pr <= 1.2))
+            TARGETS.append((row, c, "p99", p / pr, p / pr <= 1.2, None))
     # CPU per request against Express's on the authenticated rows (replaces "≥ 10× Express req/s")
     cx = ("c", c)
     for row in "efg":
@@ -304,6 +319,13 @@ if TARGETS:
     met = sum(1 for t in TARGETS if t[4])
     out.append("")
     out.append("req/s and p99 targets met: %d of %d." % (met, len(TARGETS)))
+    paired = [t for t in TARGETS if t[5] is not None]
+    if paired:
+        out.append("")
+        out.append("req/s targets met by the median of the per-rep ratios as well (a rep's row over the "
+                   "same rep's nginx row): %d of the %d met, %d of %d in all." % (
+                       sum(1 for t in paired if t[4] and t[5]), sum(1 for t in paired if t[4]),
+                       sum(1 for t in paired if t[5]), len(paired)))
 if a.chart:
     import chart
     chart.write(a.chart, runs, med, NAMES, ROWS, REF, conns, a.quick == "1")
