@@ -250,7 +250,7 @@ FLOORS = [("d", "plain HTTP, public", 1.0), ("e", "Redis, no cache", 0.75), ("f"
           ("l", "HTTPS keep-alive, embedded", 1.0), ("m", "HTTPS keep-alive, Redis + cache", 1.0),
           ("o", "full handshakes/s, ECDSA P-256", 1.0), ("q", "resumed handshakes/s, ECDSA P-256", 1.0),
           ("u", "h2, public", 1.0), ("v", "h2, authenticated", 1.0)]
-TARGETS = []  # (row, conns, kind, ratio, met): the req/s and p99 targets, for the summary line
+TARGETS = []  # (row, conns, kind, ratio, met, met by the per-rep median or None): for the summary lines
 for c in conns:
     for row, what, floor in FLOORS:
         key, ref = (row, c), (REF.get(row, "b"), c)
