@@ -579,16 +579,30 @@ impl Connection {
                 }
             }
         });
-        let mut parts = (TokioIo::new(io), service);
+        let (mut io, mut service) = (TokioIo::new(io), service);
         // One hyper state per pass; an idle HTTP/1 connection leaves the loop body to rest
         // (its hyper state dropped, see `deadlines`) and comes back with its next request.
+        // The state lives here and `serve_until_rest` borrows it: an async fn holds an owned
+        // argument twice (the argument and the local it is moved into, 912 bytes each), and
+        // every connection's task is sized for its largest state, resting or not.
+        // The block ends the hyper state's storage before the rest's await (a moved-from
+        // local keeps its slot in every later state of the task until its scope ends).
         loop {
-            let (io, service) = parts;
-            let conn = self.http.serve(version, io, service);
-            let Some(rested) = self.serve_until_rest(conn, &clock).await else {
-                return;
+            (io, service) = {
+                let mut conn = self.http.serve(version, io, service);
+                if self.serve_until_rest(&mut conn, &clock).await == Pass::Ended {
+                    return;
+                }
+                // hyper let go: the socket, and the bytes it read but did not use (a
+                // pipelined request's start).
+                let Some(parts) = conn.into_parts() else {
+                    return;
+                };
+                let mut io = parts.io;
+                io.inner_mut().unread(parts.read_buf);
+                (io, parts.service)
             };
-            let (mut io, service) = rested;
+            self.live.load().shared.metrics.connection_rested();
             if !io.inner().has_unread() {
                 let close = tokio::select! {
                     ready = io.inner().readable() => match ready {
@@ -610,51 +624,50 @@ impl Connection {
                     return;
                 }
             }
-            parts = (io, service);
         }
     }
 
-    /// Drive one hyper connection state until the connection ends (`None`) or, idle, rests:
-    /// then its socket (the bytes hyper read but did not use put back) and its service.
+    /// Drive one hyper connection state until the connection ends, or, idle, rests
+    /// ([`Pass::Rested`]: hyper let go of it, and the caller takes it apart).
     async fn serve_until_rest<S: Socket, Svc: ConnService + Unpin>(
         &mut self,
-        mut conn: Served<TokioIo<Watched<S>>, Svc>,
+        conn: &mut Served<TokioIo<Watched<S>>, Svc>,
         clock: &ConnClock,
-    ) -> Option<(TokioIo<Watched<S>>, Svc)> {
+    ) -> Pass {
         let mut closing = false;
         loop {
             // The clock and the shutdown signal are polled only when their own wakers fired,
             // not on every wake-up of the connection (`woken`).
             tokio::select! {
-                result = &mut conn => {
+                result = &mut *conn => {
                     if let Err(error) = result {
                         debug!(error = %error, "connection ended with an error");
                     }
-                    return None;
+                    return Pass::Ended;
                 }
                 expiry = WokenOnly::new(clock.expired()), if !closing => match expiry {
                     Expiry::Header => {
                         debug!("header timeout: closing connection");
-                        return None;
+                        return Pass::Ended;
                     }
                     Expiry::Send => {
                         // The client stopped reading; what is queued for it is dropped with it.
                         debug!("send timeout: a write to the client made no progress; dropping connection");
-                        return None;
+                        return Pass::Ended;
                     }
                     Expiry::Left => {
                         // Nobody to answer: the request and its upstream exchange go with the
                         // connection, as when hyper saw the EOF itself.
                         debug!("the client left mid-request: dropping connection");
-                        return None;
+                        return Pass::Ended;
                     }
                     Expiry::Idle => {
                         debug!("idle timeout: closing connection");
                         conn.graceful_shutdown();
-                        if tokio::time::timeout(CLOSE_GRACE, &mut conn).await.is_err() {
+                        if tokio::time::timeout(CLOSE_GRACE, &mut *conn).await.is_err() {
                             debug!("idle connection did not close in time; dropping it");
                         }
-                        return None;
+                        return Pass::Ended;
                     }
                     Expiry::Rest => {
                         // Idle by doorman's clock (which never rests a connection whose last
@@ -666,29 +679,21 @@ impl Connection {
                         clock.rested();
                         // First whatever hyper has to do anyway (a wake-up the clock's branch
                         // won the race against), with its shutdown still a real one.
-                        if let Poll::Ready(result) = poll_once(&mut conn).await {
+                        if let Poll::Ready(result) = poll_once(conn).await {
                             if let Err(error) = result {
                                 debug!(error = %error, "connection ended with an error");
                             }
-                            return None;
+                            return Pass::Ended;
                         }
                         clock.keep_socket(true);
                         conn.graceful_shutdown();
-                        let closed = poll_once(&mut conn).await;
+                        let closed = poll_once(conn).await;
                         clock.keep_socket(false);
                         match closed {
-                            Poll::Ready(Ok(())) => {
-                                // hyper let go: the socket, and the bytes it read but did not
-                                // use (a pipelined request's start).
-                                let parts = conn.into_parts()?;
-                                let mut io = parts.io;
-                                io.inner_mut().unread(parts.read_buf);
-                                self.live.load().shared.metrics.connection_rested();
-                                return Some((io, parts.service));
-                            }
+                            Poll::Ready(Ok(())) => return Pass::Rested,
                             Poll::Ready(Err(error)) => {
                                 debug!(error = %error, "connection ended with an error");
-                                return None;
+                                return Pass::Ended;
                             }
                             Poll::Pending => {}
                         }
@@ -703,6 +708,15 @@ impl Connection {
             }
         }
     }
+}
+
+/// How a pass of [`Connection::serve_until_rest`] over one hyper state ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    /// The connection is over (closed, failed, timed out or shut down).
+    Ended,
+    /// hyper closed it as idle and let go of the socket, which rests until its next request.
+    Rested,
 }
 
 /// Poll `fut` once: its result, or `Pending` (it is then woken as any polled future is).
