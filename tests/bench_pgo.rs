@@ -117,6 +117,21 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
          serves: every request's allocation now takes malloc's slow path (about 230 \
          instructions); see src/server/mod.rs on what to box"
     );
+    // A connection's spawned future, which every connection keeps for its life, stays under
+    // its limit (src/server/mod.rs, `note_connection_future_size`): 4,040 bytes while hyper's
+    // state was held twice, 2,520 since.
+    let bytes: usize = logs
+        .lines()
+        .find(|l| l.contains("a connection's future"))
+        .and_then(|l| l.split(" bytes=").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size of the connection's future in the log:\n{logs}"));
+    assert!(
+        bytes <= 3072,
+        "a connection's future is {bytes} bytes, over its 3,072: every connection, idle or \
+         not, now holds that much; see src/server/mod.rs, CONNECTION_FUTURE_LIMIT"
+    );
 
     // The floor built beside it (for run.sh's --floor) proxies to the same upstream.
     let floor = binary.with_file_name("examples").join("hyper-floor");

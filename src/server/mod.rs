@@ -250,15 +250,15 @@ async fn serve(
         let span = info_span!("conn", peer = %peer);
         match workers.and_then(Workers::assign) {
             None => {
-                connections.spawn(
-                    async move {
-                        conn.serve(stream, peer).await;
-                        drop(open);
-                        drop(client_slot);
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
+                let serving = async move {
+                    conn.serve(stream, peer).await;
+                    drop(open);
+                    drop(client_slot);
+                    drop(slot);
+                }
+                .instrument(span);
+                note_connection_future_size(std::mem::size_of_val(&serving));
+                connections.spawn(serving);
             }
             Some((worker, assigned)) => {
                 // The socket moves to the worker's reactor: deregistered here, registered
@@ -270,22 +270,21 @@ async fn serve(
                         continue;
                     }
                 };
-                connections.spawn_on(
-                    async move {
-                        match TcpStream::from_std(stream) {
-                            Ok(stream) => conn.serve(stream, peer).await,
-                            Err(error) => {
-                                debug!(%error, "worker could not register the connection")
-                            }
+                let serving = async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => conn.serve(stream, peer).await,
+                        Err(error) => {
+                            debug!(%error, "worker could not register the connection")
                         }
-                        drop(assigned);
-                        drop(open);
-                        drop(client_slot);
-                        drop(slot);
                     }
-                    .instrument(span),
-                    worker,
-                );
+                    drop(assigned);
+                    drop(open);
+                    drop(client_slot);
+                    drop(slot);
+                }
+                .instrument(span);
+                note_connection_future_size(std::mem::size_of_val(&serving));
+                connections.spawn_on(serving, worker);
             }
         }
     }
@@ -367,6 +366,32 @@ fn note_request_future_size(bytes: usize) {
                 bytes,
                 limit = TCACHE_MAX_REQUEST,
                 "a request's boxed future is over glibc's per-thread cache: every request's allocation takes malloc's slow path"
+            );
+        }
+    });
+}
+
+/// The most a connection's task state may take: the spawned future every connection keeps,
+/// idle or busy, for its whole life (a task is allocated at its largest state). It took 4,040
+/// bytes while an async fn held hyper's connection state twice (`serve_until_rest`), 2,520
+/// since (release build). The limit leaves room for a few fields, not for another copy of
+/// that state (912 bytes).
+const CONNECTION_FUTURE_LIMIT: usize = 3072;
+
+/// As [`note_request_future_size`], for a connection's spawned future against
+/// [`CONNECTION_FUTURE_LIMIT`]: logged once, when the first connection is accepted, and read by
+/// `tests/bench_pgo.rs` from the release build it makes.
+fn note_connection_future_size(bytes: usize) {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    NOTED.call_once(|| {
+        if bytes <= CONNECTION_FUTURE_LIMIT {
+            debug!(target: "doorman::sizes", bytes, limit = CONNECTION_FUTURE_LIMIT, "a connection's future");
+        } else {
+            warn!(
+                target: "doorman::sizes",
+                bytes,
+                limit = CONNECTION_FUTURE_LIMIT,
+                "a connection's future is over its limit: every connection, idle or not, holds that much"
             );
         }
     });
