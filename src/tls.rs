@@ -275,35 +275,15 @@ mod tests {
         (c, k)
     }
 
-    /// A fresh directory, removed with everything in it when the test is done with it.
-    struct TempDir(PathBuf);
-
-    impl std::ops::Deref for TempDir {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn temp_dir(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("doorman-tls-unit-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+    fn temp_dir(tag: &str) -> crate::scratch::Scratch {
+        crate::scratch::Scratch::new(&format!("tls-unit-{tag}"))
     }
 
     #[test]
     fn a_key_from_another_certificate_is_refused_naming_both_files() {
         let dir = temp_dir("mismatch");
-        let (a_cert, _) = write_pair(&dir, "a");
-        let (_, b_key) = write_pair(&dir, "b");
+        let (a_cert, _) = write_pair(dir.path(), "a");
+        let (_, b_key) = write_pair(dir.path(), "b");
         let err = Tls::load(a_cert.clone(), b_key.clone()).unwrap_err();
         assert_eq!(err.key(), "key");
         assert!(err.message().contains(&*b_key.to_string_lossy()), "{err}");
@@ -313,13 +293,13 @@ mod tests {
     #[test]
     fn a_failed_reload_keeps_the_pair_in_service() {
         let dir = temp_dir("reload");
-        let (cert, key) = write_pair(&dir, "a");
+        let (cert, key) = write_pair(dir.path(), "a");
         let tls = Tls::load(cert.clone(), key.clone()).unwrap();
         let before = tls.certificates().current_leaf();
         std::fs::write(&key, "not a key").unwrap();
         assert_eq!(tls.reload().unwrap_err().key(), "key");
         assert_eq!(tls.certificates().current_leaf(), before);
-        let (new_cert, new_key) = write_pair(&dir, "b");
+        let (new_cert, new_key) = write_pair(dir.path(), "b");
         std::fs::rename(new_cert, &cert).unwrap();
         std::fs::rename(new_key, &key).unwrap();
         tls.reload().unwrap();
@@ -329,7 +309,7 @@ mod tests {
     #[test]
     fn alpn_offers_h2_then_http11() {
         let dir = temp_dir("alpn");
-        let (cert, key) = write_pair(&dir, "a");
+        let (cert, key) = write_pair(dir.path(), "a");
         let tls = Tls::load(cert, key).unwrap();
         let config = tls.server_config();
         assert_eq!(
@@ -341,7 +321,7 @@ mod tests {
     #[test]
     fn debug_never_shows_the_key() {
         let dir = temp_dir("debug");
-        let (cert, key) = write_pair(&dir, "a");
+        let (cert, key) = write_pair(dir.path(), "a");
         let tls = Tls::load(cert, key).unwrap();
         let shown = format!("{:?}", tls.certificates());
         assert!(!shown.contains("PRIVATE"), "{shown}");

@@ -59,11 +59,7 @@ mod tests {
 
     #[tokio::test]
     async fn seeded_sessions_read_back_like_created_ones_and_revoke_reaches_them() {
-        let dir = std::env::temp_dir().join(format!(
-            "doorman-emb-seed-{}-{}",
-            std::process::id(),
-            now_millis()
-        ));
+        let dir = crate::scratch::Scratch::new("emb-seed");
         let t = Timeouts {
             idle: Duration::from_secs(60),
             absolute: Duration::from_secs(600),
@@ -86,6 +82,5 @@ mod tests {
         assert_eq!(store.delete_user("user3").await.unwrap(), 10);
         assert_eq!(store.lookup(&seeded[3].0, now).await.unwrap(), None);
         drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
