@@ -380,7 +380,9 @@ const CONNECTION_FUTURE_LIMIT: usize = 3072;
 
 /// As [`note_request_future_size`], for a connection's spawned future against
 /// [`CONNECTION_FUTURE_LIMIT`]: logged once, when the first connection is accepted, and read by
-/// `tests/bench_pgo.rs` from the release build it makes.
+/// `tests/bench_pgo.rs` from the release build it makes. The served binary always has workers,
+/// so the future measured is the one spawned on a worker; the other (no workers: tests that
+/// call `serve` directly) differs only in its few captured values.
 fn note_connection_future_size(bytes: usize) {
     static NOTED: std::sync::Once = std::sync::Once::new();
     NOTED.call_once(|| {
@@ -605,9 +607,9 @@ impl Connection {
             }
         });
         let (mut io, mut service) = (TokioIo::new(io), service);
-        // One hyper state per pass; an idle HTTP/1 connection leaves the loop body to rest
+        // One hyper state per pass; an idle HTTP/1 connection leaves the block below to rest
         // (its hyper state dropped, see `deadlines`) and comes back with its next request.
-        // The state lives here and `serve_until_rest` borrows it: an async fn holds an owned
+        // The state lives in the block and `serve_until_rest` borrows it: an async fn holds an owned
         // argument twice (the argument and the local it is moved into, 912 bytes each), and
         // every connection's task is sized for its largest state, resting or not.
         // The block ends the hyper state's storage before the rest's await (a moved-from
