@@ -104,13 +104,16 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
         |logs| logs.contains("a request's boxed future"),
     )
     .await;
-    let bytes: usize = logs
-        .lines()
-        .find(|l| l.contains("a request's boxed future"))
-        .and_then(|l| l.split(" bytes=").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no size of the request's future in the log:\n{logs}"));
+    // The `bytes=` of the first `doorman::sizes` line naming `what`.
+    let logged_bytes = |what: &str| -> usize {
+        logs.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split(" bytes=").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no size of {what} in the log:\n{logs}"))
+    };
+    let bytes = logged_bytes("a request's boxed future");
     assert!(
         bytes <= 1032,
         "a request's boxed future is {bytes} bytes, over the 1,032 glibc's per-thread cache \
@@ -120,13 +123,7 @@ async fn the_profile_guided_build_is_trained_on_every_doorman_row_and_serves() {
     // A connection's spawned future, which every connection keeps for its life, stays under
     // its limit (src/server/mod.rs, `note_connection_future_size`): 4,040 bytes while hyper's
     // state was held twice, 2,520 since.
-    let bytes: usize = logs
-        .lines()
-        .find(|l| l.contains("a connection's future"))
-        .and_then(|l| l.split(" bytes=").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no size of the connection's future in the log:\n{logs}"));
+    let bytes = logged_bytes("a connection's future");
     assert!(
         bytes <= 3072,
         "a connection's future is {bytes} bytes, over its 3,072: every connection, idle or \

@@ -357,16 +357,40 @@ const TCACHE_MAX_REQUEST: usize = 1032;
 /// is one atomic load.
 fn note_request_future_size(bytes: usize) {
     static NOTED: std::sync::Once = std::sync::Once::new();
-    NOTED.call_once(|| {
-        if bytes <= TCACHE_MAX_REQUEST {
-            debug!(target: "doorman::sizes", bytes, limit = TCACHE_MAX_REQUEST, "a request's boxed future");
+    note_size(
+        &NOTED,
+        SizeNote {
+            what: "a request's boxed future",
+            bytes,
+            limit: TCACHE_MAX_REQUEST,
+            over: "is over glibc's per-thread cache: every request's allocation takes malloc's slow path",
+        },
+    );
+}
+
+/// One size for [`note_size`]: what was measured, its bytes, its limit, and what being over
+/// the limit costs (the warning's words after `what`).
+struct SizeNote {
+    what: &'static str,
+    bytes: usize,
+    limit: usize,
+    over: &'static str,
+}
+
+/// Logs `note` once per `noted`, under the target `doorman::sizes`: `"{what} bytes=N limit=L"`
+/// at debug level within the limit (the line `tests/bench_pgo.rs` reads), a warning above it.
+fn note_size(noted: &'static std::sync::Once, note: SizeNote) {
+    noted.call_once(|| {
+        let SizeNote {
+            what,
+            bytes,
+            limit,
+            over,
+        } = note;
+        if bytes <= limit {
+            debug!(target: "doorman::sizes", bytes, limit, "{what}");
         } else {
-            warn!(
-                target: "doorman::sizes",
-                bytes,
-                limit = TCACHE_MAX_REQUEST,
-                "a request's boxed future is over glibc's per-thread cache: every request's allocation takes malloc's slow path"
-            );
+            warn!(target: "doorman::sizes", bytes, limit, "{what} {over}");
         }
     });
 }
@@ -385,18 +409,15 @@ const CONNECTION_FUTURE_LIMIT: usize = 3072;
 /// call `serve` directly) differs only in its few captured values.
 fn note_connection_future_size(bytes: usize) {
     static NOTED: std::sync::Once = std::sync::Once::new();
-    NOTED.call_once(|| {
-        if bytes <= CONNECTION_FUTURE_LIMIT {
-            debug!(target: "doorman::sizes", bytes, limit = CONNECTION_FUTURE_LIMIT, "a connection's future");
-        } else {
-            warn!(
-                target: "doorman::sizes",
-                bytes,
-                limit = CONNECTION_FUTURE_LIMIT,
-                "a connection's future is over its limit: every connection, idle or not, holds that much"
-            );
-        }
-    });
+    note_size(
+        &NOTED,
+        SizeNote {
+            what: "a connection's future",
+            bytes,
+            limit: CONNECTION_FUTURE_LIMIT,
+            over: "is over its limit: every connection, idle or not, holds that much",
+        },
+    );
 }
 
 /// How often the embedded store sweeps expired sessions and counters.
