@@ -684,11 +684,12 @@ impl Connection {
     ) -> Pass {
         let mut closing = false;
         loop {
-            // The clock and the shutdown signal are polled only when their own wakers fired,
-            // not on every wake-up of the connection (`woken`). In this order (`biased`): hyper
-            // first, as it is the branch almost every wake-up is for, and a poll that ends the
-            // race never costs the random start an unbiased `select!` draws on each poll; the
-            // other two cannot starve, as hyper's branch returns as soon as it is ready.
+            // The clock and the shutdown signal ([`rare`]) are polled only when one of their
+            // wakers fired, not on every wake-up of the connection (`woken`). In this order
+            // (`biased`): hyper first, as it is the branch almost every wake-up is for, and a
+            // poll that ends the race never costs the random start an unbiased `select!` draws
+            // on each poll; the rare events cannot starve, as hyper's branch returns as soon as
+            // it is ready.
             tokio::select! {
                 biased;
                 result = &mut *conn => {
@@ -697,69 +698,95 @@ impl Connection {
                     }
                     return Pass::Ended;
                 }
-                expiry = WokenOnly::new(clock.expired()), if !closing => match expiry {
-                    Expiry::Header => {
-                        debug!("header timeout: closing connection");
-                        return Pass::Ended;
-                    }
-                    Expiry::Send => {
-                        // The client stopped reading; what is queued for it is dropped with it.
-                        debug!("send timeout: a write to the client made no progress; dropping connection");
-                        return Pass::Ended;
-                    }
-                    Expiry::Left => {
-                        // Nobody to answer: the request and its upstream exchange go with the
-                        // connection, as when hyper saw the EOF itself.
-                        debug!("the client left mid-request: dropping connection");
-                        return Pass::Ended;
-                    }
-                    Expiry::Idle => {
-                        debug!("idle timeout: closing connection");
-                        conn.graceful_shutdown();
-                        if tokio::time::timeout(CLOSE_GRACE, &mut *conn).await.is_err() {
-                            debug!("idle connection did not close in time; dropping it");
+                rare = WokenOnly::new(rare(clock, &mut self.stop)), if !closing => match rare {
+                    Rare::Stop(changed) => {
+                        if changed.is_err() || *self.stop.borrow() {
+                            conn.graceful_shutdown();
+                            closing = true;
                         }
-                        return Pass::Ended;
                     }
-                    Expiry::Rest => {
-                        // Idle by doorman's clock (which never rests a connection whose last
-                        // request had a body: hyper may still be reading it); hyper knows
-                        // whether it is idle too. Asked to close, hyper closes an idle
-                        // connection at once, in the second poll below, and its shutdown leaves
-                        // the socket open (`keep_socket`); a busy one finishes its message first
-                        // and then closes for good.
-                        clock.rested();
-                        // First whatever hyper has to do anyway, with its shutdown still a
-                        // real one (its branch was polled first in this round, so this finds
-                        // work only when a wake-up came in since).
-                        if let Poll::Ready(result) = poll_once(conn).await {
-                            if let Err(error) = result {
-                                debug!(error = %error, "connection ended with an error");
+                    Rare::Expired(expiry) => match expiry {
+                        Expiry::Header => {
+                            debug!("header timeout: closing connection");
+                            return Pass::Ended;
+                        }
+                        Expiry::Send => {
+                            // The client stopped reading; what is queued for it is dropped with it.
+                            debug!(
+                                "send timeout: a write to the client made no progress; \
+                                 dropping connection"
+                            );
+                            return Pass::Ended;
+                        }
+                        Expiry::Left => {
+                            // Nobody to answer: the request and its upstream exchange go with the
+                            // connection, as when hyper saw the EOF itself.
+                            debug!("the client left mid-request: dropping connection");
+                            return Pass::Ended;
+                        }
+                        Expiry::Idle => {
+                            debug!("idle timeout: closing connection");
+                            conn.graceful_shutdown();
+                            if tokio::time::timeout(CLOSE_GRACE, &mut *conn).await.is_err() {
+                                debug!("idle connection did not close in time; dropping it");
                             }
                             return Pass::Ended;
                         }
-                        clock.keep_socket(true);
-                        conn.graceful_shutdown();
-                        let closed = poll_once(conn).await;
-                        clock.keep_socket(false);
-                        match closed {
-                            Poll::Ready(Ok(())) => return Pass::Rested,
-                            Poll::Ready(Err(error)) => {
-                                debug!(error = %error, "connection ended with an error");
+                        Expiry::Rest => {
+                            // Idle by doorman's clock (which never rests a connection whose
+                            // last request had a body: hyper may still be reading it); hyper
+                            // knows whether it is idle too. Asked to close, hyper closes an idle
+                            // connection at once, in the second poll below, and its shutdown
+                            // leaves the socket open (`keep_socket`); a busy one finishes its
+                            // message first and then closes for good.
+                            clock.rested();
+                            // First whatever hyper has to do anyway, with its shutdown still a
+                            // real one (its branch was polled first in this round, so this finds
+                            // work only when a wake-up came in since).
+                            if let Poll::Ready(result) = poll_once(conn).await {
+                                if let Err(error) = result {
+                                    debug!(error = %error, "connection ended with an error");
+                                }
                                 return Pass::Ended;
                             }
-                            Poll::Pending => {}
+                            clock.keep_socket(true);
+                            conn.graceful_shutdown();
+                            let closed = poll_once(conn).await;
+                            clock.keep_socket(false);
+                            match closed {
+                                Poll::Ready(Ok(())) => return Pass::Rested,
+                                Poll::Ready(Err(error)) => {
+                                    debug!(error = %error, "connection ended with an error");
+                                    return Pass::Ended;
+                                }
+                                Poll::Pending => {}
+                            }
                         }
-                    }
+                    },
                 },
-                changed = WokenOnly::new(self.stop.changed()), if !closing => {
-                    if changed.is_err() || *self.stop.borrow() {
-                        conn.graceful_shutdown();
-                        closing = true;
-                    }
-                }
             }
         }
+    }
+}
+
+/// What ended [`rare`]: the connection's clock, or the shutdown signal (`watch::changed`'s
+/// result).
+enum Rare {
+    Expired(Expiry),
+    Stop(Result<(), watch::error::RecvError>),
+}
+
+/// The two events a connection's task waits for besides hyper, as one future: its clock's
+/// deadline and the shutdown signal. One, so that [`WokenOnly`] keeps one flag for both: each
+/// wake-up of the task that was for hyper (twice a request) reads that flag, and with 256
+/// connections the flag's line is rarely still in the cache (about one last-level miss per
+/// read under callgrind's cache model, `benches/callgrind.sh`); two flags were two lines. The
+/// clock first, as the two separate branches were polled.
+async fn rare(clock: &ConnClock, stop: &mut watch::Receiver<bool>) -> Rare {
+    tokio::select! {
+        biased;
+        expiry = clock.expired() => Rare::Expired(expiry),
+        changed = stop.changed() => Rare::Stop(changed),
     }
 }
 
