@@ -705,64 +705,59 @@ impl Connection {
                             closing = true;
                         }
                     }
-                    Rare::Expired(expiry) => match expiry {
-                        Expiry::Header => {
-                            debug!("header timeout: closing connection");
-                            return Pass::Ended;
+                    Rare::Expired(Expiry::Header) => {
+                        debug!("header timeout: closing connection");
+                        return Pass::Ended;
+                    }
+                    Rare::Expired(Expiry::Send) => {
+                        // The client stopped reading; what is queued for it is dropped with it.
+                        debug!("send timeout: a write to the client made no progress; dropping connection");
+                        return Pass::Ended;
+                    }
+                    Rare::Expired(Expiry::Left) => {
+                        // Nobody to answer: the request and its upstream exchange go with the
+                        // connection, as when hyper saw the EOF itself.
+                        debug!("the client left mid-request: dropping connection");
+                        return Pass::Ended;
+                    }
+                    Rare::Expired(Expiry::Idle) => {
+                        debug!("idle timeout: closing connection");
+                        conn.graceful_shutdown();
+                        if tokio::time::timeout(CLOSE_GRACE, &mut *conn).await.is_err() {
+                            debug!("idle connection did not close in time; dropping it");
                         }
-                        Expiry::Send => {
-                            // The client stopped reading; what is queued for it is dropped with it.
-                            debug!(
-                                "send timeout: a write to the client made no progress; \
-                                 dropping connection"
-                            );
-                            return Pass::Ended;
-                        }
-                        Expiry::Left => {
-                            // Nobody to answer: the request and its upstream exchange go with the
-                            // connection, as when hyper saw the EOF itself.
-                            debug!("the client left mid-request: dropping connection");
-                            return Pass::Ended;
-                        }
-                        Expiry::Idle => {
-                            debug!("idle timeout: closing connection");
-                            conn.graceful_shutdown();
-                            if tokio::time::timeout(CLOSE_GRACE, &mut *conn).await.is_err() {
-                                debug!("idle connection did not close in time; dropping it");
+                        return Pass::Ended;
+                    }
+                    Rare::Expired(Expiry::Rest) => {
+                        // Idle by doorman's clock (which never rests a connection whose last
+                        // request had a body: hyper may still be reading it); hyper knows
+                        // whether it is idle too. Asked to close, hyper closes an idle
+                        // connection at once, in the second poll below, and its shutdown leaves
+                        // the socket open (`keep_socket`); a busy one finishes its message first
+                        // and then closes for good.
+                        clock.rested();
+                        // First whatever hyper has to do anyway, with its shutdown still a
+                        // real one (its branch was polled first in this round, so this finds
+                        // work only when a wake-up came in since).
+                        if let Poll::Ready(result) = poll_once(conn).await {
+                            if let Err(error) = result {
+                                debug!(error = %error, "connection ended with an error");
                             }
                             return Pass::Ended;
                         }
-                        Expiry::Rest => {
-                            // Idle by doorman's clock (which never rests a connection whose
-                            // last request had a body: hyper may still be reading it); hyper
-                            // knows whether it is idle too. Asked to close, hyper closes an idle
-                            // connection at once, in the second poll below, and its shutdown
-                            // leaves the socket open (`keep_socket`); a busy one finishes its
-                            // message first and then closes for good.
-                            clock.rested();
-                            // First whatever hyper has to do anyway, with its shutdown still a
-                            // real one (its branch was polled first in this round, so this finds
-                            // work only when a wake-up came in since).
-                            if let Poll::Ready(result) = poll_once(conn).await {
-                                if let Err(error) = result {
-                                    debug!(error = %error, "connection ended with an error");
-                                }
+                        clock.keep_socket(true);
+                        conn.graceful_shutdown();
+                        let closed = poll_once(conn).await;
+                        clock.keep_socket(false);
+                        match closed {
+                            Poll::Ready(Ok(())) => return Pass::Rested,
+                            Poll::Ready(Err(error)) => {
+                                debug!(error = %error, "connection ended with an error");
                                 return Pass::Ended;
                             }
-                            clock.keep_socket(true);
-                            conn.graceful_shutdown();
-                            let closed = poll_once(conn).await;
-                            clock.keep_socket(false);
-                            match closed {
-                                Poll::Ready(Ok(())) => return Pass::Rested,
-                                Poll::Ready(Err(error)) => {
-                                    debug!(error = %error, "connection ended with an error");
-                                    return Pass::Ended;
-                                }
-                                Poll::Pending => {}
-                            }
+                            Poll::Pending => {}
                         }
-                    },
+                    }
                 },
             }
         }
