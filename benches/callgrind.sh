@@ -20,7 +20,7 @@
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
 # benches/lib.sh writes for run.sh) run under `valgrind --tool=callgrind`, in front of the
-# harness's nginx upstream (1 worker, fixed 200 "ok\n"). A python3 load generator opens CONNS
+# harness's nginx upstream (1 worker, fixed 200 "ok\n", the user it saw in the body). A python3 load generator opens CONNS
 # keep-alive connections, sends WARMUP requests over them, zeroes the counters
 # (`callgrind_control -z`), sends exactly N requests (N/CONNS per connection, one at a time
 # per connection, all CONNS connections at once), checks that every response is a 200, then
@@ -29,11 +29,11 @@
 # per-thread cache (src/server/mod.rs) says so in the log.
 #   public:         GET /public (route with access = "public"), no cookie
 #   authenticated:  GET /dashboard (access = "authenticated") with a session cookie from
-#                   POST /_doorman/login; every response must carry the upstream's
-#                   X-Seen-Auth-User echo of the user, and the request without the cookie 401.
+#                   POST /_doorman/login; every response body must be the upstream's
+#                   "ok <user>\n" (it saw X-Auth-User), and the request without the cookie 401.
 #   assertion:      as authenticated, with [identity] assertion on (a key from `doorman keys
-#                   generate`, ttl 60 s): every response body must be the upstream's "jw\n"
-#                   (it saw a compact JWS; "ok\n" otherwise: the same length, so the response
+#                   generate`, ttl 60 s): every response body must be the upstream's
+#                   "jw <user>\n" (it saw a compact JWS; "ok" otherwise: the same length, so the response
 #                   costs doorman the same as on the authenticated path, and the difference
 #                   between the two rows is the assertion's own work). The measured requests
 #                   take well under half the ttl, so this is the cost of the cached token; signing itself
@@ -63,8 +63,8 @@
 #                   header work doorman does on these loads (X-Forwarded-For, -Proto and -Host
 #                   set, the session's Cookie header kept from the upstream, X-Auth-User set
 #                   when the request has a cookie: the session lookup replaced by a
-#                   constant), so the upstream's answers are the same bytes as doorman's (its
-#                   X-Seen-Auth-User echo included) and a row's ratio over it is doorman's
+#                   constant), so the upstream's answers are the same bytes as doorman's (the
+#                   user in the body included) and a row's ratio over it is doorman's
 #                   overhead for (nearly) the same work: doorman also sends an empty
 #                   X-Auth-Groups, which nginx cannot (it leaves out empty values). Reported beside nginx's, not
 #                   instead: issue 20's target is over row b's nginx. Prints
@@ -117,14 +117,19 @@ make_users
 # ---------------------------------------------------------------- load generator
 cat > "$RUN/load.py" <<'PY'
 # load.py PORT PATH COOKIE CONNS N WARMUP PID WANT_USER WANT_ASSERTION [USER_HEADER [HEADER...]]:
-# see callgrind.sh's header. USER_HEADER (default x-seen-auth-user, the upstream's echo) is the
-# response header that must name WANT_USER; each HEADER ("Name: value") is sent on every request.
+# see callgrind.sh's header. USER_HEADER "-" (the default): the answer is the upstream's, whose
+# body must be "ok" (or "jw" with WANT_ASSERTION), then " WANT_USER" when WANT_USER is set, then
+# a newline (conf/nginx-upstream.conf.tmpl). Otherwise the answer is the proxy's own (forward-auth),
+# USER_HEADER must name WANT_USER and the body is not read for it. Each HEADER ("Name: value") is
+# sent on every request.
 import socket, subprocess, sys, threading, time
 
 port, path, cookie = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 conns, n, warmup, pid, want_user = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
 want_assertion = sys.argv[9] == "1"
-user_header = sys.argv[10] if len(sys.argv) > 10 else "x-seen-auth-user"
+user_header = sys.argv[10] if len(sys.argv) > 10 else "-"
+want_body = ((b"jw" if want_assertion else b"ok")
+             + (b" " + want_user.encode() if want_user else b"") + b"\n")
 extra = "".join(f"{h}\r\n" for h in sys.argv[11:])
 req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: doorman-callgrind\r\n"
        "Accept: */*\r\n" + extra + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
@@ -161,13 +166,12 @@ class Conn:
             body = self.take(int(h.get("content-length", "0")))
         if status != "200": return f"status {status}"
         if h.get("connection", "").lower() == "close": return "connection: close"
-        if want_user and h.get(user_header) != want_user:
-            return f"{user_header} was {h.get(user_header)!r}, want {want_user!r}"
-        if want_assertion and body != b"jw\n":
-            return f"upstream saw no assertion: it answered {body!r}"
-        # (The forward-auth path's answers are doorman's own, with no body.)
-        if not want_assertion and user_header == "x-seen-auth-user" and body != b"ok\n":
-            return f"the upstream answered {body!r}, want 'ok\\n'"
+        if user_header != "-":
+            # The forward-auth path's answers are doorman's own, with no body.
+            if want_user and h.get(user_header) != want_user:
+                return f"{user_header} was {h.get(user_header)!r}, want {want_user!r}"
+        elif body != want_body:
+            return f"the upstream answered {body!r}, want {want_body!r}"
         return None
 
 def phase(cs, per_conn):
@@ -241,7 +245,7 @@ measure() {
   fi
   python3 "$RUN/load.py" "$port" "$path" "$cookie" "$CONNS" "$N" "$WARMUP" "$pid" \
     "$( [ "$auth" = 1 ] && echo "$BENCH_USER")" "$assert" \
-    "${user_header[@]:-x-seen-auth-user}" "${sent[@]}" || die "$name: load failed (log: $RUN/$name.log)"
+    "${user_header[@]:--}" "${sent[@]}" || die "$name: load failed (log: $RUN/$name.log)"
   [ "$auth" = 1 ] && COOKIE=$cookie
   ir_per_request "$name" "$out"
   # A request's boxed future over 1,032 bytes leaves glibc's per-thread cache (about 230
@@ -252,8 +256,8 @@ measure() {
 }
 
 # measure_nginx NAME PORT PATH COOKIE [TEMPLATE [WANT_USER]]: row b's nginx (or TEMPLATE's), one
-# process, under callgrind, the same load as measure's; WANT_USER: the upstream's
-# X-Seen-Auth-User echo every answer must carry; sets RESULT (Ir/request)
+# process, under callgrind, the same load as measure's; WANT_USER: the user the upstream's
+# body must name in every answer; sets RESULT (Ir/request)
 measure_nginx() {
   local name=$1 port=$2 path=$3 cookie=$4 tmpl=${5:-nginx-proxy.conf.tmpl} want=${6:-}
   local out="$RUN/$1/callgrind.out" pid

@@ -398,8 +398,9 @@ check_row() {
   esac
   [ "$code" = 200 ] || { echo "$hdrs" >&2; die "row $row: GET $url gave '$code', want 200"; }
   if [ -n "$user" ]; then
-    echo "$hdrs" | grep -qi "^x-seen-auth-user: $user\$" \
-      || { echo "$hdrs" >&2; die "row $row: the upstream did not see X-Auth-User: $user"; }
+    # The upstream names the user it saw in its body (conf/nginx-upstream.conf.tmpl).
+    [ "$(cat "$RUN/body")" = "ok $user" ] \
+      || { echo "$hdrs" >&2; die "row $row: the upstream did not see X-Auth-User: $user (it answered '$(head -c 80 "$RUN/body")')"; }
   fi
   if [ -n "$cookie" ]; then
     code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${extra[@]}" "$url")

@@ -3,7 +3,7 @@
 #
 # Starts, on free loopback ports only, each in its own process group:
 #   redis      redis-server, no persistence (conf/redis.conf)
-#   upstream   nginx, 1 worker, fixed 200 "ok\n"; echoes X-Auth-User back as X-Seen-Auth-User
+#   upstream   nginx, 1 worker, fixed 200 "ok\n"; "ok <user>\n" when it saw X-Auth-User
 # and measures with wrk (GET, keep-alive, -t1) at each connection count:
 #   a  upstream direct                       GET /dashboard        (the ceiling)
 #   b  nginx proxy_pass, keepalive pool,     GET /dashboard        (workers = cores, no auth)
