@@ -20,9 +20,9 @@
 # What it measures: the release build (as benches/run.sh builds it), then, for each path, a
 # fresh doorman (DOORMAN_WORKERS=1, RUST_LOG=warn, embedded session store, the config
 # benches/lib.sh writes for run.sh) run under `valgrind --tool=callgrind`, in front of the
-# harness's nginx upstream (1 worker, fixed 200 "ok\n", the user it saw in the body). A python3 load generator opens CONNS
-# keep-alive connections, sends WARMUP requests over them, zeroes the counters
-# (`callgrind_control -z`), sends exactly N requests (N/CONNS per connection, one at a time
+# harness's nginx upstream (1 worker, fixed 200 "ok\n", the user it saw in the body). A
+# python3 load generator opens CONNS keep-alive connections, sends WARMUP requests over them,
+# zeroes the counters (`callgrind_control -z`), sends exactly N requests (N/CONNS per connection, one at a time
 # per connection, all CONNS connections at once), checks that every response is a 200, then
 # dumps (`callgrind_control -d`). Reported figure: the dump's total Ir (all threads, user space
 # only) / N. A path whose doorman warned that a request's boxed future is over glibc's
@@ -33,8 +33,8 @@
 #                   "ok <user>\n" (it saw X-Auth-User), and the request without the cookie 401.
 #   assertion:      as authenticated, with [identity] assertion on (a key from `doorman keys
 #                   generate`, ttl 60 s): every response body must be the upstream's
-#                   "jw <user>\n" (it saw a compact JWS; "ok" otherwise: the same length, so the response
-#                   costs doorman the same as on the authenticated path, and the difference
+#                   "jw <user>\n" (it saw a compact JWS; "ok" otherwise: the same length, so
+#                   the response costs doorman the same as on the authenticated path, and the difference
 #                   between the two rows is the assertion's own work). The measured requests
 #                   take well under half the ttl, so this is the cost of the cached token; signing itself
 #                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
