@@ -383,6 +383,13 @@ doorman_login() {  # doorman_login PORT [TIMEOUT_S, default 10] [SCHEME, default
   echo "$hdrs" | awk 'tolower($1)=="set-cookie:" {split($2,a,";"); print a[1]; exit}'
 }
 
+# saw_user BODY USER: whether the upstream's answer BODY says it saw X-Auth-User: USER. The
+# upstream (conf/nginx-upstream.conf.tmpl) names the user it saw in its body, "ok <user>" (the
+# one spelling of that answer for every check here and in scale.sh).
+saw_user() {
+  [ "$1" = "ok $2" ]
+}
+
 # check_row ROW: one request as the row's load tool will send it (200, over HTTP/2 for h2load's
 # rows, HTTP/1.1 for the others); with R_USER, the upstream saw that identity; with a cookie, the
 # same request without it gets 401.
@@ -398,8 +405,7 @@ check_row() {
   esac
   [ "$code" = 200 ] || { echo "$hdrs" >&2; die "row $row: GET $url gave '$code', want 200"; }
   if [ -n "$user" ]; then
-    # The upstream names the user it saw in its body (conf/nginx-upstream.conf.tmpl).
-    [ "$(cat "$RUN/body")" = "ok $user" ] \
+    saw_user "$(cat "$RUN/body")" "$user" \
       || { echo "$hdrs" >&2; die "row $row: the upstream did not see X-Auth-User: $user (it answered '$(head -c 80 "$RUN/body")')"; }
   fi
   if [ -n "$cookie" ]; then

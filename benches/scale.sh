@@ -303,9 +303,8 @@ seed_store() {
 check_seeded() {
   local last=$(( $3 - 1 )) id body
   id=$("$SEED" cookie --index "$last") || die "bench-seed cookie failed"
-  # The upstream names the user it saw in its body (conf/nginx-upstream.conf.tmpl).
   body=$(curl -s -m 5 -H "Cookie: $4=$id" "http://127.0.0.1:$2/dashboard")
-  [ "$body" = "ok seed-$(( last % 10000 ))" ] \
+  saw_user "$body" "seed-$(( last % 10000 ))" \
     || { echo "$body" >&2; die "$1: doorman did not accept seeded session $last (layout drift?)"; }
   log "$1: seeded session $last accepted as seed-$(( last % 10000 ))"
 }

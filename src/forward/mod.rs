@@ -175,13 +175,14 @@ impl Upstream {
                 };
             }
             let (mut parts, incoming) = resp.into_parts();
-            let handoff = Handoff::read(&parts.headers);
-            clean_response_headers(&mut parts.headers, &self.config);
+            let handoff = clean_response_headers(&mut parts.headers, &self.config);
             let body = match session {
                 // A session's response that is still coming may be long-lived (DESIGN.md §11).
                 Some(t) if !http_body::Body::is_end_stream(&incoming) => {
                     let stream = is_event_stream(&parts.headers);
-                    body::stream(following::Following::new(
+                    // Its errors are already a body's: no `map_err` layer around it, which
+                    // each of its frames would pass through.
+                    Body::new(following::Following::new(
                         incoming,
                         t.to_owned(),
                         stream,
@@ -325,24 +326,37 @@ pub struct Vouch<'a> {
 
 /// Remove what must not reach the client: hop-by-hop headers, doorman's handoff headers
 /// (`X-Doorman-*`, DESIGN.md §6, whether or not handoff is configured), and any `Set-Cookie`
-/// for doorman's session cookie.
+/// for doorman's session cookie; and return the handoff those headers carried, read before
+/// they go.
 ///
 /// The pass over the names that finds the hop-by-hop and handoff headers also notes whether
 /// there is a `Set-Cookie` (in any spelling: a false alarm only takes the long way), so a
-/// response without one, most of them, costs no lookup for it.
-fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) {
+/// response without one, most of them, costs no lookup for it; and whether any name has
+/// doorman's prefix, so a response without one, nearly all of them, costs no second pass for
+/// [`Handoff::read`] (which reads the exact names; the folded prefix this pass compares is
+/// the wider test, so nothing it would find is missed).
+fn clean_response_headers(h: &mut http::HeaderMap, config: &Config) -> Handoff {
     const ASKED: Initials = Initials::of(&[DOORMAN_PREFIX, "set-cookie"]);
     let mut set_cookie = false;
-    headers::remove_hop_by_hop_and(h, ASKED, |name| {
+    let mut prefixed = false;
+    let scan = Scan::new(h, ASKED, |name| {
         if name.is("set-cookie") {
             set_cookie = true;
             return false;
         }
-        name.starts_with(DOORMAN_PREFIX)
+        let ours = name.starts_with(DOORMAN_PREFIX);
+        prefixed |= ours;
+        ours
     });
+    let handoff = match prefixed {
+        true => Handoff::read(h),
+        false => Handoff::default(),
+    };
+    scan.remove(h);
     if set_cookie {
         cookie::remove_from_response(h, &config.session.cookie_name);
     }
+    handoff
 }
 
 /// Whether a response is a server-sent event stream (`Content-Type: text/event-stream`, any

@@ -48,7 +48,9 @@ impl Handoff {
         self.login.is_none() && !self.logout
     }
 
-    /// Read the handoff headers of an upstream response (the caller removes them).
+    /// Read the handoff headers of an upstream response (the caller removes them). The
+    /// forwarding path calls it only when its own pass over the names saw doorman's prefix
+    /// (`forward::clean_response_headers`); called alone, it makes that pass itself.
     pub fn read(h: &http::HeaderMap) -> Handoff {
         // Nearly every response has none: one pass over its few names instead of three lookups.
         if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
