@@ -21,7 +21,7 @@ use crate::access::Shared;
 use crate::audit;
 use crate::config::Config;
 use crate::exchange::{CookieAction, Exchange};
-use crate::identity::check_name;
+use crate::identity::{check_name, DOORMAN_PREFIX};
 use crate::session::{Origin, Record, SessionId, SessionStore};
 
 use super::origin::is_cross_site;
@@ -53,7 +53,10 @@ impl Handoff {
     /// (`forward::clean_response_headers`); called alone, it makes that pass itself.
     pub fn read(h: &http::HeaderMap) -> Handoff {
         // Nearly every response has none: one pass over its few names instead of three lookups.
-        if !h.keys().any(|name| name.as_str().starts_with("x-doorman-")) {
+        if !h
+            .keys()
+            .any(|name| name.as_str().starts_with(DOORMAN_PREFIX))
+        {
             return Handoff::default();
         }
         // Exactly one of each, or none: two logins in one response are ambiguous, and two
