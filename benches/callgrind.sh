@@ -22,23 +22,24 @@
 # benches/lib.sh writes for run.sh) run under `valgrind --tool=callgrind`, in front of the
 # harness's nginx upstream (1 worker, fixed 200 "ok\n", the user it saw in the body). A
 # python3 load generator opens CONNS keep-alive connections, sends WARMUP requests over them,
-# zeroes the counters (`callgrind_control -z`), sends exactly N requests (N/CONNS per connection, one at a time
-# per connection, all CONNS connections at once), checks that every response is a 200, then
-# dumps (`callgrind_control -d`). Reported figure: the dump's total Ir (all threads, user space
-# only) / N. A path whose doorman warned that a request's boxed future is over glibc's
-# per-thread cache (src/server/mod.rs) says so in the log.
+# zeroes the counters (`callgrind_control -z`), sends exactly N requests (N/CONNS per
+# connection, one at a time per connection, all CONNS connections at once), checks that every
+# response is a 200, then dumps (`callgrind_control -d`). Reported figure: the dump's total
+# Ir (all threads, user space only) / N. A path whose doorman warned that a request's boxed
+# future is over glibc's per-thread cache (src/server/mod.rs) says so in the log.
 #   public:         GET /public (route with access = "public"), no cookie
 #   authenticated:  GET /dashboard (access = "authenticated") with a session cookie from
 #                   POST /_doorman/login; every response body must be the upstream's
 #                   "ok <user>\n" (it saw X-Auth-User), and the request without the cookie 401.
 #   assertion:      as authenticated, with [identity] assertion on (a key from `doorman keys
 #                   generate`, ttl 60 s): every response body must be the upstream's
-#                   "jw <user>\n" (it saw a compact JWS; "ok" otherwise: the same length, so
-#                   the response costs doorman the same as on the authenticated path, and the difference
-#                   between the two rows is the assertion's own work). The measured requests
-#                   take well under half the ttl, so this is the cost of the cached token; signing itself
-#                   happens once per session and half-ttl. Skipped with ASSERTION=0, or when
-#                   DOORMAN has no `keys generate` (a build from before the assertion).
+#                   "jw <user>\n" (it saw a compact JWS; "ok" otherwise: the same length,
+#                   so the response costs doorman the same as on the authenticated path, and
+#                   the difference between the two rows is the assertion's own work). The
+#                   measured requests take well under half the ttl, so this is the cost of the
+#                   cached token; signing itself happens once per session and half-ttl.
+#                   Skipped with ASSERTION=0, or when DOORMAN has no `keys generate` (a build
+#                   from before the assertion).
 #   redis:          as authenticated, with the sessions in a redis-server the script starts
 #                   (store = "redis", no cache: run.sh's row e), so every request is one HMGET
 #                   round trip (the touch script runs at most once per idle / 10 per session). redis-server's own instructions are not counted (it is another
